@@ -1,0 +1,93 @@
+"""What every subcommand shares: `--json`, `--debug`, `--smplx-dir`, output and error handling.
+
+A handler returns a JSON-able dict (the report). With ``--json`` exactly that object is printed on
+stdout; otherwise `render_human` (or the handler's own printer) writes a readable table to stderr
+so stdout stays clean for pipes. Errors are `HosigError`s: one line on stderr, exit code from the
+error (2 usage, 3 unreachable, 1 other); a traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any, Callable
+
+import numpy as np
+
+from hosig.errors import UsageError
+
+Handler = Callable[[argparse.Namespace], dict[str, Any]]
+
+
+def add_report_flags(parser: argparse.ArgumentParser) -> None:
+    """`--json` for machine-readable output (every reporting subcommand takes it)."""
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def add_body_flag(parser: argparse.ArgumentParser) -> None:
+    """`--smplx-dir` on every command that uses a body (default: $HOSIG_SMPLX_DIR or the mannequin)."""
+    parser.add_argument(
+        "--smplx-dir",
+        default=None,
+        help="folder (or file) with a real SMPLX_NEUTRAL.npz/.pkl; default $HOSIG_SMPLX_DIR, else the mannequin",
+    )
+
+
+def to_jsonable(value: Any) -> Any:
+    """Numpy scalars/arrays and dataclass-ish objects -> plain JSON types (NaN -> None)."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return to_jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "to_json") and callable(value.to_json):
+        return to_jsonable(value.to_json())
+    return value
+
+
+def emit(report: dict[str, Any], args: argparse.Namespace, human: Callable[[dict[str, Any]], str] | None = None) -> None:
+    """Print the report: JSON on stdout with --json, else a human rendering on stderr."""
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps(to_jsonable(report)) + "\n")
+        sys.stdout.flush()
+        return
+    text = human(report) if human else render_human(report)
+    sys.stderr.write(text.rstrip("\n") + "\n")
+
+
+def render_human(report: dict[str, Any], indent: int = 0) -> str:
+    """A compact key: value listing; long lists are summarised."""
+    lines: list[str] = []
+    pad = "  " * indent
+    for key, value in report.items():
+        if isinstance(value, dict):
+            lines.append(f"{pad}{key}:")
+            lines.append(render_human(value, indent + 1))
+        elif isinstance(value, (list, tuple, np.ndarray)) and len(value) > 8:
+            lines.append(f"{pad}{key}: [{len(value)} items]")
+        elif isinstance(value, float):
+            lines.append(f"{pad}{key}: {value:.4g}")
+        else:
+            lines.append(f"{pad}{key}: {to_jsonable(value)}")
+    return "\n".join(lines)
+
+
+def parse_floats(text: str, name: str, counts: tuple[int, ...]) -> list[float]:
+    """Parse "x,y[,h]" style arguments; finite numbers only, with a message naming the flag."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{name}: expected comma-separated numbers, got {text!r}") from None
+    if len(values) not in counts:
+        want = " or ".join(str(c) for c in counts)
+        raise UsageError(f"{name}: expected {want} comma-separated numbers, got {len(values)} in {text!r}")
+    if not all(math.isfinite(v) for v in values):
+        raise UsageError(f"{name}: values must be finite numbers, got {text!r}")
+    return values
