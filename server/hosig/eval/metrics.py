@@ -1,0 +1,163 @@
+"""Quality metrics computed from a clip and the scene geometry, independently of the stages.
+
+Every function takes plain arrays (Z-up world, metres, 30 fps unless told) so the same code
+measures generated clips, retargeted real capture and the constructed clips of the tests.
+Definitions follow DESIGN.md §4 and HOSIG's own penetration metric.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hosig.body.skeleton import JOINT_NAMES
+
+FPS = 30.0
+# Foot points used for contact and skating: ankles (heel side) and the toe joints.
+FOOT_JOINTS: tuple[str, ...] = ("left_ankle", "left_foot", "right_ankle", "right_foot")
+CONTACT_HEIGHT_M = 0.05  # a foot point closer than this to its standing height is in contact
+# Joints compared for naturalness: present in every capture format we read (no fingers).
+NATURALNESS_JOINTS: tuple[str, ...] = (
+    "pelvis", "left_knee", "right_knee", "left_ankle", "right_ankle", "spine3", "head",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+)
+
+
+def joint_index(names: tuple[str, ...] | list[str]) -> list[int]:
+    """Indices of SMPL-X joints by name."""
+    return [JOINT_NAMES.index(n) for n in names]
+
+
+@dataclass(frozen=True)
+class FootSkating:
+    """Mean horizontal speed of foot points while in contact (cm/s), and the contact share."""
+
+    mean_cm_s: float
+    contact_fraction: float
+    per_point_cm_s: dict[str, float]
+
+
+def foot_skating(
+    joints: np.ndarray,
+    floor_z: float = 0.0,
+    fps: float = FPS,
+    rest_heights: np.ndarray | None = None,
+    threshold_m: float = CONTACT_HEIGHT_M,
+) -> FootSkating:
+    """Foot skating of a clip.
+
+    joints: (T,55,3). A foot point is in contact at a frame when its height above the floor, minus
+    its standing height (``rest_heights`` (4,) metres; default: its 5th-percentile height in the
+    clip, which is its standing height for any clip that ever stands), is below ``threshold_m``.
+    Speed is the horizontal central-difference speed; the mean is over all contact samples.
+    """
+    pts = np.asarray(joints)[:, joint_index(FOOT_JOINTS)]  # (T,4,3)
+    if pts.shape[0] < 3:
+        return FootSkating(0.0, 0.0, {n: 0.0 for n in FOOT_JOINTS})
+    heights = pts[..., 2] - floor_z  # (T,4)
+    base = np.percentile(heights, 5, axis=0) if rest_heights is None else np.asarray(rest_heights)
+    contact = (heights - base) < threshold_m  # (T,4)
+    vel = np.zeros(pts.shape[:2])
+    vel[1:-1] = np.linalg.norm(pts[2:, :, :2] - pts[:-2, :, :2], axis=-1) * fps / 2.0
+    vel[0] = np.linalg.norm(pts[1, :, :2] - pts[0, :, :2], axis=-1) * fps
+    vel[-1] = np.linalg.norm(pts[-1, :, :2] - pts[-2, :, :2], axis=-1) * fps
+    speeds_cm = vel * 100.0
+    per_point = {
+        name: float(speeds_cm[contact[:, k], k].mean()) if contact[:, k].any() else 0.0
+        for k, name in enumerate(FOOT_JOINTS)
+    }
+    mean = float(speeds_cm[contact].mean()) if contact.any() else 0.0
+    return FootSkating(mean, float(contact.mean()), per_point)
+
+
+def point_to_polyline_distance(points: np.ndarray, polyline: np.ndarray) -> np.ndarray:
+    """Horizontal distance (N,) from each point (N,2+) to a polyline (M,2+), vectorised."""
+    p = np.asarray(points, dtype=np.float64)[:, :2]
+    line = np.asarray(polyline, dtype=np.float64)[:, :2]
+    if len(line) == 1:
+        return np.linalg.norm(p - line[0], axis=1)
+    a, b = line[:-1], line[1:]  # (S,2)
+    ab = b - a
+    denom = np.maximum((ab**2).sum(1), 1e-12)
+    t = np.clip(((p[:, None, :] - a[None]) * ab[None]).sum(-1) / denom[None], 0.0, 1.0)  # (N,S)
+    closest = a[None] + t[..., None] * ab[None]
+    return np.linalg.norm(p[:, None, :] - closest, axis=-1).min(axis=1)
+
+
+def trajectory_adherence(joints: np.ndarray, path: np.ndarray, frames: slice | None = None) -> float:
+    """Mean horizontal distance (m) of the pelvis to the planned path over ``frames``."""
+    pelvis = np.asarray(joints)[:, JOINT_NAMES.index("pelvis")]
+    if frames is not None:
+        pelvis = pelvis[frames]
+    if len(pelvis) == 0 or len(path) == 0:
+        return 0.0
+    return float(point_to_polyline_distance(pelvis, np.asarray(path)).mean())
+
+
+@dataclass(frozen=True)
+class Penetration:
+    """HOSIG's metric: share of frames with any body point deeper than 1 mm, and the deepest."""
+
+    frame_fraction: float
+    max_depth_m: float
+    frames_over_2cm: int
+
+
+def penetration_from_depths(depths: np.ndarray, threshold_m: float = 0.001) -> Penetration:
+    """depths: (T,P) penetration depth per body point (>0 inside geometry, <=0 outside)."""
+    d = np.asarray(depths)
+    if d.size == 0:
+        return Penetration(0.0, 0.0, 0)
+    per_frame = d.max(axis=1)
+    return Penetration(
+        float((per_frame > threshold_m).mean()),
+        float(max(per_frame.max(), 0.0)),
+        int((per_frame > 0.02).sum()),
+    )
+
+
+def motion_statistics(joints: np.ndarray, fps: float = FPS) -> dict[str, float]:
+    """Mean joint speed (m/s), acceleration (m/s²) and jerk (m/s³) over the naturalness joints."""
+    pts = np.asarray(joints, dtype=np.float64)[:, joint_index(NATURALNESS_JOINTS)]
+    if len(pts) < 4:
+        return {"velocity": 0.0, "acceleration": 0.0, "jerk": 0.0}
+    vel = np.diff(pts, axis=0) * fps
+    acc = np.diff(vel, axis=0) * fps
+    jerk = np.diff(acc, axis=0) * fps
+    return {
+        "velocity": float(np.linalg.norm(vel, axis=-1).mean()),
+        "acceleration": float(np.linalg.norm(acc, axis=-1).mean()),
+        "jerk": float(np.linalg.norm(jerk, axis=-1).mean()),
+    }
+
+
+def speed_histogram(joints: np.ndarray, bins: np.ndarray, fps: float = FPS) -> np.ndarray:
+    """Normalised histogram of joint speeds (for plots and distribution comparisons)."""
+    pts = np.asarray(joints, dtype=np.float64)[:, joint_index(NATURALNESS_JOINTS)]
+    speeds = np.linalg.norm(np.diff(pts, axis=0) * fps, axis=-1).ravel()
+    hist, _ = np.histogram(speeds, bins=bins, density=True)
+    return hist
+
+
+def naturalness_ratios(generated: list[np.ndarray], real: list[np.ndarray], fps: float = FPS) -> dict[str, float]:
+    """generated/real ratios of the mean velocity, acceleration and jerk (1.0 is ideal).
+
+    Statistics are frame-weighted over all clips of each side.
+    """
+
+    def pooled(clips: list[np.ndarray]) -> dict[str, float]:
+        stats = [(motion_statistics(c, fps), max(len(c) - 3, 0)) for c in clips]
+        total = sum(w for _, w in stats) or 1
+        return {k: sum(s[k] * w for s, w in stats) / total for k in ("velocity", "acceleration", "jerk")}
+
+    gen, ref = pooled(generated), pooled(real)
+    return {k: (gen[k] / ref[k] if ref[k] > 0 else float("nan")) for k in gen} | {
+        f"generated_{k}": v for k, v in gen.items()
+    } | {f"real_{k}": v for k, v in ref.items()}
+
+
+def floor_penetration(joints: np.ndarray, floor_z: float = 0.0) -> float:
+    """Deepest foot point below the floor over the clip (m, >= 0)."""
+    pts = np.asarray(joints)[:, joint_index(("left_foot", "right_foot"))]
+    return float(max(0.0, floor_z - pts[..., 2].min())) if len(pts) else 0.0
