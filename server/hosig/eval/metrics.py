@@ -126,9 +126,10 @@ def motion_statistics(joints: np.ndarray, fps: float = FPS) -> dict[str, float]:
     acc = np.diff(vel, axis=0) * fps
     jerk = np.diff(acc, axis=0) * fps
     return {
-        "velocity": float(np.linalg.norm(vel, axis=-1).mean()),
-        "acceleration": float(np.linalg.norm(acc, axis=-1).mean()),
-        "jerk": float(np.linalg.norm(jerk, axis=-1).mean()),
+        # nanmean: capture mapped from another skeleton may lack a joint (NaN columns)
+        "velocity": float(np.nanmean(np.linalg.norm(vel, axis=-1))),
+        "acceleration": float(np.nanmean(np.linalg.norm(acc, axis=-1))),
+        "jerk": float(np.nanmean(np.linalg.norm(jerk, axis=-1))),
     }
 
 

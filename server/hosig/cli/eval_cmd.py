@@ -1,0 +1,113 @@
+"""`hosig eval` (cases through the pipeline), `hosig eval motion` (naturalness) and `hosig bench`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from hosig.cli.common import add_report_flags, emit, to_jsonable
+from hosig.errors import UsageError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("eval", help="measure quality on a cases file (success, penetration, skating, path)",
+                              description="Run each case of a cases file through the pipeline and measure the clips "
+                                          "against the scene geometry. `hosig eval motion` compares motion with real capture.")
+    p.add_argument("--cases", help="JSON list of cases (scene, start, target, expect, action, place)")
+    p.add_argument("--scenes", help="folder the case scene paths are relative to (default: the cases file's folder)")
+    p.add_argument("--out", help="write the whole report as JSON here")
+    p.add_argument("--md", help="write the summary table as Markdown here")
+    p.add_argument("--plots", help="write PNG figures (floor map + path, foot heights) into this folder")
+    p.add_argument("--keep-clips", help="keep the generated clips in this folder")
+    add_report_flags(p)
+    p.set_defaults(func=_eval)
+    sub = p.add_subparsers(dest="eval_command", metavar="SUBCOMMAND")
+    m = sub.add_parser("motion", help="naturalness of clips against real capture (velocity, acceleration, jerk ratios)")
+    m.add_argument("--real", nargs="+", required=True, help="real capture: BVH files/folders, or clip/dataset .npz")
+    m.add_argument("--clips", nargs="+", required=True, help="generated clip.npz files")
+    m.add_argument("--plots", help="write a velocity histogram PNG into this folder")
+    add_report_flags(m)
+    m.set_defaults(func=_eval_motion)
+
+    b = subparsers.add_parser("bench", help="speed of every stage on this machine (table + JSON)")
+    b.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    b.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run in tests)")
+    b.add_argument("--out", help="also write the JSON report here")
+    add_report_flags(b)
+    b.set_defaults(func=_bench)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from hosig.eval.cases import load_cases
+    from hosig.eval.report import evaluate, markdown_table
+
+    if not args.cases:
+        raise UsageError("eval: --cases FILE is required (or use `hosig eval motion`)")
+    case_file = load_cases(args.cases, args.scenes)
+    for problem in case_file.problems:
+        sys.stderr.write(f"hosig eval: skipping invalid {problem}\n")
+
+    def progress(result: Any) -> None:
+        mark = "ok " if result.success else "FAIL"
+        sys.stderr.write(f"  [{mark}] {result.label}: {result.outcome} {result.message}\n")
+
+    keep = Path(args.keep_clips) if args.keep_clips else None
+    report = evaluate(case_file, workdir=keep, on_case=progress)
+    table = markdown_table(report)
+    if args.md:
+        Path(args.md).write_text(table)
+    if args.out:
+        Path(args.out).write_text(json.dumps(to_jsonable(report.to_json()), indent=1))
+    if args.plots:
+        _write_plots(report, case_file, Path(args.plots))
+    if args.json:
+        emit(report.to_json(), args)
+    else:
+        sys.stdout.write(table)
+    return 0
+
+
+def _write_plots(report: Any, case_file: Any, folder: Path) -> None:
+    from hosig.eval.plots import plot_feet, plot_floor_path
+    from hosig.pipeline.engine import default_engine
+
+    folder.mkdir(parents=True, exist_ok=True)
+    engine = default_engine()
+    by_index = {c.index: c for c in case_file.cases}
+    for result in report.cases:
+        if result.joints is None:
+            continue
+        case = by_index[result.index]
+        scene = engine.scenes.get(str(case.scene), allow_paths=True)
+        stem = f"case_{result.index:03d}"
+        plot_floor_path(scene, result.path, result.joints, folder / f"{stem}_path.png", result.label)
+        plot_feet(result.joints, float(scene.floor_z), folder / f"{stem}_feet.png", result.label)
+
+
+def _eval_motion(args: argparse.Namespace) -> int:
+    from hosig.eval.naturalness import load_generated, load_real, naturalness_report
+
+    real = load_real(args.real)
+    generated = load_generated(args.clips)
+    report = naturalness_report(generated, real)
+    if args.plots:
+        from hosig.eval.plots import plot_velocity_histograms
+
+        folder = Path(args.plots)
+        folder.mkdir(parents=True, exist_ok=True)
+        plot_velocity_histograms([c for _, c in generated], [c for _, c in real], folder / "velocity_hist.png")
+    emit(report, args)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from hosig.eval.bench import render_table, run_bench
+
+    report = run_bench(device=args.device, quick=args.quick)
+    if args.out:
+        Path(args.out).write_text(json.dumps(to_jsonable(report), indent=1))
+    emit(report, args, human=render_table)
+    return 0

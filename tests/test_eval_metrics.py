@@ -1,0 +1,123 @@
+"""Each metric on constructed clips with a known answer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import trimesh
+
+from hosig.body.skeleton import JOINT_NAMES
+from hosig.eval.cases import load_cases
+from hosig.eval.metrics import (
+    foot_skating,
+    motion_statistics,
+    naturalness_ratios,
+    penetration_from_depths,
+    point_to_polyline_distance,
+    trajectory_adherence,
+)
+from hosig.errors import InputError
+
+LF, RF = JOINT_NAMES.index("left_foot"), JOINT_NAMES.index("right_foot")
+LA, RA = JOINT_NAMES.index("left_ankle"), JOINT_NAMES.index("right_ankle")
+
+
+def standing_clip(frames: int = 90) -> np.ndarray:
+    """(T,55,3): all joints at 1 m except feet/ankles standing on the floor."""
+    joints = np.zeros((frames, 55, 3))
+    joints[..., 2] = 1.0
+    joints[:, [LA, RA], 2] = 0.08
+    joints[:, [LF, RF], 2] = 0.02
+    joints[:, LA, 0] = joints[:, LF, 0] = 0.1
+    joints[:, RA, 0] = joints[:, RF, 0] = -0.1
+    return joints
+
+
+def test_foot_sliding_at_known_speed() -> None:
+    joints = standing_clip()
+    speed = 0.05  # m/s: the left foot slides along +y while staying on the floor
+    t = np.arange(len(joints)) / 30.0
+    joints[:, LF, 1] += speed * t
+    joints[:, LA, 1] += speed * t
+    result = foot_skating(joints)
+    # two of four foot points slide at 5 cm/s, two stand still: mean 2.5 cm/s
+    assert result.mean_cm_s == pytest.approx(2.5, abs=0.05)
+    assert result.per_point_cm_s["left_foot"] == pytest.approx(5.0, abs=0.05)
+    assert result.per_point_cm_s["right_foot"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_swinging_foot_is_not_skating() -> None:
+    joints = standing_clip()
+    # right foot lifted 20 cm and moving fast: out of contact, must not count
+    joints[30:60, [RF, RA], 2] += 0.2
+    joints[30:60, [RF, RA], 1] += np.linspace(0, 1.0, 30)[:, None]
+    joints[60:, [RF, RA], 1] += 1.0
+    assert foot_skating(joints).mean_cm_s < 0.5
+
+
+def test_pelvis_offset_from_path_by_known_distance() -> None:
+    joints = standing_clip(60)
+    joints[:, 0, 0] = np.linspace(0, 3, 60)
+    joints[:, 0, 1] = 0.07
+    path = np.array([[0.0, 0.0], [1.5, 0.0], [3.0, 0.0]])
+    assert trajectory_adherence(joints, path) == pytest.approx(0.07, abs=1e-9)
+
+
+def test_polyline_distance_beyond_the_ends() -> None:
+    d = point_to_polyline_distance(np.array([[-1.0, 0.0], [2.0, 1.0]]), np.array([[0.0, 0.0], [1.0, 0.0]]))
+    assert d == pytest.approx([1.0, np.sqrt(2.0)])
+
+
+def test_body_placed_through_a_box_by_known_depth() -> None:
+    """A point 3 cm inside a box measured with the exact mesh distance, as eval does."""
+    box = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
+    points = np.array([[0.0, 0.0, 0.47], [0.0, 0.0, 0.6]])  # 3 cm inside the top face, 10 cm above
+    depth = trimesh.proximity.signed_distance(box, points)  # >0 inside
+    depths = np.zeros((10, 2))
+    depths[4] = np.maximum(depth, 0)
+    pen = penetration_from_depths(depths)
+    assert pen.max_depth_m == pytest.approx(0.03, abs=1e-6)
+    assert pen.frame_fraction == pytest.approx(0.1)
+    assert pen.frames_over_2cm == 1
+
+
+def test_naturalness_of_a_clip_against_itself_is_one_and_faster_is_more() -> None:
+    rng = np.random.default_rng(0)
+    walk = np.cumsum(rng.normal(0, 0.01, size=(200, 55, 3)), axis=0)
+    ratios = naturalness_ratios([walk], [walk])
+    assert ratios["velocity"] == pytest.approx(1.0)
+    fast = naturalness_ratios([walk * 2.0], [walk])
+    assert fast["velocity"] == pytest.approx(2.0)
+    assert fast["acceleration"] == pytest.approx(2.0)
+    stats = motion_statistics(walk)
+    assert stats["velocity"] > 0 and stats["jerk"] > stats["acceleration"] > 0
+
+
+def test_cases_file_problems_name_the_index_and_field(tmp_path) -> None:
+    (tmp_path / "room.glb").write_bytes(b"x")
+    cases = [
+        {"scene": "room.glb", "start": [0, 0], "target": "bottle"},
+        {"scene": "room.glb", "start": [0], "target": "bottle"},
+        {"scene": "missing.glb", "start": [0, 0], "target": "bottle"},
+        {"scene": "room.glb", "start": [0, 0]},
+        {"scene": "room.glb", "start": [0, 0], "target": "cup", "action": "pick-place"},
+        {"scene": "room.glb", "start": [0, 0], "target": "cup", "colour": "red"},
+    ]
+    path = tmp_path / "cases.json"
+    path.write_text(json.dumps(cases))
+    loaded = load_cases(path)
+    assert [c.index for c in loaded.cases] == [0]
+    problems = {p.index: p.field for p in loaded.problems}
+    assert problems == {1: "start", 2: "scene", 3: "target", 4: "place", 5: "colour"}
+
+
+def test_cases_file_that_is_not_a_list(tmp_path) -> None:
+    path = tmp_path / "cases.json"
+    path.write_text(json.dumps({"scene": "x"}))
+    with pytest.raises(InputError, match="must hold a JSON list"):
+        load_cases(path)
+    path.write_text("{not json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        load_cases(path)
