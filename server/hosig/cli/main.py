@@ -15,6 +15,8 @@ from hosig.errors import HosigError
 SUBCOMMAND_MODULES: list[str] = [
     "hosig.cli.body_cmd",
     "hosig.cli.scene_cmd",
+    "hosig.cli.pipeline_cmd",
+    "hosig.cli.eval_cmd",
 ]
 
 
@@ -27,7 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:  # a dependency is missing: that is a real error
+                raise
+            sys.stderr.write(f"hosig: warning: subcommand module {name} is not installed\n")
+            continue
+        module.register(subparsers)
     return parser
 
 
