@@ -1,0 +1,433 @@
+"""Generating shots: stream from the server, key into a staging armature, commit or roll back.
+
+Never lose work: every generation builds a new armature ("<shot> (generating)") and a new action.
+Success swaps the new action into the shot's armature (the previous action keeps a fake user) or
+renames the staging armature after the shot; failure or cancel deletes only what this run made.
+The carried object gets its new action only on success, its old one preserved.
+
+`GenerationQueue.step()` is the polling step: non-blocking, called from `bpy.app.timers` in the UI
+and from a plain loop by headless code (`run_blocking`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import bpy
+import numpy as np
+
+from . import client, rig
+from .keyframes import ActionWriter, preserve_action
+from .posemath import bone_quaternions, make_continuous, pelvis_locations
+from .protocol import BodyData, FramesChunk, ProtocolError, generate_request
+from .scene_export import payload_bytes, scene_payload
+
+FPS = 30
+
+
+@dataclass
+class RunOptions:
+    """How a generation is keyed."""
+
+    frame_start: int = 1
+    reduce: bool = False
+    tolerance_quat: float = 0.0044  # ~0.5 degree
+    tolerance_loc: float = 0.002  # metres
+    collection_name: str = "HOSIG"
+
+
+@dataclass
+class ServerCache:
+    """What one Blender session remembers about a server: its body and uploaded scenes."""
+
+    body: dict[str, BodyData] = field(default_factory=dict)  # url -> body
+    scenes: dict[tuple[str, str], str] = field(default_factory=dict)  # (url, payload sha) -> scene id
+
+
+CACHE = ServerCache()
+
+
+def get_body(config: client.ServerConfig) -> BodyData:
+    body = CACHE.body.get(config.url)
+    if body is None:
+        try:
+            body = BodyData.from_json(client.request(config, "GET", "/body", timeout_s=60))
+        except ProtocolError as err:
+            raise client.ServerError("bad_answer", str(err)) from None
+        CACHE.body[config.url] = body
+    return body
+
+
+def upload_scene(config: client.ServerConfig, context: bpy.types.Context) -> str:
+    """Upload the visible scene (once per content) and return the server's scene id."""
+    data, sha = payload_bytes(scene_payload(context))
+    key = (config.url, sha)
+    if key not in CACHE.scenes:
+        answer = client.request(config, "POST", "/scenes", body=data, content_type="application/vnd.hosig.mesh+json", timeout_s=120)
+        CACHE.scenes[key] = str(answer["id"])
+    return CACHE.scenes[key]
+
+
+def body_mesh_for(body: BodyData) -> bpy.types.Mesh:
+    """The shared rest-body mesh for this body identity (built once per .blend)."""
+    for mesh in bpy.data.meshes:
+        if mesh.get(rig.BODY_TAG) == body.identity:
+            return mesh
+    return rig.build_body_mesh(body)
+
+
+def ensure_collection(scene: bpy.types.Scene, name: str) -> bpy.types.Collection:
+    coll = bpy.data.collections.get(name)
+    if coll is None:
+        coll = bpy.data.collections.new(name)
+    if coll.name not in scene.collection.children:
+        scene.collection.children.link(coll)
+    return coll
+
+
+def find_shot(scene: bpy.types.Scene, name: str):
+    for shot in scene.hosig.shots:
+        if shot.name == name:
+            return shot
+    return None
+
+
+class ShotRun:
+    """One shot's generation: request, stream, staging keys, then commit or roll back."""
+
+    def __init__(self, scene: bpy.types.Scene, shot_name: str, config: client.ServerConfig,
+                 scene_id: str, body: BodyData, options: RunOptions) -> None:
+        self.scene = scene
+        self.shot_name = shot_name
+        self.config = config
+        self.options = options
+        self.body = body
+        self.state = "streaming"
+        self.message = ""
+        self.job_id: str | None = None
+        self.frames_received = 0
+        self.expected_frames: int | None = None
+        self.fraction = 0.0
+        self.stage = "queued"
+        self.summary: dict[str, Any] = {}
+        self.step_ms: list[float] = []
+        shot = find_shot(scene, shot_name)
+        if shot is None:
+            raise client.ServerError("bad_request", f"shot {shot_name!r} no longer exists")
+        if shot.target is None:
+            raise client.ServerError("bad_request", f"shot {shot_name!r} has no target object")
+        self.action_kind = shot.action
+        self.target_name = shot.target.name
+        place = shot.place_value()
+        if shot.action == "pick-place" and place is None:
+            raise client.ServerError("bad_request", f"shot {shot_name!r}: pick-place needs a place object or point")
+        request = generate_request(scene_id, shot.start_triplet(), self.target_name, shot.action, place, shot.seed)
+        # staging rig: visible while streaming, deleted on failure
+        self._new_collection = bpy.data.collections.get(options.collection_name) is None
+        coll = ensure_collection(scene, options.collection_name)
+        n_meshes = len(bpy.data.meshes)
+        mesh = body_mesh_for(body)
+        self._new_mesh = mesh if len(bpy.data.meshes) > n_meshes else None
+        self.staging = rig.build_armature(f"{shot_name} (generating)", body, coll, mesh)
+        self.rest_rot = rig.rest_rotations(self.staging, body.joint_names)
+        self.writer = ActionWriter(shot_name, self.staging)
+        self.writer.assign(self.staging)
+        self.bone_paths = [f'pose.bones["{n}"].rotation_quaternion' for n in body.joint_names]
+        self._last_quat: np.ndarray | None = None
+        self._object_frames: list[np.ndarray] = []
+        self._object_mats: list[np.ndarray] = []
+        self.object_name: str | None = None
+        shot.status = "RUNNING"
+        shot.result = "generating…"
+        self.stream = client.NdjsonStream(config, "/generate", request)
+
+    # -- streaming ----------------------------------------------------------------------------
+    def step(self) -> bool:
+        """Handle whatever arrived; True while the run is still going."""
+        if self.state != "streaming":
+            return False
+        t0 = time.perf_counter()
+        try:
+            for event in self.stream.poll():
+                self._handle(event)
+                if self.state != "streaming":
+                    break
+        except Exception as err:  # noqa: BLE001 - any failure must roll back, never leave half a result
+            self._rollback("FAILED", f"add-on error while keying: {type(err).__name__}: {err}")
+        self.step_ms.append((time.perf_counter() - t0) * 1000.0)
+        return self.state == "streaming"
+
+    def _handle(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "accepted":
+            self.job_id = str(event.get("job_id"))
+        elif kind == "plan":
+            duration = event.get("duration_s")
+            if duration:
+                self.expected_frames = int(round(float(duration) * FPS))
+            self.stage = "plan"
+        elif kind == "progress":
+            self.stage = str(event.get("stage", self.stage))
+            self.fraction = float(event.get("fraction", self.fraction))
+        elif kind == "frames":
+            self._key_chunk(FramesChunk.from_event(event))
+        elif kind == "done":
+            self.summary = dict(event.get("summary") or {})
+            self._commit()
+        elif kind == "error":
+            code = str(event.get("code", "error"))
+            msg = str(event.get("message", "generation failed"))
+            self._rollback("CANCELLED" if code == "cancelled" else "FAILED", f"{code}: {msg}")
+
+    def _key_chunk(self, chunk: FramesChunk) -> None:
+        frames = self.options.frame_start + chunk.start + np.arange(chunk.count, dtype=np.float64)
+        quats = make_continuous(bone_quaternions(chunk.poses, self.rest_rot), self._last_quat)
+        self._last_quat = quats[-1]
+        for j, path in enumerate(self.bone_paths):
+            self.writer.set_group(path, self.body.joint_names[j], frames, quats[:, j])
+        locs = pelvis_locations(chunk.trans, self.body.rest_joints, self.rest_rot[0])
+        self.writer.set_group(f'pose.bones["{self.body.joint_names[0]}"].location', self.body.joint_names[0], frames, locs)
+        if chunk.object_transforms is not None and chunk.object_name:
+            self.object_name = chunk.object_name
+            self._object_frames.append(frames)
+            self._object_mats.append(chunk.object_transforms)
+        self.frames_received += chunk.count
+        self.stage = "motion"
+        if self.expected_frames:
+            self.fraction = max(self.fraction, min(1.0, self.frames_received / self.expected_frames))
+
+    # -- outcome ------------------------------------------------------------------------------
+    def cancel(self, reason: str = "cancelled by the user") -> None:
+        """Stop now: tell the server (best effort), drop the stream, roll back."""
+        if self.state != "streaming":
+            return
+        if self.job_id:
+            try:
+                client.request(self.config, "POST", f"/jobs/{self.job_id}/cancel", body={}, timeout_s=2.0)
+            except client.ServerError:
+                pass
+        self.stream.close()
+        self._rollback("CANCELLED", reason)
+
+    def _rollback(self, status: str, message: str) -> None:
+        """Delete exactly what this run created; everything else stays as it was."""
+        self.stream.close()
+        self.writer.discard()
+        if self.staging is not None and self.staging.name in bpy.data.objects:
+            rig.remove_armature(self.staging)
+        self.staging = None
+        if self._new_mesh is not None and self._new_mesh.users == 0:
+            bpy.data.meshes.remove(self._new_mesh)
+        self._new_mesh = None
+        coll = bpy.data.collections.get(self.options.collection_name)
+        if self._new_collection and coll is not None and not coll.all_objects:
+            bpy.data.collections.remove(coll)
+        self.state = "cancelled" if status == "CANCELLED" else "failed"
+        self.message = message
+        shot = find_shot(self.scene, self.shot_name)
+        if shot is not None:
+            shot.status = status
+            shot.result = message
+
+    def _commit(self) -> None:
+        shot = find_shot(self.scene, self.shot_name)
+        if self.frames_received == 0:
+            self._rollback("FAILED", "the server finished without sending any frames")
+            return
+        if self.options.reduce:
+            self.writer.reduce(self.options.tolerance_quat, self.options.tolerance_loc)
+        existing = shot.armature if shot is not None else None
+        if existing is not None and existing.name in bpy.data.objects and existing.get(rig.BODY_TAG) == self.body.identity:
+            preserve_action(existing)
+            self.writer.assign(existing)
+            rig.remove_armature(self.staging)
+            armature = existing
+        else:
+            self.staging.name = self.shot_name
+            self.staging.data.name = self.shot_name
+            for child in self.staging.children:
+                child.name = f"{self.shot_name}_body"
+            armature = self.staging
+        self.staging = None
+        self.writer.action.name = self.shot_name
+        self.writer.action["hosig_shot"] = self.shot_name
+        keyed_object = None
+        if self.object_name and self._object_mats and self.action_kind in ("pick", "pick-place"):
+            obj = bpy.data.objects.get(self.object_name)
+            if obj is not None:
+                key_carried_object(obj, np.concatenate(self._object_frames), np.concatenate(self._object_mats),
+                                   f"{self.shot_name}_{obj.name}", self.options)
+                keyed_object = obj.name
+        end = int(self.options.frame_start + self.frames_received - 1)
+        if self.scene.frame_end < end:
+            self.scene.frame_end = end
+        self.state = "done"
+        metrics = self.summary.get("metrics") or {}
+        self.message = (f"{self.frames_received} frames ({self.frames_received / FPS:.1f} s) at "
+                        f"{self.options.frame_start}–{end}" + (f", {keyed_object} keyed" if keyed_object else ""))
+        if metrics:
+            shown = ", ".join(f"{k} {v:.3g}" for k, v in list(metrics.items())[:3] if isinstance(v, (int, float)))
+            if shown:
+                self.message += f"; {shown}"
+        if shot is not None:
+            shot.armature = armature
+            shot.status = "DONE"
+            shot.result = self.message
+            shot.generations += 1
+
+
+def key_carried_object(obj: bpy.types.Object, frames: np.ndarray, deltas: np.ndarray, action_name: str,
+                       options: RunOptions) -> None:
+    """Key ``obj`` to follow the hand: world pose ``delta_t @ pose at the start frame``.
+
+    The server's object transforms move the object's scene-space geometry (identity before the
+    grasp). The new keys go into a new action; the object's previous action keeps a fake user.
+    """
+    from mathutils import Matrix
+
+    base = obj.matrix_world.copy()
+    parent_inv = None
+    if obj.parent is not None:
+        parent_inv = (obj.parent.matrix_world @ obj.matrix_parent_inverse).inverted()
+    mode = obj.rotation_mode
+    locs, rots, scales = [], [], []
+    prev_euler = None
+    for mat in deltas:
+        world = Matrix([list(row) for row in mat]) @ base
+        local = parent_inv @ world if parent_inv is not None else world
+        loc, quat, scale = local.decompose()
+        locs.append(tuple(loc))
+        scales.append(tuple(scale))
+        if mode == "QUATERNION":
+            rots.append(tuple(quat))
+        elif mode == "AXIS_ANGLE":
+            axis, angle = quat.to_axis_angle()
+            rots.append((angle, *axis))
+        else:
+            euler = quat.to_euler(mode, prev_euler) if prev_euler is not None else quat.to_euler(mode)
+            prev_euler = euler
+            rots.append(tuple(euler))
+    rot_path = {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}.get(mode, "rotation_euler")
+    rot_values = np.array(rots)
+    if mode == "QUATERNION":
+        rot_values = make_continuous(rot_values)
+    writer = ActionWriter(action_name, obj)
+    writer.set_group("location", "Object Transforms", frames, np.array(locs))
+    writer.set_group(rot_path, "Object Transforms", frames, rot_values)
+    writer.set_group("scale", "Object Transforms", frames, np.array(scales))
+    if options.reduce:
+        writer.reduce(options.tolerance_quat if mode == "QUATERNION" else options.tolerance_quat * 2, options.tolerance_loc)
+    preserve_action(obj)
+    writer.assign(obj)
+
+
+class GenerationQueue:
+    """Shots generated one after another; `step()` is the single polling entry point."""
+
+    def __init__(self, context: bpy.types.Context, shot_names: list[str], config: client.ServerConfig,
+                 options: RunOptions, on_update: Callable[["GenerationQueue"], None] | None = None) -> None:
+        self.scene = context.scene
+        self.config = config
+        self.options = options
+        self.pending = list(shot_names)
+        self.finished: list[ShotRun] = []
+        self.failures: list[tuple[str, str]] = []
+        self.current: ShotRun | None = None
+        self.on_update = on_update
+        self.cancelled = False
+        self.started = time.perf_counter()
+        # one upload + one /body fetch for the whole queue (errors surface here, before any change)
+        self.body = get_body(config)
+        self.scene_id = upload_scene(config, context)
+        for name in self.pending:
+            shot = find_shot(self.scene, name)
+            if shot is not None:
+                shot.status = "QUEUED"
+
+    @property
+    def active(self) -> bool:
+        return self.current is not None or bool(self.pending)
+
+    def step(self) -> bool:
+        """Advance the current shot (non-blocking); True while work remains."""
+        if self.current is None:
+            if not self.pending or self.cancelled:
+                return False
+            name = self.pending.pop(0)
+            try:
+                self.current = ShotRun(self.scene, name, self.config, self.scene_id, self.body, self.options)
+            except (client.ServerError, ValueError) as err:
+                self.failures.append((name, str(err)))
+                shot = find_shot(self.scene, name)
+                if shot is not None:
+                    shot.status = "FAILED"
+                    shot.result = str(err)
+                self._notify()
+                return self.active
+        if not self.current.step():
+            run = self.current
+            self.finished.append(run)
+            if run.state != "done":
+                self.failures.append((run.shot_name, run.message))
+            self.current = None
+        self._notify()
+        return self.active
+
+    def cancel(self) -> None:
+        """Esc / Cancel: stop the running shot (rolled back) and drop the queued ones."""
+        self.cancelled = True
+        for name in self.pending:
+            shot = find_shot(self.scene, name)
+            if shot is not None and shot.status == "QUEUED":
+                shot.status = "CANCELLED"
+                shot.result = "cancelled before it started"
+        self.pending.clear()
+        if self.current is not None:
+            self.current.cancel()
+            self.finished.append(self.current)
+            self.failures.append((self.current.shot_name, self.current.message))
+            self.current = None
+        self._notify()
+
+    def status_text(self) -> str:
+        if self.current is not None:
+            run = self.current
+            total = len(self.finished) + len(self.pending) + 1
+            return (f"HOSIG {len(self.finished) + 1}/{total} {run.shot_name}: {run.stage} "
+                    f"{int(run.fraction * 100)}% ({run.frames_received} frames)")
+        done = sum(1 for r in self.finished if r.state == "done")
+        text = f"HOSIG: {done} shot(s) generated, {len(self.failures)} failed"
+        if self.failures:
+            text += "; " + "; ".join(f"{n}: {m}" for n, m in self.failures[:2])
+        return text
+
+    def progress(self) -> float:
+        total = len(self.finished) + len(self.pending) + (1 if self.current else 0)
+        if total == 0:
+            return 1.0
+        cur = self.current.fraction if self.current else 0.0
+        return (len(self.finished) + cur) / total
+
+    def _notify(self) -> None:
+        if self.on_update is not None:
+            self.on_update(self)
+
+
+def run_blocking(queue: GenerationQueue, timeout_s: float = 600.0, sleep_s: float = 0.005,
+                 on_tick: Callable[[GenerationQueue], bool] | None = None) -> GenerationQueue:
+    """Headless driver: call the same polling step the UI timer calls until the queue is empty.
+
+    ``on_tick`` may return True to request a cancel (tests use it to cancel mid-stream).
+    """
+    deadline = time.perf_counter() + timeout_s
+    while queue.step():
+        if on_tick is not None and on_tick(queue):
+            queue.cancel()
+            break
+        if time.perf_counter() > deadline:
+            queue.cancel()
+            raise TimeoutError(f"generation did not finish within {timeout_s:.0f} s")
+        time.sleep(sleep_s)
+    return queue

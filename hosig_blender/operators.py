@@ -1,0 +1,372 @@
+"""Operators: server, picking (modal), shot list editing, path preview, generate / cancel."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty
+
+from . import client, overlay, picking, runtime
+from .generation import CACHE, upload_scene
+from .preferences import server_command, server_config
+from .rig import BODY_TAG
+from .shots import copy_shot, unique_shot_name
+
+
+def _settings(context):
+    return context.scene.hosig
+
+
+def _active_shot(context):
+    return _settings(context).active()
+
+
+def _view_ray(context, event):
+    """(origin, direction) of the mouse ray in world space."""
+    from bpy_extras import view3d_utils
+
+    region, rv3d = context.region, context.region_data
+    coord = (event.mouse_region_x, event.mouse_region_y)
+    origin = view3d_utils.region_2d_to_origin_3d(region, rv3d, coord)
+    direction = view3d_utils.region_2d_to_vector_3d(region, rv3d, coord)
+    return tuple(origin), tuple(direction)
+
+
+def scene_ray_caster(context) -> picking.RayCaster:
+    """Wrap `Scene.ray_cast` as the plain function the picking logic expects."""
+    depsgraph = context.evaluated_depsgraph_get()
+    scene = context.scene
+
+    def cast(origin, direction):
+        hit, loc, _normal, _index, obj, _m = scene.ray_cast(depsgraph, origin, direction)
+        return bool(hit), tuple(loc), (obj.original.name if obj is not None else None)
+
+    return cast
+
+
+def _is_ours(name: str) -> bool:
+    obj = bpy.data.objects.get(name)
+    return obj is not None and obj.get(BODY_TAG) is not None
+
+
+def refresh_plan(context, timeout_s: float = 2.0) -> str:
+    """Ask the server for the active shot's path and cache it for the overlay."""
+    shot = _active_shot(context)
+    if shot is None or not shot.has_start or shot.target is None:
+        return "set a start and a target first"
+    config = server_config(context)
+    try:
+        scene_id = upload_scene(config, context)
+        plan = client.request(config, "POST", "/plan", body={"scene": scene_id, "start": [v for v in shot.start_triplet() if v is not None],
+                                                             "target": shot.target.name}, timeout_s=timeout_s)
+    except client.ServerError as err:
+        return err.message
+    overlay.set_plan(context.scene.name, overlay.plan_key(shot), plan)
+    for area in context.screen.areas if context.screen else ():
+        if area.type == "VIEW_3D":
+            area.tag_redraw()
+    return f"path {plan.get('length_m', 0):.2f} m, {plan.get('duration_s', 0):.1f} s"
+
+
+class HOSIG_OT_server_check(bpy.types.Operator):
+    """Ask the server for its status"""
+
+    bl_idname = "hosig.server_check"
+    bl_label = "Check Server"
+
+    def execute(self, context):
+        info = runtime.check_server(context)
+        self.report({"INFO"} if info["state"] == "connected" else {"WARNING"}, info["message"])
+        return {"FINISHED"}
+
+
+class HOSIG_OT_server_start(bpy.types.Operator):
+    """Start a local HOSIG server with the command from the add-on preferences"""
+
+    bl_idname = "hosig.server_start"
+    bl_label = "Start Local Server"
+
+    def execute(self, context):
+        try:
+            msg = runtime.start_local_server(server_command(context))
+        except client.ServerError as err:
+            self.report({"ERROR"}, err.message)
+            return {"CANCELLED"}
+        self.report({"INFO"}, msg + " — press Check in a few seconds")
+        return {"FINISHED"}
+
+
+class HOSIG_OT_pick_start(bpy.types.Operator):
+    """Click on the floor to set the start, drag to set the heading; Esc or right-click cancels"""
+
+    bl_idname = "hosig.pick_start"
+    bl_label = "Pick Start"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return context.area is not None and context.area.type == "VIEW_3D" and _active_shot(context) is not None
+
+    def invoke(self, context, event):
+        self._anchor = None
+        self._heading = _active_shot(context).heading
+        context.window_manager.modal_handler_add(self)
+        context.workspace.status_text_set("Pick start: click on the floor, drag for the heading · Esc/right-click cancel")
+        return {"RUNNING_MODAL"}
+
+    def _floor_point(self, context, event):
+        origin, direction = _view_ray(context, event)
+        return picking.pick_floor_point(scene_ray_caster(context), origin, direction, 0.0)
+
+    def _finish(self, context):
+        overlay.LIVE_MARKER.pop(context.scene.name, None)
+        context.workspace.status_text_set(None)
+        context.area.tag_redraw()
+
+    def modal(self, context, event):
+        if event.type in {"ESC", "RIGHTMOUSE"} and event.value == "PRESS":
+            self._finish(context)
+            return {"CANCELLED"}
+        if event.type == "LEFTMOUSE" and event.value == "PRESS":
+            self._anchor = self._floor_point(context, event)
+            if self._anchor is not None:
+                overlay.LIVE_MARKER[context.scene.name] = (*self._anchor[:2], 0.02, self._heading)
+            context.area.tag_redraw()
+            return {"RUNNING_MODAL"}
+        if event.type == "MOUSEMOVE" and self._anchor is not None:
+            point = self._floor_point(context, event)
+            heading = picking.heading_from_drag(self._anchor, point) if point is not None else None
+            if heading is not None:
+                self._heading = heading
+            overlay.LIVE_MARKER[context.scene.name] = (*self._anchor[:2], 0.02, self._heading)
+            context.area.tag_redraw()
+            return {"RUNNING_MODAL"}
+        if event.type == "LEFTMOUSE" and event.value == "RELEASE" and self._anchor is not None:
+            shot = _active_shot(context)
+            shot.start = self._anchor[:2]
+            shot.heading = self._heading
+            shot.has_start = True
+            self._finish(context)
+            if runtime.SERVER.get("state") == "connected":
+                refresh_plan(context)
+            return {"FINISHED"}
+        return {"RUNNING_MODAL"} if event.type in {"LEFTMOUSE", "MOUSEMOVE"} else {"PASS_THROUGH"}
+
+
+class HOSIG_OT_pick_target(bpy.types.Operator):
+    """Click an object to make it the target (or use the active object)"""
+
+    bl_idname = "hosig.pick_target"
+    bl_label = "Pick Target"
+    bl_options = {"REGISTER", "UNDO"}
+
+    use_active: BoolProperty(name="Use Active Object", default=False)
+    field: EnumProperty(items=[("target", "Target", ""), ("place_object", "Place", "")], default="target")
+
+    @classmethod
+    def poll(cls, context):
+        return _active_shot(context) is not None
+
+    def _assign(self, context, obj) -> bool:
+        if obj is None or obj.type != "MESH" or obj.get(BODY_TAG) is not None:
+            self.report({"WARNING"}, "pick a mesh object of the scene")
+            return False
+        setattr(_active_shot(context), self.field, obj)
+        if runtime.SERVER.get("state") == "connected":
+            refresh_plan(context)
+        return True
+
+    def invoke(self, context, event):
+        if self.use_active or context.area is None or context.area.type != "VIEW_3D":
+            return {"FINISHED"} if self._assign(context, context.active_object) else {"CANCELLED"}
+        context.window_manager.modal_handler_add(self)
+        context.workspace.status_text_set("Pick target: click an object · Esc/right-click cancel")
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        return {"FINISHED"} if self._assign(context, context.active_object) else {"CANCELLED"}
+
+    def modal(self, context, event):
+        if event.type in {"ESC", "RIGHTMOUSE"} and event.value == "PRESS":
+            context.workspace.status_text_set(None)
+            return {"CANCELLED"}
+        if event.type == "LEFTMOUSE" and event.value == "PRESS":
+            origin, direction = _view_ray(context, event)
+            name = picking.pick_object(scene_ray_caster(context), origin, direction, exclude=_is_ours)
+            context.workspace.status_text_set(None)
+            if name is None:
+                self.report({"WARNING"}, "nothing under the cursor")
+                return {"CANCELLED"}
+            return {"FINISHED"} if self._assign(context, bpy.data.objects[name]) else {"CANCELLED"}
+        return {"PASS_THROUGH"}
+
+
+class HOSIG_OT_shot_add(bpy.types.Operator):
+    """Add a shot (the active object becomes its target)"""
+
+    bl_idname = "hosig.shot_add"
+    bl_label = "Add Shot"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        s = _settings(context)
+        shot = s.shots.add()
+        shot.name = unique_shot_name(s, "Shot")
+        obj = context.active_object
+        if obj is not None and obj.type == "MESH" and obj.get(BODY_TAG) is None:
+            shot.target = obj
+        s.active_shot = len(s.shots) - 1
+        return {"FINISHED"}
+
+
+class HOSIG_OT_shot_duplicate(bpy.types.Operator):
+    """Duplicate the active shot's request (new seed)"""
+
+    bl_idname = "hosig.shot_duplicate"
+    bl_label = "Duplicate Shot"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return _active_shot(context) is not None
+
+    def execute(self, context):
+        s = _settings(context)
+        src = s.active()
+        shot = s.shots.add()
+        copy_shot(s.shots[s.active_shot], shot)
+        shot.name = unique_shot_name(s, src.name)
+        shot.seed = src.seed + 1
+        s.shots.move(len(s.shots) - 1, s.active_shot + 1)
+        s.active_shot += 1
+        return {"FINISHED"}
+
+
+class HOSIG_OT_shot_remove(bpy.types.Operator):
+    """Remove the active shot from the list (its armature and actions stay in the file)"""
+
+    bl_idname = "hosig.shot_remove"
+    bl_label = "Remove Shot"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return _active_shot(context) is not None and _active_shot(context).status not in {"RUNNING", "QUEUED"}
+
+    def execute(self, context):
+        s = _settings(context)
+        s.shots.remove(s.active_shot)
+        s.active_shot = min(s.active_shot, len(s.shots) - 1)
+        return {"FINISHED"}
+
+
+class HOSIG_OT_shot_move(bpy.types.Operator):
+    """Move the active shot up or down"""
+
+    bl_idname = "hosig.shot_move"
+    bl_label = "Move Shot"
+    bl_options = {"REGISTER", "UNDO"}
+
+    direction: EnumProperty(items=[("UP", "Up", ""), ("DOWN", "Down", "")])
+
+    def execute(self, context):
+        s = _settings(context)
+        new = s.active_shot + (-1 if self.direction == "UP" else 1)
+        if 0 <= new < len(s.shots):
+            s.shots.move(s.active_shot, new)
+            s.active_shot = new
+        return {"FINISHED"}
+
+
+class HOSIG_OT_plan_preview(bpy.types.Operator):
+    """Ask the server for the active shot's path and draw it in the viewport"""
+
+    bl_idname = "hosig.plan_preview"
+    bl_label = "Preview Path"
+
+    def execute(self, context):
+        msg = refresh_plan(context)
+        self.report({"INFO"}, msg)
+        return {"FINISHED"}
+
+
+class HOSIG_OT_generate(bpy.types.Operator):
+    """Generate the active shot (or all shots); frames are keyed as they arrive, Esc cancels"""
+
+    bl_idname = "hosig.generate"
+    bl_label = "Generate"
+
+    all: BoolProperty(name="All Shots", default=False)
+
+    @classmethod
+    def poll(cls, context):
+        return len(_settings(context).shots) > 0 and not (runtime.QUEUE is not None and runtime.QUEUE.active)
+
+    def _start(self, context) -> bool:
+        s = _settings(context)
+        names = [shot.name for shot in s.shots] if self.all else [s.active().name] if s.active() else []
+        try:
+            runtime.start_queue(context, names)
+        except client.ServerError as err:
+            self.report({"ERROR"}, err.message)
+            s.status_line = err.message
+            return False
+        return True
+
+    def execute(self, context):  # non-interactive (scripts): start and return; the timer keeps going
+        return {"FINISHED"} if self._start(context) else {"CANCELLED"}
+
+    def invoke(self, context, event):
+        if not self._start(context):
+            return {"CANCELLED"}
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        queue = runtime.QUEUE
+        if queue is None or not queue.active:
+            if queue is not None:
+                self.report({"WARNING"} if queue.failures else {"INFO"}, queue.status_text())
+            return {"FINISHED"}
+        if event.type == "ESC" and event.value == "PRESS":
+            runtime.cancel()
+            self.report({"WARNING"}, "generation cancelled; nothing was changed")
+            return {"CANCELLED"}
+        return {"PASS_THROUGH"}
+
+
+class HOSIG_OT_cancel(bpy.types.Operator):
+    """Stop the running generation; the scene stays exactly as it was before it"""
+
+    bl_idname = "hosig.cancel"
+    bl_label = "Cancel"
+
+    def execute(self, context):
+        runtime.cancel()
+        return {"FINISHED"}
+
+
+class HOSIG_OT_forget_server_cache(bpy.types.Operator):
+    """Forget the uploaded scene and body (after changing the server or the SMPL-X model)"""
+
+    bl_idname = "hosig.forget_cache"
+    bl_label = "Reset Server Cache"
+
+    def execute(self, context):
+        CACHE.body.clear()
+        CACHE.scenes.clear()
+        return {"FINISHED"}
+
+
+CLASSES = (HOSIG_OT_server_check, HOSIG_OT_server_start, HOSIG_OT_pick_start, HOSIG_OT_pick_target,
+           HOSIG_OT_shot_add, HOSIG_OT_shot_duplicate, HOSIG_OT_shot_remove, HOSIG_OT_shot_move,
+           HOSIG_OT_plan_preview, HOSIG_OT_generate, HOSIG_OT_cancel, HOSIG_OT_forget_server_cache)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

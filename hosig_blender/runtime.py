@@ -1,0 +1,132 @@
+"""Session state that must not live in the .blend: the running queue, server status, local server.
+
+The queue is advanced by a `bpy.app.timers` callback (`_tick`) — never a thread. Each tick calls
+`GenerationQueue.step()`, mirrors progress into the scene settings (panel) and the status bar.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import tempfile
+import time
+from typing import Any
+
+import bpy
+
+from . import client
+from .generation import GenerationQueue, RunOptions
+from .preferences import server_config
+
+TICK_S = 0.02
+QUEUE: GenerationQueue | None = None
+SERVER: dict[str, Any] = {"state": "unknown", "message": "not checked yet", "info": {}}
+LOCAL_SERVER: subprocess.Popen | None = None
+
+
+def check_server(context=None, timeout_s: float = 1.5) -> dict[str, Any]:
+    """GET /health and remember the answer for the panel."""
+    config = server_config(context)
+    try:
+        info = client.health(config, timeout_s=timeout_s)
+        SERVER.update(state="connected", info=info,
+                      message=f"connected: v{info.get('version', '?')} on {info.get('device', '?')}, body {info.get('body_model', '?')}")
+    except client.ServerError as err:
+        SERVER.update(state="offline", info={}, message=err.message)
+    return SERVER
+
+
+def start_local_server(command: str) -> str:
+    """Start the configured server command detached; its output goes to a log file in the temp dir."""
+    global LOCAL_SERVER
+    if LOCAL_SERVER is not None and LOCAL_SERVER.poll() is None:
+        return f"a local server is already running (pid {LOCAL_SERVER.pid})"
+    args = shlex.split(command)
+    if not args:
+        raise client.ServerError("bad_command", "the start command in the add-on preferences is empty")
+    log_path = os.path.join(tempfile.gettempdir(), "hosig-serve.log")
+    log = open(log_path, "ab")
+    try:
+        LOCAL_SERVER = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    except OSError as err:
+        raise client.ServerError("bad_command", f"cannot run {args[0]!r} ({err}); set the start command in the add-on preferences") from None
+    finally:
+        log.close()
+    return f"started {args[0]} (pid {LOCAL_SERVER.pid}); log: {log_path}"
+
+
+def run_options(scene: bpy.types.Scene) -> RunOptions:
+    s = scene.hosig
+    start = scene.frame_current if s.frame_start_mode == "CURRENT" else s.frame_start
+    return RunOptions(frame_start=int(start), reduce=s.reduce_keys, tolerance_quat=s.quat_tolerance(),
+                      tolerance_loc=s.tolerance_mm / 1000.0)
+
+
+def _report(queue: GenerationQueue) -> None:
+    """Mirror the queue's progress into the panel, the status bar and redraw the UI."""
+    settings = queue.scene.hosig
+    settings.status_line = queue.status_text()
+    settings.progress = queue.progress()
+    wm = bpy.context.window_manager
+    if wm is None:
+        return
+    for window in wm.windows:
+        try:
+            with bpy.context.temp_override(window=window):
+                window.workspace.status_text_set(settings.status_line if queue.active else None)
+        except (RuntimeError, TypeError, AttributeError):
+            pass
+        for area in window.screen.areas:
+            if area.type in ("VIEW_3D", "DOPESHEET_EDITOR", "GRAPH_EDITOR", "TIMELINE"):
+                area.tag_redraw()
+
+
+def start_queue(context: bpy.types.Context, shot_names: list[str]) -> GenerationQueue:
+    """Create the queue (uploads the scene, fetches the body) and start the timer."""
+    global QUEUE
+    if QUEUE is not None and QUEUE.active:
+        raise client.ServerError("busy", "a generation is already running; cancel it first (Esc)")
+    QUEUE = GenerationQueue(context, shot_names, server_config(context), run_options(context.scene), on_update=_report)
+    if not bpy.app.timers.is_registered(_tick):
+        bpy.app.timers.register(_tick, first_interval=0.0)
+    return QUEUE
+
+
+def _tick() -> float | None:
+    """bpy.app.timers callback: one non-blocking step; unregisters itself when the queue is done."""
+    if QUEUE is None:
+        return None
+    try:
+        still = QUEUE.step()
+    except Exception as err:  # noqa: BLE001 - never let a timer die with a half-made result
+        QUEUE.cancel()
+        QUEUE.scene.hosig.status_line = f"HOSIG error: {err}"
+        return None
+    return TICK_S if still else None
+
+
+def cancel() -> bool:
+    if QUEUE is not None and QUEUE.active:
+        QUEUE.cancel()
+        return True
+    return False
+
+
+def shutdown() -> None:
+    """On unregister: stop streaming (rolled back) and the timer; leave a started server running."""
+    global QUEUE
+    cancel()
+    if bpy.app.timers.is_registered(_tick):
+        bpy.app.timers.unregister(_tick)
+    QUEUE = None
+
+
+def wait_for_server(context=None, timeout_s: float = 30.0) -> bool:
+    """Headless helper: poll /health until it answers."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check_server(context, timeout_s=1.0)["state"] == "connected":
+            return True
+        time.sleep(0.25)
+    return False
