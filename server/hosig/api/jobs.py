@@ -1,0 +1,169 @@
+"""Job queue: one worker thread runs generation jobs from a bounded queue.
+
+WHY one worker: the motion model saturates the machine (CPU cores or the GPU); running two jobs at
+once makes both slower and doubles memory. A bounded queue turns overload into an immediate
+`QueueFull` (HTTP 503 + Retry-After) instead of a hang. Each job has a cancel flag, checked by the
+pipeline between stages and after every motion window, so a cancelled or abandoned job frees the
+worker quickly. Events go to a per-job ``sink`` callable (the HTTP stream); ``None`` ends it.
+
+Framework-free on purpose (no FastAPI here), so it is tested directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from hosig.pipeline.events import Accepted, Error
+
+log = logging.getLogger("hosig.api.jobs")
+
+Sink = Callable[[Any], None]  # receives events, then None at the end of the job
+Runner = Callable[["Job"], Iterator[Any]]
+
+
+class QueueFull(Exception):
+    """The bounded queue has no room; ``retry_after_s`` is a hint for the client."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"server busy: job queue full, retry in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+@dataclass
+class Job:
+    """One generation request on its way through the queue."""
+
+    request: Any
+    sink: Sink
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    state: str = "queued"  # queued | running | finished
+    submitted: float = field(default_factory=time.monotonic)
+
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+
+class JobQueue:
+    """A bounded FIFO of jobs and the single worker thread that drains it."""
+
+    def __init__(self, runner: Runner, max_queued: int = 4) -> None:
+        self.runner = runner
+        self.max_queued = max(1, int(max_queued))
+        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=self.max_queued)
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._current: Job | None = None
+        self._thread: threading.Thread | None = None
+        self._mean_job_s = 5.0  # running mean of job durations, for Retry-After
+        self.completed = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._work, name="hosig-worker", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Cancel everything and end the worker."""
+        with self._lock:
+            for job in self._jobs.values():
+                job.cancel_event.set()
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            pass
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+
+    # -- client side ----------------------------------------------------------------------------
+    @property
+    def length(self) -> int:
+        """Jobs waiting plus the one running."""
+        with self._lock:
+            return sum(1 for j in self._jobs.values() if j.state in ("queued", "running"))
+
+    def submit(self, request: Any, sink: Sink) -> Job:
+        """Enqueue a job or raise `QueueFull` at once (never blocks)."""
+        job = Job(request=request, sink=sink)
+        with self._lock:
+            self._jobs[job.id] = job
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            with self._lock:
+                self._jobs.pop(job.id, None)
+            waiting = self._queue.qsize() + 1
+            raise QueueFull(max(1, int(round(self._mean_job_s * waiting)))) from None
+        return job
+
+    def cancel(self, job_id: str) -> str | None:
+        """Flag a job as cancelled; returns its state, or None for an unknown id."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return None
+            if job.state != "finished":
+                job.cancel_event.set()
+            return job.state
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    # -- worker side ----------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            started = time.monotonic()
+            with self._lock:
+                job.state = "running"
+                self._current = job
+            try:
+                self._run_one(job)
+            finally:
+                with self._lock:
+                    job.state = "finished"
+                    self._current = None
+                    self._forget_finished()
+                self.completed += 1
+                elapsed = time.monotonic() - started
+                self._mean_job_s = 0.7 * self._mean_job_s + 0.3 * elapsed
+                _deliver(job, None)
+
+    def _run_one(self, job: Job) -> None:
+        if job.cancelled():
+            _deliver(job, Error(code="cancelled", message="job cancelled before it started"))
+            return
+        try:
+            for event in self.runner(job):
+                if isinstance(event, Accepted):  # the server already sent `accepted` at submission
+                    continue
+                if not _deliver(job, event):
+                    job.cancel_event.set()  # nobody listens any more: stop at the next check
+        except Exception as err:  # noqa: BLE001 - the worker must survive any job
+            log.exception("job %s failed", job.id)
+            _deliver(job, Error(code="internal", message=f"{type(err).__name__}: {err}"))
+
+    def _forget_finished(self, keep: int = 256) -> None:
+        finished = [k for k, j in self._jobs.items() if j.state == "finished"]
+        for key in finished[: max(0, len(finished) - keep)]:
+            del self._jobs[key]
+
+
+def _deliver(job: Job, event: Any) -> bool:
+    """Hand an event to the job's sink; False when the sink is gone (client disconnected)."""
+    try:
+        job.sink(event)
+        return True
+    except Exception:  # noqa: BLE001 - a closed event loop or stream: treat as disconnect
+        return False

@@ -1,0 +1,169 @@
+"""`hosig generate`, `hosig batch` and `hosig serve`: the pipeline from the command line.
+
+All three call `hosig.pipeline` (the same generator the server streams), so a clip made here is
+the clip the add-on would get. Progress goes to stderr; `--json` prints the `done` summary (or the
+batch report) as one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from hosig.cli.common import add_body_flag, add_report_flags, emit, parse_floats
+from hosig.errors import HosigError, UnreachableError, UsageError
+from hosig.pipeline.events import Done, Error, Frames, Grasp, Plan, Progress
+
+ACTIONS = ("reach", "pick", "pick-place")
+
+
+class EventError(HosigError):
+    """An `error` event turned back into an exception with the matching exit code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.exit_code = exit_code_for(code)
+
+
+def exit_code_for(code: str) -> int:
+    """CLI exit code of a wire error code (2 usage, 3 unreachable/infeasible, 1 other)."""
+    if code == UsageError.code:
+        return 2
+    if code in (UnreachableError.code, "infeasible"):
+        return 3
+    return 1
+
+
+def parse_place(text: str | None) -> str | list[float] | None:
+    """`--place shelf` (object name) or `--place 1.0,2.0,0.9` (a point)."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    if len(parts) == 3:
+        try:
+            [float(p) for p in parts]
+        except ValueError:
+            return text
+        return parse_floats(text, "--place", (3,))
+    return text
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    gen = subparsers.add_parser("generate", help="walk to an object and reach / pick / pick-place it; write clip.npz")
+    gen.add_argument("scene", help="scene file (.glb/.gltf/.obj/.ply)")
+    gen.add_argument("--start", required=True, help="start X,Y[,HEADING] (metres, radians; Z-up world)")
+    gen.add_argument("--target", required=True, help="name of the object to act on")
+    gen.add_argument("--action", choices=ACTIONS, default="pick")
+    gen.add_argument("--place", default=None, help="pick-place: object name (its top) or X,Y,Z")
+    gen.add_argument("--hand", choices=("right", "left", "auto"), default="right")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--out", default=None, help="clip file to write (npz); none written when omitted")
+    gen.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    add_body_flag(gen)
+    add_report_flags(gen)
+    gen.set_defaults(func=cmd_generate)
+
+    bat = subparsers.add_parser("batch", help="run a shot list (TOML); one clip per shot, unchanged shots skipped")
+    bat.add_argument("shotlist", help="shot list .toml ([[shot]] tables)")
+    bat.add_argument("--out", required=True, help="output folder (clips + manifest.json)")
+    bat.add_argument("--force", action="store_true", help="re-generate shots even when unchanged")
+    bat.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    add_body_flag(bat)
+    add_report_flags(bat)
+    bat.set_defaults(func=cmd_batch)
+
+    srv = subparsers.add_parser("serve", help="run the local inference server (FastAPI, NDJSON streaming)")
+    srv.add_argument("--host", default="127.0.0.1", help="bind address (non-loopback needs --token)")
+    srv.add_argument("--port", type=int, default=8765)
+    srv.add_argument("--token", default=os.environ.get("HOSIG_TOKEN"), help="require 'Authorization: Bearer T' (default $HOSIG_TOKEN)")
+    srv.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    srv.add_argument("--queue", type=int, default=4, help="jobs that may wait behind the running one before 503")
+    srv.add_argument("--max-upload-mb", type=float, default=256.0, help="largest scene upload accepted")
+    add_body_flag(srv)
+    srv.set_defaults(func=cmd_serve)
+
+
+def _engine(args: argparse.Namespace):
+    from hosig.pipeline.engine import Engine, EngineConfig
+
+    return Engine(EngineConfig(smplx_dir=args.smplx_dir, device=args.device))
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+
+    from hosig.pipeline.request import parse_request
+    from hosig.pipeline.run import run
+
+    start = parse_floats(args.start, "--start", (2, 3))
+    request = parse_request(
+        {"scene": args.scene, "start": start, "target": args.target, "action": args.action,
+         "place": parse_place(args.place), "seed": args.seed, "smplx_dir": args.smplx_dir, "hand": args.hand},
+        "arguments",
+    )
+    console = Console(stderr=True)
+    summary: dict[str, Any] | None = None
+    with Bar(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+             console=console, transient=True, disable=args.json and not console.is_terminal) as bar:
+        task = bar.add_task("scene", total=1.0)
+        for event in run(request, engine=_engine(args), clip_path=args.out):
+            if isinstance(event, Plan):
+                bar.update(task, description=f"planned {event.leg} {event.length_m:.1f} m")
+            elif isinstance(event, Grasp):
+                bar.update(task, description=f"grasp ({event.hand} hand)")
+            elif isinstance(event, Progress):
+                bar.update(task, description=event.stage, completed=event.fraction)
+            elif isinstance(event, Frames):
+                bar.update(task, description=f"motion: frame {event.start + event.count}")
+            elif isinstance(event, Error):
+                raise EventError(event.code, event.message)
+            elif isinstance(event, Done):
+                summary = event.summary
+    if summary is None:
+        raise EventError("internal", "the pipeline ended without a result")
+    if not args.out and not args.json:
+        sys.stderr.write("note: no --out given, clip not written\n")
+    emit(summary, args)
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from hosig.pipeline.batch import run_batch
+
+    console = Console(stderr=True)
+
+    def on_shot(i: int, n: int, shot: Any, result: Any) -> None:
+        if result is None:
+            console.print(f"[{i + 1}/{n}] {shot.name} …", highlight=False)
+        else:
+            extra = f" ({result.error_code}: {result.error})" if result.status == "failed" else ""
+            console.print(f"[{i + 1}/{n}] {shot.name}: {result.status} in {result.elapsed_s:.1f} s{extra}", highlight=False)
+
+    report = run_batch(args.shotlist, args.out, engine=_engine(args), on_shot=on_shot, force=args.force)
+    data = report.to_json()
+    if args.json:
+        emit(data, args)
+    else:
+        table = Table(title=f"batch: {data['ok']} generated, {data['skipped']} skipped, {data['failed']} failed in {data['elapsed_s']:.1f} s")
+        for col in ("shot", "status", "frames", "seconds", "time", "clip / error"):
+            table.add_column(col)
+        for s in report.shots:
+            detail = (s.clip or "") if s.status != "failed" else f"{s.error_code}: {s.error}"
+            table.add_row(s.name, s.status, str(s.frames or ""), f"{s.duration_s:.1f}" if s.duration_s else "", f"{s.elapsed_s:.1f}", detail)
+        console.print(table)
+    return 1 if report.failed else 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from hosig.api.serve import ServeOptions, serve
+
+    serve(ServeOptions(host=args.host, port=args.port, token=args.token, device=args.device, queue=args.queue,
+                       smplx_dir=args.smplx_dir, max_upload_mb=args.max_upload_mb))
+    return 0

@@ -1,0 +1,106 @@
+"""The warm engine: loaded body models, the motion model and the scene store, shared by every job.
+
+WHY: loading the body model and the motion checkpoint costs seconds; the server and a batch run
+load them once and keep them here, so the time to the first frames of a request is pure compute.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hosig.pipeline.scenes import SceneStore, default_cache_dir
+
+if TYPE_CHECKING:
+    from hosig.body.model import BodyModel
+
+
+@dataclass
+class EngineConfig:
+    """What to load: the default body (None = $HOSIG_SMPLX_DIR or the mannequin), the motion
+    checkpoint (None = the committed default), the torch device and the cache folder."""
+
+    smplx_dir: str | None = None
+    motion_checkpoint: str | None = None
+    device: str = "cpu"
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    max_scenes: int = 16
+
+
+class Engine:
+    """Lazily loaded, thread-safe holder of the expensive objects (one per process)."""
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config or EngineConfig()
+        self.scenes = SceneStore(self.config.cache_dir, self.config.max_scenes)
+        self._lock = threading.RLock()
+        self._motion: Any = None
+        self._motion_identity: str | None = None
+
+    def body(self, smplx_dir: str | None = None) -> "BodyModel":
+        """The body model for a request (`load_body_model` caches per path)."""
+        from hosig.body.model import load_body_model
+
+        with self._lock:
+            return load_body_model(smplx_dir or self.config.smplx_dir, device=self.config.device)
+
+    def motion(self) -> Any:
+        """The motion model (loaded on first use, then kept)."""
+        with self._lock:
+            if self._motion is None:
+                from hosig.motion.model import MotionModel
+
+                self._motion = MotionModel.load(self.config.motion_checkpoint, device=self.config.device)
+            return self._motion
+
+    @property
+    def motion_loaded(self) -> bool:
+        return self._motion is not None
+
+    def motion_identity(self) -> str:
+        """A stable identity of the motion model (checkpoint hash), used by batch's skip logic."""
+        if self._motion_identity is None:
+            model = self.motion()
+            ident = getattr(model, "identity", None)
+            if not ident:
+                path = getattr(model, "path", None) or self.config.motion_checkpoint
+                ident = _file_hash(Path(path)) if path and Path(path).is_file() else type(model).__name__
+            self._motion_identity = str(ident)
+        return self._motion_identity
+
+    def warm(self) -> None:
+        """Load everything now (server start-up), so the first request is as fast as the rest."""
+        self.body()
+        self.motion()
+
+    def info(self) -> dict[str, Any]:
+        """For /health: device, body identity, whether the motion model is loaded."""
+        try:
+            body = self.body().identity
+        except Exception as err:  # noqa: BLE001 - health must answer even with a broken body
+            body = f"unavailable: {err}"
+        return {"device": self.config.device, "body_model": body, "model_loaded": self.motion_loaded}
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+_DEFAULT: Engine | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_engine() -> Engine:
+    """The process-wide engine used when a caller does not pass one."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None:
+            _DEFAULT = Engine()
+        return _DEFAULT

@@ -1,0 +1,78 @@
+"""The carried object's world transform per frame (pick, pick-place).
+
+WHY here and not in the motion model: the object is rigidly attached to the grasping wrist from the
+grasp frame on, so its transform follows from the finished frames alone (poses -> wrist rotation
+by forward kinematics, joints -> wrist position) and can be streamed chunk by chunk.
+
+Convention: an object transform ``M (4,4)`` maps the object's vertices as loaded in the scene
+(Z-up world) to where they are at that frame, ``v_t = M @ [v, 1]``; identity = untouched. The wrist
+frame is SMPL-X's: rotation = product of the local joint rotations along the kinematic chain (with
+the Z-up global orient), origin = the wrist joint. ``GraspResult.object_in_wrist`` is the object's
+transform expressed in that frame at the grasp pose, so ``M_t = W_t @ object_in_wrist``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+
+def chain_rotations(poses: np.ndarray, parents: np.ndarray, upto: int) -> np.ndarray:
+    """(T,165) axis-angle poses -> (T,3,3) global rotation of joint ``upto`` (product along its chain)."""
+    poses = np.asarray(poses, dtype=np.float64).reshape(len(poses), -1, 3)
+    chain = []
+    j = int(upto)
+    while j >= 0:
+        chain.append(j)
+        j = int(parents[j])
+    rot = np.broadcast_to(np.eye(3), (poses.shape[0], 3, 3)).copy()
+    for j in reversed(chain):  # root first: R = R_root @ ... @ R_j
+        rot = rot @ Rotation.from_rotvec(poses[:, j]).as_matrix()
+    return rot
+
+
+def wrist_transforms(poses: np.ndarray, joints: np.ndarray, parents: np.ndarray, wrist: int) -> np.ndarray:
+    """(T,4,4) world transforms of the wrist joint from poses (T,165) and joints (T,55,3)."""
+    n = len(poses)
+    out = np.broadcast_to(np.eye(4), (n, 4, 4)).copy()
+    out[:, :3, :3] = chain_rotations(poses, parents, wrist)
+    out[:, :3, 3] = np.asarray(joints, dtype=np.float64)[:, wrist]
+    return out
+
+
+@dataclass
+class CarryTracker:
+    """Streams object transforms chunk by chunk: rest before ``grasp_frame``, attached to the wrist
+    until ``release_frame`` (pick-place), then frozen where it was put down."""
+
+    parents: np.ndarray  # (55,)
+    wrist: int  # joint index of the grasping wrist
+    object_in_wrist: np.ndarray  # (4,4)
+    grasp_frame: int
+    release_frame: int | None = None
+    _last_attached: np.ndarray = field(default_factory=lambda: np.eye(4))
+
+    def chunk(self, start: int, poses: np.ndarray, joints: np.ndarray) -> np.ndarray:
+        """(n,4,4) transforms for frames [start, start + n); chunks must arrive in order."""
+        n = len(poses)
+        frames = np.arange(start, start + n)
+        out = np.broadcast_to(np.eye(4), (n, 4, 4)).copy()
+        attached = frames >= self.grasp_frame
+        if self.release_frame is not None:
+            attached &= frames < self.release_frame
+        if attached.any():
+            wrist_t = wrist_transforms(poses[attached], joints[attached], self.parents, self.wrist)
+            out[attached] = wrist_t @ self.object_in_wrist
+            self._last_attached = out[np.flatnonzero(attached)[-1]].copy()
+        if self.release_frame is not None:
+            released = frames >= self.release_frame
+            out[released] = self._last_attached
+        return out
+
+
+def object_top_centre(bounds: np.ndarray) -> np.ndarray:
+    """(3,) centre of an object's top face from its (2,3) bounds: where pick-place puts things down."""
+    b = np.asarray(bounds, dtype=np.float64)
+    return np.array([(b[0, 0] + b[1, 0]) / 2, (b[0, 1] + b[1, 1]) / 2, b[1, 2]])

@@ -1,0 +1,145 @@
+"""Scene store: scenes addressed by content hash, so an uploaded scene is parsed once and reused.
+
+WHY: the add-on uploads the scene once (POST /scenes) and then refers to it by id in every /plan
+and /generate call; re-uploading identical bytes must be free. Raw uploads are also written to the
+cache folder so that a restarted server still knows an id it handed out. Uploaded bytes are only
+ever *parsed* by `hosig.scene.load_scene` (glb / mesh payload), never executed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hosig.errors import InputError, UsageError
+
+if TYPE_CHECKING:  # the scene package is imported lazily (heavy: trimesh, scipy)
+    from hosig.scene import Scene
+
+GLB_TYPE = "model/gltf-binary"
+MESH_JSON_TYPE = "application/vnd.hosig.mesh+json"
+CONTENT_TYPES: dict[str, str] = {GLB_TYPE: "glb", MESH_JSON_TYPE: "json"}
+
+
+class UnknownSceneError(InputError):
+    """A scene id the server does not know (never uploaded, or evicted and not in the cache)."""
+
+    code = "unknown_scene"
+
+
+def default_cache_dir() -> Path:
+    """$HOSIG_CACHE_DIR, else ~/.cache/hosig."""
+    env = os.environ.get("HOSIG_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "hosig"
+
+
+def _safe_name(scene_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", scene_id)
+
+
+class SceneStore:
+    """Thread-safe LRU of loaded scenes keyed by the scene's content hash (its public id)."""
+
+    def __init__(self, cache_dir: Path | None = None, max_scenes: int = 16) -> None:
+        self.cache_dir = (cache_dir or default_cache_dir()) / "scenes"
+        self.max_scenes = max_scenes
+        self._scenes: "OrderedDict[str, Scene]" = OrderedDict()
+        self._raw_to_id: dict[str, str] = {}  # sha256 of uploaded bytes -> scene id
+        self._path_to_id: dict[tuple[str, int, int], str] = {}  # (path, mtime_ns, size) -> scene id
+        self._lock = threading.RLock()
+
+    def __len__(self) -> int:
+        return len(self._scenes)
+
+    def _remember(self, scene: "Scene") -> "Scene":
+        with self._lock:
+            self._scenes[scene.content_hash] = scene
+            self._scenes.move_to_end(scene.content_hash)
+            while len(self._scenes) > self.max_scenes:
+                self._scenes.popitem(last=False)
+        return scene
+
+    def add_bytes(self, data: bytes, content_type: str) -> "Scene":
+        """Parse an uploaded scene (glb bytes or the add-on's mesh payload) and keep it."""
+        from hosig.scene import load_scene
+
+        kind = CONTENT_TYPES.get(content_type.split(";")[0].strip().lower())
+        if kind is None:
+            raise UsageError(f"unsupported scene content type {content_type!r}; use {GLB_TYPE} or {MESH_JSON_TYPE}")
+        if not data:
+            raise InputError("uploaded scene is empty")
+        raw_hash = hashlib.sha256(data).hexdigest()
+        with self._lock:
+            known = self._raw_to_id.get(raw_hash)
+            if known is not None and known in self._scenes:
+                self._scenes.move_to_end(known)
+                return self._scenes[known]
+            scene = load_scene(self._decode(data, kind))
+            self._raw_to_id[raw_hash] = scene.content_hash
+            self._persist(scene.content_hash, data, kind)
+            return self._remember(scene)
+
+    @staticmethod
+    def _decode(data: bytes, kind: str) -> bytes | dict[str, Any]:
+        if kind == "glb":
+            return data
+        try:
+            payload = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise InputError(f"scene mesh payload is not valid JSON: {err}") from None
+        if not isinstance(payload, dict):
+            raise InputError("scene mesh payload must be a JSON object with 'format' and 'objects'")
+        return payload
+
+    def _persist(self, scene_id: str, data: bytes, kind: str) -> None:
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            target = self.cache_dir / f"{_safe_name(scene_id)}.{kind}"
+            if not target.exists():
+                tmp = target.with_suffix(target.suffix + ".tmp")
+                tmp.write_bytes(data)
+                tmp.replace(target)
+        except OSError:  # a read-only cache only costs re-uploads after a restart
+            pass
+
+    def add_path(self, path: str | Path) -> "Scene":
+        """Load a scene file from disk (CLI, shot lists)."""
+        from hosig.scene import load_scene
+
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"scene file {str(path)!r} does not exist")
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            known = self._path_to_id.get(key)
+            if known is not None and known in self._scenes:
+                return self._scenes[known]
+            scene = load_scene(path)
+            self._path_to_id[key] = scene.content_hash
+            return self._remember(scene)
+
+    def get(self, ref: str, allow_paths: bool = True) -> "Scene":
+        """A scene by id (memory, then the upload cache) or, when allowed, by file path."""
+        with self._lock:
+            if ref in self._scenes:
+                self._scenes.move_to_end(ref)
+                return self._scenes[ref]
+            for kind in ("glb", "json"):
+                cached = self.cache_dir / f"{_safe_name(ref)}.{kind}"
+                if cached.is_file():
+                    from hosig.scene import load_scene
+
+                    scene = load_scene(self._decode(cached.read_bytes(), kind))
+                    if scene.content_hash == ref:
+                        return self._remember(scene)
+        if allow_paths and Path(ref).is_file():
+            return self.add_path(ref)
+        hint = "upload it with POST /scenes" if not allow_paths else "give a scene file path or an id from POST /scenes"
+        raise UnknownSceneError(f"unknown scene {ref!r}: not a known scene id ({hint})")

@@ -1,0 +1,132 @@
+"""Request validation, event serialisation and carried-object transforms (no heavy stages)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from hosig.body.skeleton import JOINT_INDEX, PARENTS
+from hosig.errors import UsageError
+from hosig.pipeline.events import Accepted, Done, Error, Frames, Plan, Progress, parse_event
+from hosig.pipeline.objects import CarryTracker, chain_rotations, object_top_centre, wrist_transforms
+from hosig.pipeline.request import GenerateRequest, parse_request
+
+BASE = {"scene": "s.glb", "start": [0.0, 1.0], "target": "cup"}
+
+
+def test_request_defaults_and_heading() -> None:
+    req = parse_request(dict(BASE))
+    assert req.action == "pick" and req.seed == 0 and req.hand == "right" and req.heading is None
+    assert parse_request(dict(BASE, start=[0, 1, 1.5])).heading == 1.5
+
+
+@pytest.mark.parametrize(
+    "patch, field",
+    [
+        ({"start": [float("nan"), 0.0]}, "start"),
+        ({"start": [0.0, float("inf")]}, "start"),
+        ({"start": [0.0]}, "start"),
+        ({"start": "0,0"}, "start"),
+        ({"action": "throw"}, "action"),
+        ({"seed": -1}, "seed"),
+        ({"colour": "red"}, "colour"),
+        ({"target": ""}, "target"),
+        ({"action": "pick-place"}, "place"),
+        ({"place": "shelf"}, "place"),
+        ({"action": "pick-place", "place": [1.0, float("nan"), 0.0]}, "place"),
+    ],
+)
+def test_request_rejects_bad_fields_naming_them(patch: dict, field: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_request(dict(BASE, **patch))
+    assert field in str(info.value)
+
+
+def test_request_place_forms() -> None:
+    assert parse_request(dict(BASE, action="pick-place", place="shelf")).place == "shelf"
+    assert parse_request(dict(BASE, action="pick-place", place=[1, 2, 0.9])).place == [1.0, 2.0, 0.9]
+
+
+def test_events_serialise_as_wire_protocol() -> None:
+    assert json.loads(Accepted(job_id="abc").to_line()) == {"type": "accepted", "job_id": "abc"}
+    err = json.loads(Error(code="unreachable", message="no path").to_line())
+    assert err == {"type": "error", "code": "unreachable", "message": "no path"}
+    prog = json.loads(Progress(stage="motion", fraction=0.5).to_line())
+    assert prog == {"type": "progress", "stage": "motion", "fraction": 0.5}
+    plan = Plan(start=[0, 0, 0], stand=[1, 1, 0], waypoints=[[0, 0], [1, 1]], times=[0, 1], length_m=1.4, duration_s=1.0)
+    wire = plan.to_wire()
+    assert wire["type"] == "plan" and wire["waypoints"] == [[0, 0], [1, 1]] and wire["leg"] == "approach"
+    done = json.loads(Done(summary={"frames": 3, "metrics": {"x": float("nan")}}).to_line())
+    assert done["summary"]["frames"] == 3
+
+
+def test_frames_event_round_trip_and_shapes() -> None:
+    rng = np.random.default_rng(0)
+    n = 4
+    poses, trans, joints = rng.normal(size=(n, 165)), rng.normal(size=(n, 3)), rng.normal(size=(n, 55, 3))
+    obj = np.tile(np.eye(4), (n, 1, 1))
+    obj[:, 0, 3] = np.arange(n)
+    ev = Frames.from_arrays(10, poses, trans, joints, "cup", obj)
+    wire = json.loads(ev.to_line())
+    assert wire["type"] == "frames" and wire["start"] == 10 and wire["count"] == n
+    assert np.asarray(wire["poses"]).shape == (n, 165)
+    assert np.asarray(wire["joints"]).shape == (n, 55, 3)
+    assert np.asarray(wire["object_transforms"]).shape == (n, 16)
+    assert wire["object_transforms"][2][3] == 2.0  # row-major: [0,3] is the x translation
+    back = parse_event(ev.to_line()).arrays()
+    np.testing.assert_allclose(back["poses"], poses, atol=1e-6)
+    np.testing.assert_allclose(back["object_transforms"], obj, atol=1e-6)
+    with pytest.raises(ValueError):
+        Frames.from_arrays(0, np.full((1, 165), np.nan), trans[:1], joints[:1])
+
+
+def test_chain_rotation_composes_parents() -> None:
+    poses = np.zeros((2, 165))
+    poses[1, 0:3] = [0, 0, math.pi / 2]  # root yaw 90 deg
+    wrist = JOINT_INDEX["right_wrist"]
+    poses[1, 3 * JOINT_INDEX["right_elbow"] : 3 * JOINT_INDEX["right_elbow"] + 3] = [0.3, 0, 0]
+    rot = chain_rotations(poses, PARENTS, wrist)
+    np.testing.assert_allclose(rot[0], np.eye(3), atol=1e-12)
+    expected = Rotation.from_rotvec([0, 0, math.pi / 2]).as_matrix() @ Rotation.from_rotvec([0.3, 0, 0]).as_matrix()
+    np.testing.assert_allclose(rot[1], expected, atol=1e-12)
+
+
+def _moving_wrist(n: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    poses = rng.normal(scale=0.2, size=(n, 165)).cumsum(axis=0) * 0.1
+    joints = rng.normal(scale=0.01, size=(n, 55, 3)).cumsum(axis=0)
+    return poses, joints
+
+
+def test_carried_object_is_rigid_with_the_wrist_and_stays_after_release() -> None:
+    poses, joints = _moving_wrist()
+    wrist = JOINT_INDEX["right_wrist"]
+    w = wrist_transforms(poses, joints, PARENTS, wrist)
+    grasp, release = 10, 30
+    object_in_wrist = np.linalg.inv(w[grasp])  # object untouched (identity) at the grasp frame
+    tracker = CarryTracker(PARENTS, wrist, object_in_wrist, grasp, release)
+    whole = tracker.chunk(0, poses, joints)
+    np.testing.assert_allclose(whole[:grasp], np.tile(np.eye(4), (grasp, 1, 1)))
+    np.testing.assert_allclose(whole[grasp], np.eye(4), atol=1e-9)
+    point = np.array([0.3, -0.2, 0.8, 1.0])  # a point of the object: fixed in the wrist frame while held
+    in_wrist = [np.linalg.inv(w[t]) @ whole[t] @ point for t in range(grasp, release)]
+    np.testing.assert_allclose(in_wrist, np.tile(in_wrist[0], (release - grasp, 1)), atol=1e-9)
+    np.testing.assert_allclose(whole[release:], np.tile(whole[release - 1], (len(poses) - release, 1, 1)), atol=1e-12)
+    # streaming in chunks gives the same transforms as one call
+    chunked = CarryTracker(PARENTS, wrist, object_in_wrist, grasp, release)
+    parts = [chunked.chunk(s, poses[s : s + 7], joints[s : s + 7]) for s in range(0, len(poses), 7)]
+    np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-12)
+
+
+def test_object_top_centre() -> None:
+    np.testing.assert_allclose(object_top_centre(np.array([[0, 0, 0], [2, 4, 0.9]])), [1, 2, 0.9])
+
+
+def test_request_model_is_the_api_schema() -> None:
+    schema = GenerateRequest.model_json_schema()
+    assert schema["additionalProperties"] is False
+    assert set(schema["required"]) == {"scene", "start", "target"}
