@@ -105,7 +105,10 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None)
     async def lifespan(app: FastAPI):
         jobs.start()
         if config.warm:
-            await run_in_threadpool(engine.warm)
+            try:
+                await run_in_threadpool(engine.warm)
+            except Exception as err:  # noqa: BLE001 - serve anyway; each job reports the problem itself
+                log.warning("could not preload the models (%s: %s); jobs will report it", type(err).__name__, err)
         yield
         await run_in_threadpool(jobs.stop, 2.0)
 
@@ -122,6 +125,11 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None)
     @app.exception_handler(HosigError)
     async def _hosig_error(_: Request, err: HosigError) -> JSONResponse:
         return _problem(STATUS_BY_CODE.get(err.code, 400), err.code, str(err))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, err: Exception) -> JSONResponse:
+        log.error("internal error: %s: %s", type(err).__name__, err, exc_info=err)
+        return _problem(500, "internal", f"{type(err).__name__}: {err}")
 
     @app.exception_handler(_HTTPProblem)
     async def _http_problem(_: Request, err: _HTTPProblem) -> JSONResponse:

@@ -86,10 +86,10 @@ def generate(request: GenerateRequest | dict, **kwargs: Any) -> RunResult:
 
 def plan_only(scene_ref: str, start: list[float], target: str, engine: Engine | None = None, allow_scene_paths: bool = True) -> Plan:
     """Navigation preview (POST /plan): the approach leg only."""
-    from hosig.navigation import NavConfig, StartPose, plan_to_object
-
     engine = engine or default_engine()
     scene = engine.scenes.get(scene_ref, allow_paths=allow_scene_paths)
+    from hosig.navigation import NavConfig, StartPose, plan_to_object
+
     heading = start[2] if len(start) == 3 else None
     nav = plan_to_object(scene, StartPose(float(start[0]), float(start[1]), heading), target, NavConfig())
     return _plan_event(nav, "approach")
@@ -162,16 +162,16 @@ class _Job:
             self._closed.set()  # stops the motion thread if the consumer went away
 
     def _stages(self) -> Iterator[Any]:
-        from hosig.grasp import generate_grasp
-        from hosig.navigation import NavConfig, StartPose, plan_to_object, plan_to_point
-
         req = self.request
         t = time.perf_counter()
         scene = self.engine.scenes.get(req.scene, allow_paths=self.allow_paths)
         scene.object(req.target)  # unknown target -> UnknownObjectError listing the names, before any work
-        body = self.engine.body(req.smplx_dir)
+        if req.action == "pick-place" and isinstance(req.place, str):
+            scene.object(req.place)
         t = self._lap("scene_ms", t)
         _check(self.cancelled)
+
+        from hosig.navigation import NavConfig, StartPose, plan_to_object, plan_to_point
 
         nav_cfg = NavConfig()
         start = StartPose(float(req.start[0]), float(req.start[1]), req.heading)
@@ -187,6 +187,9 @@ class _Job:
         _check(self.cancelled)
 
         yield Progress(stage="grasp", fraction=0.0)
+        from hosig.grasp import generate_grasp
+
+        body = self.engine.body(req.smplx_dir)
         grasp = generate_grasp(scene, req.target, tuple(float(v) for v in approach.stand), body, hand=req.hand)
         yield Grasp(
             hand=str(grasp.hand),
