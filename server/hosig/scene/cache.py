@@ -1,0 +1,128 @@
+"""Caches: loaded scenes in memory (LRU by content hash + config) and derived grids on disk.
+
+Loading the same bytes twice returns the very same `Scene` object, so its lazily derived grids
+are shared by the planner, grasp and motion stages within a process. Occupancy and SDF grids
+are also written to `$HOSIG_CACHE_DIR` (default ~/.cache/hosig) as plain npz (no pickle), keyed
+by scene hash + config + exclusion set + voxel, so a new process on the same scene skips the
+distance transform. Files are written atomically; unreadable cache files are ignored and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from hosig.scene.occupancy import Occupancy
+from hosig.scene.sdf import SceneSDF
+
+if TYPE_CHECKING:
+    from hosig.scene.scene import Scene
+
+_SCENES: "OrderedDict[tuple[str, str], Scene]" = OrderedDict()
+_LOCK = threading.Lock()
+MAX_SCENES = 8
+MAX_DISK_BYTES = 2 * 1024**3
+FORMAT = "v1"
+
+
+def get_scene(content_hash: str, config_key: str) -> "Scene | None":
+    with _LOCK:
+        scene = _SCENES.get((content_hash, config_key))
+        if scene is not None:
+            _SCENES.move_to_end((content_hash, config_key))
+        return scene
+
+
+def put_scene(scene: "Scene") -> None:
+    with _LOCK:
+        _SCENES[(scene.content_hash, scene.config.key())] = scene
+        while len(_SCENES) > MAX_SCENES:
+            _SCENES.popitem(last=False)
+
+
+def clear_memory() -> None:
+    """Forget every loaded scene (tests, long-running servers)."""
+    with _LOCK:
+        _SCENES.clear()
+
+
+def grid_path(scene: "Scene", kind: str, exclude: frozenset[str], voxel: float) -> Path:
+    key = "|".join([FORMAT, scene.content_hash, scene.config.key(), kind, ",".join(sorted(exclude)), f"{voxel:.6f}"])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    return scene.config.resolved_cache_dir() / "scene" / f"{scene.content_hash[:16]}-{kind}-{digest}.npz"
+
+
+def _save_occ(path: Path, occ: Occupancy) -> dict:
+    names = list(occ.object_slices)
+    sl = np.array([[[s.start, s.stop] for s in occ.object_slices[n]] for n in names], dtype=np.int64).reshape(-1, 3, 2)
+    return {
+        "bits": np.packbits(occ.grid.reshape(-1)),
+        "shape": np.array(occ.grid.shape, dtype=np.int64),
+        "origin": occ.origin,
+        "voxel": np.float64(occ.voxel),
+        "names": np.array(names, dtype=str),
+        "slices": sl,
+    }
+
+
+def _load_occ(data) -> Occupancy:
+    shape = tuple(int(n) for n in data["shape"])
+    grid = np.unpackbits(data["bits"], count=int(np.prod(shape))).astype(bool).reshape(shape)
+    slices = {
+        str(n): tuple(slice(int(a), int(b)) for a, b in s) for n, s in zip(data["names"], data["slices"])
+    }
+    return Occupancy(grid=grid, origin=data["origin"].astype(np.float64), voxel=float(data["voxel"]), object_slices=slices)  # type: ignore[arg-type]
+
+
+def _save_sdf(path: Path, sdf: SceneSDF) -> dict:
+    return {"values": sdf.values, "origin": sdf.origin, "voxel": np.float64(sdf.voxel), "clamp": np.float64(sdf.clamp)}
+
+
+def _load_sdf(data) -> SceneSDF:
+    return SceneSDF(values=data["values"], origin=data["origin"], voxel=float(data["voxel"]), clamp=float(data["clamp"]))
+
+
+_CODECS = {"occ": (_save_occ, _load_occ), "sdf": (_save_sdf, _load_sdf)}
+
+
+def cached_grid(scene: "Scene", kind: str, exclude: frozenset[str], voxel: float, build: Callable[[], object]):
+    """Read the grid from disk if present, else build it and store it (best effort)."""
+    if not scene.config.disk_cache:
+        return build()
+    save, load = _CODECS[kind]
+    path = grid_path(scene, kind, exclude, voxel)
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return load(data)
+        except Exception:  # noqa: BLE001 - a damaged cache entry is rebuilt, never fatal
+            pass
+    value = build()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **save(path, value))
+        os.replace(tmp, path)
+        _prune(path.parent)
+    except OSError:
+        pass
+    return value
+
+
+def _prune(folder: Path) -> None:
+    """Keep the on-disk grid cache under MAX_DISK_BYTES by dropping the oldest files."""
+    files = sorted(folder.glob("*.npz"), key=lambda p: p.stat().st_mtime)
+    total = sum(p.stat().st_size for p in files)
+    for p in files:
+        if total <= MAX_DISK_BYTES:
+            break
+        total -= p.stat().st_size
+        p.unlink(missing_ok=True)
