@@ -1,0 +1,113 @@
+"""Foot contacts, floor alignment and the foot-quality measures of the data report.
+
+Why: the motion model learns where feet are planted from these labels, the retarget pins planted
+feet, and the report compares foot skating of retargeted clips with the source capture using one
+measure for both. Foot points are (left ankle, left toe, right ankle, right toe) — the order of
+the dataset ``contacts`` channels. Heights are measured above each point's *standing height*
+(its height above the sole when the foot is flat on the floor).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ContactConfig:
+    """Thresholds for contact labels (height above standing height and horizontal speed)."""
+
+    height_m: float = 0.05
+    speed_m_s: float = 0.30
+    min_run: int = 2  # shorter contact runs are dropped (flicker)
+
+
+def horizontal_speed(points: np.ndarray, fps: float) -> np.ndarray:
+    """(T,P,3) -> (T,P) horizontal speed (m/s), central differences (one-sided at the ends)."""
+    pts = np.asarray(points, dtype=np.float64)
+    t = pts.shape[0]
+    vel = np.zeros(pts.shape[:2])
+    if t < 2:
+        return vel
+    if t > 2:
+        vel[1:-1] = np.linalg.norm(pts[2:, :, :2] - pts[:-2, :, :2], axis=-1) * fps / 2.0
+    vel[0] = np.linalg.norm(pts[1, :, :2] - pts[0, :, :2], axis=-1) * fps
+    vel[-1] = np.linalg.norm(pts[-1, :, :2] - pts[-2, :, :2], axis=-1) * fps
+    return vel
+
+
+def _drop_short_runs(mask: np.ndarray, min_run: int) -> np.ndarray:
+    out = mask.copy()
+    if min_run <= 1:
+        return out
+    for k in range(mask.shape[1]):
+        col = mask[:, k]
+        edges = np.diff(np.concatenate([[0], col.astype(np.int8), [0]]))
+        starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
+        for s, e in zip(starts, ends):
+            if e - s < min_run:
+                out[s:e, k] = False
+    return out
+
+
+def contact_labels(
+    feet: np.ndarray, rest_heights: np.ndarray, fps: float, config: ContactConfig = ContactConfig()
+) -> np.ndarray:
+    """(T,4,3) foot points above a floor at z=0 -> (T,4) bool: low and (nearly) still."""
+    feet = np.asarray(feet, dtype=np.float64)
+    low = (feet[..., 2] - np.asarray(rest_heights)[None]) < config.height_m
+    still = horizontal_speed(feet, fps) < config.speed_m_s
+    return _drop_short_runs(low & still, config.min_run)
+
+
+def contact_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(T,) bool -> [(start, end)] half-open runs of True."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.nonzero(edges == 1)[0].tolist(), np.nonzero(edges == -1)[0].tolist()))
+
+
+def floor_height(feet: np.ndarray, rest_heights: np.ndarray, percentile: float = 10.0) -> float:
+    """Floor z under a clip: a low percentile of the per-frame lowest sole estimate.
+
+    feet (T,4,3); a point's sole estimate is its z minus its standing height. The per-frame minimum
+    is on the floor whenever a foot is planted, so a low percentile is robust to jumps and noise.
+    """
+    soles = np.asarray(feet)[..., 2] - np.asarray(rest_heights)[None]  # (T,4)
+    return float(np.percentile(soles.min(axis=1), percentile))
+
+
+@dataclass(frozen=True)
+class SkatingResult:
+    """Mean horizontal speed of foot points in contact (cm/s) and how many samples were in contact."""
+
+    mean_cm_s: float
+    contact_samples: int
+    total_samples: int
+
+
+def foot_skating(
+    feet: np.ndarray, fps: float, rest_heights: np.ndarray | None = None, threshold_m: float = 0.05
+) -> SkatingResult:
+    """Foot skating as `hosig.eval.metrics.foot_skating` defines it (one measure for all sources).
+
+    feet (T,4,3) above a floor at z=0. A point is in contact when its height minus its standing
+    height (default: its 5th-percentile height in the clip) is below ``threshold_m``; the result is
+    the mean horizontal speed over all contact samples.
+    """
+    feet = np.asarray(feet, dtype=np.float64)
+    if feet.shape[0] < 3:
+        return SkatingResult(float("nan"), 0, 0)
+    h = feet[..., 2]
+    base = np.percentile(h, 5, axis=0) if rest_heights is None else np.asarray(rest_heights)
+    contact = (h - base[None]) < threshold_m
+    speed = horizontal_speed(feet, fps) * 100.0
+    n = int(contact.sum())
+    return SkatingResult(float(speed[contact].mean()) if n else float("nan"), n, int(contact.size))
+
+
+def floor_penetration(feet: np.ndarray, rest_heights: np.ndarray) -> tuple[float, float]:
+    """(mean over frames, max) depth in metres of foot points below their standing height."""
+    depth = np.clip(np.asarray(rest_heights)[None] - np.asarray(feet)[..., 2], 0.0, None)  # (T,4)
+    per_frame = depth.max(axis=1)
+    return float(per_frame.mean()), float(per_frame.max(initial=0.0))
