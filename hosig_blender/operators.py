@@ -209,8 +209,9 @@ class HOSIG_OT_shot_add(bpy.types.Operator):
 
     def execute(self, context):
         s = _settings(context)
+        name = unique_shot_name(s, "Shot")
         shot = s.shots.add()
-        shot.name = unique_shot_name(s, "Shot")
+        shot.name = name
         obj = context.active_object
         if obj is not None and obj.type == "MESH" and obj.get(BODY_TAG) is None:
             shot.target = obj
@@ -231,11 +232,11 @@ class HOSIG_OT_shot_duplicate(bpy.types.Operator):
 
     def execute(self, context):
         s = _settings(context)
-        src = s.active()
-        shot = s.shots.add()
+        name, seed = unique_shot_name(s, s.active().name), s.active().seed + 1
+        shot = s.shots.add()  # may reallocate the collection: re-fetch the source afterwards
         copy_shot(s.shots[s.active_shot], shot)
-        shot.name = unique_shot_name(s, src.name)
-        shot.seed = src.seed + 1
+        shot.name = name
+        shot.seed = seed
         s.shots.move(len(s.shots) - 1, s.active_shot + 1)
         s.active_shot += 1
         return {"FINISHED"}

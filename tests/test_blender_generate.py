@@ -1,0 +1,221 @@
+"""The add-on inside Blender (bpy wheel, headless) against a fake loopback server.
+
+Rig + keys reproduce the streamed joints within 1 mm; regeneration keeps the old action; the
+carried object is keyed and its old animation kept; cancel / a dying server / an error leave every
+existing object, action and key untouched; the shot list survives save and reload.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from blender_support import FakeServer, fake_body
+
+bpy = pytest.importorskip("bpy")
+
+from hosig_blender import generation, preferences, rig  # noqa: E402
+
+pytestmark = pytest.mark.blender
+
+
+@pytest.fixture()
+def scene():
+    """An empty scene with a table, a bottle that already has animation, and the add-on registered."""
+    import hosig_blender
+
+    hosig_blender.unregister()
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    hosig_blender.register()
+    generation.CACHE.body.clear()
+    generation.CACHE.scenes.clear()
+    sc = bpy.context.scene
+    sc.frame_start, sc.frame_end, sc.frame_current = 1, 50, 1
+    for name, loc, size in (("table", (2.0, 0.0, 0.375), (0.8, 0.6, 0.75)), ("bottle", (2.0, 0.0, 0.85), (0.06, 0.06, 0.2))):
+        mesh = bpy.data.meshes.new(name)
+        verts = [(x * size[0] / 2, y * size[1] / 2, z * size[2] / 2) for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)]
+        mesh.from_pydata(verts, [], [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)])
+        obj = bpy.data.objects.new(name, mesh)
+        obj.location = loc
+        sc.collection.objects.link(obj)
+    bottle = bpy.data.objects["bottle"]
+    bottle.keyframe_insert("location", frame=1)
+    bottle.location.x = 2.2
+    bottle.keyframe_insert("location", frame=20)
+    bottle.animation_data.action.name = "bottle_user_anim"
+    yield sc
+    hosig_blender.unregister()
+
+
+def _add_shot(sc, name: str, action: str = "reach", seed: int = 0):
+    shot = sc.hosig.shots.add()
+    shot.name = name
+    shot.start = (0.0, 0.0)
+    shot.heading = 0.0
+    shot.has_start = True
+    shot.target = bpy.data.objects["bottle"]
+    shot.action = action
+    shot.seed = seed
+    return shot
+
+
+def _run(sc, names, server, **kw):
+    preferences.FALLBACK.url = server.url
+    queue = generation.GenerationQueue(bpy.context, names, preferences.FALLBACK, generation.RunOptions(frame_start=sc.frame_current, **kw))
+    return generation.run_blocking(queue, timeout_s=60)
+
+
+def _snapshot():
+    """Everything a failed generation must leave alone."""
+    out = {"objects": sorted(o.name for o in bpy.data.objects), "actions": sorted(a.name for a in bpy.data.actions),
+           "meshes": sorted(m.name for m in bpy.data.meshes), "armatures": sorted(a.name for a in bpy.data.armatures)}
+    for a in bpy.data.actions:
+        keys = []
+        for fc in _fcurves(a):
+            co = np.empty(2 * len(fc.keyframe_points), dtype=np.float32)
+            fc.keyframe_points.foreach_get("co", co)
+            keys.append((fc.data_path, fc.array_index, co.round(6).tolist()))
+        out["keys:" + a.name] = sorted(keys)
+    for o in bpy.data.objects:
+        ad = o.animation_data
+        out["assigned:" + o.name] = ad.action.name if ad and ad.action else None
+        out["loc:" + o.name] = tuple(round(v, 6) for v in o.location)
+    return out
+
+
+def _fcurves(action):
+    if hasattr(action, "layers"):
+        return [fc for layer in action.layers for strip in layer.strips for bag in strip.channelbags for fc in bag.fcurves]
+    return list(action.fcurves)
+
+
+def test_generated_armature_matches_streamed_joints_and_regeneration_keeps_old_action(scene) -> None:
+    body = fake_body()
+    _add_shot(scene, "Walk")
+    scene.frame_current = 10
+    with FakeServer(body, n_frames=45, chunk=10) as server:
+        queue = _run(scene, ["Walk"], server)
+        assert not queue.failures, queue.failures
+        arm = scene.hosig.shots["Walk"].armature
+        assert arm is not None and arm.name == "Walk" and arm.type == "ARMATURE"
+        names = [b.name for b in arm.data.bones]
+        assert len(names) == 56 and names[0] == rig.ROOT_BONE
+        assert set(names[1:]) == set(body.joint_names)
+        assert arm.data.bones["pelvis"].parent.name == "root"
+        assert all(pb.rotation_mode == "QUATERNION" for pb in arm.pose.bones)
+        action = arm.animation_data.action
+        assert action.name == "Walk" and len(_fcurves(action)) == 55 * 4 + 3
+        assert all(len(fc.keyframe_points) == 45 for fc in _fcurves(action))
+        assert action.frame_range[0] == pytest.approx(10) and action.frame_range[1] == pytest.approx(54)
+        assert scene.frame_end >= 54
+        clip = server.clip
+        for f in (0, 17, 44):
+            scene.frame_set(10 + f)
+            heads = np.array([list(arm.matrix_world @ arm.pose.bones[n].head) for n in body.joint_names])
+            assert np.abs(heads - clip["joints"][f]).max() < 1e-3
+        skin = [c for c in arm.children if c.type == "MESH"]
+        assert len(skin) == 1 and skin[0].modifiers[0].object == arm and len(skin[0].vertex_groups) == 55
+
+        # regenerate: new action, old one kept with a fake user, same armature
+        scene.frame_current = 10
+        queue = _run(scene, ["Walk"], server, reduce=True)
+        assert not queue.failures
+        assert scene.hosig.shots["Walk"].armature == arm
+        new_action = arm.animation_data.action
+        assert new_action != action and action.use_fake_user and action.name in bpy.data.actions
+        assert len([o for o in bpy.data.objects if o.type == "ARMATURE"]) == 1
+        # reduced keys: fewer than every frame, still within tolerance of the stream
+        assert min(len(fc.keyframe_points) for fc in _fcurves(new_action)) < 45
+        scene.frame_set(10 + 23)
+        heads = np.array([list(arm.matrix_world @ arm.pose.bones[n].head) for n in body.joint_names])
+        assert np.abs(heads - clip["joints"][23]).max() < 0.03
+
+
+def test_pick_keys_the_carried_object_and_keeps_its_animation(scene) -> None:
+    body = fake_body()
+    _add_shot(scene, "Pick", action="pick")
+    bottle = bpy.data.objects["bottle"]
+    old = bottle.animation_data.action
+    with FakeServer(body, n_frames=40, chunk=10, object_name="bottle") as server:
+        queue = _run(scene, ["Pick"], server)
+    assert not queue.failures, queue.failures
+    assert bottle.animation_data.action != old
+    assert old.name == "bottle_user_anim" and old.use_fake_user
+    assert len(_fcurves(old)) == 3  # untouched
+    scene.frame_set(1 + 39)
+    # delta lifts by 1 cm per frame after frame 20, applied on the pose at the start frame (x = 2.0)
+    assert bottle.matrix_world.translation.z == pytest.approx(0.85 + 0.01 * 19, abs=1e-4)
+    assert bottle.matrix_world.translation.x == pytest.approx(2.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["cancel", "die", "error"])
+def test_failed_generation_leaves_everything_untouched(scene, mode: str) -> None:
+    body = fake_body()
+    _add_shot(scene, "First")
+    _add_shot(scene, "Second", action="pick")
+    with FakeServer(body, n_frames=30, chunk=10, object_name="bottle") as server:
+        assert not _run(scene, ["First"], server).failures
+    before = _snapshot()
+    fake = FakeServer(body, n_frames=120, chunk=10, delay_s=0.05, object_name="bottle",
+                      mode={"cancel": "ok", "die": "die", "error": "error"}[mode], die_after=3)
+    with fake as server:
+        preferences.FALLBACK.url = server.url
+        queue = generation.GenerationQueue(bpy.context, ["Second"], preferences.FALLBACK, generation.RunOptions())
+        seen = {"frames": 0}
+
+        def on_tick(q):
+            if q.current is not None:
+                seen["frames"] = max(seen["frames"], q.current.frames_received)
+                if q.current.staging is not None:
+                    seen["staging"] = True
+            return mode == "cancel" and seen["frames"] >= 30
+
+        generation.run_blocking(queue, timeout_s=60, on_tick=on_tick)
+    shot = scene.hosig.shots["Second"]
+    assert _snapshot() == before
+    assert shot.armature is None
+    if mode == "cancel":
+        assert seen["frames"] >= 30 and shot.status == "CANCELLED" and "cancel" in shot.result
+    elif mode == "die":
+        assert seen["frames"] == 30 and shot.status == "FAILED"
+        assert "server" in shot.result and ("closed" in shot.result or "lost" in shot.result)
+    else:
+        assert shot.status == "FAILED" and shot.result.startswith("unreachable:") and "bottle" in shot.result
+    assert scene.hosig.shots["First"].status == "DONE"
+
+
+def test_shot_list_survives_save_and_reload(scene, tmp_path) -> None:
+    shot = _add_shot(scene, "Bottle pick", action="pick-place", seed=7)
+    shot.place_mode = "OBJECT"
+    shot.place_object = bpy.data.objects["table"]
+    shot.heading = 1.25
+    _add_shot(scene, "Second")
+    scene.hosig.active_shot = 1
+    scene.hosig.reduce_keys = True
+    path = str(tmp_path / "shots.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    assert len(bpy.context.scene.hosig.shots) == 0
+    bpy.ops.wm.open_mainfile(filepath=path)
+    s = bpy.context.scene.hosig
+    assert [x.name for x in s.shots] == ["Bottle pick", "Second"]
+    got = s.shots["Bottle pick"]
+    assert got.action == "pick-place" and got.seed == 7 and got.target.name == "bottle"
+    assert got.place_object.name == "table" and got.heading == pytest.approx(1.25)
+    assert got.place_value() == "table" and got.start_triplet() == (0.0, 0.0, pytest.approx(1.25))
+    assert s.active_shot == 1 and s.reduce_keys
+
+
+def test_shot_operators_add_duplicate_move_remove(scene) -> None:
+    bpy.context.view_layer.objects.active = bpy.data.objects["bottle"]
+    bpy.ops.hosig.shot_add()
+    bpy.ops.hosig.shot_add()
+    s = scene.hosig
+    assert [x.name for x in s.shots] == ["Shot", "Shot.001"] and s.shots[0].target.name == "bottle"
+    s.active_shot = 0
+    s.shots[0].seed = 4
+    bpy.ops.hosig.shot_duplicate()
+    assert [x.name for x in s.shots] == ["Shot", "Shot.002", "Shot.001"] and s.shots[1].seed == 5 and s.active_shot == 1
+    bpy.ops.hosig.shot_move(direction="DOWN")
+    assert [x.name for x in s.shots] == ["Shot", "Shot.001", "Shot.002"] and s.active_shot == 2
+    bpy.ops.hosig.shot_remove()
+    assert [x.name for x in s.shots] == ["Shot", "Shot.001"] and s.active_shot == 1
