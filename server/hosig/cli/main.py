@@ -15,8 +15,11 @@ from hosig.errors import HosigError
 SUBCOMMAND_MODULES: list[str] = [
     "hosig.cli.body_cmd",
     "hosig.cli.scene_cmd",
+    "hosig.cli.navigate_cmd",
     "hosig.cli.pipeline_cmd",
     "hosig.cli.eval_cmd",
+    "hosig.cli.blender_cmd",
+    "hosig.cli.demo_cmd",
 ]
 
 

@@ -1,0 +1,98 @@
+"""`hosig blender build [--out DIR]`: the installable extension zip, built by Blender's own tool.
+
+Blender's ``blender --command extension build`` is a thin wrapper around ``blender_ext.py`` (the
+``bl_pkg`` core add-on's CLI, plain Python), which the bpy wheel ships. We run that script with
+Blender's valid-tags list, exactly as the wrapper does; with no wheel we try a ``blender`` on PATH.
+The manifest's ``[build]`` section decides what ships (only the add-on). This module never imports
+bpy: it only locates the wheel's files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from hosig.cli.common import add_report_flags, emit
+from hosig.errors import InputError
+
+MANIFEST = "blender_manifest.toml"
+
+
+def addon_source_dir() -> Path:
+    """The repository root holding blender_manifest.toml (server/hosig/cli -> repo)."""
+    root = Path(__file__).resolve().parents[3]
+    if not (root / MANIFEST).is_file():
+        raise InputError(f"{root / MANIFEST} not found: `hosig blender build` needs a source checkout (the add-on is not installed with the package)")
+    return root
+
+
+def wheel_build_tool() -> tuple[Path, Path] | None:
+    """(blender_ext.py, tags.py) from the installed bpy wheel, or None."""
+    spec = importlib.util.find_spec("bpy")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for base in spec.submodule_search_locations:
+        for script in sorted(Path(base).glob("*/scripts/addons_core/bl_pkg/cli/blender_ext.py")):
+            tags = script.parents[3] / "modules" / "_bpy_internal" / "extensions" / "tags.py"
+            return script, tags
+    return None
+
+
+def build_command(source: Path, out: Path) -> list[str]:
+    """The command line that builds the zip (wheel tool first, then a `blender` on PATH)."""
+    tool = wheel_build_tool()
+    if tool is not None:
+        script, tags = tool
+        cmd = [sys.executable, str(script), "build", "--source-dir", str(source), "--output-dir", str(out)]
+        if tags.is_file():
+            cmd += ["--valid-tags", str(tags)]
+        return cmd
+    blender = shutil.which("blender")
+    if blender:
+        return [blender, "--factory-startup", "--command", "extension", "build", "--source-dir", str(source), "--output-dir", str(out)]
+    raise InputError("neither the bpy wheel (pip install 'hosig[blender]') nor a `blender` executable on PATH was found; one is needed to build the extension")
+
+
+def build_extension(out: str | Path) -> dict[str, Any]:
+    """Build the zip into ``out``; returns {zip, files, id, version, command}."""
+    source = addon_source_dir()
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = tomllib.loads((source / MANIFEST).read_text())
+    cmd = build_command(source, out)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=source)
+    if proc.returncode != 0:
+        detail = (proc.stdout + proc.stderr).strip().splitlines()
+        raise InputError(f"Blender's extension build failed for {source / MANIFEST}: " + " | ".join(detail[-5:]))
+    zip_path = out / f"{manifest['id']}-{manifest['version']}.zip"
+    if not zip_path.is_file():
+        raise InputError(f"Blender's extension build reported success but {zip_path} is missing: {proc.stdout.strip()}")
+    import zipfile
+
+    with zipfile.ZipFile(zip_path) as zf:
+        files = sorted(zf.namelist())
+    return {"zip": str(zip_path), "id": manifest["id"], "version": manifest["version"], "files": files,
+            "bytes": zip_path.stat().st_size, "command": " ".join(cmd[1:3]) if cmd[0] == sys.executable else cmd[0]}
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    report = build_extension(args.out)
+    emit(report, args, human=lambda r: f"built {r['zip']} ({len(r['files'])} files, {r['bytes'] / 1024:.0f} KiB)\n"
+                                       "install: Blender > Edit > Preferences > Get Extensions > Install from Disk")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("blender", help="the Blender extension (build the installable zip)")
+    sub = parser.add_subparsers(dest="blender_command", metavar="ACTION")
+    build = sub.add_parser("build", help="build the extension zip with Blender's own extension build command")
+    build.add_argument("--out", default="dist", help="output folder (default: dist)")
+    add_report_flags(build)
+    build.set_defaults(func=_cmd_build)
+    parser.set_defaults(func=lambda _a: (parser.print_help(sys.stderr), 2)[1])
