@@ -49,7 +49,9 @@ class MannequinConfig:
     height_per_beta: float = 0.04  # beta0 = +1 -> 4 % taller (about 7 cm)
     girth_per_beta: float = 0.10  # beta1 = +1 -> 10 % thicker limbs and trunk
     finger_curl_rad: tuple[float, float, float] = (0.12, 0.22, 0.12)  # hands_mean: relaxed curl per phalanx
-    skin_power: float = 4.0  # inverse-distance exponent of the skinning weights
+    blend_fraction: float = 0.3  # skinning blend width as a fraction of the local limb radius
+    blend_floor_m: float = 0.003
+    min_weight: float = 0.02
     max_influences: int = 4
 
 
@@ -295,33 +297,33 @@ def allowed_joints(label: int) -> list[int]:
 
 
 def skinning_weights(verts: np.ndarray, sk: RestSkeleton, cfg: MannequinConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(V,55) weights (inverse-distance to bones within the allowed set, top-k, normalised) and labels."""
+    """(V,55) skinning weights and (V,) labels (the nearest bone's joint).
+
+    Each vertex blends the joints allowed for its label with ``exp(-(d_j - d_min) / sigma)`` where
+    ``d_j`` is its distance to joint j's bone and ``sigma`` grows with the local limb radius, so a
+    knee blends over a few centimetres and a knuckle over a few millimetres. Influences under
+    ``cfg.min_weight`` are dropped, at most ``cfg.max_influences`` kept, rows normalised.
+    """
     dist, _ = bone_distances(verts, sk)
     labels = np.argmin(dist, axis=1)
+    d_min = dist[np.arange(len(verts)), labels]
+    sigma = cfg.blend_fraction * d_min + cfg.blend_floor_m
     weights = np.zeros_like(dist)
     for label in np.unique(labels):
         rows = np.nonzero(labels == label)[0]
         cols = allowed_joints(int(label))
-        side = _side(skel.JOINT_NAMES[label])
-        if side == 0:  # a central part: only the same-side limb joints of the vertex's own half
-            keep = []
-            for c in cols:
-                s = _side(skel.JOINT_NAMES[c])
-                keep.append(c)
-            cols = keep
-        d = np.maximum(dist[np.ix_(rows, cols)], 1e-4)
-        w = d ** (-cfg.skin_power)
-        if side == 0:
+        w = np.exp(-(dist[np.ix_(rows, cols)] - d_min[rows, None]) / sigma[rows, None])
+        if _side(skel.JOINT_NAMES[label]) == 0:  # central part: a limb joint fades out on the other half
             for k, c in enumerate(cols):
                 s = _side(skel.JOINT_NAMES[c])
                 if s != 0:
-                    w[:, k] *= np.clip(0.5 + s * verts[rows, 0] / 0.04, 0.0, 1.0)  # fade out on the other half
+                    w[:, k] *= np.clip(0.5 + s * verts[rows, 0] / 0.04, 0.0, 1.0)
         weights[np.ix_(rows, cols)] = w
-    # keep the largest influences
-    k = cfg.max_influences
+    weights /= weights.sum(axis=1, keepdims=True)
+    weights[weights < cfg.min_weight] = 0.0
     order = np.argsort(-weights, axis=1, kind="stable")
     mask = np.zeros_like(weights, dtype=bool)
-    np.put_along_axis(mask, order[:, :k], True, axis=1)
+    np.put_along_axis(mask, order[:, : cfg.max_influences], True, axis=1)
     weights = np.where(mask, weights, 0.0)
     weights /= weights.sum(axis=1, keepdims=True)
     return weights, labels
