@@ -158,3 +158,39 @@ def test_token_is_required_on_every_route(tmp_path) -> None:
         assert c.post("/generate", json={}).status_code == 401  # refused before validation
         res = c.get("/health", headers={"Authorization": f"Bearer {TOKEN}"})
         assert res.status_code == 200 and res.json()["status"] == "ok"
+
+
+def test_plan_preview(client, scene_id) -> None:
+    res = client.post("/plan", json={"scene": scene_id, "start": [-1.5, -1.5, 0.0], "target": "cup"})
+    assert res.status_code == 200, res.text
+    plan = res.json()
+    assert plan["type"] == "plan" and plan["target"] == "cup"
+    assert len(plan["waypoints"]) == len(plan["times"]) >= 2
+    assert plan["waypoints"][0] == pytest.approx([-1.5, -1.5], abs=0.06)
+    assert plan["length_m"] > 3.0 and plan["duration_s"] > 0
+
+
+def test_plan_unreachable_and_unknown_target(client, tmp_path) -> None:
+    sealed = write_demo_scene(tmp_path / "enclosed.glb", "enclosed", 0)
+    sid = client.post("/scenes", content=sealed.read_bytes(), headers=GLB).json()["id"]
+    res = client.post("/plan", json={"scene": sid, "start": [-2.0, -1.5], "target": "bottle"})
+    assert res.status_code == 422 and res.json()["code"] == "unreachable"
+    res = client.post("/plan", json={"scene": sid, "start": [-2.0, -1.5], "target": "dragon"})
+    assert res.status_code == 404 and res.json()["code"] == "unknown_object"
+
+
+def test_body_for_the_addon(client) -> None:
+    import base64
+
+    import numpy as np
+
+    data = client.get("/body").json()
+    assert len(data["joint_names"]) == 55 and data["joint_names"][0] == "pelvis"
+    assert data["parents"][0] == -1 and np.asarray(data["rest_joints"]).shape == (55, 3)
+    verts = np.frombuffer(base64.b64decode(data["vertices"]), "<f4").reshape(-1, 3)
+    idx = np.frombuffer(base64.b64decode(data["weights_index"]), "<i4").reshape(-1, 4)
+    val = np.frombuffer(base64.b64decode(data["weights_value"]), "<f4").reshape(-1, 4)
+    faces = np.frombuffer(base64.b64decode(data["faces"]), "<i4").reshape(-1, 3)
+    assert len(idx) == len(val) == len(verts) > 1000 and faces.max() < len(verts)
+    np.testing.assert_allclose(val.sum(1), 1.0, atol=1e-4)
+    assert verts[:, 2].max() - verts[:, 2].min() > 1.0  # stands along +Z

@@ -130,3 +130,21 @@ def test_request_model_is_the_api_schema() -> None:
     schema = GenerateRequest.model_json_schema()
     assert schema["additionalProperties"] is False
     assert set(schema["required"]) == {"scene", "start", "target"}
+
+
+def test_place_spots_lie_on_the_top_surface_centre_first() -> None:
+    import trimesh
+
+    from hosig.pipeline.objects import place_candidates
+
+    seat = trimesh.creation.box(extents=[0.6, 0.6, 0.5])
+    seat.apply_translation([1.0, 2.0, 0.25])
+    back = trimesh.creation.box(extents=[0.6, 0.1, 0.5])
+    back.apply_translation([1.0, 2.25, 0.75])  # a backrest along the +y edge, up to 1.0 m
+    spots = place_candidates(trimesh.util.concatenate([seat, back]), inset=0.05, step=0.1)
+    assert len(spots) > 4
+    np.testing.assert_allclose(spots[0], [1.0, 2.0, 0.5], atol=1e-6)  # centre first, on the seat
+    dist = np.linalg.norm(spots[:, :2] - [1.0, 2.0], axis=1)
+    assert np.all(np.diff(dist) >= -1e-9)
+    on_back = spots[:, 1] > 2.2
+    assert np.allclose(spots[on_back, 2], 1.0) and np.allclose(spots[~on_back, 2], 0.5)

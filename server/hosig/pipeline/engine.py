@@ -51,7 +51,7 @@ class Engine:
         """The motion model (loaded on first use, then kept)."""
         with self._lock:
             if self._motion is None:
-                from hosig.motion.model import MotionModel
+                from hosig.motion.checkpoint import MotionModel
 
                 self._motion = MotionModel.load(self.config.motion_checkpoint, device=self.config.device)
             return self._motion
@@ -66,8 +66,9 @@ class Engine:
             model = self.motion()
             ident = getattr(model, "identity", None)
             if not ident:
-                path = getattr(model, "path", None) or self.config.motion_checkpoint
-                ident = _file_hash(Path(path)) if path and Path(path).is_file() else type(model).__name__
+                source = Path(str(getattr(model, "source", "") or ""))
+                weights = source if source.suffix == ".safetensors" else source.with_suffix(".safetensors")
+                ident = _file_hash(weights) if weights.is_file() else f"{type(model).__name__}:{source}"
             self._motion_identity = str(ident)
         return self._motion_identity
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from hosig.errors import CancelledError, HosigError, UsageError
+from hosig.errors import CancelledError, HosigError, UnreachableError, UsageError
 from hosig.pipeline.engine import Engine, default_engine
 from hosig.pipeline.events import Accepted, Done, Error, Frames, Grasp, Plan, Progress
-from hosig.pipeline.objects import CarryTracker, object_top_centre
+from hosig.pipeline.objects import CarryTracker, object_top_centre, place_candidates
 from hosig.pipeline.request import GenerateRequest, parse_request
 
 log = logging.getLogger("hosig.pipeline")
@@ -125,13 +125,30 @@ def _maybe_float(value: Any) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def _resolve_place(scene: Any, place: str | list[float], target: str) -> np.ndarray:
-    """(3,) world point where the carried object's bottom centre goes."""
-    if isinstance(place, str):
-        if place == target:
-            raise UsageError(f"place: cannot place {target!r} on itself; name another object or give [x, y, z]")
-        return object_top_centre(scene.object(place).bounds)
-    return np.asarray(place, dtype=np.float64)
+def _plan_place(scene: Any, place: str | list[float], target: str, stand: np.ndarray, config: Any) -> tuple[Any, np.ndarray]:
+    """Carry leg and the (3,) world point where the carried object's bottom centre goes.
+
+    A point is used as given; an object name tries spots on its top surface, centre first, and
+    keeps the first one a person can walk up to (see `place_candidates`).
+    """
+    from hosig.navigation import StartPose, plan_to_point
+
+    start = StartPose(float(stand[0]), float(stand[1]), float(stand[2]))
+    if not isinstance(place, str):
+        point = np.asarray(place, dtype=np.float64)
+        return plan_to_point(scene, start, point, config), point
+    if place == target:
+        raise UsageError(f"place: cannot place {target!r} on itself; name another object or give [x, y, z]")
+    spots = place_candidates(scene.object(place).mesh)
+    if len(spots) == 0:
+        spots = object_top_centre(scene.object(place).bounds)[None]
+    first_error: UnreachableError | None = None
+    for point in spots:
+        try:
+            return plan_to_point(scene, start, point, config), point
+        except UnreachableError as err:
+            first_error = first_error or err
+    raise UnreachableError(f"place {place!r}: none of {len(spots)} spots on its top surface can be reached ({first_error})")
 
 
 class _Job:
@@ -171,7 +188,7 @@ class _Job:
         t = self._lap("scene_ms", t)
         _check(self.cancelled)
 
-        from hosig.navigation import NavConfig, StartPose, plan_to_object, plan_to_point
+        from hosig.navigation import NavConfig, StartPose, plan_to_object
 
         nav_cfg = NavConfig()
         start = StartPose(float(req.start[0]), float(req.start[1]), req.heading)
@@ -179,15 +196,13 @@ class _Job:
         yield _plan_event(approach, "approach")
         carry = place_point = None
         if req.action == "pick-place":
-            place_point = _resolve_place(scene, req.place, req.target)
-            stand = np.asarray(approach.stand, dtype=float)
-            carry = plan_to_point(scene, StartPose(float(stand[0]), float(stand[1]), float(stand[2])), place_point, nav_cfg)
+            carry, place_point = _plan_place(scene, req.place, req.target, np.asarray(approach.stand, dtype=float), nav_cfg)
             yield _plan_event(carry, "carry")
         t = self._lap("navigation_ms", t)
         _check(self.cancelled)
 
         yield Progress(stage="grasp", fraction=0.0)
-        from hosig.grasp import generate_grasp
+        from hosig.grasp.generator import generate_grasp
 
         body = self.engine.body(req.smplx_dir)
         grasp = generate_grasp(scene, req.target, tuple(float(v) for v in approach.stand), body, hand=req.hand)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the scene package is imported lazily (heavy: trimesh, scipy
 GLB_TYPE = "model/gltf-binary"
 MESH_JSON_TYPE = "application/vnd.hosig.mesh+json"
 CONTENT_TYPES: dict[str, str] = {GLB_TYPE: "glb", MESH_JSON_TYPE: "json"}
+SCENE_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
 
 
 class UnknownSceneError(InputError):
@@ -139,7 +140,7 @@ class SceneStore:
                     scene = load_scene(self._decode(cached.read_bytes(), kind))
                     if scene.content_hash == ref:
                         return self._remember(scene)
-        if allow_paths and Path(ref).is_file():
-            return self.add_path(ref)
+        if allow_paths and (Path(ref).is_file() or Path(ref).suffix.lower() in SCENE_SUFFIXES):
+            return self.add_path(ref)  # a missing file says "does not exist", not "unknown id"
         hint = "upload it with POST /scenes" if not allow_paths else "give a scene file path or an id from POST /scenes"
         raise UnknownSceneError(f"unknown scene {ref!r}: not a known scene id ({hint})")
