@@ -183,7 +183,7 @@ class ShotRun:
 
     def _key_chunk(self, chunk: FramesChunk) -> None:
         frames = self.options.frame_start + chunk.start + np.arange(chunk.count, dtype=np.float64)
-        quats = make_continuous(bone_quaternions(chunk.poses, self.rest_rot), self._last_quat)
+        quats = make_continuous(bone_quaternions(self.body.full_pose(chunk.poses), self.rest_rot), self._last_quat)
         self._last_quat = quats[-1]
         for j, path in enumerate(self.bone_paths):
             self.writer.set_group(path, self.body.joint_names[j], frames, quats[:, j])

@@ -52,6 +52,9 @@ class BodyData:
     faces: np.ndarray  # (F,3) int32
     weights_index: np.ndarray  # (V,4) int32 joint indices
     weights_value: np.ndarray  # (V,4) float32
+    # (90,) left then right hand mean pose: smplx (flat_hand_mean=False) adds it to the streamed
+    # hand poses, so the bones need it too. Absent from older servers -> zeros (flat hands).
+    hands_mean: np.ndarray | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "BodyData":
@@ -68,6 +71,7 @@ class BodyData:
                 faces=b64_array(data["faces"], "<i4", 3, "faces"),
                 weights_index=b64_array(data["weights_index"], "<i4", 4, "weights_index"),
                 weights_value=b64_array(data["weights_value"], "<f4", 4, "weights_value"),
+                hands_mean=_hands_mean(data.get("hands_mean")),
             )
         except KeyError as err:
             raise ProtocolError(f"/body answer lacks field {err.args[0]!r}") from None
@@ -77,9 +81,19 @@ class BodyData:
             raise ProtocolError("/body: weights_index and vertices differ in length")
         return body
 
+    def full_pose(self, poses: np.ndarray) -> np.ndarray:
+        """(T,165) streamed poses -> (T,165) absolute joint rotations (hands mean added)."""
+        poses = np.asarray(poses, dtype=np.float64)
+        if self.hands_mean is None:
+            return poses
+        out = poses.copy()
+        out[:, 75:165] += self.hands_mean
+        return out
+
     def to_json(self) -> dict[str, Any]:
         """Inverse of `from_json` (tests and fake servers build /body answers with it)."""
-        return {
+        extra = {} if self.hands_mean is None else {"hands_mean": {"left": self.hands_mean[:45].tolist(), "right": self.hands_mean[45:].tolist()}}
+        return {**extra,
             "identity": self.identity,
             "joint_names": list(self.joint_names),
             "parents": [int(p) for p in self.parents],
@@ -89,6 +103,18 @@ class BodyData:
             "weights_index": encode_array(self.weights_index, "<i4"),
             "weights_value": encode_array(self.weights_value, "<f4"),
         }
+
+
+def _hands_mean(value: Any) -> np.ndarray | None:
+    """`hands_mean` as {"left": [45], "right": [45]} or a flat [90] list -> (90,) or None."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        value = list(value["left"]) + list(value["right"])
+    arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    if arr.shape != (90,):
+        raise ProtocolError(f"/body field 'hands_mean': expected 90 values (left 45 + right 45), got {arr.size}")
+    return arr
 
 
 @dataclass

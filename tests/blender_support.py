@@ -92,9 +92,10 @@ class FakeServer:
     """
 
     def __init__(self, body: BodyData, n_frames: int = 90, chunk: int = 15, delay_s: float = 0.0,
-                 mode: str = "ok", die_after: int = 2, object_name: str | None = None) -> None:
+                 mode: str = "ok", die_after: int = 2, object_name: str | None = None,
+                 clip: dict[str, np.ndarray] | None = None) -> None:
         self.body = body
-        self.clip = walking_clip(body, n_frames)
+        self.clip = clip if clip is not None else walking_clip(body, n_frames)
         self.chunk, self.delay_s, self.mode, self.die_after = chunk, delay_s, mode, die_after
         self.object_name = object_name
         self.cancelled: set[str] = set()
@@ -210,3 +211,26 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def real_body_and_clip(n: int = 20, seed: int = 0) -> tuple[BodyData, dict[str, np.ndarray]]:
+    """The embedded mannequin as /body serves it, and a clip whose joints come from smplx itself."""
+    import torch
+
+    from hosig.body.model import load_body_model
+
+    model = load_body_model()
+    rest = model.rest_mesh_zup()
+    body = BodyData(model.identity, list(model.joint_names), np.asarray(model.parents), np.asarray(rest.rest_joints, dtype=np.float64),
+                    rest.vertices, rest.faces, rest.weights_index, rest.weights_value,
+                    np.concatenate([np.asarray(model.hands_mean["left"]).reshape(-1), np.asarray(model.hands_mean["right"]).reshape(-1)]))
+    rng = np.random.default_rng(seed)
+    poses = np.zeros((n, 165))
+    poses[:, :3] = [model.standing_orient(h) for h in np.linspace(0.0, 1.5, n)]
+    poses[:, 3:] = rng.normal(scale=0.25, size=(n, 162))
+    trans = np.stack([model.standing_transl(0.0, 0.05 * i, 0.02 * i) for i in range(n)])
+    with torch.no_grad():
+        out = model.forward(poses[:, :3], trans, body_pose=poses[:, 3:66], left_hand_pose=poses[:, 75:120],
+                            right_hand_pose=poses[:, 120:165], jaw_pose=poses[:, 66:69], leye_pose=poses[:, 69:72],
+                            reye_pose=poses[:, 72:75])
+    return body, {"poses": poses, "trans": trans, "joints": out.joints.numpy().astype(np.float64)}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from blender_support import FakeServer, fake_body
+from blender_support import FakeServer, fake_body, real_body_and_clip
 
 bpy = pytest.importorskip("bpy")
 
@@ -128,6 +128,22 @@ def test_generated_armature_matches_streamed_joints_and_regeneration_keeps_old_a
         scene.frame_set(10 + 23)
         heads = np.array([list(arm.matrix_world @ arm.pose.bones[n].head) for n in body.joint_names])
         assert np.abs(heads - clip["joints"][23]).max() < 0.03
+
+
+def test_mannequin_rig_matches_smplx_forward_within_1mm(scene) -> None:
+    body, clip = real_body_and_clip(n=20)
+    _add_shot(scene, "Mannequin")
+    with FakeServer(body, chunk=7, clip=clip) as server:
+        assert not _run(scene, ["Mannequin"], server).failures
+    arm = scene.hosig.shots["Mannequin"].armature
+    skin = [c for c in arm.children if c.type == "MESH"][0]
+    assert len(skin.data.vertices) == len(body.vertices) and len(skin.vertex_groups) == 55
+    worst = 0.0
+    for f in (0, 6, 13, 19):
+        scene.frame_set(1 + f)
+        heads = np.array([list(arm.matrix_world @ arm.pose.bones[n].head) for n in body.joint_names])
+        worst = max(worst, float(np.abs(heads - clip["joints"][f]).max()))
+    assert worst < 1e-3, worst
 
 
 def test_pick_keys_the_carried_object_and_keeps_its_animation(scene) -> None:
