@@ -113,6 +113,7 @@ class ShotRun:
         self.stage = "queued"
         self.summary: dict[str, Any] = {}
         self.step_ms: list[float] = []
+        self.tick_budget_s = 0.004  # keying work per timer tick (UI stays responsive)
         shot = find_shot(scene, shot_name)
         if shot is None:
             raise client.ServerError("bad_request", f"shot {shot_name!r} no longer exists")
@@ -154,6 +155,8 @@ class ShotRun:
                 self._handle(event)
                 if self.state != "streaming":
                     break
+            if self.state == "streaming":  # write buffered keys within what is left of the tick budget
+                self.writer.flush(budget_s=max(0.001, self.tick_budget_s - (time.perf_counter() - t0)))
         except Exception as err:  # noqa: BLE001 - any failure must roll back, never leave half a result
             self._rollback("FAILED", f"add-on error while keying: {type(err).__name__}: {err}")
         self.step_ms.append((time.perf_counter() - t0) * 1000.0)
@@ -186,9 +189,9 @@ class ShotRun:
         quats = make_continuous(bone_quaternions(self.body.full_pose(chunk.poses), self.rest_rot), self._last_quat)
         self._last_quat = quats[-1]
         for j, path in enumerate(self.bone_paths):
-            self.writer.set_group(path, self.body.joint_names[j], frames, quats[:, j])
+            self.writer.set_group(path, self.body.joint_names[j], frames, quats[:, j], flush=False)
         locs = pelvis_locations(chunk.trans, self.body.rest_joints, self.rest_rot[0])
-        self.writer.set_group(f'pose.bones["{self.body.joint_names[0]}"].location', self.body.joint_names[0], frames, locs)
+        self.writer.set_group(f'pose.bones["{self.body.joint_names[0]}"].location', self.body.joint_names[0], frames, locs, flush=False)
         if chunk.object_transforms is not None and chunk.object_name:
             self.object_name = chunk.object_name
             self._object_frames.append(frames)
@@ -237,7 +240,9 @@ class ShotRun:
             self._rollback("FAILED", "the server finished without sending any frames")
             return
         if self.options.reduce:
-            self.writer.reduce(self.options.tolerance_quat, self.options.tolerance_loc)
+            self.writer.finalize(self.options.tolerance_quat, self.options.tolerance_loc)
+        else:
+            self.writer.finalize()
         existing = shot.armature if shot is not None else None
         if existing is not None and existing.name in bpy.data.objects and existing.get(rig.BODY_TAG) == self.body.identity:
             preserve_action(existing)
@@ -318,7 +323,9 @@ def key_carried_object(obj: bpy.types.Object, frames: np.ndarray, deltas: np.nda
     writer.set_group(rot_path, "Object Transforms", frames, rot_values)
     writer.set_group("scale", "Object Transforms", frames, np.array(scales))
     if options.reduce:
-        writer.reduce(options.tolerance_quat if mode == "QUATERNION" else options.tolerance_quat * 2, options.tolerance_loc)
+        writer.finalize(options.tolerance_quat if mode == "QUATERNION" else options.tolerance_quat * 2, options.tolerance_loc)
+    else:
+        writer.finalize()
     preserve_action(obj)
     writer.assign(obj)
 

@@ -9,12 +9,15 @@ tolerance when the clip is complete.
 
 from __future__ import annotations
 
+import time
+
 import bpy
 import numpy as np
 
 from .posemath import reduce_keys
 
-_INTERP_LINEAR = 1  # index of 'LINEAR' in KeyframePoint.interpolation (CONSTANT, LINEAR, BEZIER, ...)
+# enum indices of KeyframePoint.interpolation (CONSTANT, LINEAR, BEZIER, ...) for foreach_set
+_INTERP = {"LINEAR": 1, "BEZIER": 2}
 
 
 def layered_actions_available() -> bool:
@@ -45,6 +48,7 @@ class ActionWriter:
         self._frames: dict[str, list[np.ndarray]] = {}
         self._values: dict[str, list[np.ndarray]] = {}
         self._group_of: dict[str, str] = {}
+        self._pending: dict[str, None] = {}  # ordered set of data paths with unwritten keys
 
     # -- curve creation -----------------------------------------------------------------------
     def _group(self, name: str):
@@ -74,17 +78,55 @@ class ActionWriter:
         return curves
 
     # -- keys ---------------------------------------------------------------------------------
-    def set_group(self, data_path: str, group: str, frames: np.ndarray, values: np.ndarray) -> None:
-        """Append keys at ``frames`` (n,) with ``values`` (n,C) to the curves of ``data_path``."""
+    def set_group(self, data_path: str, group: str, frames: np.ndarray, values: np.ndarray, flush: bool = True) -> None:
+        """Append keys at ``frames`` (n,) with ``values`` (n,C) to the curves of ``data_path``.
+
+        With ``flush=False`` the keys are only buffered; `flush` writes them later (the streaming
+        timer spreads that work over ticks to stay within its budget).
+        """
         values = np.asarray(values, dtype=np.float64)
-        curves = self._ensure_curves(data_path, group, values.shape[1])
+        self._ensure_curves(data_path, group, values.shape[1])
         self._frames[data_path].append(np.asarray(frames, dtype=np.float64))
         self._values[data_path].append(values)
-        all_frames = np.concatenate(self._frames[data_path])
-        all_values = np.concatenate(self._values[data_path])
-        n_new = len(frames)
-        for c, fc in enumerate(curves):
-            _write_curve(fc, all_frames, all_values[:, c], n_new, linear=False)
+        self._pending[data_path] = None
+        if flush:
+            self.flush()
+
+    def _arrays(self, path: str) -> tuple[np.ndarray, np.ndarray]:
+        """All buffered keys of a channel group, merged once into a single array pair."""
+        if len(self._frames[path]) > 1:
+            self._frames[path] = [np.concatenate(self._frames[path])]
+            self._values[path] = [np.concatenate(self._values[path])]
+        return self._frames[path][0], self._values[path][0]
+
+    def flush(self, budget_s: float | None = None) -> bool:
+        """Write buffered keys (linear while streaming: no handle recalculation, which costs
+        O(keys) per curve); stops after ``budget_s``. True when nothing is left pending."""
+        t0 = time.perf_counter()
+        for path in list(self._pending):
+            frames, values = self._arrays(path)
+            for c, fc in enumerate(self._curves[path]):
+                _write_curve(fc, frames, values[:, c], "LINEAR", update=False)
+            del self._pending[path]
+            if budget_s is not None and time.perf_counter() - t0 > budget_s:
+                break
+        return not self._pending
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def finalize(self, tolerance: float | None = None, tolerance_location: float | None = None) -> int:
+        """The clip is complete: every-frame keys become Bezier (Blender's default, smooth between
+        frames), or with a tolerance the fewest linear keys within it. Returns the key count."""
+        self.flush()
+        if tolerance is not None:
+            return self.reduce(tolerance, tolerance_location)
+        for path, curves in self._curves.items():
+            frames, values = self._arrays(path)
+            for c, fc in enumerate(curves):
+                _write_curve(fc, frames, values[:, c], "BEZIER", update=True)
+        return self.key_count()
 
     def reduce(self, tolerance: float, tolerance_location: float | None = None) -> int:
         """Replace every channel group with its fewest keys within the tolerance; returns key count.
@@ -92,15 +134,15 @@ class ActionWriter:
         Location channels (``.location``) use ``tolerance_location`` (metres) when given. Reduced
         keys interpolate linearly so the bound holds between keys too.
         """
+        self.flush()
         total = 0
         for path, curves in self._curves.items():
-            frames = np.concatenate(self._frames[path])
-            values = np.concatenate(self._values[path])
+            frames, values = self._arrays(path)
             tol = tolerance_location if (tolerance_location is not None and path.endswith("location")) else tolerance
             keep = reduce_keys(values, tol)
             for c, fc in enumerate(curves):
                 fc.keyframe_points.clear()
-                _write_curve(fc, frames[keep], values[keep, c], len(keep), linear=True)
+                _write_curve(fc, frames[keep], values[keep, c], "LINEAR", update=True)
             total += len(keep) * len(curves)
         return total
 
@@ -121,17 +163,18 @@ class ActionWriter:
         self.action = None
 
 
-def _write_curve(fc, frames: np.ndarray, values: np.ndarray, n_new: int, linear: bool) -> None:
-    """Grow ``fc`` by ``n_new`` points and write all coordinates in one call."""
+def _write_curve(fc, frames: np.ndarray, values: np.ndarray, interpolation: str, update: bool) -> None:
+    """Grow ``fc`` to ``len(frames)`` points and write all coordinates in one call."""
     kp = fc.keyframe_points
-    kp.add(n_new)
+    if len(kp) < len(frames):
+        kp.add(len(frames) - len(kp))
     co = np.empty(2 * len(frames), dtype=np.float32)
     co[0::2] = frames
     co[1::2] = values
     kp.foreach_set("co", co)
-    if linear:
-        kp.foreach_set("interpolation", np.full(len(frames), _INTERP_LINEAR, dtype=np.int32))
-    fc.update()
+    kp.foreach_set("interpolation", np.full(len(frames), _INTERP[interpolation], dtype=np.int32))
+    if update:
+        fc.update()
 
 
 def preserve_action(obj: bpy.types.Object) -> bpy.types.Action | None:
