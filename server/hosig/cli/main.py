@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES: list[str] = [
     "hosig.cli.eval_cmd",
     "hosig.cli.blender_cmd",
     "hosig.cli.demo_cmd",
+    "hosig.cli.data_cmd",
 ]
 
 

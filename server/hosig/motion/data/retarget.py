@@ -44,7 +44,7 @@ FIT_PARENTS = PARENTS[:NUM_FIT]
 class RetargetConfig:
     """Weights and schedule of the fit (metres, 30 fps)."""
 
-    iterations: int = 120
+    iterations: int = 80
     lr: float = 0.01
     chunk: int = 900  # frames per batch
     overlap: int = 12  # frames shared with the previous chunk (warm start + continuity)
@@ -182,17 +182,55 @@ def normalised_targets(
 
 # ------------------------------------------------------------------------------------- the fit
 def _limit_penalty(local: torch.Tensor) -> torch.Tensor:
-    """(B,22,3,3) local rotations -> (B,) hinge penalty for knees (x) and elbows (y)."""
+    """(B,22,3,3) local rotations -> (B,) hinge penalty: knees and elbows must not bend backwards.
+
+    Measured on the child bone's direction in the parent's frame (twist-invariant): the shin
+    (rest -y) must swing back (z < 0), the forearm (rest +-x) forward (z > 0), beyond a few degrees
+    of tolerated hyperextension. Knees also get a weak pull towards a pure hinge about x.
+    """
     pen = local.new_zeros(local.shape[0])
-    for side, sign in (("left", -1.0), ("right", 1.0)):
+    for side, sign in (("left", 1.0), ("right", -1.0)):
         knee = local[:, JOINT_INDEX[f"{side}_knee"]]
-        # knee: rotation about +x only, flexion positive (sin = R[2,1] >= 0)
-        pen = pen + 0.1 * (knee[:, 0, 1] ** 2 + knee[:, 0, 2] ** 2 + knee[:, 1, 0] ** 2 + knee[:, 2, 0] ** 2)
-        pen = pen + torch.relu(-knee[:, 2, 1] - 0.05) ** 2
+        shin_back = knee[:, 2, 1]  # shin direction = -column 1; its -z component
+        pen = pen + torch.relu(-shin_back - 0.05) ** 2
+        pen = pen + 0.02 * (knee[:, 0, 1] ** 2 + knee[:, 1, 0] ** 2)
         elbow = local[:, JOINT_INDEX[f"{side}_elbow"]]
-        # elbow: flexion about y bringing the forearm forward (left: R[0,2] < 0, right: > 0)
-        pen = pen + torch.relu(-sign * elbow[:, 0, 2] - 0.05) ** 2
+        forearm_fwd = sign * elbow[:, 2, 0]  # forearm direction = sign * column 0; its z component
+        pen = pen + torch.relu(-forearm_fwd - 0.1) ** 2
     return pen
+
+
+class TreeFK:
+    """FK of the body's 22 trunk/limb joints, batched level by level of the kinematic tree.
+
+    Same maths as `BodyModel.fk` (rest offsets of this body, Z-up, root = pelvis position) but only
+    over the joints the retarget fits, and one batched matmul per tree level instead of per joint:
+    the fit calls it hundreds of times per chunk. Tested against `BodyModel.fk`.
+    """
+
+    def __init__(self, rest_joints_y: np.ndarray, dtype: torch.dtype = torch.float32) -> None:
+        rest = np.asarray(rest_joints_y, dtype=np.float64)[:NUM_FIT]
+        offsets = rest.copy()
+        offsets[1:] -= rest[FIT_PARENTS[1:]]
+        self.offsets = torch.as_tensor(offsets, dtype=dtype)  # (22,3)
+        depth = np.zeros(NUM_FIT, dtype=np.int64)
+        for k in range(1, NUM_FIT):
+            depth[k] = depth[FIT_PARENTS[k]] + 1
+        self.levels = [
+            (torch.as_tensor(np.nonzero(depth == d)[0]), torch.as_tensor(FIT_PARENTS[depth == d]))
+            for d in range(1, int(depth.max()) + 1)
+        ]
+
+    def __call__(self, local: torch.Tensor, root: torch.Tensor) -> torch.Tensor:
+        """(B,22,3,3) local rotations (root = Z-up orient), (B,3) pelvis -> (B,22,3) joints."""
+        b = local.shape[0]
+        glob = local.new_zeros(b, NUM_FIT, 3, 3).index_copy(1, torch.tensor([0]), local[:, :1])
+        pos = root.new_zeros(b, NUM_FIT, 3).index_copy(1, torch.tensor([0]), root[:, None])
+        for idx, par in self.levels:
+            g_par = glob[:, par]  # (B,n,3,3)
+            glob = glob.index_copy(1, idx, g_par @ local[:, idx])
+            pos = pos.index_copy(1, idx, pos[:, par] + (g_par @ self.offsets[idx][..., None]).squeeze(-1))
+        return pos
 
 
 class _Fitter:
@@ -201,15 +239,11 @@ class _Fitter:
     def __init__(self, body, config: RetargetConfig) -> None:
         self.body = body
         self.cfg = config
-        rest = np.asarray(body.rest_joints_y, dtype=np.float64)
-        self.rest = rest
+        self.tree = TreeFK(body.rest_joints_y)
 
     def fk(self, local: torch.Tensor, root: torch.Tensor) -> torch.Tensor:
-        """(B,22,3,3),(B,3) -> (B,55,3) joints through the body model's FK."""
-        b = local.shape[0]
-        full = torch.eye(3, dtype=local.dtype).expand(b, NUM_JOINTS, 3, 3).clone()
-        full[:, :NUM_FIT] = local
-        return self.body.fk(full, root)
+        """(B,22,3,3),(B,3) -> (B,22,3) joints."""
+        return self.tree(local, root)
 
     def fit_chunk(
         self,
@@ -242,8 +276,8 @@ class _Fitter:
         for _ in range(cfg.iterations):
             opt.zero_grad(set_to_none=True)
             local = rot6d_to_matrix(r6)
-            joints = self.fk(local, root)  # (B,55,3)
-            body_j = joints[:, :NUM_FIT]
+            joints = self.fk(local, root)  # (B,22,3)
+            body_j = joints
             loss = cfg.w_pos * ((joints[:, target_idx] - tgt) ** 2).sum(-1).mean()
             feet = joints[:, foot_idx]  # (B,4,3)
             if pin_mask.any():
@@ -270,27 +304,8 @@ class _Fitter:
 
 def foot_rest_heights(body) -> np.ndarray:
     """(4,) standing heights above the sole of (l ankle, l toe, r ankle, r toe) for this body."""
-    cached = getattr(body, "_hosig_foot_rest_heights", None)
-    if cached is not None:
-        return cached
-    from hosig.frames import YUP_TO_ZUP
-
-    with torch.no_grad():
-        out = body.forward(
-            global_orient=torch.as_tensor(Rotation.from_matrix(YUP_TO_ZUP).as_rotvec()[None], dtype=torch.float32),
-            transl=torch.zeros(1, 3),
-            body_pose=torch.zeros(1, 63),
-            left_hand_pose=torch.zeros(1, 45),
-            right_hand_pose=torch.zeros(1, 45),
-        )
-    verts = out.vertices[0].double().numpy()
-    joints = out.joints[0].double().numpy()
-    heights = joints[FOOT_JOINTS, 2] - verts[:, 2].min()
-    try:
-        body._hosig_foot_rest_heights = heights
-    except AttributeError:  # frozen dataclass: recompute each time (cheap)
-        pass
-    return heights
+    rest = np.asarray(body.rest_joints_y, dtype=np.float64)
+    return rest[FOOT_JOINTS, 1] - float(body.floor_y)
 
 
 def retarget(capture: Capture, jmap: JointMap, body, config: RetargetConfig = RetargetConfig()) -> RetargetResult:
