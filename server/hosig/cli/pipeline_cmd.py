@@ -62,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--out", default=None, help="clip file to write (npz); none written when omitted")
     gen.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    add_model_flag(gen)
     add_body_flag(gen)
     add_report_flags(gen)
     gen.set_defaults(func=cmd_generate)
@@ -71,6 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bat.add_argument("--out", required=True, help="output folder (clips + manifest.json)")
     bat.add_argument("--force", action="store_true", help="re-generate shots even when unchanged")
     bat.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    add_model_flag(bat)
     add_body_flag(bat)
     add_report_flags(bat)
     bat.set_defaults(func=cmd_batch)
@@ -82,14 +84,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     srv.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     srv.add_argument("--queue", type=int, default=4, help="jobs that may wait behind the running one before 503")
     srv.add_argument("--max-upload-mb", type=float, default=256.0, help="largest scene upload accepted")
+    add_model_flag(srv)
     add_body_flag(srv)
     srv.set_defaults(func=cmd_serve)
+
+
+def add_model_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, help="motion checkpoint (.safetensors/.json or folder); default: the committed model")
 
 
 def _engine(args: argparse.Namespace):
     from hosig.pipeline.engine import Engine, EngineConfig
 
-    return Engine(EngineConfig(smplx_dir=args.smplx_dir, device=args.device))
+    return Engine(EngineConfig(smplx_dir=args.smplx_dir, device=args.device, motion_checkpoint=args.model))
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -165,5 +172,5 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from hosig.api.serve import ServeOptions, serve
 
     serve(ServeOptions(host=args.host, port=args.port, token=args.token, device=args.device, queue=args.queue,
-                       smplx_dir=args.smplx_dir, max_upload_mb=args.max_upload_mb))
+                       smplx_dir=args.smplx_dir, max_upload_mb=args.max_upload_mb, model=args.model))
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,9 @@ class EngineConfig:
     device: str = "cpu"
     cache_dir: Path = field(default_factory=default_cache_dir)
     max_scenes: int = 16
+    nav: Any = None  # NavConfig (None = defaults)
+    grasp: Any = None  # GraspConfig (None = defaults)
+    max_grasps: int = 64  # grasp results kept (deterministic per scene/target/stand/hand/body)
 
 
 class Engine:
@@ -39,6 +43,7 @@ class Engine:
         self._lock = threading.RLock()
         self._motion: Any = None
         self._motion_identity: str | None = None
+        self._grasps: "OrderedDict[tuple, Any]" = OrderedDict()
 
     def body(self, smplx_dir: str | None = None) -> "BodyModel":
         """The body model for a request (`load_body_model` caches per path)."""
@@ -71,6 +76,23 @@ class Engine:
                 ident = _file_hash(weights) if weights.is_file() else f"{type(model).__name__}:{source}"
             self._motion_identity = str(ident)
         return self._motion_identity
+
+    def grasp(self, scene: Any, target: str, stand: tuple[float, float, float], body: Any, hand: str) -> tuple[Any, bool]:
+        """(GraspResult, cached?) — grasps are deterministic, so a re-generation with another seed
+        or action from the same stand point reuses the optimised pose instead of paying for it again."""
+        from hosig.grasp.generator import generate_grasp
+
+        key = (scene.content_hash, target, tuple(round(float(v), 3) for v in stand), hand, body.identity, repr(self.config.grasp))
+        with self._lock:
+            if key in self._grasps:
+                self._grasps.move_to_end(key)
+                return self._grasps[key], True
+        result = generate_grasp(scene, target, stand, body, hand=hand, config=self.config.grasp)
+        with self._lock:
+            self._grasps[key] = result
+            while len(self._grasps) > self.config.max_grasps:
+                self._grasps.popitem(last=False)
+        return result, False
 
     def warm(self) -> None:
         """Load everything now (server start-up), so the first request is as fast as the rest."""

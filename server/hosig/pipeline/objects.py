@@ -8,7 +8,8 @@ Convention: an object transform ``M (4,4)`` maps the object's vertices as loaded
 (Z-up world) to where they are at that frame, ``v_t = M @ [v, 1]``; identity = untouched. The wrist
 frame is SMPL-X's: rotation = product of the local joint rotations along the kinematic chain (with
 the Z-up global orient), origin = the wrist joint. ``GraspResult.object_in_wrist`` is the object's
-transform expressed in that frame at the grasp pose, so ``M_t = W_t @ object_in_wrist``.
+transform expressed in that frame at the grasp pose, so ``M_t = W_t @ object_in_wrist`` once
+attached (see `CarryTracker` for how attachment starts without a jump).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.spatial.transform import Rotation
+from scipy.spatial.transform import Rotation, Slerp
 
 
 def chain_rotations(poses: np.ndarray, parents: np.ndarray, upto: int) -> np.ndarray:
@@ -45,14 +46,42 @@ def wrist_transforms(poses: np.ndarray, joints: np.ndarray, parents: np.ndarray,
 @dataclass
 class CarryTracker:
     """Streams object transforms chunk by chunk: rest before ``grasp_frame``, attached to the wrist
-    until ``release_frame`` (pick-place), then frozen where it was put down."""
+    until ``release_frame`` (pick-place), then frozen where it was put down.
+
+    Attachment starts from where the generated wrist actually is at the grasp frame, so the object
+    never jumps; over ``blend_frames`` the object's pose in the wrist frame then moves to the grasp
+    stage's ``object_in_wrist`` (the exact hand-object contact), unless the two differ by more than
+    ``max_blend_m`` (then the motion missed the grasp and sliding the object would look worse).
+    """
 
     parents: np.ndarray  # (55,)
     wrist: int  # joint index of the grasping wrist
-    object_in_wrist: np.ndarray  # (4,4)
+    object_in_wrist: np.ndarray | None  # (4,4) from the grasp stage, or None (keep the grasp-frame offset)
     grasp_frame: int
     release_frame: int | None = None
+    blend_frames: int = 8
+    max_blend_m: float = 0.05
+    _start_rel: np.ndarray | None = None  # (4,4) object in wrist frame at the grasp frame
     _last_attached: np.ndarray = field(default_factory=lambda: np.eye(4))
+
+    def _relative(self, frame: int) -> np.ndarray:
+        """(4,4) object-in-wrist transform used at ``frame`` (>= grasp_frame)."""
+        start = self._start_rel
+        goal = self.object_in_wrist
+        if goal is None or start is None:
+            return start
+        if np.linalg.norm(goal[:3, 3] - start[:3, 3]) > self.max_blend_m:
+            return start
+        s = min(1.0, (frame - self.grasp_frame) / max(self.blend_frames, 1))
+        if s <= 0.0:
+            return start
+        if s >= 1.0:
+            return goal
+        rots = Rotation.from_matrix(np.stack([start[:3, :3], goal[:3, :3]]))
+        out = np.eye(4)
+        out[:3, :3] = Slerp([0.0, 1.0], rots)(s).as_matrix()
+        out[:3, 3] = (1 - s) * start[:3, 3] + s * goal[:3, 3]
+        return out
 
     def chunk(self, start: int, poses: np.ndarray, joints: np.ndarray) -> np.ndarray:
         """(n,4,4) transforms for frames [start, start + n); chunks must arrive in order."""
@@ -63,9 +92,13 @@ class CarryTracker:
         if self.release_frame is not None:
             attached &= frames < self.release_frame
         if attached.any():
-            wrist_t = wrist_transforms(poses[attached], joints[attached], self.parents, self.wrist)
-            out[attached] = wrist_t @ self.object_in_wrist
-            self._last_attached = out[np.flatnonzero(attached)[-1]].copy()
+            idx = np.flatnonzero(attached)
+            wrist_t = wrist_transforms(poses[idx], joints[idx], self.parents, self.wrist)
+            if self._start_rel is None:  # first attached frame = the grasp frame
+                self._start_rel = np.linalg.inv(wrist_t[0])
+            for k, i in enumerate(idx):
+                out[i] = wrist_t[k] @ self._relative(int(frames[i]))
+            self._last_attached = out[idx[-1]].copy()
         if self.release_frame is not None:
             released = frames >= self.release_frame
             out[released] = self._last_attached

@@ -91,7 +91,7 @@ def plan_only(scene_ref: str, start: list[float], target: str, engine: Engine | 
     from hosig.navigation import NavConfig, StartPose, plan_to_object
 
     heading = start[2] if len(start) == 3 else None
-    nav = plan_to_object(scene, StartPose(float(start[0]), float(start[1]), heading), target, NavConfig())
+    nav = plan_to_object(scene, StartPose(float(start[0]), float(start[1]), heading), target, engine.config.nav or NavConfig())
     return _plan_event(nav, "approach")
 
 
@@ -163,6 +163,7 @@ class _Job:
         self._user_cancel = cancel
         self.t0 = time.perf_counter()
         self.timings: dict[str, float] = {}
+        self.grasp_cached = False
 
     def cancelled(self) -> bool:
         return self._closed.is_set() or bool(self._user_cancel and self._user_cancel())
@@ -190,7 +191,7 @@ class _Job:
 
         from hosig.navigation import NavConfig, StartPose, plan_to_object
 
-        nav_cfg = NavConfig()
+        nav_cfg = self.engine.config.nav or NavConfig()
         start = StartPose(float(req.start[0]), float(req.start[1]), req.heading)
         approach = plan_to_object(scene, start, req.target, nav_cfg)
         yield _plan_event(approach, "approach")
@@ -202,10 +203,9 @@ class _Job:
         _check(self.cancelled)
 
         yield Progress(stage="grasp", fraction=0.0)
-        from hosig.grasp.generator import generate_grasp
-
         body = self.engine.body(req.smplx_dir)
-        grasp = generate_grasp(scene, req.target, tuple(float(v) for v in approach.stand), body, hand=req.hand)
+        grasp, cached = self.engine.grasp(scene, req.target, tuple(float(v) for v in approach.stand), body, req.hand)
+        self.grasp_cached = cached
         yield Grasp(
             hand=str(grasp.hand),
             stand=np.asarray(grasp.stand, dtype=float).tolist(),
@@ -234,22 +234,24 @@ class _Job:
         req = self.request
         t = time.perf_counter()
         model = self.engine.motion()
-        task = build_task(
-            action=req.action, plan=approach, grasp=grasp, body=body, scene=scene,
-            carry_plan=carry, place_point=place_point, target=req.target,
-        )
+        bounds = np.asarray(scene.object(req.target).bounds, dtype=np.float64)
+        object_base = np.array([(bounds[0, 0] + bounds[1, 0]) / 2, (bounds[0, 1] + bounds[1, 1]) / 2, bounds[0, 2]])
+        legs = [approach] + ([carry] if carry is not None else [])
+        task = build_task(req.action, legs, grasp=grasp, place_point=place_point, body=body, object_base=object_base)
+        scene_sdf = scene.sdf(exclude=(req.target,))  # the hand may touch the target; not the rest
         n_frames = int(task.n_frames)
         grasp_frame = int(task.grasp_frame)
-        release_frame = getattr(task, "release_frame", None)
-        release_frame = int(release_frame) if release_frame is not None and release_frame >= 0 else None
-        carried = req.action in ("pick", "pick-place")
+        release_frame = int(task.release_frame) if task.release_frame >= 0 else None
+        attach_a, attach_b = (int(v) for v in task.attached)
+        carried = attach_b > attach_a
         tracker = None
         if carried:
             tracker = CarryTracker(
-                parents=np.asarray(PARENTS), wrist=JOINT_INDEX[f"{grasp.hand}_wrist"],
+                parents=np.asarray(PARENTS), wrist=JOINT_INDEX[f"{task.hand}_wrist"],
                 object_in_wrist=np.asarray(grasp.object_in_wrist, dtype=np.float64),
-                grasp_frame=grasp_frame, release_frame=release_frame,
+                grasp_frame=attach_a, release_frame=attach_b if attach_b < n_frames else None,
             )
+        self.timings["task_ms"] = round((time.perf_counter() - t) * 1000.0, 2)
 
         chunks: queue.Queue = queue.Queue()
 
@@ -258,7 +260,11 @@ class _Job:
 
         def work() -> None:
             try:
-                clip = synthesize(model, task, body, scene_sdf=None, seed=req.seed, on_window=on_window, cancel=self.cancelled)
+                clip = synthesize(
+                    model, task.anchors, body, scene_sdf=scene_sdf, seed=req.seed, on_window=on_window, cancel=self.cancelled,
+                    floor_z=float(scene.floor_z), scene_skip=task.scene_skip, grasp_frame=grasp_frame,
+                    release_frame=release_frame if release_frame is not None else -1, path=task.path,
+                )
                 chunks.put(("done", clip))
             except BaseException as err:  # noqa: BLE001 - handed to the consumer thread
                 chunks.put(("error", err))
@@ -304,9 +310,7 @@ class _Job:
         trans = np.concatenate(parts["trans"]) if parts["trans"] else np.zeros((0, 3))
         joints = np.concatenate(parts["joints"]) if parts["joints"] else np.zeros((0, 55, 3))
         obj = np.concatenate(parts["obj"]) if parts["obj"] else None
-        path = np.asarray(approach.waypoints, dtype=np.float64)
-        if carry is not None:
-            path = np.concatenate([path, np.asarray(carry.waypoints, dtype=np.float64)])
+        path = np.asarray(task.path, dtype=np.float64)
         clip = MotionClip(
             poses=poses, trans=trans, joints=joints,
             betas=getattr(final_clip, "betas", np.zeros(10)), gender=getattr(final_clip, "gender", "neutral"),
@@ -337,6 +341,7 @@ class _Job:
             "seed": req.seed,
             "scene": scene.content_hash,
             "timings_ms": dict(self.timings),
+            "grasp_cached": self.grasp_cached,
             "realtime_factor": round(clip.duration_s / max(self.timings.get("total_ms", 0.0) / 1000.0, 1e-9), 3),
             "metrics": clip_metrics(clip, scene, grasp, approach, carry, place_point),
             "grasp_frame": clip.grasp_frame,

@@ -1,0 +1,52 @@
+"""Helpers for the pipeline/API tests: a tiny motion checkpoint trained on generated toy motion and
+a quick grasp configuration, so end-to-end tests run the real stages in seconds.
+
+The checkpoint is trained once per test session into a temp folder (a few seconds on CPU); its
+motion is crude, which is fine: these tests check the pipeline's protocol, not motion quality.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+_CACHE: dict[str, Path] = {}
+
+
+def tiny_motion_checkpoint(folder: Path) -> Path:
+    """Train (once per process) a very small denoiser on toy motion; returns the checkpoint folder."""
+    if "ckpt" in _CACHE and (_CACHE["ckpt"] / "model.safetensors").is_file():
+        return _CACHE["ckpt"]
+    sys.path.insert(0, str(Path(__file__).parent))
+    from motion_toy import write_toy_dataset
+
+    from hosig.body import load_body_model
+    from hosig.motion.model import DenoiserConfig
+    from hosig.motion.train import TrainConfig, train
+
+    folder.mkdir(parents=True, exist_ok=True)
+    body = load_body_model()
+    data = write_toy_dataset(folder / "toy.npz", body, n_clips=8, frames=96, seed=0)
+    cfg = TrainConfig(steps=4, batch=4, warmup=1, ckpt_every=1000, log_every=1000,
+                      denoiser=DenoiserConfig(window=32, d_model=32, layers=1, heads=2, ff=64, dropout=0.0))
+    train(data, folder / "model", cfg, progress=False)
+    _CACHE["ckpt"] = folder / "model"
+    return _CACHE["ckpt"]
+
+
+def quick_grasp_config():
+    """A cheaper but complete grasp optimisation (fewer candidates and iterations)."""
+    from hosig.grasp.config import GraspConfig
+
+    return GraspConfig(max_candidates=2, finger_candidates=1, iters=25, side_azimuths=6, n_body_samples=120, n_hand_samples=60)
+
+
+def tiny_engine(cache_dir: Path, checkpoint: Path):
+    from hosig.pipeline.engine import Engine, EngineConfig
+
+    return Engine(EngineConfig(cache_dir=cache_dir, motion_checkpoint=str(checkpoint), grasp=quick_grasp_config()))
+
+
+QUICK_GRASP_ENV = "HOSIG_TEST_QUICK_GRASP"
+os.environ.setdefault(QUICK_GRASP_ENV, "0")
