@@ -51,7 +51,8 @@ class MannequinConfig:
     finger_curl_rad: tuple[float, float, float] = (0.12, 0.22, 0.12)  # hands_mean: relaxed curl per phalanx
     blend_fraction: float = 0.3  # skinning blend width as a fraction of the local limb radius
     blend_floor_m: float = 0.003
-    min_weight: float = 0.02
+    min_weight: float = 0.03
+    smooth_iterations: int = 4
     max_influences: int = 4
 
 
@@ -256,6 +257,9 @@ def bone_segments(sk: RestSkeleton) -> dict[int, list[tuple[np.ndarray, np.ndarr
     return seg
 
 
+PROXIMAL_PENALTY = 1.5
+
+
 def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ab = b - a
     t = np.clip(((p - a) @ ab) / max(float(ab @ ab), 1e-12), 0.0, 1.0)
@@ -269,8 +273,13 @@ def bone_distances(verts: np.ndarray, sk: RestSkeleton) -> tuple[np.ndarray, np.
     dist = np.full((len(verts), skel.NUM_JOINTS), np.inf)
     closest = np.zeros((len(verts), skel.NUM_JOINTS, 3))
     for j, lst in segs.items():
+        limb = _side(skel.JOINT_NAMES[j]) != 0
         for a, b in lst:
             d, c = _segment_distance(verts, a, b)
+            if limb:  # a limb bone does not reach back past its joint (shoulder vs chest, hip vs belly)
+                ab = b - a
+                behind = np.maximum(-((verts - a) @ ab) / np.linalg.norm(ab), 0.0)
+                d = d + PROXIMAL_PENALTY * behind
             better = d < dist[:, j]
             dist[better, j] = d[better]
             closest[better, j] = c[better]
@@ -281,34 +290,78 @@ def _side(name: str) -> int:
     return 1 if name.startswith("left_") else (-1 if name.startswith("right_") else 0)
 
 
+def _vertex_adjacency(faces: np.ndarray, n: int):
+    """Row-normalised (V,V) sparse vertex adjacency (for smoothing weights over the surface)."""
+    from scipy.sparse import coo_matrix, diags
+
+    i = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2], faces[:, 1], faces[:, 2], faces[:, 0]])
+    j = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0], faces[:, 0], faces[:, 1], faces[:, 2]])
+    adj = coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)).tocsr()
+    adj.data[:] = 1.0
+    return diags(1.0 / np.maximum(np.asarray(adj.sum(axis=1)).ravel(), 1.0)) @ adj
+
+
+def _tree_distance() -> np.ndarray:
+    """(55,55) number of bones between two joints in the kinematic tree."""
+    n = skel.NUM_JOINTS
+    dist = np.full((n, n), 99, dtype=np.int64)
+    for j in range(n):
+        dist[j, j] = 0
+        frontier = [j]
+        while frontier:
+            nxt = []
+            for k in frontier:
+                neighbours = skel.children(k) + ([int(skel.PARENTS[k])] if skel.PARENTS[k] >= 0 else [])
+                for m in neighbours:
+                    if dist[j, m] > dist[j, k] + 1:
+                        dist[j, m] = dist[j, k] + 1
+                        nxt.append(m)
+            frontier = nxt
+    return dist
+
+
 def allowed_joints(label: int) -> list[int]:
-    """Joints a vertex labelled ``label`` may depend on: itself, its parent and its children, except
-    that a palm (wrist) vertex never follows a finger and a finger never follows another finger."""
+    """Joints a vertex whose nearest bone is ``label``'s may depend on.
+
+    Up to two bones away in the tree (so weights fade smoothly across label borders), never the other
+    side's limbs, never the eyes; hands are isolated: a finger vertex follows only its own finger and
+    the wrist, a palm/wrist vertex never follows a finger, and nothing outside a hand follows a finger.
+    """
     name = skel.JOINT_NAMES[label]
-    out = {label}
-    parent = int(skel.PARENTS[label])
-    if parent >= 0:
-        out.add(parent)
-    if not name.endswith("_wrist"):
-        out.update(skel.children(label))
-    out.discard(skel.JOINT_INDEX["left_eye_smplhf"])
-    out.discard(skel.JOINT_INDEX["right_eye_smplhf"])
+    side = _side(name)
+    eyes = {skel.JOINT_INDEX["left_eye_smplhf"], skel.JOINT_INDEX["right_eye_smplhf"]}
+    fingers = set(skel.FINGER_JOINTS)
+    if label in fingers:
+        chain = [j for j in fingers if skel.JOINT_NAMES[j][:-1] == name[:-1]]
+        return sorted(set(chain) | {skel.JOINT_INDEX[name.split("_")[0] + "_wrist"]})
+    near = np.nonzero(_TREE_DISTANCE[label] <= 2)[0]
+    out = []
+    for j in near:
+        j = int(j)
+        if j in eyes or j in fingers:
+            continue
+        if side != 0 and _side(skel.JOINT_NAMES[j]) == -side:
+            continue
+        out.append(j)
     return sorted(out)
 
 
-def skinning_weights(verts: np.ndarray, sk: RestSkeleton, cfg: MannequinConfig) -> tuple[np.ndarray, np.ndarray]:
+def skinning_weights(verts: np.ndarray, faces: np.ndarray, sk: RestSkeleton, cfg: MannequinConfig) -> tuple[np.ndarray, np.ndarray]:
     """(V,55) skinning weights and (V,) labels (the nearest bone's joint).
 
     Each vertex blends the joints allowed for its label with ``exp(-(d_j - d_min) / sigma)`` where
     ``d_j`` is its distance to joint j's bone and ``sigma`` grows with the local limb radius, so a
     knee blends over a few centimetres and a knuckle over a few millimetres. Influences under
-    ``cfg.min_weight`` are dropped, at most ``cfg.max_influences`` kept, rows normalised.
+    ``cfg.min_weight`` are dropped, at most ``cfg.max_influences`` kept, rows normalised. Weights
+    are then diffused over the surface (``cfg.smooth_iterations``) and re-restricted to the allowed
+    joints, which removes seams where the nearest bone changes.
     """
     dist, _ = bone_distances(verts, sk)
     labels = np.argmin(dist, axis=1)
     d_min = dist[np.arange(len(verts)), labels]
     sigma = cfg.blend_fraction * d_min + cfg.blend_floor_m
     weights = np.zeros_like(dist)
+    allowed = np.zeros(dist.shape, dtype=bool)
     for label in np.unique(labels):
         rows = np.nonzero(labels == label)[0]
         cols = allowed_joints(int(label))
@@ -319,7 +372,13 @@ def skinning_weights(verts: np.ndarray, sk: RestSkeleton, cfg: MannequinConfig) 
                 if s != 0:
                     w[:, k] *= np.clip(0.5 + s * verts[rows, 0] / 0.04, 0.0, 1.0)
         weights[np.ix_(rows, cols)] = w
+        allowed[np.ix_(rows, cols)] = w > 0
     weights /= weights.sum(axis=1, keepdims=True)
+    smooth = _vertex_adjacency(faces, len(verts))
+    for _ in range(cfg.smooth_iterations):
+        weights = 0.5 * weights + 0.5 * (smooth @ weights)
+        weights = np.where(allowed, weights, 0.0)
+        weights /= weights.sum(axis=1, keepdims=True)
     weights[weights < cfg.min_weight] = 0.0
     order = np.argsort(-weights, axis=1, kind="stable")
     mask = np.zeros_like(weights, dtype=bool)
@@ -328,6 +387,8 @@ def skinning_weights(verts: np.ndarray, sk: RestSkeleton, cfg: MannequinConfig) 
     weights /= weights.sum(axis=1, keepdims=True)
     return weights, labels
 
+
+_TREE_DISTANCE = _tree_distance()
 
 # --------------------------------------------------------------------------------------------------
 # Fixed vertex ids (smplx.vertex_ids['smplx'])
@@ -509,14 +570,14 @@ def build_mannequin(cfg: MannequinConfig = MannequinConfig()) -> dict[str, np.nd
     """All arrays of the SMPL-X npz (keys as in the official SMPLX_NEUTRAL.npz)."""
     sk = rest_skeleton(cfg.height_m)
     verts, faces = build_surface(sk, cfg)
-    _, labels = skinning_weights(verts, sk, cfg)
+    labels = np.argmin(bone_distances(verts, sk)[0], axis=1)
     roles = anatomical_vertices(verts, labels, sk)
     perm = fixed_id_permutation(len(verts), roles)
     inv = np.empty_like(perm)
     inv[perm] = np.arange(len(perm))
     verts = verts[perm]
     faces = inv[faces]
-    weights, labels = skinning_weights(verts, sk, cfg)
+    weights, labels = skinning_weights(verts, faces, sk, cfg)
     _, closest = bone_distances(verts, sk)
     regressor, _ = joint_regressor(verts, sk.joints, closest)
     shapedirs = shape_directions(verts, labels, closest, sk.floor_y, cfg)
