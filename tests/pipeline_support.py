@@ -7,7 +7,6 @@ motion is crude, which is fine: these tests check the pipeline's protocol, not m
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -35,18 +34,8 @@ def tiny_motion_checkpoint(folder: Path) -> Path:
     return _CACHE["ckpt"]
 
 
-def quick_grasp_config():
-    """A cheaper but complete grasp optimisation (fewer candidates and iterations)."""
-    from hosig.grasp.config import GraspConfig
-
-    return GraspConfig(max_candidates=2, finger_candidates=1, iters=25, side_azimuths=6, n_body_samples=120, n_hand_samples=60)
-
-
 def tiny_engine(cache_dir: Path, checkpoint: Path):
+    """An engine on the tiny checkpoint at preview quality (the real stages, less search)."""
     from hosig.pipeline.engine import Engine, EngineConfig
 
-    return Engine(EngineConfig(cache_dir=cache_dir, motion_checkpoint=str(checkpoint), grasp=quick_grasp_config()))
-
-
-QUICK_GRASP_ENV = "HOSIG_TEST_QUICK_GRASP"
-os.environ.setdefault(QUICK_GRASP_ENV, "0")
+    return Engine(EngineConfig(cache_dir=cache_dir, motion_checkpoint=str(checkpoint), quality="preview"))

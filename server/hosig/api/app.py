@@ -67,6 +67,7 @@ class Health(BaseModel):
     body_model: str
     model_loaded: bool
     queue_length: int
+    quality: str = "final"
 
 
 class SceneInfo(BaseModel):

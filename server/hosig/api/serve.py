@@ -24,6 +24,7 @@ class ServeOptions:
     smplx_dir: str | None = None
     max_upload_mb: float = 256.0
     model: str | None = None  # motion checkpoint (None = the committed default)
+    quality: str = "final"
     log_level: str = "warning"
 
 
@@ -59,7 +60,7 @@ def serve(options: ServeOptions) -> None:
     from hosig.pipeline.engine import Engine, EngineConfig
 
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    engine = Engine(EngineConfig(smplx_dir=options.smplx_dir, device=options.device, motion_checkpoint=options.model))
+    engine = Engine(EngineConfig(smplx_dir=options.smplx_dir, device=options.device, motion_checkpoint=options.model, quality=options.quality))
     app = create_app(engine, ServerConfig(token=options.token, max_upload_bytes=int(options.max_upload_mb * 1024 * 1024), max_queued=options.queue))
     sys.stderr.write(f"hosig serve: http://{options.host}:{options.port} (device {options.device}, queue {options.queue}, "
                      f"token {'required' if options.token else 'off'}); docs at /docs\n")

@@ -91,12 +91,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_model_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="motion checkpoint (.safetensors/.json or folder); default: the committed model")
+    parser.add_argument("--quality", choices=("final", "preview"), default="final",
+                        help="preview: fewer grasp candidates/iterations and sampler steps, for blocking out shots")
 
 
 def _engine(args: argparse.Namespace):
     from hosig.pipeline.engine import Engine, EngineConfig
 
-    return Engine(EngineConfig(smplx_dir=args.smplx_dir, device=args.device, motion_checkpoint=args.model))
+    return Engine(EngineConfig(smplx_dir=args.smplx_dir, device=args.device, motion_checkpoint=args.model, quality=args.quality))
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -172,5 +174,5 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from hosig.api.serve import ServeOptions, serve
 
     serve(ServeOptions(host=args.host, port=args.port, token=args.token, device=args.device, queue=args.queue,
-                       smplx_dir=args.smplx_dir, max_upload_mb=args.max_upload_mb, model=args.model))
+                       smplx_dir=args.smplx_dir, max_upload_mb=args.max_upload_mb, model=args.model, quality=args.quality))
     return 0

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hosig.errors import UsageError
 from hosig.pipeline.scenes import SceneStore, default_cache_dir
 
 if TYPE_CHECKING:
@@ -30,8 +31,15 @@ class EngineConfig:
     cache_dir: Path = field(default_factory=default_cache_dir)
     max_scenes: int = 16
     nav: Any = None  # NavConfig (None = defaults)
-    grasp: Any = None  # GraspConfig (None = defaults)
+    grasp: Any = None  # GraspConfig (None = defaults for the quality)
+    quality: str = "final"  # "final" | "preview" (fewer grasp candidates/iterations, fewer sampler steps)
     max_grasps: int = 64  # grasp results kept (deterministic per scene/target/stand/hand/body)
+
+
+# Preview quality: the same stages with less search, for blocking out shots quickly.
+PREVIEW_GRASP = {"max_candidates": 3, "finger_candidates": 1, "iters": 40, "n_body_samples": 150, "n_hand_samples": 80}
+PREVIEW_STEP_FRACTION = 0.5  # of the checkpoint's DDIM steps
+QUALITIES = ("final", "preview")
 
 
 class Engine:
@@ -39,6 +47,8 @@ class Engine:
 
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
+        if self.config.quality not in QUALITIES:
+            raise UsageError(f"quality must be one of {', '.join(QUALITIES)}, got {self.config.quality!r}")
         self.scenes = SceneStore(self.config.cache_dir, self.config.max_scenes)
         self._lock = threading.RLock()
         self._motion: Any = None
@@ -77,17 +87,34 @@ class Engine:
             self._motion_identity = str(ident)
         return self._motion_identity
 
+    def grasp_config(self) -> Any:
+        """The GraspConfig for this engine's quality (None = the grasp stage's defaults)."""
+        if self.config.grasp is not None or self.config.quality == "final":
+            return self.config.grasp
+        from dataclasses import replace
+
+        from hosig.grasp.config import GraspConfig
+
+        return replace(GraspConfig(), **PREVIEW_GRASP)
+
+    def sampler_steps(self) -> int | None:
+        """DDIM steps per window (None = the checkpoint's own setting)."""
+        if self.config.quality == "final":
+            return None
+        steps = int(getattr(getattr(self.motion(), "sampler", None), "steps", 10))
+        return max(2, int(round(steps * PREVIEW_STEP_FRACTION)))
+
     def grasp(self, scene: Any, target: str, stand: tuple[float, float, float], body: Any, hand: str) -> tuple[Any, bool]:
         """(GraspResult, cached?) — grasps are deterministic, so a re-generation with another seed
         or action from the same stand point reuses the optimised pose instead of paying for it again."""
         from hosig.grasp.generator import generate_grasp
 
-        key = (scene.content_hash, target, tuple(round(float(v), 3) for v in stand), hand, body.identity, repr(self.config.grasp))
+        key = (scene.content_hash, target, tuple(round(float(v), 3) for v in stand), hand, body.identity, repr(self.grasp_config()))
         with self._lock:
             if key in self._grasps:
                 self._grasps.move_to_end(key)
                 return self._grasps[key], True
-        result = generate_grasp(scene, target, stand, body, hand=hand, config=self.config.grasp)
+        result = generate_grasp(scene, target, stand, body, hand=hand, config=self.grasp_config())
         with self._lock:
             self._grasps[key] = result
             while len(self._grasps) > self.config.max_grasps:
@@ -105,7 +132,7 @@ class Engine:
             body = self.body().identity
         except Exception as err:  # noqa: BLE001 - health must answer even with a broken body
             body = f"unavailable: {err}"
-        return {"device": self.config.device, "body_model": body, "model_loaded": self.motion_loaded}
+        return {"device": self.config.device, "body_model": body, "model_loaded": self.motion_loaded, "quality": self.config.quality}
 
 
 def _file_hash(path: Path) -> str:

@@ -251,6 +251,7 @@ class _Job:
                 object_in_wrist=np.asarray(grasp.object_in_wrist, dtype=np.float64),
                 grasp_frame=attach_a, release_frame=attach_b if attach_b < n_frames else None,
             )
+        steps = self.engine.sampler_steps()
         self.timings["task_ms"] = round((time.perf_counter() - t) * 1000.0, 2)
 
         chunks: queue.Queue = queue.Queue()
@@ -264,6 +265,7 @@ class _Job:
                     model, task.anchors, body, scene_sdf=scene_sdf, seed=req.seed, on_window=on_window, cancel=self.cancelled,
                     floor_z=float(scene.floor_z), scene_skip=task.scene_skip, grasp_frame=grasp_frame,
                     release_frame=release_frame if release_frame is not None else -1, path=task.path,
+                    steps=steps,
                 )
                 chunks.put(("done", clip))
             except BaseException as err:  # noqa: BLE001 - handed to the consumer thread
@@ -348,6 +350,7 @@ class _Job:
             "release_frame": clip.release_frame,
             "body_identity": clip.body_identity,
             "motion_model": self.engine.motion_identity(),
+            "quality": self.engine.config.quality,
             "object_name": clip.object_name,
             "clip": written,
         }

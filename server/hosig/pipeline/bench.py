@@ -1,0 +1,140 @@
+"""Pipeline speed: time to the first `frames` event (warm), end-to-end real-time factor, and the
+throughput of a 10-shot batch. Numbers for the report; tests never assert timings.
+
+    python -m hosig.pipeline.bench [--model CKPT] [--device cpu|cuda] [--quality final|preview] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from hosig.pipeline.engine import Engine, EngineConfig
+from hosig.pipeline.events import Done, Error, Frames
+
+# (scene kind, start [x,y,heading], target, action, place) — reachable in the demo rooms (seed 0)
+SHOTS: list[tuple[str, list[float], str, str, Any]] = [
+    ("kitchen", [-1.5, -1.5, 0.0], "cup", "pick", None),
+    ("kitchen", [-1.5, -1.5, 0.0], "bottle", "reach", None),
+    ("kitchen", [0.0, -1.5, 1.57], "mug", "pick", None),
+    ("kitchen", [-1.5, -1.5, 0.0], "cup", "pick-place", "table"),
+    ("office", [0.0, -1.0, 1.57], "mug", "pick", None),
+    ("office", [0.0, -1.0, 0.0], "bottle", "reach", None),
+    ("living_room", [0.0, -1.0, 1.57], "cup", "pick", None),
+    ("living_room", [0.0, -1.0, 0.0], "box_floor", "reach", None),
+    ("office", [0.0, -1.0, 1.57], "book", "reach", None),
+    ("living_room", [0.0, -1.0, 1.57], "bottle", "pick", None),
+]
+
+
+def _scenes(folder: Path) -> dict[str, Path]:
+    from hosig.scene.demo import write_demo_scene
+
+    return {k: write_demo_scene(folder / f"{k}.glb", k, 0) for k in sorted({s[0] for s in SHOTS})}
+
+
+def time_request(engine: Engine, request: dict[str, Any]) -> dict[str, Any]:
+    """One run: seconds to the first frames event, total seconds, clip seconds, summary timings."""
+    from hosig.pipeline.run import run
+
+    t0 = time.perf_counter()
+    first = None
+    summary: dict[str, Any] | None = None
+    error = None
+    for event in run(request, engine=engine):
+        if isinstance(event, Frames) and first is None:
+            first = time.perf_counter() - t0
+        elif isinstance(event, Done):
+            summary = event.summary
+        elif isinstance(event, Error):
+            error = f"{event.code}: {event.message}"
+    total = time.perf_counter() - t0
+    out: dict[str, Any] = {"first_frames_s": first, "total_s": total, "error": error}
+    if summary:
+        clip_s = summary["duration_s"]
+        motion_s = summary["timings_ms"].get("motion_ms", 0.0) / 1000.0
+        out.update(clip_s=clip_s, realtime_factor=clip_s / total, motion_realtime_factor=clip_s / motion_s if motion_s else None,
+                   timings_ms=summary["timings_ms"], grasp_cached=summary.get("grasp_cached"))
+    return out
+
+
+def bench(model: str | None = None, device: str = "cpu", repeats: int = 3, batch: bool = True, quality: str = "final") -> dict[str, Any]:
+    """Warm the engine, then time `repeats` requests and (optionally) a 10-shot batch."""
+    from hosig.pipeline.batch import run_batch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        scenes = _scenes(folder)
+        engine = Engine(EngineConfig(cache_dir=folder / "cache", device=device, motion_checkpoint=model, quality=quality))
+        t = time.perf_counter()
+        engine.warm()
+        warm_s = time.perf_counter() - t
+        kind, start, target, action, place = SHOTS[0]
+        request = {"scene": str(scenes[kind]), "start": start, "target": target, "action": action}
+        cold = time_request(engine, request)  # first request: scene load, SDF, grasp (then cached)
+        warm_runs = [time_request(engine, dict(request, seed=s + 1)) for s in range(repeats)]
+        ok = [r for r in warm_runs if r["error"] is None]
+        report: dict[str, Any] = {
+            "device": device,
+            "quality": quality,
+            "model": engine.motion_identity(),
+            "load_s": round(warm_s, 3),
+            "cold_request": cold,
+            "warm_requests": warm_runs,
+            "first_frames_s_median": statistics.median(r["first_frames_s"] for r in ok) if ok else None,
+            "realtime_factor_median": statistics.median(r["realtime_factor"] for r in ok) if ok else None,
+            "motion_realtime_factor_median": statistics.median(r["motion_realtime_factor"] for r in ok if r.get("motion_realtime_factor")) if ok else None,
+        }
+        if batch:
+            lines = []
+            for i, (kind, start, target, action, place) in enumerate(SHOTS):
+                lines += ["[[shot]]", f'name = "shot{i:02d}_{target}"', f'scene = "{scenes[kind].name}"', f"start = {json.dumps(start)}",
+                          f'target = "{target}"', f'action = "{action}"', f"seed = {i}"]
+                if place is not None:
+                    lines.append(f"place = {json.dumps(place)}")
+                lines.append("")
+            shotlist = folder / "shots.toml"
+            shotlist.write_text("\n".join(lines))
+            t = time.perf_counter()
+            result = run_batch(shotlist, folder / "out", engine=engine).to_json()
+            batch_s = time.perf_counter() - t
+            t = time.perf_counter()
+            rerun = run_batch(shotlist, folder / "out", engine=engine).to_json()
+            report["batch"] = {
+                "shots": len(SHOTS), "ok": result["ok"], "failed": result["failed"], "elapsed_s": round(batch_s, 2),
+                "shots_per_minute": round(60.0 * len(SHOTS) / batch_s, 2), "motion_s": result["motion_s"],
+                "realtime_factor": result["realtime_factor"],
+                "failures": [f"{s['name']}: {s['error_code']}: {s['error']}" for s in result["shots"] if s["status"] == "failed"],
+                "rerun_skipped": rerun["skipped"], "rerun_s": round(time.perf_counter() - t, 3),
+            }
+        return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hosig.pipeline.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--quality", default="final", choices=("final", "preview"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-batch", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    report = bench(args.model, args.device, args.repeats, not args.no_batch, args.quality)
+    if args.json:
+        sys.stdout.write(json.dumps(report, default=str) + "\n")
+    else:
+        sys.stderr.write(json.dumps(report, indent=1, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
