@@ -104,7 +104,7 @@ def test_u_shaped_corridor(scenes):
     # slower in the U-turn than on the straight
     sp = np.linalg.norm(np.diff(plan.waypoints, axis=0), axis=1) / np.diff(plan.times)
     mid_x = 0.5 * (plan.waypoints[1:, 0] + plan.waypoints[:-1, 0])
-    assert sp[mid_x > 5.2].min() < sp[(mid_x > 2) & (mid_x < 4)].max() - 0.1
+    assert sp[mid_x > 4.7].min() < sp[(mid_x > 2) & (mid_x < 4)].max() - 0.1
 
 
 def test_door_narrower_than_body_is_unreachable(scenes):
@@ -198,3 +198,20 @@ def test_to_json_round_trip(scenes):
     for key in ("start", "stand", "waypoints", "times", "length_m", "duration_s", "clearance_min_m", "plan_ms", "target_point", "notes", "snapped_start"):
         assert key in data
     assert len(data["waypoints"]) == len(data["times"])
+
+
+def test_object_behind_glass_has_no_free_line():
+    from navigation_scenes import box, cube, make_scene, room
+
+    # a 0.1 m cube on a plinth inside a closed 0.3 m glass case: close enough to stand by, but
+    # no straight line from the body reaches it
+    parts = room(0, 0, 5, 4, {"cube": cube(3.0, 2.0, 0.75, s=0.1), "plinth": box([2.85, 1.85, 0.0], [3.15, 2.15, 0.75])})
+    glass = [box([2.85, 1.85, 0.75], [3.15, 1.86, 1.0]), box([2.85, 2.14, 0.75], [3.15, 2.15, 1.0])]
+    glass += [box([2.85, 1.86, 0.75], [2.86, 2.14, 1.0]), box([3.14, 1.86, 0.75], [3.15, 2.14, 1.0])]
+    glass.append(box([2.85, 1.85, 1.0], [3.15, 2.15, 1.01]))
+    import trimesh
+
+    parts["vitrine"] = trimesh.util.concatenate(glass)
+    scene = make_scene(parts, "vitrine")
+    with pytest.raises(UnreachableError, match="no free line"):
+        plan_to_object(scene, StartPose(1.0, 1.0), "cube")

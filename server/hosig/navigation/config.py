@@ -18,8 +18,8 @@ class NavConfig:
     band_high: float = 1.9  # ... nor geometry above floor+band_high (head height)
     # --- body and costs ----------------------------------------------------------------------
     body_radius: float = 0.25  # hard limit: the pelvis path keeps this far from any geometry
-    comfort_margin: float = 0.20  # soft cost acts within body_radius + comfort_margin of geometry
-    proximity_weight: float = 2.0  # extra cost per metre walked at the hard limit (1 = double)
+    comfort_margin: float = 0.10  # soft cost acts within body_radius + comfort_margin of geometry
+    proximity_weight: float = 1.0  # extra cost per metre walked at the hard limit (1 = double)
     search: str = "mcp"  # "mcp" (scikit-image, Cython Dijkstra) or "astar" (heapq A*)
     # --- start snapping ----------------------------------------------------------------------
     snap_radius: float = 0.5  # a blocked/outside start moves to the nearest free cell this close

@@ -84,17 +84,19 @@ class FloorMap:
             self._tree = cKDTree(self.points)
         return self._tree
 
-    def distance(self, xy: np.ndarray) -> np.ndarray:
+    def distance(self, xy: np.ndarray, upper: float | None = None) -> np.ndarray:
         """Conservative distance (N,) from world XY points (N, 2) to band geometry or the bounds.
 
         0 inside geometry cells and outside the bounds. Used for continuous checks of the final
-        path (not only at cell centres)."""
+        path (not only at cell centres). With `upper`, distances beyond it may be reported as
+        anything >= upper (the KD-tree search stops early: faster threshold tests)."""
         xy = np.atleast_2d(np.asarray(xy, dtype=np.float64))
         lo, hi = self.bounds_xy
         edge = np.minimum(xy - lo, hi - xy).min(axis=1)
         dist = np.maximum(edge, 0.0)
-        if self.tree is not None:
-            d_geo, _ = self.tree.query(xy, k=1)
+        if self.tree is not None and len(xy):
+            bound = np.inf if upper is None else upper + self.sample_error + 1e-9
+            d_geo, _ = self.tree.query(xy, k=1, distance_upper_bound=bound)
             dist = np.minimum(dist, np.maximum(d_geo - self.sample_error, 0.0))
         iyx = self.to_cell(xy)
         ok = self.in_grid(iyx)

@@ -203,10 +203,14 @@ def _refine(fmap: FloorMap, xy: np.ndarray, tp: np.ndarray, config: NavConfig) -
     r = np.linalg.norm(d, axis=1)
     u = d / np.maximum(r, 1e-9)[:, None]
     steps = np.arange(1, _REFINE_STEPS + 1) * _REFINE_STEP  # (S,)
-    q = xy[:, None, :] + steps[None, :, None] * u[:, None, :]  # (C, S, 2)
-    dist = fmap.distance(q.reshape(-1, 2)).reshape(len(xy), -1)
-    ok = np.logical_and.accumulate(dist >= config.body_radius + 0.005, axis=1)
-    ok &= (r[:, None] - steps[None, :]) >= config.reach_preferred
+    useful = (r[:, None] - steps[None, :]) >= config.reach_preferred  # (C, S): still not too close
+    ci, si = np.nonzero(useful)
+    ok = np.zeros(useful.shape, dtype=bool)
+    if len(ci):
+        q = xy[ci] + steps[si, None] * u[ci]
+        need = config.body_radius + 0.005
+        ok[ci, si] = fmap.distance(q, upper=need) >= need
+    ok = np.logical_and.accumulate(ok, axis=1)
     n = ok.sum(axis=1)  # prefix length of valid steps
     t = np.where(n > 0, steps[np.maximum(n - 1, 0)], 0.0)
     new = xy + t[:, None] * u
