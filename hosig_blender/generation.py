@@ -137,6 +137,7 @@ class ShotRun:
         self.writer.assign(self.staging)
         self.bone_paths = [f'pose.bones["{n}"].rotation_quaternion' for n in body.joint_names]
         self._last_quat: np.ndarray | None = None
+        self.joints_received: list[np.ndarray] = []
         self._object_frames: list[np.ndarray] = []
         self._object_mats: list[np.ndarray] = []
         self.object_name: str | None = None
@@ -192,6 +193,7 @@ class ShotRun:
             self.writer.set_group(path, self.body.joint_names[j], frames, quats[:, j], flush=False)
         locs = pelvis_locations(chunk.trans, self.body.rest_joints, self.rest_rot[0])
         self.writer.set_group(f'pose.bones["{self.body.joint_names[0]}"].location', self.body.joint_names[0], frames, locs, flush=False)
+        self.joints_received.append(chunk.joints)  # (n,55,3) kept for checks (tests, bench)
         if chunk.object_transforms is not None and chunk.object_name:
             self.object_name = chunk.object_name
             self._object_frames.append(frames)

@@ -25,7 +25,8 @@ from .rig import BODY_TAG
 # Demo shots for the kitchen room (hosig.scene.demo): (name, target, action, place, start x, y, heading)
 DEMO_SHOTS = [
     ("Bottle pick", "bottle", "pick", None, (-1.75, -1.9), math.pi / 2),
-    ("Cup to shelf", "cup", "pick-place", "shelf", (1.2, 1.4), 0.0),
+    # a spot on the shelf's middle board (the top board at 1.8 m is out of reach)
+    ("Cup to shelf", "cup", "pick-place", [-1.0, 2.33, 0.93], (1.2, 1.4), 0.0),
 ]
 
 
@@ -195,10 +196,9 @@ def run_demo(scene_path: str, url: str, out_dir: str, token: str = "", frames: i
     setup_preview(scene)
     scene.frame_set(1)
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
-    preview = None
-    if ends:
-        picks = [int(round(v)) for v in np.linspace(1, scene.frame_end, frames)]
-        preview = render_contact_sheet(scene, picks, out / "preview.png")
+    # a contact sheet across the clips (just the room when every shot failed, so there is a picture)
+    picks = [int(round(v)) for v in np.linspace(1, scene.frame_end, frames)] if ends else [1]
+    preview = render_contact_sheet(scene, picks, out / "preview.png", columns=min(3, len(picks)))
     steps = [ms for run in queue.finished for ms in run.step_ms]
     summary = {
         "blend": str(blend), "preview": str(preview) if preview else None, "scene": str(scene_path),

@@ -1,0 +1,149 @@
+"""The add-on against a real `hosig serve` subprocess on loopback, headless (bpy wheel).
+
+The kitchen demo room is imported with Blender's glTF importer and generated through the add-on's
+own client and polling step: a 55-bone armature with a keyed action whose joints match the
+streamed `joints` within 1 mm; the carried bottle keyed with its old animation kept; cancelling or
+killing the server mid-stream leaves earlier shots and the user's objects untouched.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from blender_support import ROOT  # noqa: F401  (puts the add-on on sys.path)
+
+bpy = pytest.importorskip("bpy")
+
+from hosig.demo import free_port, start_server, stop_server, wait_healthy  # noqa: E402
+from hosig.scene.demo import write_demo_scene  # noqa: E402
+from hosig_blender import generation, headless  # noqa: E402
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def kitchen(tmp_path_factory):
+    return write_demo_scene(tmp_path_factory.mktemp("scene") / "kitchen.glb", "kitchen", 0)
+
+
+def _serve(folder):
+    port = free_port()
+    log = folder / "server.log"
+    proc = start_server(port, log)
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(url, proc, log, 180)
+    return url, proc
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory):
+    url, proc = _serve(tmp_path_factory.mktemp("server"))
+    yield url, proc
+    stop_server(proc)
+
+
+@pytest.fixture()
+def server(request, tmp_path, shared_server):
+    """The shared server, or a private one for the test that kills it."""
+    if getattr(request, "param", None) == "own":
+        url, proc = _serve(tmp_path)
+        yield url, proc
+        stop_server(proc)
+    else:
+        yield shared_server
+
+
+def _snapshot():
+    out = {"objects": sorted(o.name for o in bpy.data.objects), "actions": sorted(a.name for a in bpy.data.actions)}
+    for o in bpy.data.objects:
+        ad = o.animation_data
+        out["assigned:" + o.name] = ad.action.name if ad and ad.action else None
+        out["matrix:" + o.name] = np.round(np.array(o.matrix_world), 6).tolist()
+    return out
+
+
+def _skip_without_model(queue) -> None:
+    for _, message in queue.failures:
+        if message.startswith("bad_checkpoint"):
+            pytest.skip(f"the server has no motion model yet: {message}")
+
+
+def _setup(kitchen):
+    headless.reset()
+    scene = bpy.context.scene
+    scene.frame_start = scene.frame_current = 1
+    headless.import_scene(kitchen)
+    bottle = bpy.data.objects["bottle"]
+    for frame in (1, 10):  # user animation that must survive (same place, so the scene is unchanged)
+        bottle.keyframe_insert("location", frame=frame)
+    bottle.animation_data.action.name = "bottle_user_anim"
+    return scene
+
+
+def test_pick_generation_against_real_server(kitchen, server) -> None:
+    url, _ = server
+    scene = _setup(kitchen)
+    name, target, action, place, start, heading = headless.DEMO_SHOTS[0]
+    headless.add_shot(scene, name, target, action, start, heading, place)
+    queue = headless.generate([name], url, timeout_s=600)
+    _skip_without_model(queue)
+    assert not queue.failures, queue.failures
+    run = queue.finished[0]
+    shot = scene.hosig.shots[name]
+    arm = shot.armature
+    assert arm.name == name and len(arm.data.bones) == 56
+    body = generation.CACHE.body[url]
+    assert set(b.name for b in arm.data.bones) == {"root", *body.joint_names}
+    act = arm.animation_data.action
+    assert act.name == name and act.frame_range[1] - act.frame_range[0] + 1 == run.frames_received
+    joints = np.concatenate(run.joints_received)
+    check = list(range(55)) if body.hands_mean is not None else list(range(25))  # fingers need /body hands_mean
+    for f in np.linspace(0, len(joints) - 1, 5).astype(int):
+        scene.frame_set(1 + int(f))
+        heads = np.array([list(arm.matrix_world @ arm.pose.bones[body.joint_names[j]].head) for j in check])
+        assert np.abs(heads - joints[f][check]).max() < 1e-3
+    bottle = bpy.data.objects["bottle"]
+    old = bpy.data.actions["bottle_user_anim"]
+    assert bottle.animation_data.action != old and old.use_fake_user
+    grasp = int(run.summary.get("grasp_frame", 0))
+    scene.frame_set(1)
+    start_z = bottle.matrix_world.translation.z
+    scene.frame_set(int(act.frame_range[1]))
+    assert bottle.matrix_world.translation.z > start_z + 0.02 or grasp >= run.frames_received - 1
+
+
+@pytest.mark.parametrize("how,server", [("cancel", "shared"), ("kill", "own")], indirect=["server"])
+def test_cancel_or_dead_server_mid_stream_changes_nothing(kitchen, server, how) -> None:
+    url, proc = server
+    scene = _setup(kitchen)
+    name, target, action, place, start, heading = headless.DEMO_SHOTS[0]
+    headless.add_shot(scene, name, target, action, start, heading, place)
+    before = _snapshot()
+
+    def on_tick(queue) -> bool:
+        run = queue.current
+        if run is None or run.frames_received == 0:  # wait until the first frames are keyed
+            return False
+        if how == "kill" and proc.poll() is None:
+            proc.kill()
+            return False
+        return how == "cancel"
+
+    seen = {}
+
+    def watch(queue) -> bool:
+        if queue.current is not None:
+            seen["frames"] = max(seen.get("frames", 0), queue.current.frames_received)
+        return on_tick(queue)
+
+    queue = headless.generate([name], url, timeout_s=300, on_tick=watch)
+    _skip_without_model(queue)
+    assert seen.get("frames", 0) > 0  # it really was mid-stream
+    shot = scene.hosig.shots[name]
+    assert _snapshot() == before
+    assert shot.armature is None
+    if how == "cancel":
+        assert shot.status == "CANCELLED" and "cancel" in shot.result
+    else:
+        assert shot.status == "FAILED"
+        assert "server" in shot.result and ("closed" in shot.result or "lost" in shot.result)
