@@ -80,3 +80,24 @@ def write_toy_dataset(path: str | Path, body, n_clips: int = 12, frames: int = 1
         body_identity=np.array(body.identity), source=np.array("toy"),
     )
     return Path(path)
+
+
+_TINY: dict[str, Path] = {}
+
+
+def tiny_model_dir(root: Path, body, steps: int = 30, fingers: bool = False) -> Path:
+    """Train (once per process) a tiny denoiser on the toy dataset; returns its checkpoint folder."""
+    key = f"{steps}-{fingers}"
+    if key in _TINY and (_TINY[key] / "model.safetensors").is_file():
+        return _TINY[key]
+    from hosig.motion.model import DenoiserConfig
+    from hosig.motion.train import TrainConfig, train
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    data = write_toy_dataset(root / "toy.npz", body, n_clips=8, frames=96, fingers=fingers)
+    cfg = TrainConfig(steps=steps, batch=8, ckpt_every=steps, warmup=5, lr=2e-3,
+                      denoiser=DenoiserConfig(window=32, d_model=32, layers=1, heads=2, ff=64, dropout=0.0))
+    train(data, root / "model", cfg, progress=False)
+    _TINY[key] = root / "model"
+    return _TINY[key]

@@ -16,10 +16,12 @@ SUBCOMMAND_MODULES: list[str] = [
     "hosig.cli.body_cmd",
     "hosig.cli.scene_cmd",
     "hosig.cli.navigate_cmd",
+    "hosig.cli.grasp_cmd",
     "hosig.cli.pipeline_cmd",
     "hosig.cli.eval_cmd",
     "hosig.cli.blender_cmd",
     "hosig.cli.demo_cmd",
+    "hosig.cli.motion_cmd",
     "hosig.cli.data_cmd",
 ]
 

@@ -33,7 +33,7 @@ class SamplerConfig:
     context: int = 8  # frames of the previous window inpainted at the start of the next
     blend: int = 8  # further frames cross-faded after the context
     guidance_iters: int = 2  # gradient steps on x0 per denoising step
-    guidance_lr: float = 0.5
+    guidance_lr: float = 0.1
 
 
 @dataclass
@@ -101,6 +101,7 @@ def save_checkpoint(
     tensors.update({
         "stats.mean": stats.mean.cpu().contiguous(), "stats.std": stats.std.cpu().contiguous(),
         "stats.jmean": stats.jmean.cpu().contiguous(), "stats.jstd": stats.jstd.cpu().contiguous(),
+        "stats.foot_height": stats.foot_height.float().cpu().contiguous(),
     })
     tmp = weights.with_suffix(".safetensors.tmp")
     save_file(tensors, str(tmp), metadata={"format": FORMAT})
@@ -165,7 +166,8 @@ def load_checkpoint(weights: Path, config: Path, device: str = "cpu") -> MotionM
             f"motion checkpoint {str(weights)!r} does not match its architecture in {config.name}: {' '.join(first)}"
         ) from None
     try:
-        stats = Stats(tensors["stats.mean"], tensors["stats.std"], tensors["stats.jmean"], tensors["stats.jstd"])
+        stats = Stats(tensors["stats.mean"], tensors["stats.std"], tensors["stats.jmean"], tensors["stats.jstd"],
+                      tensors["stats.foot_height"])
     except KeyError as err:
         raise CheckpointError(f"motion checkpoint {str(weights)!r} lacks normalisation tensor {err}") from None
     if stats.mean.shape != (LAYOUT.dim,) or not all(torch.isfinite(t).all() for t in tensors.values()):

@@ -19,7 +19,7 @@ canonical frame; they let anchors talk about positions at any frame.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -254,6 +254,7 @@ class Stats:
     std: torch.Tensor  # (319,)
     jmean: torch.Tensor  # (18,)
     jstd: torch.Tensor  # (18,)
+    foot_height: torch.Tensor = field(default_factory=lambda: torch.tensor([0.08, 0.03, 0.08, 0.03]))  # (4,) z in contact
 
     def norm(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
@@ -263,3 +264,41 @@ class Stats:
 
     def jnorm(self, j: torch.Tensor) -> torch.Tensor:
         return (j - self.jmean) / self.jstd
+
+
+class SkeletonFK:
+    """Fast differentiable FK over the first ``n`` joints (guidance needs body + wrists, not fingers).
+
+    Same maths as `BodyModel.fk` (rest offsets of the body's skeleton, model frame; rotations
+    local, ``[0]`` the Z-up global orient), but stops early: 22 joints instead of 55.
+    """
+
+    def __init__(self, body) -> None:
+        parents = np.asarray(body.parents, dtype=np.int64)
+        rest = np.asarray(body.rest_joints_y, dtype=np.float64)
+        off = rest.copy()
+        off[1:] -= rest[parents[1:]]
+        self.parents = parents
+        self.offsets = torch.tensor(off, dtype=torch.float32)
+        self.identity = getattr(body, "identity", "")
+
+    def __call__(self, rotmats: torch.Tensor, root: torch.Tensor, n: int = 22) -> torch.Tensor:
+        """rotmats (...,>=n,3,3), root (...,3) -> joints (...,n,3)."""
+        glob = [rotmats[..., 0, :, :]]
+        pos = [root]
+        for j in range(1, n):
+            p = int(self.parents[j])
+            glob.append(glob[p] @ rotmats[..., j, :, :])
+            pos.append(pos[p] + (glob[p] @ self.offsets[j]))
+        return torch.stack(pos, dim=-2)
+
+
+_FK_CACHE: dict[int, SkeletonFK] = {}
+
+
+def skeleton_fk(body) -> SkeletonFK:
+    """Cached `SkeletonFK` per body object."""
+    key = id(body)
+    if key not in _FK_CACHE:
+        _FK_CACHE[key] = SkeletonFK(body)
+    return _FK_CACHE[key]

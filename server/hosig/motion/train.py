@@ -32,6 +32,7 @@ from hosig.motion.diffusion import Schedule
 from hosig.motion.model import Denoiser, DenoiserConfig
 from hosig.motion.representation import (
     ANCHOR_JOINTS,
+    FOOT_CONTACT_JOINTS,
     LAYOUT,
     Stats,
     assemble,
@@ -72,6 +73,7 @@ class TrainData:
     joints: torch.Tensor  # (N,6,3) anchorable joints, world
     contacts: torch.Tensor  # (N,4)
     chan_valid: torch.Tensor  # (N,319) bool
+    foot_height: torch.Tensor  # (4,) median height of the foot points while in contact
     train_starts: torch.Tensor  # (S,) long
     val_starts: torch.Tensor  # (V,) long
     report: dict[str, Any]
@@ -116,6 +118,9 @@ def load_dataset(path: str | Path, window: int, holdout_every: int = 25) -> Trai
     cat_count: dict[str, int] = {}
     for c, ln in zip(cats, lengths):
         cat_count[c] = cat_count.get(c, 0) + int(ln)
+    feet_z = d["joints"][:, FOOT_CONTACT_JOINTS, 2]
+    on = np.asarray(d["contacts"]) > 0.5
+    foot_h = [float(np.median(feet_z[on[:, k], k])) if on[:, k].any() else float(np.percentile(feet_z[:, k], 5)) for k in range(4)]
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     report = {
         "file": path.name,
@@ -130,6 +135,7 @@ def load_dataset(path: str | Path, window: int, holdout_every: int = 25) -> Trai
         "heldout_clips": sorted(held),
         "train_windows": int(sum(len(x) for x in tr)),
         "val_windows": int(sum(len(x) for x in va)),
+        "foot_contact_height_m": [round(h, 4) for h in foot_h],
         "finger_channels_valid_fraction": float(np.asarray(d["valid"])[:, 25:55].mean()),
     }
     return TrainData(
@@ -137,6 +143,7 @@ def load_dataset(path: str | Path, window: int, holdout_every: int = 25) -> Trai
         joints=torch.as_tensor(d["joints"][:, ANCHOR_JOINTS], dtype=torch.float32),
         contacts=torch.as_tensor(d["contacts"], dtype=torch.float32),
         chan_valid=torch.as_tensor(channel_validity(d["valid"])),
+        foot_height=torch.tensor(foot_h, dtype=torch.float32),
         train_starts=torch.as_tensor(np.concatenate(tr)),
         val_starts=torch.as_tensor(np.concatenate(va)) if va else torch.as_tensor(np.concatenate(tr))[:0],
         report=report,
@@ -170,7 +177,7 @@ def compute_stats(data: TrainData, window: int, gen: torch.Generator, n: int = 2
     std[0:2] = std[0:2].max()
     jf = joints.reshape(-1, joints.shape[-1])
     jmean, jstd = jf.mean(0), jf.std(0).clamp_min(0.02)
-    return Stats(mean, std, jmean, jstd)
+    return Stats(mean, std, jmean, jstd, data.foot_height.clone())
 
 
 def random_anchor_masks(valid: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -295,7 +302,7 @@ def train(data_path: str | Path, out_dir: str | Path, cfg: TrainConfig, resume: 
             raise CheckpointError(f"train state {str(state_path)!r} was made for another architecture: {meta.get('denoiser')}")
         net.load_state_dict({k[4:]: v for k, v in st.items() if k.startswith("net.")})
         ema.load_state_dict({k[4:]: v for k, v in st.items() if k.startswith("ema.")})
-        stats = Stats(st["stats.mean"], st["stats.std"], st["stats.jmean"], st["stats.jstd"])
+        stats = Stats(st["stats.mean"], st["stats.std"], st["stats.jmean"], st["stats.jstd"], st["stats.foot_height"])
         _load_opt(opt, st, meta)
         gen.set_state(st["rng.gen"])
         torch.set_rng_state(st["rng.global"])
@@ -313,7 +320,7 @@ def train(data_path: str | Path, out_dir: str | Path, cfg: TrainConfig, resume: 
         tensors = {f"net.{k}": v.detach().clone() for k, v in net.state_dict().items()}
         tensors.update({f"ema.{k}": v.detach().clone() for k, v in ema.state_dict().items()})
         tensors.update({"stats.mean": stats.mean, "stats.std": stats.std, "stats.jmean": stats.jmean, "stats.jstd": stats.jstd,
-                        "rng.gen": gen.get_state(), "rng.global": torch.get_rng_state()})
+                        "stats.foot_height": stats.foot_height, "rng.gen": gen.get_state(), "rng.global": torch.get_rng_state()})
         opt_t, groups = _opt_tensors(opt)
         tensors.update(opt_t)
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(state_path) + ".tmp")

@@ -1,0 +1,124 @@
+"""Motion-stage benchmark and clip measurements (used by `hosig motion bench` and `hosig bench`).
+
+`bench_motion` measures, in one run on this machine: the real-time factor of the few-step sampler
+with guidance on a generated walk-and-reach of ``seconds`` seconds, and the speed-up against the
+1000-step DDPM sampler of the same network with the same guidance on a short clip. Quality numbers
+come from `motion_metrics`: pelvis-to-path error, foot skating, hand error at the grasp frame.
+"""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+
+from hosig.motion.anchors import AnchorSet
+
+
+def _polyline_distance(points: np.ndarray, line: np.ndarray) -> np.ndarray:
+    p = points[:, None, :2]
+    a, b = line[None, :-1, :2], line[None, 1:, :2]
+    ab = b - a
+    t = np.clip(((p - a) * ab).sum(-1) / np.maximum((ab ** 2).sum(-1), 1e-12), 0, 1)
+    proj = a + t[..., None] * ab
+    return np.linalg.norm(p - proj, axis=-1).min(1)
+
+
+def foot_skating_cm_s(joints: np.ndarray, floor_z: float = 0.0) -> float:
+    """Mean horizontal speed (cm/s) of foot points in contact (within 5 cm of their standing height)."""
+    try:
+        from hosig.eval.metrics import foot_skating
+
+        return float(foot_skating(joints, floor_z=floor_z).mean_cm_s)
+    except ImportError:  # pragma: no cover - eval is another engineer's package
+        feet = joints[:, [7, 10, 8, 11]]
+        h = feet[..., 2] - floor_z
+        contact = (h - np.percentile(h, 5, axis=0)) < 0.05
+        v = np.linalg.norm(np.diff(feet[..., :2], axis=0), axis=-1) * 30 * 100
+        c = contact[1:] & contact[:-1]
+        return float(v[c].mean()) if c.any() else 0.0
+
+
+def motion_metrics(clip, anchors: AnchorSet | None = None, path: np.ndarray | None = None, hand: str | None = None) -> dict[str, Any]:
+    """Quality numbers of a clip: pelvis-to-path (cm), foot skating (cm/s), wrist error at the grasp frame (cm)."""
+    out: dict[str, Any] = {}
+    j = clip.joints
+    if path is not None and len(path) >= 2 and clip.grasp_frame != 0:
+        walk_end = clip.grasp_frame if clip.grasp_frame > 0 else clip.n_frames
+        out["pelvis_path_error_cm"] = round(float(_polyline_distance(j[:walk_end, 0], np.asarray(path)).mean()) * 100, 2)
+    if anchors is not None:
+        pel = [a for a in anchors.joint_anchors("pelvis") if np.isfinite(a.value[:2]).all()]
+        if pel:
+            err = [np.linalg.norm(j[a.frame, 0, :2] - a.value[:2]) for a in pel]
+            out["pelvis_anchor_error_cm"] = round(float(np.mean(err)) * 100, 2)
+        if clip.grasp_frame >= 0:
+            for side in ("right", "left"):
+                a = anchors.at(clip.grasp_frame, f"{side}_wrist")
+                if a is not None:
+                    k = 21 if side == "right" else 20
+                    out["hand_error_cm"] = round(float(np.linalg.norm(j[clip.grasp_frame, k] - a.value)) * 100, 2)
+    out["foot_skating_cm_s"] = round(foot_skating_cm_s(j), 2)
+    vel = np.linalg.norm(np.diff(j[:, :22], axis=0), axis=-1) * 30
+    out["joint_speed_mean_m_s"] = round(float(vel.mean()), 4)
+    return out
+
+
+def bench_walk(seconds: float, speed: float = 1.2):
+    """A timed, gently curving walk of ``seconds`` seconds ending in front of a target point."""
+    n = max(2, int(seconds * 30))
+    walk_s = max(0.5, seconds - 1.6)  # leave time for the reach and hold
+    t = np.linspace(0, walk_s, max(2, int(walk_s * 2) + 1))
+    ang = 0.25 * np.sin(t / max(walk_s, 1e-6) * np.pi)
+    d = speed * t
+    x = d * np.cos(ang)
+    y = d * np.sin(ang) * 0.8
+    head = float(np.arctan2(y[-1] - y[-2], x[-1] - x[-2]))
+    stand = np.array([x[-1], y[-1], head])
+    target = np.array([x[-1] + 0.5 * np.cos(head), y[-1] + 0.5 * np.sin(head), 0.95])
+    plan = SimpleNamespace(start=np.array([0.0, 0.0, float(np.arctan2(y[1], x[1]))]), stand=stand,
+                           waypoints=np.stack([x, y], 1), times=t, target_point=target, target=None)
+    return plan, n
+
+
+def bench_motion(model, body, seconds: float = 10.0, ref_seconds: float | None = 2.0, seed: int = 0, scene_sdf=None) -> dict[str, Any]:
+    """Real-time factor (with guidance) for ``seconds`` of motion; speed-up vs 1000-step DDPM."""
+    from hosig.motion.task import build_task
+
+    plan, _ = bench_walk(seconds)
+    task = build_task("reach", [plan], None, body=body)
+    t0 = time.perf_counter()
+    clip = model.synthesize(task.anchors, body, scene_sdf=scene_sdf, seed=seed, grasp_frame=task.grasp_frame, path=task.path)
+    dt = time.perf_counter() - t0
+    report: dict[str, Any] = {
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "clip_seconds": round(clip.duration_s, 3),
+        "synth_seconds": round(dt, 3),
+        "realtime_factor": round(clip.duration_s / dt, 3),
+        "ddim_steps": model.sampler.steps,
+        "window": model.window,
+        "metrics": motion_metrics(clip, task.anchors, task.path),
+    }
+    if ref_seconds:
+        rplan, _ = bench_walk(ref_seconds)
+        rtask = build_task("reach", [rplan], None, body=body)
+        anchors = rtask.anchors
+        # few-step vs 1000-step on the same short clip, same guidance, measured back to back
+        t0 = time.perf_counter()
+        fast = model.synthesize(anchors, body, seed=seed, grasp_frame=rtask.grasp_frame, path=rtask.path)
+        t_fast = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ref = model.synthesize(anchors, body, seed=seed, ddpm=True, grasp_frame=rtask.grasp_frame, path=rtask.path)
+        t_ref = time.perf_counter() - t0
+        report["reference"] = {
+            "clip_seconds": round(ref.duration_s, 3),
+            "fast_seconds": round(t_fast, 3),
+            "ddpm1000_seconds": round(t_ref, 3),
+            "speedup": round(t_ref / t_fast, 2),
+            "fast_metrics": motion_metrics(fast, anchors, rtask.path),
+            "ddpm1000_metrics": motion_metrics(ref, anchors, rtask.path),
+        }
+    return report

@@ -1,0 +1,157 @@
+"""Dual-space guidance: gradient steps on the x0 estimate at each denoising step.
+
+The energy of a decoded window (canonical frame) sums
+  position space  joint targets through differentiable FK (pelvis path x2, wrist at the grasp, any key)
+  rotation space  the grasp stage's finger pose
+  scene           body points (joints + bone midpoints) pushed out of the scene's signed distance field
+  foot-floor      no sinking below the standing foot height; no sliding while the contact channel > 0.5
+The same energy drives `hosig.motion.refine` after sampling (there on rotations directly).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from hosig.motion.anchors import WindowAnchors
+from hosig.motion.representation import (
+    FOOT_CONTACT_JOINTS,
+    LEFT_HAND_JOINTS,
+    RIGHT_HAND_JOINTS,
+    CanonFrame,
+    Stats,
+    decode,
+    skeleton_fk,
+)
+
+BODY_POINT_JOINTS = list(range(22))  # pelvis .. wrists (fingers are too close to the object to push)
+# radius (m) of the body around each joint for the scene term: small at the limbs' ends
+JOINT_RADIUS = np.array([
+    0.10, 0.08, 0.08, 0.10, 0.06, 0.06, 0.10, 0.05, 0.05, 0.10, 0.03, 0.03,
+    0.06, 0.06, 0.06, 0.08, 0.05, 0.05, 0.04, 0.04, 0.02, 0.02,
+], dtype=np.float32)
+
+
+@dataclass
+class GuidanceWeights:
+    pelvis: float = 2.0
+    joints: float = 1.0
+    hand_rot: float = 0.5
+    scene: float = 4.0
+    floor: float = 2.0
+    skate: float = 0.002
+
+
+@dataclass
+class Energy:
+    """Energy of one window given its anchors, frame, scene and the body's foot heights."""
+
+    body: object
+    anchors: WindowAnchors
+    frame: CanonFrame
+    foot_height: torch.Tensor  # (4,) standing height of the foot joints above the floor
+    scene_sdf: object | None = None
+    floor_z: float = 0.0
+    weights: GuidanceWeights = field(default_factory=GuidanceWeights)
+    scene_skip: tuple[int, int] = (-1, -1)  # frames [a, b) where the wrists ignore the scene (grasping)
+
+    def __post_init__(self) -> None:
+        g = self.anchors.guide
+        self._gf = torch.tensor([a[0] for a in g], dtype=torch.long)
+        self._gj = torch.tensor([a[1] for a in g], dtype=torch.long)
+        tgt = np.array([a[2] for a in g], dtype=np.float32).reshape(-1, 3)
+        self._gmask = torch.as_tensor(~np.isnan(tgt)).float()
+        self._gt = torch.as_tensor(np.nan_to_num(tgt))
+        w = np.array([a[3] * (self.weights.pelvis if a[1] == 0 else self.weights.joints) for a in g], np.float32)
+        self._gw = torch.as_tensor(w)
+        self._n = max([22] + [int(a[1]) + 1 for a in g])
+
+    def __call__(self, rotmats: torch.Tensor, pelvis: torch.Tensor, contacts: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
+        """rotmats (W,55,3,3), pelvis (W,3), contacts (W,4) canonical -> scalar energy, parts."""
+        joints = skeleton_fk(self.body)(rotmats, pelvis, self._n)  # (W,n,3)
+        parts: dict[str, torch.Tensor] = {}
+        zero = rotmats.new_zeros(())
+        if len(self._gf):
+            d = (joints[self._gf, self._gj] - self._gt) * self._gmask
+            parts["anchors"] = ((d ** 2).sum(-1) * self._gw).sum() / self._gw.sum().clamp_min(1e-6)
+        for f, hand, target, w in self.anchors.hand_rot:
+            idx = LEFT_HAND_JOINTS if hand == 0 else RIGHT_HAND_JOINTS
+            parts["hand_rot"] = parts.get("hand_rot", zero) + self.weights.hand_rot * w * ((rotmats[f, idx] - target) ** 2).mean()
+        feet = joints[:, FOOT_CONTACT_JOINTS]  # (W,4,3)
+        sink = torch.relu(self.floor_z + self.foot_height - 0.01 - feet[..., 2])
+        parts["floor"] = self.weights.floor * (sink ** 2).mean() * 100.0
+        if contacts is not None and len(joints) > 1:
+            c = ((contacts[1:] + contacts[:-1]) * 0.5 > 0.5).float()  # (W-1,4)
+            v2 = (feet[1:, :, :2] - feet[:-1, :, :2]).pow(2).sum(-1) * 900.0  # (m/s)^2
+            parts["skate"] = self.weights.skate * (v2 * c).sum() / c.sum().clamp_min(1.0)
+        if self.scene_sdf is not None:
+            parts["scene"] = self.weights.scene * self.scene_energy(joints)
+        total = sum(parts.values()) if parts else zero
+        return total, parts
+
+    def scene_energy(self, joints: torch.Tensor) -> torch.Tensor:
+        """Penetration of body points (joints + bone midpoints) into the scene, squared metres."""
+        from hosig.body.skeleton import PARENTS
+
+        pts = joints[:, BODY_POINT_JOINTS]
+        par = torch.as_tensor(np.asarray(PARENTS)[BODY_POINT_JOINTS[1:]], dtype=torch.long)
+        mids = 0.5 * (joints[:, BODY_POINT_JOINTS[1:]] + joints[:, par])
+        radius = torch.as_tensor(JOINT_RADIUS)
+        r_all = torch.cat([radius, 0.5 * (radius[1:] + radius[par])])
+        allp = torch.cat([pts, mids], 1)  # (W,P,3)
+        world = self.frame.to_world_points_t(allp)
+        sdf = self.scene_sdf.query(world)  # (W,P)
+        pen = torch.relu(r_all - sdf)
+        a, b = self.scene_skip
+        if b > a:
+            keep = torch.ones_like(pen)
+            lo, hi = max(a, 0), min(b, pen.shape[0])
+            if hi > lo:
+                keep[lo:hi, 18:22] = 0.0  # elbows and wrists may approach the table while grasping
+                keep[lo:hi, 22 + 17:22 + 21] = 0.0
+            pen = pen * keep
+        return (pen ** 2).sum(-1).mean() * 100.0
+
+
+def guide_x0(x0: torch.Tensor, energy: Energy, stats: Stats, iters: int, lr: float) -> torch.Tensor:
+    """A few descent steps on x0 (1,W,D normalised) lowering the energy; returns a new x0.
+
+    Steps are RMS-normalised gradient steps of size ``lr`` (normalised units) with backtracking:
+    a step is only taken when it lowers the energy, so guidance can never make things worse.
+    """
+    if iters <= 0:
+        return x0
+
+    def value(x: torch.Tensor) -> torch.Tensor:
+        dec = decode(stats.denorm(x[0]))
+        return energy(dec.rotmats, dec.pelvis, dec.contacts)[0]
+
+    x = x0.detach().clone()
+    step = lr
+    for _ in range(iters):
+        x.requires_grad_(True)
+        with torch.enable_grad():
+            loss = value(x)
+            if not loss.requires_grad:
+                return x0
+            (grad,) = torch.autograd.grad(loss, x)
+        x = x.detach()
+        grad = torch.nan_to_num(grad)
+        rms = grad.pow(2).mean().sqrt()
+        if float(rms) < 1e-12:
+            break
+        direction = grad / rms
+        base = float(loss.detach())
+        with torch.no_grad():
+            for _try in range(4):
+                cand = x - step * direction
+                if float(value(cand)) < base:
+                    x = cand
+                    step *= 1.5
+                    break
+                step *= 0.3
+            else:
+                break
+    return x

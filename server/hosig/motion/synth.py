@@ -1,0 +1,337 @@
+"""Autoregressive synthesis: clips of any length from overlapping windows, streamed as they finish.
+
+Window k covers frames [s_k, s_k + W). Its first ``context`` frames are the previous window's
+final frames, inpainted exactly (all channels), so the motion continues; the next ``blend`` frames
+cross-fade from the previous window's prediction to the new one; the rest is new. Per window:
+few-step DDIM with hard anchors (inpainting) and guidance at every step, then the short analytic
+correction (`refine`: arm IK to the targets, foot locking). Frames become final as soon as no later
+window can change them and are handed to ``on_window`` (a `MotionChunk`) for streaming.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from hosig.clip import MotionClip
+from hosig.errors import CancelledError, HosigError, UnreachableError
+from hosig.motion.anchors import AnchorSet, WindowAnchors, parse_target
+from hosig.motion.diffusion import Schedule, sample
+from hosig.motion.guidance import Energy, guide_x0
+from hosig.motion.refine import REFINE_JOINTS, RefineConfig, refine
+from hosig.motion.representation import (
+    ANCHOR_JOINTS,
+    HAND_JOINTS,
+    LAYOUT,
+    LEFT_HAND_JOINTS,
+    RIGHT_HAND_JOINTS,
+    CanonFrame,
+    aa_to_matrix,
+    decode,
+    heading_of,
+    matrix_to_6d,
+    matrix_to_aa,
+    skeleton_fk,
+)
+
+MAX_REACH_M = 1.25  # pelvis -> wrist distance a standing, leaning adult can reach
+MAX_SPEED_M_S = 2.5  # how far the pelvis may travel between a pelvis anchor and a wrist anchor
+HAND_RAMP = 12  # frames over which fingers move into / out of an anchored hand pose
+
+
+class SynthesisError(HosigError):
+    """Numerical failure inside the motion stage (never a NaN clip)."""
+
+    code = "internal"
+
+
+@dataclass
+class MotionChunk:
+    """Finished frames [start, start+n) ready to stream (world frame, as in MotionClip)."""
+
+    start: int
+    poses: np.ndarray  # (n,165)
+    trans: np.ndarray  # (n,3)
+    joints: np.ndarray  # (n,55,3)
+    contacts: np.ndarray  # (n,4)
+
+    @property
+    def count(self) -> int:
+        return int(self.poses.shape[0])
+
+
+def check_reach(anchors: AnchorSet) -> None:
+    """Wrist/hand targets the body cannot reach from its pelvis path -> UnreachableError."""
+    pelvis = [a for a in anchors.anchors if a.target == "pelvis" and np.isfinite(a.value[:2]).all()]
+    if not pelvis:
+        return
+    pf = np.array([a.frame for a in pelvis])
+    for a in anchors.anchors:
+        kind, j = parse_target(a.target)
+        if kind != "joint" or j in (0,) or j in ANCHOR_JOINTS[3:]:
+            continue
+        k = int(np.argmin(np.abs(pf - a.frame)))
+        p = pelvis[k].value
+        gap_s = abs(pf[k] - a.frame) / 30.0
+        horiz = float(np.linalg.norm(np.nan_to_num(a.value[:2]) - p[:2])) if np.isfinite(a.value[:2]).all() else 0.0
+        vert = float(abs(a.value[2] - (p[2] if np.isfinite(p[2]) else 0.95))) if np.isfinite(a.value[2]) else 0.0
+        dist = float(np.hypot(horiz, max(0.0, vert - 0.6)))
+        if dist > MAX_REACH_M + MAX_SPEED_M_S * gap_s:
+            raise UnreachableError(
+                f"anchor {a.target!r} at frame {a.frame} is {horiz:.2f} m from the pelvis path "
+                f"(pelvis anchor at frame {pf[k]}); a body reaches about {MAX_REACH_M:.2f} m"
+            )
+
+
+def finger_track(anchors: AnchorSet, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-frame finger rotations (n,30,3,3) from hand-pose anchors, ramped in and out; None if no hand anchors.
+
+    Used when the model never saw fingers (CMU): relaxed (hands mean, zero) away from anchors,
+    easing into the anchored pose over HAND_RAMP frames and holding it between anchors of a hand.
+    """
+    out = np.zeros((n, 30, 3))
+    any_hand = False
+    for side, joints in ((0, slice(0, 15)), (1, slice(15, 30))):
+        hs = [a for a in anchors.anchors if a.target == ("left_hand_pose" if side == 0 else "right_hand_pose")]
+        if not hs:
+            continue
+        any_hand = True
+        hs.sort(key=lambda a: a.frame)
+        frames = np.array([a.frame for a in hs])
+        vals = np.stack([a.value.reshape(15, 3) for a in hs])
+        for t in range(n):
+            before = frames[frames <= t]
+            after = frames[frames >= t]
+            if len(before) and len(after):
+                i0 = int(np.where(frames == before[-1])[0][-1])
+                i1 = int(np.where(frames == after[0])[0][0])
+                f0, f1 = frames[i0], frames[i1]
+                # hold between anchors when they are close (grasp to release), else relax between them
+                if f1 - f0 <= 4 * HAND_RAMP or i0 == i1:
+                    w = 0.0 if f1 == f0 else (t - f0) / (f1 - f0)
+                    out[t, joints] = (1 - w) * vals[i0] + w * vals[i1]
+                else:
+                    w0 = max(0.0, 1 - (t - f0) / HAND_RAMP)
+                    w1 = max(0.0, 1 - (f1 - t) / HAND_RAMP)
+                    out[t, joints] = w0 * vals[i0] + w1 * vals[i1]
+            elif len(after):
+                i1 = int(np.where(frames == after[0])[0][0])
+                w = max(0.0, 1 - (after[0] - t) / HAND_RAMP)
+                out[t, joints] = w * vals[i1]
+            else:
+                i0 = int(np.where(frames == before[-1])[0][-1])
+                w = max(0.0, 1 - (t - before[-1]) / HAND_RAMP)
+                out[t, joints] = w * vals[i0]
+    if not any_hand:
+        return None
+    return aa_to_matrix(torch.as_tensor(out, dtype=torch.float32)).numpy()
+
+
+def initial_frame(anchors: AnchorSet) -> CanonFrame:
+    """World frame of the first window: frame-0 pelvis and heading (from root or path direction)."""
+    pel = [a for a in anchors.joint_anchors("pelvis") if np.isfinite(a.value[:2]).all()]
+    x, y = (pel[0].value[0], pel[0].value[1]) if pel else (0.0, 0.0)
+    root = anchors.at(0, "root_orient")
+    if root is not None:
+        mat = root.value if root.value.shape == (3, 3) else aa_to_matrix(torch.as_tensor(root.value)).numpy()
+        h = float(heading_of(torch.as_tensor(mat)))
+    else:
+        ahead = [a for a in pel if np.linalg.norm(a.value[:2] - np.array([x, y])) > 0.05]
+        h = float(np.arctan2(ahead[0].value[1] - y, ahead[0].value[0] - x)) if ahead else 0.0
+    return CanonFrame(float(x), float(y), h)
+
+
+def _features_in_frame(rot_w: np.ndarray, pel_w: np.ndarray, con: np.ndarray, frame: CanonFrame) -> torch.Tensor:
+    """World rotations (n,55,3,3), pelvis (n,3), contacts (n,4) -> features (n,319) in ``frame``."""
+    rot = torch.as_tensor(rot_w, dtype=torch.float32).clone()
+    rot[:, 0] = torch.as_tensor(frame.yaw().T, dtype=torch.float32) @ rot[:, 0]
+    idx = [0] + list(range(1, 22)) + HAND_JOINTS
+    six = matrix_to_6d(rot[:, idx]).reshape(len(rot), -1)
+    pel = torch.as_tensor(frame.to_canon_points(pel_w), dtype=torch.float32)
+    return torch.cat([pel, six, torch.as_tensor(con, dtype=torch.float32)], -1)
+
+
+def synthesize(
+    model,
+    anchors: AnchorSet,
+    body,
+    scene_sdf=None,
+    seed: int = 0,
+    on_window: Callable[[MotionChunk], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    *,
+    steps: int | None = None,
+    guidance: bool = True,
+    refine_pass: bool = True,
+    ddpm: bool = False,
+    floor_z: float = 0.0,
+    scene_skip: tuple[int, int] = (-1, -1),
+    grasp_frame: int = -1,
+    release_frame: int = -1,
+    path: np.ndarray | None = None,
+) -> MotionClip:
+    """Generate ``anchors.n_frames`` frames meeting the anchors; see the module docstring.
+
+    ``scene_skip`` = frames where the wrists may touch the scene (grasping); ``ddpm`` uses the
+    1000-step reference sampler (benchmarks only). Raises UnreachableError for targets out of reach,
+    CancelledError when ``cancel()`` turns true, SynthesisError on a numerical failure.
+    """
+    anchors.validate()
+    model.check_body(getattr(body, "identity", ""))
+    check_reach(anchors)
+    n = anchors.n_frames
+    w = model.window
+    sc = model.sampler
+    ctx = min(sc.context, w // 4)
+    blend = min(sc.blend, w // 4)
+    stride = w - ctx - blend
+    n_steps = steps or sc.steps
+    stats = model.stats
+    sched = Schedule.cosine()
+    fingers_learned = bool(model.meta.get("data_report", {}).get("finger_channels_valid_fraction", 1.0) > 0.05)
+    fingers = None if fingers_learned else finger_track(anchors, n)
+    foot_floor = (floor_z + stats.foot_height).numpy()
+
+    rot_w = np.zeros((n, 55, 3, 3), np.float32)
+    pel_w = np.zeros((n, 3), np.float32)
+    con_w = np.zeros((n, 4), np.float32)
+    pending = None  # (feature-free) world prediction of the previous window beyond its final frames
+    frame = initial_frame(anchors)
+    emitted = 0
+    s = 0
+    k = 0
+    rest_pelvis = np.asarray(body.rest_joints_y[0], dtype=np.float32)
+    while emitted < n:
+        if cancel is not None and cancel():
+            raise CancelledError("motion synthesis cancelled")
+        if k > 0:
+            frame = CanonFrame(float(pel_w[s, 0]), float(pel_w[s, 1]), float(heading_of(torch.as_tensor(rot_w[s, 0]))))
+        wa = anchors.window(s, w, frame)
+        c = ctx if k > 0 else 0
+        if c:
+            feats_ctx = _features_in_frame(rot_w[s:s + c], pel_w[s:s + c], con_w[s:s + c], frame)
+            wa.feat_val[:c] = feats_ctx
+            wa.feat_mask[:c] = True
+            wa.hard_mask[:c] = True
+            with torch.no_grad():
+                jc = skeleton_fk(body)(torch.as_tensor(rot_w[s:s + c]), torch.as_tensor(pel_w[s:s + c]), 22)
+            jc = torch.as_tensor(frame.to_canon_points(jc.numpy()[:, ANCHOR_JOINTS]), dtype=torch.float32)
+            wa.joint_val[:c] = jc.reshape(c, -1)
+            wa.joint_mask[:c] = True
+        if fingers is not None:
+            m = min(w, n - s)
+            six = matrix_to_6d(torch.as_tensor(fingers[s:s + m])).reshape(m, -1)
+            wa.feat_val[:m, LAYOUT.hands] = six
+            wa.hard_mask[:m, LAYOUT.hands] = True
+            if m < w:  # past the clip end: hold the last finger pose
+                wa.feat_val[m:, LAYOUT.hands] = six[-1]
+                wa.hard_mask[m:, LAYOUT.hands] = True
+        x0 = _sample_window(model, wa, frame, body, scene_sdf, seed * 7919 + k, n_steps, guidance, ddpm,
+                            floor_z, scene_skip, s, cancel)
+        dec = decode(stats.denorm(x0[0]))
+        rot_c, pel_c, con_c = dec.rotmats.detach(), dec.pelvis.detach(), dec.contacts.detach().clamp(0, 1)
+        if k > 0 and pending is not None and blend:
+            prev = _features_in_frame(*pending, frame)[: blend]
+            new = x0.new_tensor(0) + stats.denorm(x0[0])[c:c + blend]
+            wts = torch.linspace(1, blend, blend)[:, None] / (blend + 1)
+            mix = decode((1 - wts) * prev[: len(new)] + wts * new)
+            rot_c[c:c + blend] = mix.rotmats
+            pel_c[c:c + blend] = mix.pelvis
+            con_c[c:c + blend] = mix.contacts.clamp(0, 1)
+        last = s + w >= n
+        end = n if last else s + stride + ctx
+        m = end - s
+        if refine_pass:
+            tg = [(f, j, p, wt) for f, j, p, wt in wa.guide if j != 0]
+            locked = torch.stack([wa.hard_mask[:m, LAYOUT.rot_slice(j)].any(-1) for j in REFINE_JOINTS], -1)
+            rot_c[:m] = refine(body, rot_c[:m], pel_c[:m], con_c[:m], tg, foot_floor, fixed=c, cfg=RefineConfig(),
+                               locked=locked)
+        # back to world
+        yaw = torch.as_tensor(frame.yaw(), dtype=torch.float32)
+        rot_world = rot_c.clone()
+        rot_world[:, 0] = yaw @ rot_c[:, 0]
+        pel_world = frame.to_world_points_t(pel_c).float()
+        if not (torch.isfinite(rot_world).all() and torch.isfinite(pel_world).all()):
+            raise SynthesisError(f"motion synthesis produced NaN/inf in window {k} (frames {s}-{s + w}); try another seed")
+        rot_w[s:end] = rot_world[:m].numpy()
+        pel_w[s:end] = pel_world[:m].numpy()
+        con_w[s:end] = con_c[:m].numpy()
+        if not last:
+            pending = (rot_world[m:m + blend].numpy(), pel_world[m:m + blend].numpy(), con_c[m:m + blend].numpy())
+        chunk = _chunk(body, rot_w, pel_w, con_w, emitted, end, rest_pelvis)
+        emitted = end
+        if on_window is not None:
+            on_window(chunk)
+        s += stride
+        k += 1
+
+    poses = matrix_to_aa(rot_w.astype(np.float64)).reshape(n, 165).astype(np.float32)
+    joints = world_joints(body, poses, pel_w)
+    clip = MotionClip(
+        poses=poses, trans=pel_w - rest_pelvis, joints=joints, contacts=con_w,
+        grasp_frame=grasp_frame, release_frame=release_frame,
+        path=np.zeros((0, 2), np.float32) if path is None else path,
+        body_identity=str(getattr(body, "identity", "")),
+    )
+    return clip
+
+
+def _chunk(body, rot_w, pel_w, con_w, a: int, b: int, rest_pelvis) -> MotionChunk:
+    poses = matrix_to_aa(rot_w[a:b].astype(np.float64)).reshape(b - a, 165).astype(np.float32)
+    joints = world_joints(body, poses, pel_w[a:b])
+    if not (np.isfinite(poses).all() and np.isfinite(joints).all()):
+        raise SynthesisError(f"motion synthesis produced NaN/inf in frames {a}-{b}")
+    return MotionChunk(a, poses, pel_w[a:b] - rest_pelvis, joints.astype(np.float32), con_w[a:b].copy())
+
+
+def world_joints(body, poses: np.ndarray, pelvis: np.ndarray) -> np.ndarray:
+    """(T,165) poses (hands relative to the hands mean) + (T,3) pelvis -> (T,55,3) world joints."""
+    with torch.no_grad():
+        rot = body.full_pose_rotmats(torch.as_tensor(poses, dtype=torch.float32))
+        return body.fk(rot, torch.as_tensor(pelvis, dtype=torch.float32)).numpy().astype(np.float32)
+
+
+def _sample_window(model, wa: WindowAnchors, frame: CanonFrame, body, scene_sdf, seed: int, n_steps: int,
+                   guidance: bool, ddpm: bool, floor_z: float, scene_skip: tuple[int, int], start: int,
+                   cancel) -> torch.Tensor:
+    """One window: DDIM (or DDPM) with inpainting + guidance -> x0 (1,W,D) normalised."""
+    stats = model.stats
+    net = model.net
+    fm = wa.feat_mask.float()[None]
+    jm = wa.joint_mask.float()[None]
+    fv = stats.norm(wa.feat_val)[None] * fm
+    jv = stats.jnorm(wa.joint_val)[None] * jm
+    hard = wa.hard_mask[None]
+    hv = stats.norm(wa.feat_val)[None]
+    energy = None
+    if guidance and model.sampler.guidance_iters > 0:
+        skip = (scene_skip[0] - start, scene_skip[1] - start)
+        energy = Energy(body, wa, frame, stats.foot_height, scene_sdf, floor_z, scene_skip=skip)
+
+    def denoise(x, t):
+        return net(x, t, fv, fm, jv, jm)
+
+    def hook(x0: torch.Tensor, i: int) -> torch.Tensor:
+        x0 = torch.where(hard, hv, x0)
+        if energy is not None:
+            x0 = guide_x0(x0, energy, stats, model.sampler.guidance_iters, model.sampler.guidance_lr)
+            x0 = torch.where(hard, hv, x0)
+        if not torch.isfinite(x0).all():
+            raise SynthesisError("motion synthesis produced NaN/inf during denoising")
+        return x0
+
+    gen = torch.Generator().manual_seed(int(seed) % (2**63))
+    return sample(denoise, (1, model.window, LAYOUT.dim), sched_cache(), n_steps, hook, gen, cancel, ddpm=ddpm)
+
+
+_SCHED: Schedule | None = None
+
+
+def sched_cache() -> Schedule:
+    global _SCHED
+    if _SCHED is None:
+        _SCHED = Schedule.cosine()
+    return _SCHED
