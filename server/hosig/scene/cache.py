@@ -1,8 +1,8 @@
 """Caches: loaded scenes in memory (LRU by content hash + config) and derived grids on disk.
 
 Loading the same bytes twice returns the very same `Scene` object, so its lazily derived grids
-are shared by the planner, grasp and motion stages within a process. Occupancy and SDF grids
-are also written to `$HOSIG_CACHE_DIR` (default ~/.cache/hosig) as plain npz (no pickle), keyed
+are shared by the planner, grasp and motion stages within a process. Occupancy grids (the
+costly part; the SDF's far field is rebuilt from them in a fraction of that) are also written to `$HOSIG_CACHE_DIR` (default ~/.cache/hosig) as plain npz (no pickle), keyed
 by scene hash + config + exclusion set + voxel, so a new process on the same scene skips the
 distance transform. Files are written atomically; unreadable cache files are ignored and rebuilt.
 """
@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from hosig.scene.occupancy import Occupancy
-from hosig.scene.sdf import SceneSDF
 
 if TYPE_CHECKING:
     from hosig.scene.scene import Scene
@@ -81,15 +80,7 @@ def _load_occ(data) -> Occupancy:
     return Occupancy(grid=grid, origin=data["origin"].astype(np.float64), voxel=float(data["voxel"]), object_slices=slices)  # type: ignore[arg-type]
 
 
-def _save_sdf(path: Path, sdf: SceneSDF) -> dict:
-    return {"values": sdf.values, "origin": sdf.origin, "voxel": np.float64(sdf.voxel), "clamp": np.float64(sdf.clamp)}
-
-
-def _load_sdf(data) -> SceneSDF:
-    return SceneSDF(values=data["values"], origin=data["origin"], voxel=float(data["voxel"]), clamp=float(data["clamp"]))
-
-
-_CODECS = {"occ": (_save_occ, _load_occ), "sdf": (_save_sdf, _load_sdf)}
+_CODECS = {"occ": (_save_occ, _load_occ)}
 
 
 def cached_grid(scene: "Scene", kind: str, exclude: frozenset[str], voxel: float, build: Callable[[], object]):

@@ -20,10 +20,13 @@ class SceneConfig:
     up_axis: str = "z"
     # Occupancy voxel edge (m).
     voxel: float = 0.02
-    # SDF voxel edge (m); the grid is coarsened by whole factors while it would exceed
-    # `sdf_max_voxels` (an EDT over the whole room costs ~0.2 us per voxel on this CPU).
+    # SDF near-field voxel edge (m) = the occupancy it is computed from; doubled while the grid
+    # would exceed `sdf_max_voxels` (bool occupancy bytes). Near field is exact within
+    # `sdf_band` of geometry (tiles computed lazily); farther, an EDT at `sdf_far_voxel`.
     sdf_voxel: float = 0.02
-    sdf_max_voxels: int = 5_000_000
+    sdf_max_voxels: int = 80_000_000
+    sdf_band: float = 0.16
+    sdf_far_voxel: float = 0.08
     # Signed distances are clamped to +-sdf_clamp (m) so far-away values stay bounded.
     sdf_clamp: float = 2.0
     # Empty margin around the scene bounds in the grids (m); grids also reach at least

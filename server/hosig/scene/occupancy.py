@@ -80,51 +80,63 @@ def _object_slices(vmin: np.ndarray, vmax: np.ndarray, origin: np.ndarray, voxel
 
 
 def winding_fill(tris: np.ndarray, origin: np.ndarray, voxel: float, shape: tuple[int, int, int]) -> np.ndarray:
-    """Inside test at voxel centres of a closed mesh. tris (F,3,3) world; returns bool `shape`."""
+    """Inside test at voxel centres of a closed mesh. tris (F,3,3) world; returns bool `shape`.
+
+    Scanline rasterisation of every non-vertical triangle onto the voxel columns: per (triangle,
+    row) the x-interval covered at the row's centre line, then the columns in it, so the work is
+    proportional to the projected area, not to the triangles' bounding boxes.
+    """
     nx, ny, nz = shape
-    out_shape = (nx, ny, nz)
     a, b, c = tris[:, 0], tris[:, 1], tris[:, 2]
-    # Twice the signed projected area; sign = facing up (+) or down (-).
-    area2 = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
-    keep = np.abs(area2) > 1e-14
-    a, b, c, area2 = a[keep], b[keep], c[keep], area2[keep]
-    if len(a) == 0:
-        return np.zeros(out_shape, dtype=bool)
+    normal = np.cross(b - a, c - a)  # (F,3); z sign: facing up (+) or down (-)
+    keep = np.abs(normal[:, 2]) > 1e-14
+    if not keep.any():
+        return np.zeros(shape, dtype=bool)
+    tris, normal = tris[keep], normal[keep]
     ox, oy, oz = origin
-    xy_min = np.minimum(np.minimum(a[:, :2], b[:, :2]), c[:, :2])
-    xy_max = np.maximum(np.maximum(a[:, :2], b[:, :2]), c[:, :2])
-    # Column centres x_i = ox + (i + 0.5) voxel inside [min, max].
-    i0 = np.maximum(np.ceil((xy_min - origin[:2]) / voxel - 0.5).astype(np.int64), 0)
-    i1 = np.minimum(np.floor((xy_max - origin[:2]) / voxel - 0.5).astype(np.int64), np.array([nx - 1, ny - 1]))
-    span = np.maximum(i1 - i0 + 1, 0)
-    counts = span[:, 0] * span[:, 1]
-    total = int(counts.sum())
+    # Rows (y centres) crossed by each triangle.
+    y_min, y_max = tris[:, :, 1].min(axis=1), tris[:, :, 1].max(axis=1)
+    j0 = np.maximum(np.ceil((y_min - oy - _JITTER[1]) / voxel - 0.5).astype(np.int64), 0)
+    j1 = np.minimum(np.floor((y_max - oy - _JITTER[1]) / voxel - 0.5).astype(np.int64), ny - 1)
+    rows = np.maximum(j1 - j0 + 1, 0)
+    if rows.sum() == 0:
+        return np.zeros(shape, dtype=bool)
+    t_id = np.repeat(np.arange(len(tris)), rows)
+    cj = j0[t_id] + (np.arange(rows.sum()) - np.repeat(np.cumsum(rows) - rows, rows))
+    yc = oy + (cj + 0.5) * voxel + _JITTER[1]
+    # x-interval of the triangle on the line y = yc: intersections with its three edges.
+    t = tris[t_id]  # (R,3,3)
+    xs_lo = np.full(len(t_id), np.inf)
+    xs_hi = np.full(len(t_id), -np.inf)
+    for e0, e1 in ((0, 1), (1, 2), (2, 0)):
+        p0, p1 = t[:, e0], t[:, e1]
+        dy = p1[:, 1] - p0[:, 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = (yc - p0[:, 1]) / dy
+        hit = (dy != 0) & (u >= 0) & (u <= 1)
+        x = p0[:, 0] + u * (p1[:, 0] - p0[:, 0])
+        xs_lo = np.where(hit, np.minimum(xs_lo, x), xs_lo)
+        xs_hi = np.where(hit, np.maximum(xs_hi, x), xs_hi)
+    ok = np.isfinite(xs_lo)
+    i0 = np.zeros(len(t_id), dtype=np.int64)
+    i1 = np.full(len(t_id), -1, dtype=np.int64)
+    i0[ok] = np.maximum(np.ceil((xs_lo[ok] - ox - _JITTER[0]) / voxel - 0.5), 0).astype(np.int64)
+    i1[ok] = np.minimum(np.floor((xs_hi[ok] - ox - _JITTER[0]) / voxel - 0.5), nx - 1).astype(np.int64)
+    cols = np.maximum(i1 - i0 + 1, 0)
+    total = int(cols.sum())
     if total == 0:
-        return np.zeros(out_shape, dtype=bool)
-    tri_id = np.repeat(np.arange(len(a)), counts)
-    local = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    sy = span[tri_id, 1]
-    ci = i0[tri_id, 0] + local // sy
-    cj = i0[tri_id, 1] + local % sy
-    px = ox + (ci + 0.5) * voxel + _JITTER[0]
-    py = oy + (cj + 0.5) * voxel + _JITTER[1]
-    A, B, C = a[tri_id], b[tri_id], c[tri_id]
-    s = np.sign(area2[tri_id])
-    # Edge functions scaled by the orientation sign: all >= 0 inside.
-    w0 = s * ((B[:, 0] - px) * (C[:, 1] - py) - (B[:, 1] - py) * (C[:, 0] - px))
-    w1 = s * ((C[:, 0] - px) * (A[:, 1] - py) - (C[:, 1] - py) * (A[:, 0] - px))
-    w2 = s * ((A[:, 0] - px) * (B[:, 1] - py) - (A[:, 1] - py) * (B[:, 0] - px))
-    inside = (w0 >= 0) & (w1 >= 0) & (w2 >= 0)
-    if not inside.any():
-        return np.zeros(out_shape, dtype=bool)
-    w0, w1, w2 = w0[inside], w1[inside], w2[inside]
-    tot = w0 + w1 + w2
-    A, B, C = A[inside], B[inside], C[inside]
-    z = (w0 * A[:, 2] + w1 * B[:, 2] + w2 * C[:, 2]) / tot
-    ci, cj = ci[inside], cj[inside]
-    step = np.where(s[inside] < 0, 1, -1).astype(np.int64)  # facing down = entering the solid
+        return np.zeros(shape, dtype=bool)
+    r_id = np.repeat(np.arange(len(t_id)), cols)
+    ci = i0[r_id] + (np.arange(total) - np.repeat(np.cumsum(cols) - cols, cols))
+    f_id = t_id[r_id]
+    n = normal[f_id]
+    a = tris[f_id, 0]
+    xc = ox + (ci + 0.5) * voxel + _JITTER[0]
+    # Plane through the triangle: n . (p - a) = 0  ->  z at the column centre.
+    z = a[:, 2] - (n[:, 0] * (xc - a[:, 0]) + n[:, 1] * (yc[r_id] - a[:, 1])) / n[:, 2]
+    step = np.where(n[:, 2] < 0, 1.0, -1.0)  # facing down = entering the solid when going up
     k = np.clip(np.ceil((z - oz) / voxel - 0.5).astype(np.int64), 0, nz)  # first centre above z
-    flat = (ci * ny + cj) * (nz + 1) + k
+    flat = (ci * ny + cj[r_id]) * (nz + 1) + k
     acc = np.bincount(flat, weights=step, minlength=nx * ny * (nz + 1)).reshape(nx, ny, nz + 1)
     wind = np.cumsum(acc, axis=2)[:, :, :nz]
     return np.abs(wind) > 0.5

@@ -199,7 +199,8 @@ class Scene:
         return build_occupancy(objs, voxel, self.bounds, self.config.grid_pad, self.config.grid_min_height)
 
     def sdf_voxel(self) -> float:
-        """SDF voxel: config.sdf_voxel, doubled while the grid would exceed sdf_max_voxels."""
+        """Fine SDF voxel: config.sdf_voxel, doubled while the fine grid would exceed
+        sdf_max_voxels (only absurdly large scenes; a 10 m room at 2 cm is ~50 M voxels)."""
         c = self.config
         v = c.sdf_voxel
         ext = self.bounds[1] - self.bounds[0] + 2 * c.grid_pad
@@ -209,15 +210,18 @@ class Scene:
         return v
 
     def sdf(self, exclude: Iterable[str] = ()) -> SceneSDF:
-        """Signed distance field of all objects except `exclude`; cached per exclusion set."""
+        """Signed distance field of all objects except `exclude`; cached per exclusion set.
+
+        Built from the (disk-cached) occupancy: the far field now, 2 cm near-field tiles lazily
+        on first query (see `hosig.scene.sdf`)."""
         ex = self._check_names(exclude)
         v = self.sdf_voxel()
         key = ("sdf", ex, v)
         with self._lock:
             if key not in self._derived:
-                self._derived[key] = _cache.cached_grid(
-                    self, "sdf", ex, v, lambda: build_sdf(self.occupancy(ex, voxel=v), self.config.sdf_clamp)
-                )
+                c = self.config
+                far = max(c.sdf_far_voxel, 2 * v)
+                self._derived[key] = build_sdf(self.occupancy(ex, voxel=v), c.sdf_clamp, c.sdf_band, far)
             return self._derived[key]  # type: ignore[return-value]
 
     def summary(self) -> dict:
