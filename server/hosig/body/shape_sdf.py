@@ -95,17 +95,17 @@ def body_solids(sk: RestSkeleton) -> list[Solid]:
     up = np.array([0.0, 1.0, 0.0])
 
     # Torso: pelvis, belly, ribcage, shoulders girdle.
-    out.append(ellipsoid(pelvis + [0, -0.03 * s, 0.0], np.array([0.165, 0.115, 0.105]) * s, 0.0))
-    out.append(ellipsoid(sp2 + [0, -0.02 * s, 0.01 * s], np.array([0.140, 0.140, 0.100]) * s, 0.05 * s))
-    out.append(ellipsoid(sp3 + [0, 0.04 * s, 0.015 * s], np.array([0.160, 0.165, 0.110]) * s, 0.05 * s))
+    out.append(ellipsoid(pelvis + [0, -0.03 * s, 0.0], np.array([0.155, 0.115, 0.100]) * s, 0.0))
+    out.append(ellipsoid(sp2 + [0, -0.02 * s, 0.005 * s], np.array([0.135, 0.140, 0.092]) * s, 0.05 * s))
+    out.append(ellipsoid(sp3 + [0, 0.045 * s, 0.005 * s], np.array([0.170, 0.165, 0.100]) * s, 0.05 * s))
     sh_l, sh_r = J("left_shoulder"), J("right_shoulder")
-    out.append(cone(sh_l + [-0.04 * s, 0.0, -0.01 * s], sh_r + [0.04 * s, 0.0, -0.01 * s], 0.058 * s, 0.058 * s, 0.05 * s))
+    out.append(cone(sh_l + [-0.03 * s, 0.0, -0.01 * s], sh_r + [0.03 * s, 0.0, -0.01 * s], 0.060 * s, 0.060 * s, 0.05 * s))
     for side, sx in (("left", 1.0), ("right", -1.0)):
         hip = J(f"{side}_hip")
         # buttock and hip mass
         out.append(ellipsoid(hip + [-0.02 * s * sx, 0.0, -0.045 * s], np.array([0.085, 0.095, 0.075]) * s, 0.04 * s))
         # chest (pectoral) volume
-        out.append(ellipsoid(sp3 + [0.07 * s * sx, 0.06 * s, 0.05 * s], np.array([0.075, 0.07, 0.06]) * s, 0.04 * s))
+        out.append(ellipsoid(sp3 + [0.075 * s * sx, 0.07 * s, 0.04 * s], np.array([0.080, 0.065, 0.055]) * s, 0.04 * s))
     # Neck and head.
     out.append(cone(neck + [0, -0.02 * s, -0.005 * s], head + [0, 0.02 * s, 0.0], 0.058 * s, 0.052 * s, 0.03 * s))
     crown = sk.crown
@@ -113,7 +113,7 @@ def body_solids(sk: RestSkeleton) -> list[Solid]:
     out.append(ellipsoid(head_c, np.array([0.077, 0.112, 0.098]) * s, 0.02 * s))
     out.append(ellipsoid(np.array([0.0, head[1] - 0.005 * s, head[2] + 0.06 * s]), np.array([0.058, 0.052, 0.058]) * s, 0.03 * s))
     eye_y, face_z = eye_l[1], head_c[2] + 0.095 * s
-    out.append(cone([0.0, eye_y - 0.005 * s, face_z - 0.005 * s], [0.0, eye_y - 0.042 * s, face_z + 0.022 * s], 0.009 * s, 0.013 * s, 0.012 * s))
+    out.append(cone([0.0, eye_y - 0.005 * s, face_z - 0.012 * s], [0.0, eye_y - 0.040 * s, face_z + 0.008 * s], 0.008 * s, 0.012 * s, 0.012 * s))
     for sx in (1.0, -1.0):
         out.append(ellipsoid([sx * 0.079 * s, eye_y - 0.02 * s, head_c[2] - 0.01 * s], np.array([0.013, 0.030, 0.020]) * s, 0.008 * s))
 
@@ -168,7 +168,9 @@ def _hand_solids(sk: RestSkeleton, side: str, s: float) -> list[Solid]:
     palm_len = (mid1[0] - wrist[0]) * sx
     palm_w = abs(idx1[2] - pky1[2]) + 2 * 0.009 * s
     centre = np.array([wrist[0] + sx * palm_len * 0.52, wrist[1] + 0.002 * s, 0.5 * (idx1[2] + pky1[2])])
-    out.append(box(centre, np.array([palm_len * 0.52, 0.0135 * s, palm_w / 2]), 0.010 * s, 0.010 * s))
+    out.append(box(centre, np.array([palm_len * 0.52, 0.0135 * s, palm_w / 2]), 0.0125 * s, 0.010 * s))
+    # knuckle row: rounds the palm's front edge like metacarpal heads
+    out.append(cone(idx1 - [sx * 0.006 * s, 0, 0], pky1 - [sx * 0.006 * s, 0, 0], 0.0125 * s, 0.0110 * s, 0.008 * s))
     # Wrist cuff joins forearm and palm.
     out.append(cone(wrist - [sx * 0.01 * s, 0, 0], wrist + [sx * 0.025 * s, 0, 0], 0.026 * s, 0.022 * s, 0.015 * s))
     t1, t2 = J(f"{side}_thumb1"), J(f"{side}_thumb2")
