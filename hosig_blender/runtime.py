@@ -117,9 +117,30 @@ def shutdown() -> None:
     """On unregister: stop streaming (rolled back) and the timer; leave a started server running."""
     global QUEUE
     cancel()
-    if bpy.app.timers.is_registered(_tick):
-        bpy.app.timers.unregister(_tick)
+    for fn in (_tick, _plan_refresh):
+        if bpy.app.timers.is_registered(fn):
+            bpy.app.timers.unregister(fn)
     QUEUE = None
+
+
+def schedule_plan_refresh() -> None:
+    """Start/target changed: ask /plan again shortly (debounced; only when a server answered)."""
+    if bpy.app.background or SERVER.get("state") != "connected":
+        return
+    if bpy.app.timers.is_registered(_plan_refresh):
+        bpy.app.timers.unregister(_plan_refresh)
+    bpy.app.timers.register(_plan_refresh, first_interval=0.4)
+
+
+def _plan_refresh() -> None:
+    from .operators import refresh_plan
+
+    try:
+        msg = refresh_plan(bpy.context, timeout_s=2.0)
+        bpy.context.scene.hosig.status_line = f"path: {msg}"
+    except Exception:  # noqa: BLE001 - a preview must never break editing
+        pass
+    return None
 
 
 def wait_for_server(context=None, timeout_s: float = 30.0) -> bool:

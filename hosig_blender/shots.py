@@ -32,6 +32,13 @@ PLACE_ITEMS = [
 ]
 
 
+def _request_changed(_self, _context) -> None:
+    """Start or target edited: refresh the path preview (debounced /plan)."""
+    from . import runtime
+
+    runtime.schedule_plan_refresh()
+
+
 def _mesh_poll(_self, obj: bpy.types.Object) -> bool:
     return obj.type == "MESH" and obj.get("hosig_body") is None
 
@@ -40,11 +47,11 @@ class HOSIG_Shot(bpy.types.PropertyGroup):
     """One generation request and its result."""
 
     name: StringProperty(name="Name", default="Shot")
-    start: FloatVectorProperty(name="Start", size=2, subtype="XYZ", unit="LENGTH", description="Start position on the floor (world X, Y)")
-    heading: FloatProperty(name="Heading", subtype="ANGLE", default=0.0, description="Facing direction at the start (about +Z, 0 faces +X)")
+    start: FloatVectorProperty(name="Start", size=2, subtype="XYZ", unit="LENGTH", description="Start position on the floor (world X, Y)", update=_request_changed)
+    heading: FloatProperty(name="Heading", subtype="ANGLE", default=0.0, description="Facing direction at the start (about +Z, 0 faces +X)", update=_request_changed)
     use_heading: BoolProperty(name="Use Heading", default=True, description="Send the heading; off lets the planner face the path")
     has_start: BoolProperty(name="Has Start", default=False)
-    target: PointerProperty(name="Target", type=bpy.types.Object, poll=_mesh_poll, description="Object to reach or pick")
+    target: PointerProperty(name="Target", type=bpy.types.Object, poll=_mesh_poll, description="Object to reach or pick", update=_request_changed)
     action: EnumProperty(name="Action", items=ACTION_ITEMS, default="pick")
     place_mode: EnumProperty(name="Place", items=PLACE_ITEMS, default="OBJECT")
     place_object: PointerProperty(name="Place On", type=bpy.types.Object, poll=_mesh_poll)

@@ -235,3 +235,49 @@ def test_shot_operators_add_duplicate_move_remove(scene) -> None:
     assert [x.name for x in s.shots] == ["Shot", "Shot.001", "Shot.002"] and s.active_shot == 2
     bpy.ops.hosig.shot_remove()
     assert [x.name for x in s.shots] == ["Shot", "Shot.001"] and s.active_shot == 1
+
+
+def test_timer_callback_drives_the_queue_and_mirrors_progress(scene) -> None:
+    from hosig_blender import runtime
+
+    body = fake_body()
+    _add_shot(scene, "Timed")
+    with FakeServer(body, n_frames=30, chunk=5, delay_s=0.01) as server:
+        preferences.FALLBACK.url = server.url
+        queue = runtime.start_queue(bpy.context, ["Timed"])
+        assert bpy.app.timers.is_registered(runtime._tick)
+        import time
+
+        deadline = time.monotonic() + 30
+        interval = runtime._tick()
+        while interval is not None and time.monotonic() < deadline:
+            time.sleep(interval)
+            interval = runtime._tick()
+    assert interval is None and not queue.active and not queue.failures
+    assert scene.hosig.shots["Timed"].status == "DONE"
+    assert "1 shot(s) generated" in scene.hosig.status_line and scene.hosig.progress == pytest.approx(1.0)
+    runtime.shutdown()
+    assert not bpy.app.timers.is_registered(runtime._tick)
+
+
+def test_scene_payload_is_world_space_and_skips_our_bodies(scene) -> None:
+    import base64
+
+    from hosig_blender.scene_export import scene_payload
+
+    table = bpy.data.objects["table"]
+    table.rotation_euler = (0.0, 0.0, 0.5)
+    table.scale = (2.0, 1.0, 1.0)
+    bpy.context.view_layer.update()
+    body = fake_body()
+    rig.build_armature("Someone", body, scene.collection)
+    payload = scene_payload(bpy.context)
+    assert payload["format"] == "hosig-mesh/1"
+    names = [o["name"] for o in payload["objects"]]
+    assert sorted(names) == ["bottle", "table"]
+    item = payload["objects"][names.index("table")]
+    verts = np.frombuffer(base64.b64decode(item["vertices"]), dtype="<f4").reshape(-1, 3)
+    faces = np.frombuffer(base64.b64decode(item["faces"]), dtype="<i4").reshape(-1, 3)
+    expected = np.array([list(table.matrix_world @ v.co) for v in table.data.vertices])
+    assert np.allclose(verts, expected, atol=1e-5)
+    assert faces.shape == (12, 3) and faces.max() == 7  # quads triangulated
