@@ -215,3 +215,13 @@ def test_object_behind_glass_has_no_free_line():
     scene = make_scene(parts, "vitrine")
     with pytest.raises(UnreachableError, match="no free line"):
         plan_to_object(scene, StartPose(1.0, 1.0), "cube")
+
+
+def test_next_leg_starts_exactly_at_the_previous_stand_point(scenes):
+    scene = scenes["shelf"]
+    first = plan_to_object(scene, StartPose(0.5, 0.5), "cup")  # stand point slid close to the table
+    second = plan_to_point(scene, StartPose(*first.stand), [1.5, 3.8, 0.92])
+    assert not second.snapped_start
+    assert np.allclose(second.waypoints[0], first.stand[:2])
+    assert second.headings[0] == pytest.approx(first.stand[2])
+    assert path_clearance(scene, second.waypoints) >= R

@@ -114,11 +114,13 @@ def bench_navigation(
     target_list = list(targets) if targets is not None else list(scene.pickable())
     fine = _fine_map(scene, config) if reference else None
     per_method: dict[str, list[float]] = {}
+    per_method_cpu: dict[str, list[float]] = {}
     rows: list[dict[str, Any]] = []
     errors: list[str] = []
     for method in methods:
         cfg = replace(config, search=method)
         times: list[float] = []
+        cpu: list[float] = []
         for s in start_list:
             for name in target_list:
                 try:
@@ -129,7 +131,9 @@ def bench_navigation(
                     continue
                 best: NavPlan | None = None
                 for _ in range(repeats):
+                    c0 = time.process_time()
                     p = plan_to_object(scene, StartPose(float(s[0]), float(s[1])), name, cfg)
+                    cpu.append((time.process_time() - c0) * 1000.0)
                     times.append(p.plan_ms)
                     best = p
                 if method == "mcp" and best is not None:
@@ -146,6 +150,7 @@ def bench_navigation(
                         row["ratio"] = round(best.length_m / ref, 4) if ref > 1e-6 and math.isfinite(ref) else None
                     rows.append(row)
         per_method[method] = times
+        per_method_cpu[method] = cpu
     summary: dict[str, Any] = {
         "scene": getattr(scene, "source", "?"),
         "cells": list(fmap.shape[::-1]),
@@ -155,13 +160,20 @@ def bench_navigation(
         "unreachable": errors,
     }
     for method, times in per_method.items():
-        if times:
-            arr = np.asarray(times)
-            summary[f"{method}_plan_ms"] = {
-                "median": round(float(np.median(arr)), 2),
-                "p90": round(float(np.quantile(arr, 0.9)), 2),
-                "max": round(float(arr.max()), 2),
-            }
+        for label, values in (("plan_ms", times), ("cpu_ms", per_method_cpu[method])):
+            if values:
+                arr = np.asarray(values)
+                summary[f"{method}_{label}"] = {
+                    "median": round(float(np.median(arr)), 2),
+                    "p90": round(float(np.quantile(arr, 0.9)), 2),
+                    "max": round(float(arr.max()), 2),
+                }
+    try:
+        import os
+
+        summary["load_average"] = round(os.getloadavg()[0], 2)  # wall times on a shared machine
+    except OSError:
+        pass
     ratios = [r["ratio"] for r in rows if r.get("ratio") is not None]
     if ratios:
         summary["length_ratio"] = {"median": round(float(np.median(ratios)), 4), "max": round(float(np.max(ratios)), 4)}

@@ -195,6 +195,21 @@ def snap_start(fmap: FloorMap, walkable: np.ndarray, xy: np.ndarray, config: Nav
     y0, y1, x0, x1 = max(iy - r, 0), min(iy + r + 1, ny), max(ix - r, 0), min(ix + r + 1, nx)
     inside = bool(fmap.inside(xy))
     dist = float(fmap.distance(xy[None])[0]) if inside else 0.0
+    if inside and dist >= config.body_radius and y1 > y0 and x1 > x0:
+        # The body fits here, only the grid margin refuses the cell (e.g. the previous leg's stand
+        # point, which slides close to furniture): start here and join the nearest walkable cell
+        # whose straight connection keeps the body radius.
+        ly, lx = np.nonzero(walkable[y0:y1, x0:x1])
+        if len(ly):
+            cells = np.stack([ly + y0, lx + x0], axis=1)
+            centres = fmap.to_world(cells)
+            d = np.linalg.norm(centres - xy, axis=1)
+            for k in np.argsort(d)[:8]:
+                if d[k] > 0.25:
+                    break
+                seg = xy + np.linspace(0.0, 1.0, 12)[:, None] * (centres[k] - xy)
+                if fmap.distance(seg).min() >= config.body_radius:
+                    return xy, (int(cells[k, 0]), int(cells[k, 1])), None
     if inside:
         why = "inside an obstacle" if dist < 1e-6 else f"only {dist:.2f} m from an obstacle (body radius {config.body_radius:.2f} m)"
     else:
@@ -274,7 +289,11 @@ def _plan(fmap: FloorMap, tg: TargetGeometry, start: StartPose, config: NavConfi
     # --- geometry of the walk ------------------------------------------------------------
     cells = result.cells
     pts = fmap.to_world(cells)
-    pts[0] = start_xy
+    if tuple(int(v) for v in fmap.to_cell(start_xy)) == tuple(cells[0]):
+        pts[0] = start_xy
+    else:  # started just outside the walkable cells (see `snap_start`): join the first cell
+        cells = np.concatenate([cells[:1], cells])
+        pts = np.concatenate([start_xy[None], pts])
     if np.linalg.norm(pts[-1] - stand_xy) > 1e-9:  # the stand point slid off its cell centre
         cells = np.concatenate([cells, cells[-1:]])
         pts = np.concatenate([pts, stand_xy[None]])
