@@ -109,3 +109,30 @@ def export_clip_bvh(clip_path: str | Path, out_path: str | Path, body) -> dict:
     write_bvh(out_path, motion)
     return {"out": str(out_path), "frames": int(len(poses)), "fps": fps, "joints": NUM_JOINTS,
             "body_identity": body.identity}  # fmt: skip
+
+
+def _smplx_joint_map():
+    """Joint map for BVH files written by `smplx_to_bvh` (SMPL-X names): every body joint drives
+    itself, so a BVH exported from a clip retargets back onto the body (used by tests and users
+    who captured onto an SMPL-X-named skeleton)."""
+    from hosig.motion.data.capture import JointMap
+
+    body = [JOINT_NAMES[k] for k in range(22)]
+    directions: dict[str, tuple[str, str, str]] = {}
+    for k, name in enumerate(body):
+        kids = [JOINT_NAMES[c] for c in np.nonzero(PARENTS == k)[0]]
+        child = {"spine3": "neck", "left_wrist": "left_middle1", "right_wrist": "right_middle1"}.get(name)
+        if child is None and len(kids) == 1:
+            child = kids[0]
+        if child is not None:
+            directions[name] = (child, name, child)
+    return JointMap(
+        name="SMPL-X",
+        positions={n: n for n in body},
+        rotations={n: (n, n, 0.0) for n in body},
+        directions=directions,
+        rigid=frozenset({"left_hip", "right_hip", "spine1", "left_collar", "right_collar", "neck"}),
+    )
+
+
+SMPLX_JOINT_MAP = _smplx_joint_map()
