@@ -225,3 +225,11 @@ def test_next_leg_starts_exactly_at_the_previous_stand_point(scenes):
     assert np.allclose(second.waypoints[0], first.stand[:2])
     assert second.headings[0] == pytest.approx(first.stand[2])
     assert path_clearance(scene, second.waypoints) >= R
+
+
+def test_object_too_far_from_free_floor_says_how_far():
+    from navigation_scenes import cube, make_scene, room, table
+
+    parts = room(0, 0, 5, 4, {"big_table": table(2.5, 2.0, w=2.0, d=1.6), "cube": cube(2.5, 2.0, 0.75, s=0.1)})
+    with pytest.raises(UnreachableError, match=r"out of reach: no free floor .* nearest walkable floor is 1\.[01]\d m away"):
+        plan_to_object(make_scene(parts, "big-table"), StartPose(0.5, 0.5), "cube")

@@ -24,7 +24,7 @@ from hosig.navigation.config import NavConfig
 from hosig.navigation.floormap import FloorMap, floor_map_for, sample_triangles
 from hosig.navigation.search import cost_grid, search
 from hosig.navigation.smoothing import arc_length, corner_indices, round_corners, shortcut, spline_smooth
-from hosig.navigation.standpoint import Candidates, TargetGeometry, find_candidates, free_line, target_geometry
+from hosig.navigation.standpoint import Candidates, TargetGeometry, find_candidates, free_line, nearest_walkable_m, target_geometry
 from hosig.navigation.timing import headings_along, sample_by_time, snap_times, wrap
 
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -259,11 +259,11 @@ def _plan(fmap: FloorMap, tg: TargetGeometry, start: StartPose, config: NavConfi
     notes = [note] if note else []
     labels, _ = fmap.components(config.hard_clearance)
     comp = labels[start_cell]
-    cands, diag = find_candidates(fmap, walkable, tg, config)
+    cands, _ = find_candidates(fmap, walkable, tg, config)
     lap("candidates")
     if len(cands.cells) == 0:
-        near = diag.get("nearest_floor_m")
-        where = f"the nearest walkable floor is {near:.2f} m away horizontally" if near is not None else "there is no walkable floor near it"
+        near = nearest_walkable_m(fmap, walkable, tg)
+        where = f"the nearest walkable floor is {near:.2f} m away horizontally" if near is not None else "there is no walkable floor within 3 m"
         raise UnreachableError(
             f"{label} is out of reach: no free floor from which it is {config.reach_min:.2f}-{config.reach_max:.2f} m "
             f"away horizontally ({where}; body radius {config.body_radius:.2f} m)"

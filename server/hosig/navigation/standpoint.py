@@ -193,6 +193,23 @@ def find_candidates(fmap: FloorMap, walkable: np.ndarray, target: TargetGeometry
     return Candidates(cells, xy, tp, r, config.comfort_weight * comfort), diag
 
 
+def nearest_walkable_m(fmap: FloorMap, walkable: np.ndarray, target: TargetGeometry, radius: float = 3.0) -> float | None:
+    """Horizontal distance from the target's reachable surface to the nearest walkable cell within
+    `radius` (None when there is none): for "too far from any free floor" messages."""
+    lo = target.reachable[:, :2].min(axis=0) - radius
+    hi = target.reachable[:, :2].max(axis=0) + radius
+    ny, nx = fmap.shape
+    (iy0, ix0), (iy1, ix1) = fmap.to_cell(lo), fmap.to_cell(hi)
+    iy0, ix0, iy1, ix1 = max(iy0, 0), max(ix0, 0), min(iy1, ny - 1), min(ix1, nx - 1)
+    if iy1 < iy0 or ix1 < ix0:
+        return None
+    ly, lx = np.nonzero(walkable[iy0 : iy1 + 1, ix0 : ix1 + 1])
+    if len(ly) == 0:
+        return None
+    d, _ = target.tree2.query(fmap.to_world(np.stack([ly + iy0, lx + ix0], axis=1)), k=1)
+    return float(d.min()) if d.min() <= radius else None
+
+
 def _refine(fmap: FloorMap, xy: np.ndarray, tp: np.ndarray, config: NavConfig) -> tuple[np.ndarray, np.ndarray]:
     """Slide each stand point off its cell centre straight towards its target point, by up to
     `_REFINE_STEPS` x 1 cm, while the exact clearance stays >= body radius all the way and the
