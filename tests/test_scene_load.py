@@ -184,3 +184,30 @@ def test_single_open_plane_scene():
         d = scene.sdf().query_np(np.array([[0.0, 0.0, 0.25], [0.0, 0.0, 0.55], [0.0, 0.0, -0.05]]))
         assert d[0] < 0.011
         assert d[1] == pytest.approx(0.3, abs=0.015) and d[2] == pytest.approx(0.3, abs=0.015)
+
+
+def _free_region_at(scene, z: float, seed_xy) -> np.ndarray:
+    """Connected free cells of the occupancy slice at height z containing seed_xy (2D bool)."""
+    from scipy import ndimage
+
+    occ = scene.occupancy()
+    k = int((z - occ.origin[2]) / occ.voxel)
+    free = ~occ.grid[:, :, k]
+    labels, _ = ndimage.label(free)
+    i, j = ((np.asarray(seed_xy) - occ.origin[:2]) / occ.voxel).astype(int)
+    return labels == labels[i, j]
+
+
+def test_kitchen_door_gap_connects_inside_and_outside(kitchen_path):
+    scene = load_scene(kitchen_path)
+    region = _free_region_at(scene, 1.0, scene.object("table").center[:2] + [0, 0.9])
+    assert region[0, 0]  # the grid corner (outside the walls) is reachable through the door
+
+
+def test_enclosed_bottle_is_sealed_off():
+    objs = demo_objects("enclosed", 0)
+    scene = load_scene(encode_payload({n: (m.vertices, m.faces) for n, m in objs.items()}))
+    inside = _free_region_at(scene, 1.2, scene.object("bottle").center[:2] + [0.25, 0.25])
+    outside = _free_region_at(scene, 1.2, scene.object("table").center[:2] + [0, 0.6])
+    assert not (inside & outside).any()
+    assert outside[0, 0]  # the room itself is open through its door

@@ -21,8 +21,8 @@ Kinds and their objects:
   origin: floor, `wall_*` pieces, a `side_table` at the far end with a `bottle`, `box_floor`
   at the corner.
 - ``enclosed``: a 6 x 5 m room (floor, walls with door gap) containing a sealed 2 x 2 m
-  closet (`closet_wall_*`, no door, 2.5 m high) with `table_inside` and `bottle` inside it
-  (unreachable), and a `table` with a `cup` outside it (reachable).
+  closet (`wall_closet_north/east/west/south`, no door, 2.5 m high) with `table_inside` and
+  `bottle` inside it (unreachable), and a `table` with a `cup` outside it (reachable).
 - ``large``: a 10 x 10 m furnished hall for benchmarks: floor, walls (door gap),
   `table_1..4` each with `bottle_k` and `cup_k`, `chair_k_1..2`, `shelf_1..2` with
   `book_k`/`box_k`, `counter` with `mug`, `sofa`, `box_floor`.
@@ -238,7 +238,7 @@ def _enclosed(r: _Room) -> None:
     r.floor(-3, -2.5, 3, 2.5)
     r.walls(-3, -2.5, 3, 2.5, door_x=-1.8)
     # Sealed closet in the north-east corner: four walls, no door, floor-to-ceiling height.
-    r.walls(0.8, 0.2, 2.8, 2.2, door_x=None, prefix="closet_wall")
+    r.walls(0.8, 0.2, 2.8, 2.2, door_x=None, prefix="wall_closet")
     top = r.table("table_inside", 1.8, 1.2, w=0.6, d=0.6, h=0.75)
     r.bottle("bottle", 1.8 + r.j(0.1), 1.2 + r.j(0.1), top)
     top = r.table("table", -1.0 + r.j(0.2), -0.5, w=1.0, d=0.6)

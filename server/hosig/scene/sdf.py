@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # torch is imported on first query: `hosig scene inspect` nev
 TILE = 32
 
 
-def _signed_edt(grid: np.ndarray, voxel: float, slices=None) -> np.ndarray:
+def _signed_edt(grid: np.ndarray, voxel: float, slices=None, outside: np.ndarray | None = None) -> np.ndarray:
     """Signed distance (float32, metres) at voxel centres of a bool grid, see module docstring.
 
     Inside depths are computed per object box (`slices`), padded with free voxels, instead of a
@@ -46,7 +46,9 @@ def _signed_edt(grid: np.ndarray, voxel: float, slices=None) -> np.ndarray:
     v = np.float32(voxel)
     if not grid.any():
         return np.full(grid.shape, np.inf, dtype=np.float32)
-    values = ndimage.distance_transform_edt(~grid).astype(np.float32) * v - v / 2
+    if outside is None:
+        outside = ndimage.distance_transform_edt(~grid)
+    values = outside.astype(np.float32) * v - v / 2
     depth = np.zeros(grid.shape, dtype=np.float32)
     for sl in slices or [tuple(slice(0, n) for n in grid.shape)]:
         crop = grid[sl]
@@ -80,25 +82,6 @@ def pool_any(grid: np.ndarray, factor: int) -> np.ndarray:
     return np.ascontiguousarray(g)
 
 
-def _boundary_voxels(grid: np.ndarray) -> np.ndarray:
-    """(K,3) indices of occupied voxels with a free 6-neighbour (or on the grid edge)."""
-    occ = np.flatnonzero(grid.reshape(-1))
-    nx, ny, nz = grid.shape
-    flat = grid.reshape(-1)
-    i, rem = np.divmod(occ, ny * nz)
-    j, k = np.divmod(rem, nz)
-    edge = (i == 0) | (i == nx - 1) | (j == 0) | (j == ny - 1) | (k == 0) | (k == nz - 1)
-    inner = ~edge
-    surf = edge.copy()
-    o = occ[inner]
-    free = np.zeros(len(o), dtype=bool)
-    for step in (1, nz, ny * nz):
-        free |= ~flat[o + step]
-        free |= ~flat[o - step]
-    surf[inner] = free
-    return np.stack([i[surf], j[surf], k[surf]], axis=1)
-
-
 def _pool_slices(slices, factor: int, shape) -> list[tuple[slice, ...]]:
     out = []
     for sl in slices:
@@ -127,22 +110,22 @@ class SceneSDF:
         g = occ.grid
         coarse = pool_any(g, factor)
         cs = coarse.shape
-        far = _signed_edt(coarse, self.far_voxel, _pool_slices(occ.object_slices.values(), factor, cs))
-        self.far = np.clip(far, -self.clamp, self.clamp)  # signed, coarse voxel centres
-        self.coarse = coarse
-        # Outside, the far field at a coarse cell centre is the exact distance to the surface
-        # voxels (occupied, with a free neighbour) of the nearest occupied coarse cell, not to
-        # that cell's centre: floors and walls then read their true distance instead of one off by
-        # up to a coarse voxel. Surface voxels are kept sorted by coarse cell (CSR layout).
+        # Outside, the far field at a coarse cell centre is the exact distance to the occupied
+        # fine voxels of the nearest occupied coarse cell (found by the coarse EDT's feature
+        # transform), not to that cell's centre: floors and walls then read their true distance
+        # instead of one off by up to a coarse voxel.
         self.feature = None
+        dist = None
         if coarse.any() and not coarse.all():
-            self.feature = ndimage.distance_transform_edt(~coarse, return_distances=False, return_indices=True).astype(np.int32)
-            surf = _boundary_voxels(g)
-            cell = np.ravel_multi_index(tuple((surf // factor).T), cs)
-            order = np.argsort(cell, kind="stable")
-            self.surf = (surf[order] + 0.5).astype(np.float32)  # fine-index coordinates
-            self.surf_start = np.concatenate([[0], np.cumsum(np.bincount(cell, minlength=int(np.prod(cs))))])
+            dist, feat = ndimage.distance_transform_edt(~coarse, return_distances=True, return_indices=True)
+            self.feature = feat.astype(np.int32)
+        far = _signed_edt(coarse, self.far_voxel, _pool_slices(occ.object_slices.values(), factor, cs), outside=dist)
+        self.far = np.clip(far, -self.clamp, self.clamp)  # signed, at coarse voxel centres
+        self.coarse = coarse
+        f = factor
+        self._cell_offsets = np.array([(a, b, c) for a in range(f) for b in range(f) for c in range(f)])  # (f^3,3)
         n_tiles = tuple(-(-n // TILE) for n in g.shape)
+        self._far_memo = np.full(tuple(n + 2 for n in coarse.shape), np.nan, dtype=np.float32)
         self._slot = np.full(n_tiles, -1, dtype=np.int64)
         self._pool = np.zeros((0, TILE, TILE, TILE), dtype=np.float32)
         self._used = 0
@@ -173,30 +156,49 @@ class SceneSDF:
         if not free.any():
             return val
         cf, cfl = cells[free], cl[free]
-        near = self.feature[:, cfl[:, 0], cfl[:, 1], cfl[:, 2]]  # (3,Q) nearest occupied cell
-        flat = np.ravel_multi_index(tuple(near), self.coarse.shape)
-        start = self.surf_start[flat]
-        count = self.surf_start[flat + 1] - start
-        width = max(int(count.max()), 1)
-        k = np.arange(width)
-        take = np.minimum(start[:, None] + k[None, :], len(self.surf) - 1)  # (Q,W)
+        near = self.feature[:, cfl[:, 0], cfl[:, 1], cfl[:, 2]].T  # (Q,3) nearest occupied cell
+        vox = near[:, None, :] * self.far_factor + self._cell_offsets[None]  # (Q,f^3,3) its voxels
+        shape = np.array(self.occ.grid.shape)
+        inside = np.all(vox < shape, axis=2)
+        vc = np.minimum(vox, shape - 1)
+        occupied = inside & self.occ.grid[vc[..., 0], vc[..., 1], vc[..., 2]]
         centre = (cf + 0.5) * self.far_factor  # fine-index coordinates of the cell centres
-        d = np.linalg.norm(self.surf[take] - centre[:, None, :], axis=2)
-        d = np.where(k[None, :] < count[:, None], d, np.inf).min(axis=1)
+        d = np.linalg.norm(vox + 0.5 - centre[:, None, :], axis=2)
+        d = np.where(occupied, d, np.inf).min(axis=1)
         val[free] = np.minimum(d * self.voxel - self.voxel / 2, self.clamp)
         return val
 
+    def _far_cells(self, clo: list[int], chi: list[int]) -> np.ndarray:
+        """Far-field values on the coarse cell box [clo, chi) (may reach one cell beyond the
+        grid), memoised per coarse cell because neighbouring tiles share their margins."""
+        cs = np.array(self.coarse.shape)
+        lo_c = np.array(clo) + 1  # memo array has one extra cell on every side
+        hi_c = np.array(chi) + 1
+        view = self._far_memo[lo_c[0] : hi_c[0], lo_c[1] : hi_c[1], lo_c[2] : hi_c[2]]
+        todo = np.isnan(view)
+        if todo.any():
+            cells = np.argwhere(todo) + np.array(clo)
+            view[todo] = self._far_coarse(cells)
+        return view
+
     def _far_at(self, lo: list[int], hi: list[int]) -> np.ndarray:
-        """Far field (trilinear from coarse centres) at the fine voxels of the box [lo, hi)."""
+        """Far field (trilinear from coarse centres) at the fine voxels of the box [lo, hi).
+
+        Separable: fine voxel i sits at coarse coordinate (i + 0.5) / f - 0.5, so each axis is a
+        small (fine x coarse) interpolation matrix applied in turn."""
         f = self.far_factor
         clo = [a // f - 1 for a in lo]
         chi = [(b - 1) // f + 2 for b in hi]
-        ci, cj, ck = np.meshgrid(*[np.arange(a, b) for a, b in zip(clo, chi)], indexing="ij")
-        cells = np.stack([ci.ravel(), cj.ravel(), ck.ravel()], axis=1)
-        local = self._far_coarse(cells).reshape(ci.shape)
-        axes = [(np.arange(a, b) + 0.5) / f - 0.5 - c0 for a, b, c0 in zip(lo, hi, clo)]
-        u = np.meshgrid(*axes, indexing="ij")
-        return ndimage.map_coordinates(local, [x.ravel() for x in u], order=1, mode="nearest").reshape(u[0].shape).astype(np.float32)
+        local = self._far_cells(clo, chi).astype(np.float32)
+        for axis, (a, b, c0, c1) in enumerate(zip(lo, hi, clo, chi)):
+            u = (np.arange(a, b) + 0.5) / f - 0.5 - c0
+            i0 = np.clip(np.floor(u).astype(np.int64), 0, c1 - c0 - 2)
+            w = (u - i0).astype(np.float32)
+            mat = np.zeros((b - a, c1 - c0), dtype=np.float32)
+            mat[np.arange(b - a), i0] = 1 - w
+            mat[np.arange(b - a), i0 + 1] += w
+            local = np.moveaxis(np.tensordot(mat, local, axes=([1], [axis])), 0, axis)
+        return local
 
     def _compute_tile(self, t: tuple[int, int, int]) -> np.ndarray:
         g = self.occ.grid
@@ -207,25 +209,27 @@ class SceneSDF:
         phi = [min(b + m, n) for b, n in zip(hi, g.shape)]
         crop = g[plo[0] : phi[0], plo[1] : phi[1], plo[2] : phi[2]]
         core = tuple(slice(a - p, b - p) for a, b, p in zip(lo, hi, plo))
-        far = self._far_at(lo, hi)
-        tile = np.empty((TILE, TILE, TILE), dtype=np.float32)
-        tile[...] = np.float32(self.clamp)
-        vals = far
-        if crop.any() and not crop.all():
-            v = np.float32(self.voxel)
-            out = ndimage.distance_transform_edt(~crop)[core].astype(np.float32) * v
-            dep = ndimage.distance_transform_edt(crop)[core].astype(np.float32) * v
-            occ_core = crop[core]
-            near = np.where(occ_core, -(dep - v / 2), out - v / 2)
-            exact = np.where(occ_core, dep < self.band, out < self.band)
-            floor_out = np.float32(self.band - self.voxel / 2)
-            vals = np.where(
-                exact, near, np.where(occ_core, np.minimum(far, -floor_out), np.maximum(far, floor_out))
-            )
-        elif crop.all():
-            vals = np.minimum(far, -np.float32(self.band - self.voxel / 2))
+        band_val = np.float32(self.band - self.voxel / 2)
+        v = np.float32(self.voxel)
+        tile = np.full((TILE, TILE, TILE), np.float32(self.clamp), dtype=np.float32)
+        n_occ = int(np.count_nonzero(crop))
+        if n_occ == crop.size:  # deep inside a solid
+            vals = np.minimum(self._far_at(lo, hi), -band_val)
+        elif n_occ == 0:  # nothing within the band
+            vals = np.maximum(self._far_at(lo, hi), band_val)
         else:
-            vals = np.maximum(far, np.float32(self.band - self.voxel / 2))
+            out = ndimage.distance_transform_edt(~crop)[core].astype(np.float32) * v
+            occ_core = crop[core]
+            vals = out - v / 2
+            if occ_core.any():
+                dep = ndimage.distance_transform_edt(crop)[core].astype(np.float32) * v
+                vals = np.where(occ_core, -(dep - v / 2), vals)
+                exact = np.where(occ_core, dep < self.band, out < self.band)
+            else:
+                exact = out < self.band
+            if not exact.all():
+                far = self._far_at(lo, hi)
+                vals = np.where(exact, vals, np.where(occ_core, np.minimum(far, -band_val), np.maximum(far, band_val)))
         tile[: vals.shape[0], : vals.shape[1], : vals.shape[2]] = np.clip(vals, -self.clamp, self.clamp)
         return tile
 
@@ -235,7 +239,7 @@ class SceneSDF:
         if len(missing) == 0:
             return
         with self._lock:
-            for t in np.unique(missing, axis=0):
+            for t in missing:
                 t = tuple(int(x) for x in t)
                 if self._slot[t] >= 0:
                     continue
@@ -252,8 +256,11 @@ class SceneSDF:
         """Fine-grid values at integer voxel indices idx (K,3) inside the grid (computes tiles)."""
         idx = np.asarray(idx, dtype=np.int64).reshape(-1, 3)
         tiles = idx // TILE
-        self._ensure(np.unique(tiles, axis=0))
         slot = self._slot[tiles[:, 0], tiles[:, 1], tiles[:, 2]]
+        if (slot < 0).any():
+            keys = np.unique(np.ravel_multi_index(tuple(tiles[slot < 0].T), self._slot.shape))
+            self._ensure(np.stack(np.unravel_index(keys, self._slot.shape), axis=1))
+            slot = self._slot[tiles[:, 0], tiles[:, 1], tiles[:, 2]]
         r = idx % TILE
         return self._pool[slot, r[:, 0], r[:, 1], r[:, 2]]
 
