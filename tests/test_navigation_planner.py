@@ -233,3 +233,14 @@ def test_object_too_far_from_free_floor_says_how_far():
     parts = room(0, 0, 5, 4, {"big_table": table(2.5, 2.0, w=2.0, d=1.6), "cube": cube(2.5, 2.0, 0.75, s=0.1)})
     with pytest.raises(UnreachableError, match=r"out of reach: no free floor .* nearest walkable floor is 1\.[01]\d m away"):
         plan_to_object(make_scene(parts, "big-table"), StartPose(0.5, 0.5), "cube")
+
+
+def test_start_facing_away_turns_on_the_spot_first(scenes):
+    plan = plan_to_object(scenes["empty"], StartPose(1.0, 2.0, math.pi), "cube")  # facing away
+    check_plan_shape(plan)
+    still = np.all(np.isclose(plan.waypoints, plan.waypoints[0]), axis=1)
+    n = int(np.argmin(still))  # first waypoint that has moved
+    assert n >= 3
+    assert plan.headings[0] == pytest.approx(math.pi)
+    assert abs(math.remainder(plan.headings[n - 1], 2 * math.pi)) < 0.05  # turned to face +X
+    assert plan.times[n - 1] >= math.pi / NavConfig().turn_rate - 1 / 30

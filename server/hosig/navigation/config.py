@@ -42,6 +42,7 @@ class NavConfig:
     decel: float = 0.8  # into the stand point
     lateral_accel: float = 0.6  # v^2 * curvature limit on turns (slows tight turns)
     turn_rate: float = 2.0  # rad/s for turning on the spot
+    turn_in_place_above: float = 1.75  # a start heading this far (rad) off the path turns first
     fps: int = 30
     end_turn_distance: float = 0.8  # distance over which the heading turns into the final facing
     start_turn_distance: float = 0.5  # ... and out of the given start heading

@@ -25,7 +25,7 @@ from hosig.navigation.floormap import FloorMap, floor_map_for, sample_triangles
 from hosig.navigation.search import cost_grid, search
 from hosig.navigation.smoothing import arc_length, corner_indices, round_corners, shortcut, spline_smooth
 from hosig.navigation.standpoint import Candidates, TargetGeometry, find_candidates, free_line, nearest_walkable_m, target_geometry
-from hosig.navigation.timing import headings_along, sample_by_time, snap_times, wrap
+from hosig.navigation.timing import headings_along, sample_by_time, snap_times, turn_then_walk, wrap
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -313,6 +313,10 @@ def _plan(fmap: FloorMap, tg: TargetGeometry, start: StartPose, config: NavConfi
         turn = abs(float(wrap(face - (h0 if h0 is not None else face))))
         times = snap_times(np.array([0.0, turn / config.turn_rate]), config.fps)
     heads = headings_along(way, face, h0, config)
+    if h0 is not None and length >= 1e-3:
+        along = headings_along(way, face, None, config)[0]
+        if abs(float(wrap(along - h0))) > config.turn_in_place_above:
+            way, times, heads = turn_then_walk(way, times, face, h0, config)
     first_h = float(heads[0])
     clearance_min = float(fmap.distance(dense).min()) if len(dense) else 0.0
     lap("timing")
