@@ -155,6 +155,15 @@ def test_shape_height_and_girth(body):
     assert abs(h(thick) - h(v0)) < 0.005
     waist = lambda v: np.ptp(v[(np.abs(v[:, 1] - (-0.2)) < 0.02) & (np.abs(v[:, 0]) < 0.25)][:, 2])  # noqa: E731
     assert waist(thick) > waist(v0) * 1.05
+    # girth keeps the skeleton (within a few mm); rest_joints_for agrees with smplx's regression
+    girth_joints = body.rest_joints_for(np.array([0.0, 1.0]))
+    assert np.linalg.norm(girth_joints - body.rest_joints_y, axis=1).max() < 0.01
+    tall_joints = body.rest_joints_for(np.array([1.0]))
+    b = torch.zeros(1, body.num_betas)
+    b[0, 0] = 1.0
+    flat = {k: -torch.as_tensor(body.hands_mean[k])[None] for k in ("left", "right")}
+    out = body.smplx(betas=b, left_hand_pose=flat["left"], right_hand_pose=flat["right"])
+    np.testing.assert_allclose(out.joints[0, :55].numpy(), tall_joints, atol=1e-5)
 
 
 def test_forward_zup_standing_facing_heading(body):

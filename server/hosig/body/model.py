@@ -170,6 +170,18 @@ class BodyModel:
             "expression": z(batch, self.num_expression),
         }  # fmt: skip
 
+    def rest_joints_for(self, betas: np.ndarray | None = None) -> np.ndarray:
+        """(55,3) model-frame rest joints for ``betas`` (B,) — e.g. the J0 that
+        `frames.transl_yup_to_zup` needs when a clip has non-zero betas."""
+        if betas is None or not np.any(betas):
+            return self.rest_joints_y.copy()
+        b = np.zeros(self.num_betas)
+        b[: min(len(betas), self.num_betas)] = np.asarray(betas, dtype=np.float64)[: self.num_betas]
+        dirs = self.smplx.shapedirs.detach().cpu().numpy().astype(np.float64)  # (V,3,num_betas)
+        v = self.v_template_y + dirs @ b
+        jreg = self.smplx.J_regressor.detach().cpu().numpy().astype(np.float64)
+        return jreg[: skel.NUM_JOINTS] @ v
+
     # ------------------------------------------------------------------ standing placement
     def standing_orient(self, heading: float) -> np.ndarray:
         """(3,) Z-up axis-angle global orient of an upright body facing ``heading``."""
@@ -290,6 +302,11 @@ def _load(path_str: str, embedded: bool, device: str, mtime_ns: int) -> BodyMode
         raise InputError(f"cannot load SMPL-X model {path}: {type(err).__name__}: {err}") from None
     if module.v_template.shape[0] == 0 or module.J_regressor.shape[0] < skel.NUM_JOINTS:
         raise InputError(f"{path}: not a 55-joint SMPL-X model")
+    if not bool(module.posedirs.any()):
+        # All-zero pose correctives (the mannequin): smplx would still multiply a (B,486) pose
+        # feature by a (486, V*3) zero matrix, most of a forward's cost. A (486,3) zero matrix gives
+        # (B,1,3) offsets that broadcast over the vertices: the same result, ~10x cheaper.
+        module.posedirs = torch.zeros(module.posedirs.shape[0], 3, dtype=module.posedirs.dtype)
     module = module.to(device)
     module.requires_grad_(False)
     module.eval()
