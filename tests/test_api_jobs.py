@@ -138,3 +138,16 @@ def test_a_vanished_listener_cancels_its_job() -> None:
     assert job.cancelled()
     assert len(calls) < 50  # stopped early instead of running all steps
     q.stop()
+
+
+def test_finished_jobs_record_their_outcome() -> None:
+    runner, _ = make_runner()
+    q = JobQueue(runner, max_queued=2)
+    q.start()
+    ok, bad = Recorder(), Recorder()
+    job_ok = q.submit("fine", ok)
+    job_bad = q.submit("boom", bad)
+    assert ok.finished.wait(5) and bad.finished.wait(5)
+    assert (q.get(job_ok.id).state, q.get(job_ok.id).outcome) == ("finished", "done")
+    assert q.get(job_bad.id).outcome == "internal"
+    q.stop()

@@ -10,8 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import threading
+
 import httpx
 import pytest
+
+from pipeline_support import tiny_motion_checkpoint
 
 from hosig.scene.demo import write_demo_scene
 
@@ -30,11 +34,13 @@ def free_port() -> int:
 def server(tmp_path_factory):
     """Start `hosig serve` with a token and a queue of 2; yield (base_url, scene glb path)."""
     tmp = tmp_path_factory.mktemp("serve")
+    ckpt = tiny_motion_checkpoint(tmp / "ckpt")
     port = free_port()
     env = dict(os.environ, HOSIG_CACHE_DIR=str(tmp / "cache"), PYTHONUNBUFFERED="1")
     log = open(tmp / "server.log", "wb")
     proc = subprocess.Popen(
-        HOSIG + ["serve", "--port", str(port), "--token", TOKEN, "--queue", "2", "--max-upload-mb", "1"],
+        HOSIG + ["serve", "--port", str(port), "--token", TOKEN, "--queue", "2", "--max-upload-mb", "1",
+                 "--model", str(ckpt), "--quality", "preview"],
         stdout=log, stderr=subprocess.STDOUT, env=env,
     )
     base = f"http://127.0.0.1:{port}"
@@ -116,3 +122,114 @@ def test_declared_oversize_is_refused_before_the_body_is_sent(server) -> None:
         )
         head = sock.recv(4096).decode("latin-1")
     assert head.startswith("HTTP/1.1 413")
+
+
+NEAR_CUP = [1.3, -0.9, 0.0]
+
+
+def job_state(base: str, job_id: str) -> dict:
+    res = httpx.get(f"{base}/jobs/{job_id}", headers=AUTH, timeout=5)
+    assert res.status_code == 200
+    return res.json()
+
+
+def wait_finished(base: str, job_id: str, limit_s: float = 60) -> dict:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        state = job_state(base, job_id)
+        if state["state"] == "finished":
+            return state
+        time.sleep(0.1)
+    pytest.fail(f"job {job_id} did not finish")
+
+
+def next_job_starts(base: str, scene_id: str) -> None:
+    """Submit a job and read until its first stage event (a plan): the worker took it."""
+    with httpx.stream("POST", f"{base}/generate", json={"scene": scene_id, "start": NEAR_CUP, "target": "cup", "action": "reach"},
+                      headers=AUTH, timeout=60) as res:
+        assert res.status_code == 200
+        lines = res.iter_lines()
+        assert json.loads(next(lines))["type"] == "accepted"
+        assert json.loads(next(lines))["type"] == "plan"
+
+
+def test_stream_a_generation(server) -> None:
+    base, scene = server
+    scene_id = upload(base, scene)
+    with httpx.stream("POST", f"{base}/generate", json={"scene": scene_id, "start": NEAR_CUP, "target": "cup", "action": "pick"},
+                      headers=AUTH, timeout=120) as res:
+        assert res.status_code == 200 and res.headers["content-type"].startswith("application/x-ndjson")
+        events = [json.loads(line) for line in res.iter_lines() if line]
+    assert events[0] == {"type": "accepted", "job_id": res.headers["x-job-id"]}
+    types = [e["type"] for e in events]
+    assert types[1] == "plan" and "grasp" in types and types[-1] == "done", types
+    frames = [e for e in events if e["type"] == "frames"]
+    assert frames and sum(f["count"] for f in frames) == events[-1]["summary"]["frames"]
+    assert len(frames[0]["poses"][0]) == 165 and len(frames[0]["joints"][0]) == 55
+    assert len(frames[-1]["object_transforms"][0]) == 16 and frames[-1]["object_name"] == "cup"
+    assert job_state(base, events[0]["job_id"]) == {"job_id": events[0]["job_id"], "state": "finished", "outcome": "done"}
+
+
+def test_cancel_mid_stream_frees_the_worker(server) -> None:
+    base, scene = server
+    scene_id = upload(base, scene)
+    with httpx.stream("POST", f"{base}/generate", json={"scene": scene_id, "start": NEAR_CUP, "target": "cup", "action": "pick-place", "place": "counter"},
+                      headers=AUTH, timeout=120) as res:
+        seen = []
+        for line in res.iter_lines():
+            event = json.loads(line)
+            seen.append(event)
+            if event["type"] == "frames" and len([e for e in seen if e["type"] == "frames"]) == 1:
+                answer = httpx.post(f"{base}/jobs/{seen[0]['job_id']}/cancel", headers=AUTH, timeout=5)
+                assert answer.status_code == 200 and answer.json()["state"] in ("cancelling", "finished")
+    assert seen[-1] == {"type": "error", "code": "cancelled", "message": seen[-1]["message"]}
+    assert not any(e["type"] == "done" for e in seen)
+    assert job_state(base, seen[0]["job_id"])["outcome"] == "cancelled"
+    next_job_starts(base, scene_id)
+
+
+def test_disconnect_mid_stream_cancels_the_job(server) -> None:
+    base, scene = server
+    scene_id = upload(base, scene)
+    with httpx.stream("POST", f"{base}/generate", json={"scene": scene_id, "start": NEAR_CUP, "target": "cup", "action": "pick-place", "place": "counter"},
+                      headers=AUTH, timeout=120) as res:
+        lines = res.iter_lines()
+        job_id = json.loads(next(lines))["job_id"]
+        for line in lines:
+            if json.loads(line)["type"] == "frames":
+                break  # leave with the job mid-stream: the connection closes
+    assert wait_finished(base, job_id)["outcome"] == "cancelled"
+    next_job_starts(base, scene_id)
+
+
+def test_twenty_concurrent_requests_all_answered(server) -> None:
+    base, scene = server
+    scene_id = upload(base, scene)
+    answers: list[tuple[int, str, str | None]] = []
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        body = {"scene": scene_id, "start": NEAR_CUP, "target": "cup", "action": "reach", "seed": i}
+        try:
+            with httpx.stream("POST", f"{base}/generate", json=body, headers=AUTH, timeout=120) as res:
+                if res.status_code == 200:
+                    last = [json.loads(line) for line in res.iter_lines() if line][-1]
+                    result = (200, last["type"], None)
+                else:
+                    res.read()
+                    result = (res.status_code, res.json().get("code"), res.headers.get("retry-after"))
+        except httpx.HTTPError as err:
+            result = (0, type(err).__name__, None)
+        with lock:
+            answers.append(result)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    assert len(answers) == 20
+    for status, kind, retry in answers:
+        assert (status, kind) == (200, "done") or (status == 503 and kind == "busy" and retry and int(retry) >= 1), answers
+    assert any(a[0] == 200 for a in answers) and any(a[0] == 503 for a in answers)
+    assert httpx.get(f"{base}/health", headers=AUTH, timeout=5).json()["queue_length"] == 0

@@ -82,6 +82,12 @@ class CancelResult(BaseModel):
     state: str
 
 
+class JobStatus(BaseModel):
+    job_id: str
+    state: str  # queued | running | finished
+    outcome: str | None  # finished: "done" or the error code (e.g. "cancelled")
+
+
 class _HTTPProblem(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -234,6 +240,13 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None)
         if state is None:
             raise _HTTPProblem(404, "unknown_job", f"unknown job {job_id!r}")
         return CancelResult(job_id=job_id, state="finished" if state == "finished" else "cancelling")
+
+    @app.get("/jobs/{job_id}", response_model=JobStatus)
+    async def job_status(job_id: str) -> JobStatus:
+        job = jobs.get(job_id)
+        if job is None:
+            raise _HTTPProblem(404, "unknown_job", f"unknown job {job_id!r}")
+        return JobStatus(job_id=job.id, state=job.state, outcome=job.outcome)
 
     body_cache: dict[str, dict[str, Any]] = {}
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from hosig.pipeline.events import Accepted, Error
+from hosig.pipeline.events import Accepted, Done, Error
 
 log = logging.getLogger("hosig.api.jobs")
 
@@ -45,6 +45,7 @@ class Job:
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     cancel_event: threading.Event = field(default_factory=threading.Event)
     state: str = "queued"  # queued | running | finished
+    outcome: str | None = None  # when finished: "done", or the error code ("cancelled", "unreachable", ...)
     submitted: float = field(default_factory=time.monotonic)
 
     def cancelled(self) -> bool:
@@ -162,6 +163,10 @@ class JobQueue:
 
 def _deliver(job: Job, event: Any) -> bool:
     """Hand an event to the job's sink; False when the sink is gone (client disconnected)."""
+    if isinstance(event, Error):
+        job.outcome = event.code
+    elif isinstance(event, Done):
+        job.outcome = "done"
     try:
         job.sink(event)
         return True
