@@ -26,6 +26,11 @@ BLENDER_SCRIPT = textwrap.dedent(
     box.name = "crate"
     box.rotation_euler = (0.0, 0.0, math.radians(30.0))
     box.scale = (0.4, 0.2, 0.3)
+    # Two materials -> two glTF primitives in one mesh: still one object named "crate".
+    for name in ("red", "blue"):
+        box.data.materials.append(bpy.data.materials.new(name))
+    for poly in box.data.polygons:
+        poly.material_index = poly.index % 2
     bpy.ops.mesh.primitive_plane_add(size=6.0, location=(0.0, 0.0, 0.0))
     bpy.context.active_object.name = "ground"
     bpy.context.view_layer.update()
@@ -60,6 +65,7 @@ def test_gltf_round_trip_with_blender(tmp_path):
     # Blender -> glb -> hosig: every vertex at its Blender world position (1 mm).
     scene = load_scene(exported, SceneConfig(disk_cache=False))
     assert set(scene.names()) == {"crate", "ground"}
+    assert len(scene.object("crate").faces) == 12 and scene.object("crate").watertight
     for name, verts in data["world"].items():
         want = np.array(verts)
         got = scene.object(name).vertices

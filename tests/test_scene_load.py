@@ -211,3 +211,21 @@ def test_enclosed_bottle_is_sealed_off():
     outside = _free_region_at(scene, 1.2, scene.object("table").center[:2] + [0, 0.6])
     assert not (inside & outside).any()
     assert outside[0, 0]  # the room itself is open through its door
+
+
+def _slab(name_lo_hi):
+    return {n: (trimesh.creation.box(extents=np.subtract(hi, lo), transform=trimesh.transformations.translation_matrix(np.add(lo, hi) / 2)).vertices,
+                trimesh.creation.box(extents=np.subtract(hi, lo)).faces) for n, (lo, hi) in name_lo_hi.items()}
+
+
+def test_floor_is_lowest_large_level_not_biggest_top_or_stray_bits():
+    parts = _slab({
+        "floor": ([-3, -3, 0.9], [3, 3, 1.0]),  # floor top at z = 1.0
+        "big_table": ([-2, -2, 1.0], [2, 2, 1.8]),  # 16 m2 top at 1.8: less than the floor
+        "stray": ([0, 0, 0.2], [0.3, 0.3, 0.25]),  # small junk below the floor
+    })
+    scene = load_scene(encode_payload(parts))
+    assert scene.floor_z == pytest.approx(1.0, abs=1e-6)
+    # A floor split into tiles at slightly different heights (within a bin) still counts whole.
+    tiles = _slab({f"tile_{i}": ([i, 0, -0.1], [i + 1, 2, 0.001 * i]) for i in range(4)})
+    assert load_scene(encode_payload(tiles)).floor_z == pytest.approx(0.0015, abs=0.002)
