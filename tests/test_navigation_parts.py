@@ -101,3 +101,13 @@ def test_waypoints_on_frames_and_headings_into_final_facing():
     mid = len(h) // 2
     assert abs(h[mid]) < 0.05
     assert np.abs(np.diff(h)).max() < 0.6
+
+
+def test_off_the_floor_is_not_walkable():
+    # an L-shaped floor (no walls): the missing quarter of the bounds is not floor
+    floor = [box([0.0, 0.0, -0.1], [4.0, 1.5, 0.0]), box([0.0, 1.5, -0.1], [2.0, 3.0, 0.0])]
+    fm = _fmap(floor)
+    assert fm.blocked[tuple(fm.to_cell(np.array([3.0, 2.5])))]  # beyond the floor's edge
+    assert not fm.blocked[tuple(fm.to_cell(np.array([1.0, 2.5])))]
+    d = fm.distance(np.array([[3.0, 1.0]]))[0]  # 0.5 m from the floor's inner corner edge at y = 1.5
+    assert d == pytest.approx(0.5, abs=0.07) and d <= 0.5  # conservative by up to a cell

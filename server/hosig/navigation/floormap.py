@@ -190,6 +190,38 @@ def sample_triangles(tri2: np.ndarray, spacing: float) -> Iterable[np.ndarray]:
         start = stop
 
 
+def _floor_support(
+    vertices: np.ndarray, faces: np.ndarray, floor_z: float, origin: np.ndarray, cell: float, shape: tuple[int, int], tol: float
+) -> np.ndarray | None:
+    """(ny, nx) bool: cells over the floor's own up-facing faces (within `tol` of floor_z).
+
+    None when the scene has too little floor geometry to say (a scene of furniture without a
+    floor): then the whole bounds count as floor. Small sampling gaps are closed."""
+    if len(faces) == 0:
+        return None
+    tri = vertices[faces]
+    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    norm = np.linalg.norm(n, axis=1)
+    flat = (n[:, 2] > 0.9 * np.maximum(norm, 1e-12)) & (norm > 0)  # facing up: not furniture bottoms
+    near = np.all(np.abs(tri[:, :, 2] - floor_z) <= tol, axis=1)
+    sel = tri[flat & near]
+    if len(sel) == 0:
+        return None
+    ny, nx = shape
+    mask = np.zeros(shape, dtype=bool)
+    for pts in sample_triangles(sel[:, :, :2], cell / 2.0):
+        ij = np.floor((pts - origin) / cell).astype(np.int64)
+        ok = (ij[:, 0] >= 0) & (ij[:, 0] < nx) & (ij[:, 1] >= 0) & (ij[:, 1] < ny)
+        mask[ij[ok, 1], ij[ok, 0]] = True
+    mask = ndimage.binary_closing(mask, structure=_EIGHT, border_value=1) | mask
+    # a sample on a cell's lower/left border marks that cell although the floor only touches it:
+    # erode one cell so the walkable floor never reaches past the real edge (conservative)
+    mask = ndimage.binary_erosion(mask, structure=_EIGHT, border_value=1)
+    if mask.mean() < 0.25:
+        return None
+    return mask
+
+
 def build_floor_map(
     vertices: np.ndarray,
     faces: np.ndarray,
@@ -226,6 +258,18 @@ def build_floor_map(
         ij = np.floor((pts - origin) / cell).astype(np.int64)
         ok = (ij[:, 0] >= 0) & (ij[:, 0] < nx) & (ij[:, 1] >= 0) & (ij[:, 1] < ny)
         blocked[ij[ok, 1], ij[ok, 0]] = True
+    support = _floor_support(vertices, faces, floor_z, origin, cell, (ny, nx), config.band_low)
+    if support is not None:
+        # off the floor is not walkable: block it, and sample the floor's edge like geometry
+        rim = ~support & ndimage.binary_dilation(support, structure=_EIGHT)
+        blocked |= ~support
+        ry, rx = np.nonzero(rim)
+        if len(ry):
+            g = (np.arange(5) / 4.0) * cell
+            gx, gy = np.meshgrid(g, g)
+            pts = (origin + np.stack([rx, ry], axis=1) * cell)[:, None, :] + np.stack([gx.ravel(), gy.ravel()], axis=1)[None]
+            q = np.round(pts.reshape(-1, 2) / quant).astype(np.int64)
+            keys.append(np.unique(q[:, 0] * (1 << 31) + q[:, 1]))
     if keys:
         uk = np.unique(np.concatenate(keys))
         qx = np.floor_divide(uk + (1 << 30), 1 << 31)
