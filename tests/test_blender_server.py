@@ -26,27 +26,35 @@ def kitchen(tmp_path_factory):
     return write_demo_scene(tmp_path_factory.mktemp("scene") / "kitchen.glb", "kitchen", 0)
 
 
-def _serve(folder):
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny motion checkpoint (the pipeline tests' helper) so the test needs no committed model."""
+    from pipeline_support import tiny_motion_checkpoint
+
+    return tiny_motion_checkpoint(tmp_path_factory.mktemp("ckpt"))
+
+
+def _serve(folder, checkpoint):
     port = free_port()
     log = folder / "server.log"
-    proc = start_server(port, log)
+    proc = start_server(port, log, model=str(checkpoint), quality="preview")
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url, proc, log, 180)
     return url, proc
 
 
 @pytest.fixture(scope="module")
-def shared_server(tmp_path_factory):
-    url, proc = _serve(tmp_path_factory.mktemp("server"))
+def shared_server(tmp_path_factory, checkpoint):
+    url, proc = _serve(tmp_path_factory.mktemp("server"), checkpoint)
     yield url, proc
     stop_server(proc)
 
 
 @pytest.fixture()
-def server(request, tmp_path, shared_server):
+def server(request, tmp_path, shared_server, checkpoint):
     """The shared server, or a private one for the test that kills it."""
     if getattr(request, "param", None) == "own":
-        url, proc = _serve(tmp_path)
+        url, proc = _serve(tmp_path, checkpoint)
         yield url, proc
         stop_server(proc)
     else:

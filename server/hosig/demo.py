@@ -35,6 +35,8 @@ class DemoConfig:
     server_start_timeout_s: float = 180.0
     timeout_s: float = 1800.0
     smplx_dir: str | None = None
+    model: str | None = None  # motion checkpoint for the server (None = the committed default)
+    quality: str | None = None  # "preview" or "final" (None = the server's default)
 
 
 def free_port() -> int:
@@ -51,10 +53,16 @@ def addon_root() -> Path:
     return root
 
 
-def start_server(port: int, log_path: Path, smplx_dir: str | None = None) -> subprocess.Popen:
+def start_server(port: int, log_path: Path, smplx_dir: str | None = None, model: str | None = None,
+                 quality: str | None = None) -> subprocess.Popen:
+    """`hosig serve` on loopback as a subprocess (its output goes to ``log_path``)."""
     cmd = [sys.executable, "-m", "hosig.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)]
     if smplx_dir:
         cmd += ["--smplx-dir", smplx_dir]
+    if model:
+        cmd += ["--model", str(model)]
+    if quality:
+        cmd += ["--quality", quality]
     log = open(log_path, "wb")
     try:
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -99,7 +107,7 @@ def run_demo(config: DemoConfig, progress=lambda msg: None) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = out / "server.log"
-    server = start_server(port, log_path, config.smplx_dir)
+    server = start_server(port, log_path, config.smplx_dir, config.model, config.quality)
     try:
         health = wait_healthy(url, server, log_path, config.server_start_timeout_s)
         progress(f"server: {url} ({health.get('device')}, body {health.get('body_model')})")

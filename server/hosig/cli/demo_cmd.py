@@ -25,7 +25,8 @@ def _human(report: dict[str, Any]) -> str:
 def cmd_demo(args: argparse.Namespace) -> int:
     from hosig.demo import DemoConfig, run_demo
 
-    config = DemoConfig(out=Path(args.out), kind=args.kind, frames=args.frames, smplx_dir=args.smplx_dir)
+    config = DemoConfig(out=Path(args.out), kind=args.kind, frames=args.frames, smplx_dir=args.smplx_dir,
+                        model=args.model, quality=args.quality)
     say = (lambda msg: None) if args.json else (lambda msg: sys.stderr.write(f"hosig demo: {msg}\n"))
     report = run_demo(config, progress=say)
     emit(report, args, human=_human)
@@ -39,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     parser.add_argument("--kind", default="kitchen", help="demo room (kitchen has the bottle, cup and shelf the shots use)")
     parser.add_argument("--frames", type=int, default=6, help="tiles in the contact sheet")
+    parser.add_argument("--model", default=None, help="motion checkpoint for the server (default: the committed model)")
+    parser.add_argument("--quality", choices=("final", "preview"), default=None, help="server quality (default: the server's)")
     add_body_flag(parser)
     add_report_flags(parser)
     parser.set_defaults(func=cmd_demo)

@@ -16,6 +16,7 @@ SUBCOMMAND_MODULES: list[str] = [
     "hosig.cli.body_cmd",
     "hosig.cli.scene_cmd",
     "hosig.cli.navigate_cmd",
+    "hosig.cli.grasp_cmd",
     "hosig.cli.pipeline_cmd",
     "hosig.cli.eval_cmd",
     "hosig.cli.blender_cmd",

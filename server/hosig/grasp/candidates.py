@@ -1,0 +1,194 @@
+"""Grasp candidates from the object's own geometry: where the palm goes and how the hand is turned.
+
+A candidate fixes the palm contact point ``point`` on the surface and the hand frame in world:
+``approach`` (the palm normal, pointing into the object), ``fwd`` (the direction the straight
+fingers point) and ``thumb`` (index side of the palm), with the handedness relation of
+`hosig.grasp.hand` (right: approach = thumb x fwd; left: approach = fwd x thumb).
+
+Two families, chosen by shape:
+- side grasps (bottles, cups, upright books): horizontal approach from 12 azimuths at one or two
+  heights, thumb up, fingers wrapping horizontally; the span across thumb and fingers is the
+  object's extent along ``fwd``, measured by casting rays through the object;
+- top grasps (boxes, lying objects): approach from above, fingers over the far edge, thumb on the
+  near edge; span measured the same way.
+A candidate survives if its span fits a hand (<= max_width), the palm faces the surface, and the
+open hand plus forearm at that pose keep ``approach_clearance`` from the rest of the scene (scene
+SDF, target excluded). Survivors are ranked by how natural the forearm direction is from the stand
+point (fingers pointing away from the body) and the best ``max_candidates`` are kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import trimesh
+
+from hosig.errors import InfeasibleError, UnreachableError
+from hosig.grasp.config import GraspConfig
+
+UP = np.array([0.0, 0.0, 1.0])
+
+
+@dataclass
+class Candidate:
+    kind: str  # "side" | "top"
+    point: np.ndarray  # (3,) palm contact point on the surface
+    normal: np.ndarray  # (3,) surface normal there (outward)
+    approach: np.ndarray  # (3,) palm normal target, into the object
+    fwd: np.ndarray  # (3,) straight-finger direction target
+    thumb: np.ndarray  # (3,) index/thumb side direction target
+    span: float  # object extent across the grip (m)
+    score: float
+
+
+def hand_fwd(side: str, approach: np.ndarray, thumb: np.ndarray) -> np.ndarray:
+    """Finger direction completing the hand frame for ``side`` (see module docstring)."""
+    f = np.cross(approach, thumb) if side == "right" else np.cross(thumb, approach)
+    return f / (np.linalg.norm(f) + 1e-12)
+
+
+def hand_thumb(side: str, approach: np.ndarray, fwd: np.ndarray) -> np.ndarray:
+    t = np.cross(fwd, approach) if side == "right" else np.cross(approach, fwd)
+    return t / (np.linalg.norm(t) + 1e-12)
+
+
+def _extent_along(mesh: trimesh.Trimesh, through: np.ndarray, direction: np.ndarray, reach: float) -> float:
+    """Length of the object's chord along ``direction`` through ``through`` (0 if missed)."""
+    origin = through - direction * reach
+    locs, _, _ = mesh.ray.intersects_location(origin[None], direction[None], multiple_hits=True)
+    if len(locs) < 2:
+        # Fall back to the support width (robust to rays grazing a vertex).
+        proj = mesh.vertices @ direction
+        return float(proj.max() - proj.min())
+    t = (locs - origin) @ direction
+    return float(t.max() - t.min())
+
+
+def _first_hit(mesh: trimesh.Trimesh, origin: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    locs, _, tri = mesh.ray.intersects_location(origin[None], direction[None], multiple_hits=True)
+    if len(locs) == 0:
+        return None
+    t = (locs - origin) @ direction
+    k = int(np.argmin(t))
+    n = mesh.face_normals[tri[k]]
+    return locs[k], n
+
+
+def hand_probe_points(point: np.ndarray, approach: np.ndarray, fwd: np.ndarray, thumb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """World points of an open hand and forearm at a candidate (palm/arm points, finger points)."""
+    back = -approach
+    palm = [point + back * 0.015, point + back * 0.045, point + back * 0.03 - fwd * 0.07]
+    palm += [point + back * 0.02 + thumb * s for s in (-0.045, 0.045)]  # palm edges (hand width)
+    arm = [point + back * 0.035 - fwd * d for d in (0.13, 0.21, 0.29)]
+    fingers = [point + back * 0.012 + fwd * d + thumb * s for d in (0.05, 0.09) for s in (-0.03, 0.0, 0.03)]
+    return np.array(palm + arm), np.array(fingers)
+
+
+def generate_candidates(
+    scene: object, target: str, stand: tuple[float, float, float], side: str, config: GraspConfig, sdf: object | None = None
+) -> list[Candidate]:
+    """Feasible, ranked grasp candidates for ``side``; raises when none exist (with the reason)."""
+    obj = scene.object(target)  # type: ignore[attr-defined]
+    mesh: trimesh.Trimesh = obj.mesh
+    lo, hi = obj.bounds
+    size = hi - lo
+    centre = (lo + hi) / 2
+    floor = float(scene.floor_z)  # type: ignore[attr-defined]
+    reach = float(np.linalg.norm(size)) + 0.5
+    stand_xy = np.asarray(stand[:2], dtype=np.float64)
+    if sdf is None:
+        sdf = scene.sdf(exclude=(target,))  # type: ignore[attr-defined]
+
+    raw: list[Candidate] = []
+    # -- side grasps --------------------------------------------------------------------------
+    if size[2] > 0.10:
+        fracs = (0.42, 0.62)
+    else:
+        fracs = (0.5,)
+    for frac in fracs:
+        h = lo[2] + frac * size[2]
+        for k in range(config.side_azimuths):
+            psi = 2 * np.pi * k / config.side_azimuths
+            a = np.array([np.cos(psi), np.sin(psi), 0.0])
+            hit = _first_hit(mesh, np.array([centre[0], centre[1], h]) - a * reach, a)
+            if hit is None:
+                continue
+            p, n = hit
+            if float(n @ -a) < 0.5:
+                continue
+            t = UP.copy()
+            f = hand_fwd(side, a, t)
+            span = _extent_along(mesh, np.array([centre[0], centre[1], h]), f, reach)
+            raw.append(Candidate("side", p, n, a, f, t, span, 0.0))
+    # -- top grasps ---------------------------------------------------------------------------
+    # Tall objects (bottles) are taken from the side only; a palm on a bottle cap looks wrong.
+    tall = size[2] > 1.5 * max(size[0], size[1])
+    hit = None if tall else _first_hit(mesh, np.array([centre[0], centre[1], hi[2] + 0.5]), -UP)
+    if hit is not None and hit[1] @ UP > 0.7:
+        p, n = hit
+        a = -UP
+        for k in range(8):
+            psi = 2 * np.pi * k / 8
+            f = np.array([np.cos(psi), np.sin(psi), 0.0])
+            t = hand_thumb(side, a, f)
+            span = _extent_along(mesh, np.array([centre[0], centre[1], hi[2] - min(0.02, size[2] / 2)]), f, reach)
+            raw.append(Candidate("top", p, n, a, f, t, span, 0.0))
+
+    if not raw:
+        raise InfeasibleError(f"object {target!r}: no surface the palm can face (size {_fmt_size(size)})")
+    fits = [c for c in raw if c.span <= config.max_width]
+    if not fits:
+        smallest = min(c.span for c in raw)
+        raise InfeasibleError(
+            f"object {target!r} is too big for a hand: size {_fmt_size(size)}, narrowest grip "
+            f"{smallest:.2f} m > max {config.max_width:.2f} m"
+        )
+    # -- reach -------------------------------------------------------------------------------
+    height = float(fits[0].point[2] - floor)
+    dists = [float(np.linalg.norm(c.point[:2] - stand_xy)) for c in fits]
+    reachable = [
+        c for c, d in zip(fits, dists)
+        if d <= config.max_reach_distance and c.point[2] - floor <= config.max_reach_height
+    ]
+    if not reachable:
+        raise UnreachableError(
+            f"object {target!r} is out of reach from the stand point ({stand[0]:.2f}, {stand[1]:.2f}): "
+            f"grasp height {height:.2f} m above the floor (max {config.max_reach_height:.2f}), "
+            f"horizontal distance {min(dists):.2f} m (max {config.max_reach_distance:.2f})"
+        )
+    # -- free approach -----------------------------------------------------------------------
+    free: list[Candidate] = []
+    for c in reachable:
+        body_pts, finger_pts = hand_probe_points(c.point, c.approach, c.fwd, c.thumb)
+        d_body = sdf.query_np(body_pts)
+        d_fing = sdf.query_np(finger_pts)
+        if d_body.min() < config.approach_clearance or d_fing.min() < config.finger_clearance:
+            continue
+        if (body_pts[:, 2] < floor + 0.02).any():
+            continue
+        free.append(c)
+    if not free:
+        raise InfeasibleError(
+            f"object {target!r}: no free approach direction for the {side} hand "
+            f"({len(reachable)} reachable grasp poses all blocked by the scene)"
+        )
+    # -- rank --------------------------------------------------------------------------------
+    for c in free:
+        to_obj = c.point[:2] - stand_xy
+        to_obj = to_obj / (np.linalg.norm(to_obj) + 1e-9)
+        fwd_xy = c.fwd[:2]
+        natural = float(fwd_xy @ to_obj)  # forearm pointing from the body to the object
+        if c.kind == "top":
+            natural = 0.6 * natural + 0.2  # top grasps fine but not preferred for tall objects
+        # Palm facing across the body (medial) suits the hand's side.
+        lateral = np.array([-to_obj[1], to_obj[0]])  # left of the line of sight
+        facing = float(c.approach[:2] @ lateral) * (1.0 if side == "right" else -1.0)
+        c.score = natural + 0.3 * facing - 0.5 * max(0.0, c.span - 0.08)
+    free.sort(key=lambda c: -c.score)
+    good = [c for c in free if c.score > -0.4] or free[:2]
+    return good[: config.max_candidates]
+
+
+def _fmt_size(size: np.ndarray) -> str:
+    return " x ".join(f"{s:.2f}" for s in size) + " m"

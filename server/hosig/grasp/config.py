@@ -1,0 +1,63 @@
+"""Grasp settings in one dataclass (weights, sizes, iteration counts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class GraspConfig:
+    """Knobs of candidate generation and the two optimisation phases.
+
+    Distances in metres, angles in radians. Weights are relative; the defaults were tuned on the
+    test scenes (bottle on a table, cup by a wall, box on the floor, book on a high shelf).
+    """
+
+    # Candidates
+    max_width: float = 0.10  # widest graspable span across thumb and fingers
+    max_candidates: int = 8  # optimised together as one batch
+    finger_candidates: int = 3  # best phase-1 candidates whose fingers are closed
+    side_azimuths: int = 12
+    approach_clearance: float = 0.02  # scene distance required around the open hand and forearm
+    finger_clearance: float = 0.008
+    max_reach_height: float = 2.05  # above the floor, for the grasp point
+    max_reach_distance: float = 0.95  # horizontal, stand point to grasp point
+    # Phase 1 (body)
+    iters: int = 100
+    lr: float = 0.04
+    palm_gap: float = 0.004  # palm centre target offset from the surface
+    w_palm: float = 400.0
+    w_palm_abs: float = 20.0
+    palm_slack: float = 0.02  # the palm may slide this far from the candidate point
+    w_palm_contact: float = 3000.0
+    w_palm_normal: float = 3.0
+    w_palm_dir: float = 1.0
+    w_fwd_dir: float = 0.5
+    w_obj_pen: float = 2000.0
+    w_scene_pen: float = 800.0
+    scene_margin: float = 0.012
+    w_feet: float = 400.0
+    w_stand: float = 20.0
+    stand_slack: float = 0.08
+    w_heading: float = 0.5
+    w_com: float = 60.0
+    com_radius: float = 0.07
+    w_gaze: float = 0.5
+    w_limits: float = 20.0
+    w_prior: float = 0.02
+    w_free_arm: float = 5.0
+    w_stance: float = 200.0
+    min_stance: float = 0.12  # distance between the feet centres
+    max_stance: float = 0.40
+    w_floor_pen: float = 2000.0
+    # Phase 2 (fingers)
+    curl_levels: int = 28
+    finger_samples: int = 30
+    contact_margin: float = 0.002
+    thumb_opposition: float = 0.9
+    open_curl: float = 0.1
+    # Body sample sizes
+    n_body_samples: int = 220
+    n_hand_samples: int = 160
+    seed: int = 0
+    extra: dict = field(default_factory=dict)

@@ -1,0 +1,387 @@
+"""The two optimisation phases, batched over candidates.
+
+Phase 1 (body, Adam on global orient, translation and body pose; the grasping hand held open):
+palm centre to the candidate's contact point, palm normal along the approach, fingers along the
+candidate's finger direction, no object/scene penetration, flat feet on the floor near the stand
+point, centre of mass over the feet, gaze on the object, fitted joint limits and the CMU pose prior.
+
+Phase 2 (fingers, wrist fixed): every finger closes along its curl path and stops at the first
+level where its vertices touch the object (or the scene); the thumb first swings into opposition,
+then curls. All levels of all candidates are evaluated in one batched forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hosig.body.skeleton import JOINT_INDEX
+from hosig.frames import heading_to_orient
+from hosig.grasp import losses as L
+from hosig.grasp.candidates import Candidate
+from hosig.grasp.config import GraspConfig
+from hosig.grasp.hand import MAX_CURL, THUMB_MAX_CURL, HandGeometry, curl_to_hand_pose
+from hosig.grasp.kin import LiteBody, forward_kinematics, local_rotations, skin
+from hosig.grasp.objsdf import ObjectSDF
+from hosig.grasp.prior import PosePrior
+
+FORWARD_MODEL = torch.tensor([0.0, 0.0, 1.0])  # the body faces +Z in the model frame
+HEAD = JOINT_INDEX["head"]
+
+
+@dataclass
+class BodySamples:
+    """Vertex index subsets of one body used by the losses (indices into the full mesh)."""
+
+    hand: np.ndarray  # grasping hand + forearm sample (object penetration)
+    body: np.ndarray  # whole-body sample without feet (scene penetration, centre of mass)
+    sole_left: np.ndarray
+    sole_right: np.ndarray
+    all_no_feet: np.ndarray  # every non-foot vertex (metrics)
+    feet_left: np.ndarray
+    feet_right: np.ndarray
+
+
+def body_samples(lite: LiteBody, hand: HandGeometry, config: GraspConfig) -> BodySamples:
+    rng = np.random.default_rng(config.seed)
+    v = lite.rest_vertices.numpy()
+    dom = lite.lbs_weights.numpy().argmax(1)
+    foot_l = [JOINT_INDEX["left_ankle"], JOINT_INDEX["left_foot"]]
+    foot_r = [JOINT_INDEX["right_ankle"], JOINT_INDEX["right_foot"]]
+    feet_l = np.nonzero(np.isin(dom, foot_l))[0]
+    feet_r = np.nonzero(np.isin(dom, foot_r))[0]
+    ymin = v[:, 1].min()
+    sole_l = feet_l[v[feet_l, 1] < ymin + 0.03]
+    sole_r = feet_r[v[feet_r, 1] < ymin + 0.03]
+    side = hand.side
+    arm = [JOINT_INDEX[f"{side}_elbow"], JOINT_INDEX[f"{side}_wrist"]]
+    forearm = np.nonzero(np.isin(dom, arm))[0]
+    hand_all = np.union1d(hand.hand_verts, forearm)
+    thumb = hand.finger_verts[4]
+    keep = np.union1d(hand.palm_verts, np.concatenate(hand.tip_verts))
+    keep = np.union1d(keep, rng.choice(thumb, size=min(40, len(thumb)), replace=False))
+    rest = np.setdiff1d(hand_all, keep)
+    n_extra = max(0, config.n_hand_samples - len(keep))
+    hand_s = np.union1d(keep, rng.choice(rest, size=min(n_extra, len(rest)), replace=False))
+    no_feet = np.setdiff1d(np.arange(len(v)), np.union1d(feet_l, feet_r))
+    body_s = np.union1d(rng.choice(no_feet, size=min(config.n_body_samples, len(no_feet)), replace=False), hand_s)
+    return BodySamples(hand_s, body_s, sole_l, sole_r, no_feet, feet_l, feet_r)
+
+
+def _above_floor(scene_sdf: object, feet: torch.Tensor, floor_z: float) -> torch.Tensor:
+    """Scene distance of foot vertices that are clear of the floor (soles touch it by design)."""
+    d = scene_sdf.query(feet)  # type: ignore[attr-defined]
+    lifted = (feet[..., 2] > floor_z + 0.025).to(d.dtype)
+    return d * lifted + (1.0 - lifted)  # grounded vertices read 1 m: no penalty
+
+
+class _Adam:
+    """Plain Adam with a cosine learning-rate decay to 10 %.
+
+    Hand-written because ``torch.optim``'s first step imports torch._dynamo (~3 s on this CPU),
+    which would dominate a 2 s grasp budget in a fresh process.
+    """
+
+    def __init__(self, params: list[tuple[torch.Tensor, float]], total: int, betas=(0.9, 0.999), eps: float = 1e-8) -> None:
+        self.params = params
+        self.total = max(total, 1)
+        self.b1, self.b2 = betas
+        self.eps = eps
+        self.m = [torch.zeros_like(p) for p, _ in params]
+        self.v = [torch.zeros_like(p) for p, _ in params]
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        scale = 0.1 + 0.9 * 0.5 * (1.0 + np.cos(np.pi * min(self.t, self.total) / self.total))
+        for (p, lr), m, v in zip(self.params, self.m, self.v):
+            if p.grad is None:
+                continue
+            g = p.grad
+            m.mul_(self.b1).add_(g, alpha=1 - self.b1)
+            v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
+            mh = m / (1 - self.b1**self.t)
+            vh = v / (1 - self.b2**self.t)
+            p.sub_(lr * scale * mh / (vh.sqrt() + self.eps))
+            p.grad = None
+
+
+@dataclass
+class Phase1Result:
+    global_orient: torch.Tensor  # (B,3)
+    transl: torch.Tensor  # (B,3)
+    body_pose: torch.Tensor  # (B,63)
+    hand_pose: torch.Tensor  # (B,45) grasping hand (open)
+    energy: torch.Tensor  # (B,) final weighted loss
+    terms: dict[str, torch.Tensor]  # (B,) each, unweighted
+
+    def subset(self, idx: np.ndarray) -> "Phase1Result":
+        i = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+        return Phase1Result(
+            self.global_orient[i], self.transl[i], self.body_pose[i], self.hand_pose[i], self.energy[i],
+            {k: v[i] for k, v in self.terms.items()},
+        )
+
+
+def initial_state(lite: LiteBody, prior: PosePrior, stand: tuple[float, float, float], floor_z: float, bsz: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Upright body at the stand point facing its heading, arms relaxed, legs straight."""
+    from scipy.spatial.transform import Rotation
+
+    orient = Rotation.from_matrix(heading_to_orient(stand[2])).as_rotvec()
+    pose = prior.mean.clone().reshape(21, 3)
+    for name in ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "spine1", "head"):
+        pose[JOINT_INDEX[name] - 1] = 0.0
+    # Arms hanging by the sides (T-pose arms lowered about the model's Z axis).
+    pose[JOINT_INDEX["left_shoulder"] - 1] = torch.tensor([0.0, 0.0, -1.2])
+    pose[JOINT_INDEX["right_shoulder"] - 1] = torch.tensor([0.0, 0.0, 1.2])
+    pose[JOINT_INDEX["left_elbow"] - 1] = torch.tensor([0.0, -0.3, 0.0])
+    pose[JOINT_INDEX["right_elbow"] - 1] = torch.tensor([0.0, 0.3, 0.0])
+    pelvis_h = float(lite.rest_joints[0, 1] - lite.rest_vertices[:, 1].min())
+    pelvis = torch.tensor([stand[0], stand[1], floor_z + pelvis_h], dtype=torch.float32)
+    transl = pelvis - lite.rest_joints[0]
+    return (
+        torch.tensor(orient, dtype=torch.float32).expand(bsz, 3).clone(),
+        transl.expand(bsz, 3).clone(),
+        pose.reshape(1, 63).expand(bsz, 63).clone(),
+    )
+
+
+def _align(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """(3,3) smallest rotation taking unit vector u to unit vector v."""
+    from scipy.spatial.transform import Rotation
+
+    axis = np.cross(u, v)
+    s, c = np.linalg.norm(axis), float(u @ v)
+    if s < 1e-8:
+        return np.eye(3) if c > 0 else Rotation.from_rotvec(np.pi * _perp(u)).as_matrix()
+    return Rotation.from_rotvec(axis / s * np.arctan2(s, c)).as_matrix()
+
+
+def _perp(u: np.ndarray) -> np.ndarray:
+    p = np.cross(u, [1.0, 0.0, 0.0] if abs(u[0]) < 0.9 else [0.0, 1.0, 0.0])
+    return p / np.linalg.norm(p)
+
+
+def reach_init(lite: LiteBody, hand: HandGeometry, orient: torch.Tensor, transl: torch.Tensor, pose: torch.Tensor, cands: list[Candidate]) -> torch.Tensor:
+    """Point the grasping arm at each candidate and turn the wrist into the candidate's hand frame.
+
+    A closed-form start (shoulder aims the slightly bent arm at the wrist target, wrist rotation
+    matches palm/finger directions) so Adam only has to refine: far fewer iterations than from
+    arms-down, which is what keeps a grasp under the time budget.
+    """
+    from scipy.spatial.transform import Rotation
+
+    side = hand.side
+    sh, el, wr = (JOINT_INDEX[f"{side}_{n}"] for n in ("shoulder", "elbow", "wrist"))
+    zeros = torch.zeros(len(cands), 45)
+    with torch.no_grad():
+        g_rot, g_pos = forward_kinematics(lite, local_rotations(lite, orient, pose, zeros, zeros), transl)
+    rest = lite.rest_joints.double().numpy()
+    arm_rest = rest[wr] - rest[sh]
+    arm_len = float(np.linalg.norm(arm_rest))
+    arm_dir = arm_rest / arm_len
+    m_rest = np.stack([hand.fwd, hand.thumb, hand.palm], 1)  # columns, model frame
+    bend = Rotation.from_rotvec(np.cross(arm_dir, [0.0, -1.0, 0.0]) * 0.0).as_matrix()
+    out = pose.clone().reshape(len(cands), 21, 3)
+    for b, c in enumerate(cands):
+        m_tgt = np.stack([c.fwd, c.thumb, c.approach], 1)
+        wrist_world = m_tgt @ m_rest.T  # wrist global rotation giving the candidate's hand frame
+        # Wrist target: back from the palm contact along the hand (palm centre ~ 8 cm from the wrist).
+        w_tgt = c.point - c.approach * 0.03 - c.fwd * 0.08
+        g_par = g_rot[b, JOINT_INDEX[f"{side}_collar"]].double().numpy()
+        d = w_tgt - g_pos[b, sh].double().numpy()
+        dist = float(np.linalg.norm(d))
+        d = d / max(dist, 1e-6)
+        shoulder_world = _align(g_par @ arm_dir, d) @ g_par
+        local_sh = g_par.T @ shoulder_world @ bend
+        local_wr = shoulder_world.T @ wrist_world  # elbow straight
+        out[b, sh - 1] = torch.tensor(Rotation.from_matrix(local_sh).as_rotvec(), dtype=torch.float32)
+        out[b, el - 1] = 0.0
+        out[b, wr - 1] = torch.tensor(Rotation.from_matrix(local_wr).as_rotvec(), dtype=torch.float32)
+    return out.reshape(len(cands), 63)
+
+
+def optimise_body(
+    lite: LiteBody,
+    hand: HandGeometry,
+    samples: BodySamples,
+    prior: PosePrior,
+    cands: list[Candidate],
+    obj_sdf: ObjectSDF,
+    scene_sdf: object,
+    stand: tuple[float, float, float],
+    floor_z: float,
+    look_at: np.ndarray,
+    config: GraspConfig,
+) -> Phase1Result:
+    """Phase 1: whole-body reach for every candidate at once."""
+    bsz = len(cands)
+    orient, transl, pose = initial_state(lite, prior, stand, floor_z, bsz)
+    pose0 = pose.clone()
+    pose = reach_init(lite, hand, orient, transl, pose, cands)
+    other = "left" if hand.side == "right" else "right"
+    free_arm = [JOINT_INDEX[f"{other}_{n}"] - 1 for n in ("collar", "shoulder", "elbow", "wrist")]
+    free_mask = torch.zeros(21, 3)
+    free_mask[free_arm] = 1.0
+    free_mask = free_mask.reshape(63)
+    orient.requires_grad_(True)
+    transl.requires_grad_(True)
+    pose.requires_grad_(True)
+    mean = lite.left_hand_mean if hand.side == "left" else lite.right_hand_mean
+    open_curl = np.full((1, 5), config.open_curl)
+    hand_open = torch.tensor(curl_to_hand_pose(hand, open_curl, 0.0, mean.numpy()), dtype=torch.float32).expand(bsz, 45)
+    zeros45 = torch.zeros(bsz, 45)
+    lhand, rhand = (hand_open, zeros45) if hand.side == "left" else (zeros45, hand_open)
+
+    tgt = torch.tensor(np.stack([c.point + c.normal * config.palm_gap for c in cands]), dtype=torch.float32)
+    app = torch.tensor(np.stack([c.approach for c in cands]), dtype=torch.float32)
+    fwd = torch.tensor(np.stack([c.fwd for c in cands]), dtype=torch.float32)
+    palm_rest = torch.tensor(hand.palm, dtype=torch.float32)
+    fwd_rest = torch.tensor(hand.fwd, dtype=torch.float32)
+    stand_xy = torch.tensor(stand[:2], dtype=torch.float32)
+    look = torch.tensor(look_at, dtype=torch.float32)
+
+    rest_y = lite.rest_vertices[:, 1]
+    lift_l = rest_y[samples.sole_left] - rest_y.min()  # rest height of each sole vertex
+    lift_r = rest_y[samples.sole_right] - rest_y.min()
+    idx_all = np.concatenate([samples.hand, samples.body, samples.sole_left, samples.sole_right, hand.palm_verts])
+    idx_t = torch.as_tensor(idx_all, dtype=torch.long)
+    n_h, n_b, n_l, n_r = len(samples.hand), len(samples.body), len(samples.sole_left), len(samples.sole_right)
+    s1, s2, s3, s4 = n_h, n_h + n_b, n_h + n_b + n_l, n_h + n_b + n_l + n_r
+    wrist = hand.wrist
+
+    opt = _Adam([(pose, config.lr), (orient, config.lr * 0.5), (transl, config.lr * 0.25)], config.iters)
+
+    def evaluate() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        rot = local_rotations(lite, orient, pose, lhand, rhand)
+        g_rot, g_pos = forward_kinematics(lite, rot, transl)
+        verts = skin(lite, g_rot, g_pos, idx_t)
+        hand_v, body_v = verts[:, :s1], verts[:, s1:s2]
+        sole_l, sole_r, palm_v = verts[:, s2:s3], verts[:, s3:s4], verts[:, s4:]
+        palm_c = palm_v.mean(1)
+        palm_n = g_rot[:, wrist] @ palm_rest
+        fwd_n = g_rot[:, wrist] @ fwd_rest
+        feet_l_xy, feet_r_xy = sole_l[..., :2].mean(1), sole_r[..., :2].mean(1)
+        terms = {
+            "palm": torch.relu(torch.sqrt(L.palm_position(palm_c, tgt) + 1e-8) - config.palm_slack) ** 2,
+            "palm_abs": torch.relu(torch.sqrt(L.palm_position(palm_c, tgt) + 1e-6) - config.palm_slack),
+            "palm_contact": (obj_sdf.query(palm_c) - config.palm_gap) ** 2,
+            "palm_normal": 1.0 + (palm_n * obj_sdf.normals_at(palm_c)).sum(-1),
+            "palm_dir": L.direction_mismatch(palm_n, app),
+            "fwd_dir": L.direction_mismatch(fwd_n, fwd),
+            "obj_pen": L.penetration(obj_sdf.query(verts[:, :s4]), 0.002),
+            "scene_pen": L.penetration(scene_sdf.query(body_v), config.scene_margin)  # type: ignore[attr-defined]
+            + L.penetration(_above_floor(scene_sdf, verts[:, s2:s4], floor_z), config.scene_margin),
+            "feet": L.feet_on_floor(sole_l[..., 2] - lift_l, floor_z) + L.feet_on_floor(sole_r[..., 2] - lift_r, floor_z),
+            "stand": L.stand_offset(0.5 * (feet_l_xy + feet_r_xy), stand_xy, config.stand_slack),
+            "heading": L.heading_error(g_rot[:, 0] @ FORWARD_MODEL, stand[2]),
+            "com": L.com_support(body_v[..., :2].mean(1), feet_l_xy, feet_r_xy, config.com_radius),
+            "gaze": L.gaze(g_pos[:, HEAD], g_rot[:, HEAD] @ FORWARD_MODEL, look),
+            "limits": prior.limit_violation(pose),
+            "prior": prior.energy(pose),
+            "free_arm": (((pose - pose0) * free_mask) ** 2).sum(-1),
+            "stance": torch.relu(torch.linalg.vector_norm(feet_l_xy - feet_r_xy, dim=-1) - config.max_stance) ** 2
+            + torch.relu(config.min_stance - torch.linalg.vector_norm(feet_l_xy - feet_r_xy, dim=-1)) ** 2,
+            "floor_pen": (torch.relu(floor_z - sole_l[..., 2]) ** 2).sum(-1) + (torch.relu(floor_z - sole_r[..., 2]) ** 2).sum(-1),
+        }
+        w = config
+        total = (
+            w.w_palm * terms["palm"] + w.w_palm_abs * terms["palm_abs"]
+            + w.w_palm_contact * terms["palm_contact"] + w.w_palm_normal * terms["palm_normal"] + w.w_palm_dir * terms["palm_dir"] + w.w_fwd_dir * terms["fwd_dir"]
+            + w.w_obj_pen * terms["obj_pen"] + w.w_scene_pen * terms["scene_pen"] + w.w_feet * terms["feet"]
+            + w.w_stand * terms["stand"] + w.w_heading * terms["heading"] + w.w_com * terms["com"]
+            + w.w_gaze * terms["gaze"] + w.w_limits * terms["limits"] + w.w_prior * terms["prior"]
+            + w.w_free_arm * terms["free_arm"] + w.w_stance * terms["stance"] + w.w_floor_pen * terms["floor_pen"]
+        )
+        return total, terms
+
+    for _ in range(config.iters):
+        total, _ = evaluate()
+        total.sum().backward()
+        opt.step()
+    with torch.no_grad():
+        total, terms = evaluate()
+    return Phase1Result(orient.detach(), transl.detach(), pose.detach(), hand_open[:1].expand(bsz, 45).clone(), total, terms)
+
+
+@dataclass
+class Phase2Result:
+    hand_pose: torch.Tensor  # (B,45)
+    curl: np.ndarray  # (B,5)
+    opposition: np.ndarray  # (B,)
+    touching: np.ndarray  # (B,5) bool: finger stopped by contact
+    finger_pen: np.ndarray  # (B,) deepest finger penetration after closing (m, >= 0)
+
+
+def _thumb_path(levels: int, opp_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """Thumb closing path: swing into opposition first, then curl."""
+    s = np.linspace(0.0, 1.0, levels)
+    opp = np.clip(s / 0.4, 0.0, 1.0) * opp_max
+    curl = np.clip((s - 0.4) / 0.6, 0.0, 1.0) * THUMB_MAX_CURL
+    return opp, curl
+
+
+def close_fingers(
+    lite: LiteBody,
+    hand: HandGeometry,
+    p1: Phase1Result,
+    obj_sdf: ObjectSDF,
+    scene_sdf: object,
+    config: GraspConfig,
+) -> Phase2Result:
+    """Phase 2: close each finger until first contact (all candidates and levels batched)."""
+    bsz = p1.global_orient.shape[0]
+    k = config.curl_levels
+    rng = np.random.default_rng(config.seed)
+    mean = (lite.left_hand_mean if hand.side == "left" else lite.right_hand_mean).numpy()
+    finger_levels = np.linspace(config.open_curl, MAX_CURL, k)
+    t_opp, t_curl = _thumb_path(k, config.thumb_opposition)
+    curls = np.repeat(finger_levels[:, None], 5, 1)
+    curls[:, 4] = t_curl
+    hand_levels = torch.tensor(
+        np.concatenate([curl_to_hand_pose(hand, curls[i : i + 1], t_opp[i], mean) for i in range(k)]), dtype=torch.float32
+    )  # (K,45)
+    rep = lambda x: x.repeat_interleave(k, 0)  # noqa: E731 - (B,..) -> (B*K,..)
+    hp = hand_levels.repeat(bsz, 1)
+    zeros = torch.zeros(bsz * k, 45)
+    lh, rh = (hp, zeros) if hand.side == "left" else (zeros, hp)
+    # Per finger: its pad vertices plus a sample of the rest (the closing test needs no more).
+    fverts = []
+    for fv, tips in zip(hand.finger_verts, hand.tip_verts):
+        rest = np.setdiff1d(fv, tips)
+        pick = rng.choice(rest, size=min(config.finger_samples, len(rest)), replace=False)
+        fverts.append(torch.as_tensor(np.union1d(tips, pick), dtype=torch.long))
+    idx = torch.cat(fverts)
+    with torch.no_grad():
+        rot = local_rotations(lite, rep(p1.global_orient), rep(p1.body_pose), lh, rh)
+        g_rot, g_pos = forward_kinematics(lite, rot, rep(p1.transl))
+        verts = skin(lite, g_rot, g_pos, idx)  # (B*K, n, 3)
+        d_obj = obj_sdf.query(verts).reshape(bsz, k, -1)
+        d_scene = scene_sdf.query(verts).reshape(bsz, k, -1)  # type: ignore[attr-defined]
+    curl = np.zeros((bsz, 5))
+    opp = np.zeros(bsz)
+    touching = np.zeros((bsz, 5), dtype=bool)
+    pen = np.zeros(bsz)
+    start = 0
+    for f, fv in enumerate(fverts):
+        sl = slice(start, start + len(fv))
+        start += len(fv)
+        dmin = d_obj[:, :, sl].min(-1).values.numpy()  # (B,K)
+        smin = d_scene[:, :, sl].min(-1).values.numpy()
+        hit = (dmin < config.contact_margin) | (smin < 0.0)
+        for b in range(bsz):
+            hits = np.nonzero(hit[b])[0]
+            if len(hits) == 0:
+                level = k - 1
+            else:
+                level = max(int(hits[0]) - 1, 0) if dmin[b, hits[0]] < -0.002 else int(hits[0])
+                touching[b, f] = bool(dmin[b, hits[0]] < config.contact_margin + 0.004)
+            curl[b, f] = t_curl[level] if f == 4 else finger_levels[level]
+            if f == 4:
+                opp[b] = t_opp[level]
+            pen[b] = max(pen[b], float(max(0.0, -dmin[b, level])))
+    poses = np.concatenate([curl_to_hand_pose(hand, curl[b : b + 1], opp[b], mean) for b in range(bsz)])
+    return Phase2Result(torch.tensor(poses, dtype=torch.float32), curl, opp, touching, pen)

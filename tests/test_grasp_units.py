@@ -1,0 +1,121 @@
+"""Grasp building blocks: light kinematics vs the body model, hand frame, object SDF, candidates, prior."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from hosig.body import load_body_model
+from hosig.errors import InfeasibleError, UnreachableError
+from hosig.grasp.candidates import generate_candidates
+from hosig.grasp.config import GraspConfig
+from hosig.grasp.hand import build_hand, curl_to_hand_pose, mean_flexion
+from hosig.grasp.kin import LiteBody, forward_kinematics, local_rotations, skin
+from hosig.grasp.objsdf import ObjectSDF
+from hosig.grasp.prior import load_prior
+from hosig.grasp import testscenes
+
+
+@pytest.fixture(scope="module")
+def body():
+    return load_body_model()
+
+
+@pytest.fixture(scope="module")
+def lite(body):
+    return LiteBody.from_body(body)
+
+
+def test_lite_kinematics_matches_body_model(body, lite):
+    g = torch.Generator().manual_seed(0)
+    go = torch.randn(2, 3, generator=g) * 0.4
+    tr = torch.randn(2, 3, generator=g) * 0.3
+    bp = torch.randn(2, 63, generator=g) * 0.3
+    lh = torch.randn(2, 45, generator=g) * 0.3
+    rh = torch.randn(2, 45, generator=g) * 0.3
+    out = body.forward(global_orient=go, transl=tr, body_pose=bp, left_hand_pose=lh, right_hand_pose=rh)
+    g_rot, g_pos = forward_kinematics(lite, local_rotations(lite, go, bp, lh, rh), tr)
+    assert torch.allclose(g_pos, out.joints, atol=1e-4)
+    idx = torch.arange(0, out.vertices.shape[1], 7)
+    # No pose blend shapes in the light skinning: millimetres at most on the mannequin.
+    assert (skin(lite, g_rot, g_pos, idx) - out.vertices[:, idx]).abs().max() < 5e-3
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_hand_frame_is_orthonormal_and_palm_faces_down_in_t_pose(lite, side):
+    h = build_hand(lite, side)
+    frame = np.stack([h.fwd, h.thumb, h.palm])
+    assert np.allclose(frame @ frame.T, np.eye(3), atol=1e-6)
+    assert h.palm[1] < -0.8  # SMPL-X T-pose: palms face down (-Y in the model frame)
+    assert h.fwd[0] * (1 if side == "left" else -1) > 0.9  # fingers point away from the body
+    assert len(h.palm_verts) >= 5 and all(len(t) >= 3 for t in h.tip_verts)
+
+
+def test_curl_closes_fingers_toward_the_palm(lite):
+    h = build_hand(lite, "right")
+    mean = lite.right_hand_mean.numpy()
+    open_pose = curl_to_hand_pose(h, np.zeros((1, 5)), 0.0, mean)[0]
+    closed = curl_to_hand_pose(h, np.full((1, 5), 1.2), 0.9, mean)[0]
+    assert abs(mean_flexion(h, open_pose, mean)) < 1e-6
+    assert mean_flexion(h, closed, mean) > 1.0
+    # The closed index fingertip moves to the palm side (along the palm normal).
+    zero = torch.zeros(1, 3)
+    tips = []
+    for pose in (open_pose, closed):
+        rot = local_rotations(lite, zero, torch.zeros(1, 63), torch.zeros(1, 45), torch.tensor(pose[None], dtype=torch.float32))
+        _, pos = forward_kinematics(lite, rot, zero)
+        tips.append(pos[0, h.fingers[0][2]].numpy())
+    assert (tips[1] - tips[0]) @ h.palm > 0.03
+
+
+def test_object_sdf_signs_and_accuracy():
+    mesh = trimesh.creation.cylinder(radius=0.04, height=0.2, sections=48)
+    sdf = ObjectSDF(mesh)
+    pts = np.array([[0.0, 0.0, 0.0], [0.05, 0.0, 0.0], [0.0, 0.045, 0.05], [0.0, 0.0, 0.13], [0.3, 0.0, 0.0]])
+    d = sdf.query_np(pts)
+    assert d[0] < -0.03 and d[1] > 0 and d[3] > 0
+    assert abs(d[1] - 0.01) < 2e-3 and abs(d[2] - 0.005) < 2e-3 and abs(d[3] - 0.03) < 3e-3
+    assert d[4] == pytest.approx(sdf.far)
+    p = torch.tensor(pts[1:2], requires_grad=True)
+    sdf.query(p).sum().backward()
+    assert p.grad[0, 0] > 0.9  # gradient is the outward normal
+
+
+def test_candidates_side_grasp_for_bottle_and_top_for_floor_box():
+    cfg = GraspConfig()
+    case = testscenes.bottle_on_table()
+    cands = generate_candidates(case.scene, case.target, case.stand, "right", cfg)
+    assert cands and all(c.kind == "side" for c in cands)
+    assert all(c.span <= cfg.max_width for c in cands)
+    case = testscenes.box_on_floor()
+    cands = generate_candidates(case.scene, case.target, case.stand, "right", cfg)
+    assert cands and cands[0].kind == "top"
+
+
+def test_candidates_avoid_the_wall_side():
+    case = testscenes.bottle_beside_wall()
+    cands = generate_candidates(case.scene, case.target, case.stand, "right", GraspConfig())
+    wall_x = case.scene.object("wall").bounds[0, 0]
+    for c in cands:  # the palm is never between the bottle and the wall
+        assert c.point[0] < wall_x - 0.05
+        assert c.approach[0] > -0.5
+
+
+def test_candidates_reject_big_and_far_objects():
+    case = testscenes.bottle_on_table()
+    big = testscenes._scene({"crate": testscenes._box([0.3, -0.3, 0.0], [0.9, 0.3, 0.5])})
+    with pytest.raises(InfeasibleError, match="too big for a hand"):
+        generate_candidates(big, "crate", (0.0, 0.0, 0.0), "right", GraspConfig())
+    with pytest.raises(UnreachableError, match="out of reach"):
+        generate_candidates(case.scene, case.target, (-2.0, -2.0, 0.0), "right", GraspConfig())
+
+
+def test_pose_prior_loads_and_prefers_its_mean():
+    prior = load_prior()
+    mean = prior.mean[None]
+    odd = mean + torch.randn(1, 63, generator=torch.Generator().manual_seed(1)) * 0.8
+    assert prior.energy(mean).item() < 1e-6 < prior.energy(odd).item()
+    assert prior.limit_violation(mean).item() == 0.0
+    assert prior.note["source"]["kind"] in ("cmu-bvh", "hosig-dataset")
