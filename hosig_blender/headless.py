@@ -206,7 +206,10 @@ def run_demo(scene_path: str, url: str, out_dir: str, token: str = "", frames: i
         "failures": [{"shot": n, "message": m} for n, m in queue.failures],
         "generate_s": round(gen_s, 2), "wall_s": round(time.perf_counter() - t0, 2),
         "timer_step_ms": {"mean": round(float(np.mean(steps)), 3) if steps else None,
-                          "max": round(float(np.max(steps)), 3) if steps else None, "ticks": len(steps)},
+                          "p99": round(float(np.percentile(steps, 99)), 3) if steps else None,
+                          "max": round(float(np.max(steps)), 3) if steps else None, "ticks": len(steps),
+                          "shot_setup_ms": [round(r.setup_ms, 1) for r in queue.finished],
+                          "commit_ms": [round(r.final_ms, 1) for r in queue.finished]},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
