@@ -24,7 +24,6 @@ import numpy as np
 import trimesh
 from scipy.optimize import nnls
 from scipy.spatial import cKDTree
-from scipy.spatial.transform import Rotation
 
 from hosig.body import skeleton as skel
 from hosig.body.proportions import RestSkeleton, rest_skeleton
@@ -400,9 +399,6 @@ SMPLX_VERTEX_IDS: dict[str, int] = {
     "LBigToe": 5770, "LSmallToe": 5780, "LHeel": 8846, "RBigToe": 8463, "RSmallToe": 8474, "RHeel": 8635,
 }  # fmt: skip
 
-_FINGER_KEY = {"thumb": "thumb", "index": "index", "middle": "middle", "ring": "ring", "pinky": "pinky"}
-
-
 def anatomical_vertices(verts: np.ndarray, labels: np.ndarray, sk: RestSkeleton) -> dict[str, int]:
     """Which current vertex plays each smplx fixed-id role."""
     J = sk.joint
@@ -557,7 +553,7 @@ def hands_mean(cfg: MannequinConfig) -> tuple[np.ndarray, np.ndarray]:
         for finger in skel.FINGERS:
             for k in range(3):
                 angle = cfg.finger_curl_rad[k] * (0.5 if finger == "thumb" else 1.0)
-                aa.append([0.0, 0.0, sign * angle] if finger != "thumb" else [sign * 0.0, 0.0, sign * angle])
+                aa.append([0.0, 0.0, sign * angle])
         out.append(np.array(aa).reshape(-1))
     return out[0], out[1]
 

@@ -145,7 +145,7 @@ def rest_skeleton(height_m: float = 1.75) -> RestSkeleton:
         pos[f"left_{finger}1"], pos[f"left_{finger}2"], pos[f"left_{finger}3"] = j1, j2, j3
         tips[f"left_{finger}"] = tip
 
-    scale = height_m / cmu_height / 1.0  # metres per CMU cm (before the cm->m factor below)
+    scale = height_m / cmu_height  # metres per CMU centimetre
     offset = np.array([0.0, PELVIS_Y, 0.0])
 
     def place(p: np.ndarray) -> np.ndarray:
