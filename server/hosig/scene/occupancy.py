@@ -137,9 +137,9 @@ def winding_fill(tris: np.ndarray, origin: np.ndarray, voxel: float, shape: tupl
     step = np.where(n[:, 2] < 0, 1.0, -1.0)  # facing down = entering the solid when going up
     k = np.clip(np.ceil((z - oz) / voxel - 0.5).astype(np.int64), 0, nz)  # first centre above z
     flat = (ci * ny + cj[r_id]) * (nz + 1) + k
-    acc = np.bincount(flat, weights=step, minlength=nx * ny * (nz + 1)).reshape(nx, ny, nz + 1)
-    wind = np.cumsum(acc, axis=2)[:, :, :nz]
-    return np.abs(wind) > 0.5
+    acc = np.bincount(flat, weights=step, minlength=nx * ny * (nz + 1)).astype(np.int16).reshape(nx, ny, nz + 1)
+    wind = np.cumsum(acc, axis=2, dtype=np.int16)[:, :, :nz]
+    return wind != 0
 
 
 def surface_points(tris: np.ndarray, spacing: float) -> np.ndarray:
