@@ -152,6 +152,11 @@ class ActionWriter:
     def assign(self, obj: bpy.types.Object) -> None:
         """Make this action the object's active action (and slot, on layered actions)."""
         ad = obj.animation_data or obj.animation_data_create()
+        if self.layered and self.slot is not None and self.slot.name_display != obj.name:
+            try:  # name the slot after its final user (cosmetic; the Action editor shows it)
+                self.slot.name_display = obj.name
+            except (AttributeError, TypeError, RuntimeError):
+                pass
         ad.action = self.action
         if self.layered and self.slot is not None:
             ad.action_slot = self.slot
