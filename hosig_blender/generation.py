@@ -263,6 +263,7 @@ class ShotRun:
             for child in self.staging.children:
                 child.name = f"{self.shot_name}_body"
             armature = self.staging
+            self.writer.assign(armature)  # renames the slot after the armature's final name
         self.staging = None
         self.writer.action.name = self.shot_name
         self.writer.action["hosig_shot"] = self.shot_name
