@@ -94,8 +94,12 @@ def is_closed(vertices: np.ndarray, faces: np.ndarray, tol: float = 1e-6) -> boo
     closed parts that touch (a chair's legs under its seat), which the winding fill handles."""
     if len(faces) < 4:
         return False
-    key = np.round(vertices / tol).astype(np.int64)
-    _, weld = np.unique(key, axis=0, return_inverse=True)
+    # Weld on a 21-bit-per-axis lattice over the object's box (one int64 key per vertex; a 1D
+    # unique is several times faster than np.unique(axis=0) on big meshes).
+    lo = vertices.min(axis=0)
+    step = max(float(np.max(vertices.max(axis=0) - lo)) / (2**21 - 2), tol)
+    q = np.round((vertices - lo) / step).astype(np.int64)
+    _, weld = np.unique((q[:, 0] << 42) | (q[:, 1] << 21) | q[:, 2], return_inverse=True)
     f = weld.reshape(-1)[faces]
     f = f[(f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 2] != f[:, 0])]  # drop slivers
     if len(f) < 4:
