@@ -111,3 +111,15 @@ def test_off_the_floor_is_not_walkable():
     assert not fm.blocked[tuple(fm.to_cell(np.array([1.0, 2.5])))]
     d = fm.distance(np.array([[3.0, 1.0]]))[0]  # 0.5 m from the floor's inner corner edge at y = 1.5
     assert d == pytest.approx(0.5, abs=0.07) and d <= 0.5  # conservative by up to a cell
+
+
+def test_inside_of_a_tall_closed_object_is_blocked():
+    from navigation_scenes import make_scene, room
+
+    scene = make_scene(room(0, 0, 4, 3, {"wardrobe": box([1.0, 1.0, 0.0], [2.2, 2.0, 2.2])}), "wardrobe")
+    fm = floor_map_for(scene, CFG)
+    inside = fm.to_cell(np.array([1.6, 1.5]))  # 0.5 m from its sides, its top above head height
+    assert fm.blocked[tuple(inside)] and fm.clearance[tuple(inside)] == 0
+    assert not fm.blocked[tuple(fm.to_cell(np.array([3.0, 1.5])))]
+    (y0, x0), (y1, x1) = fm.to_cell(np.array([1.05, 1.05])), fm.to_cell(np.array([2.15, 1.95]))
+    assert fm.blocked[y0 : y1 + 1, x0 : x1 + 1].all()  # the whole footprint

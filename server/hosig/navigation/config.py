@@ -43,6 +43,7 @@ class NavConfig:
     lateral_accel: float = 0.6  # v^2 * curvature limit on turns (slows tight turns)
     turn_rate: float = 2.0  # rad/s for turning on the spot
     turn_in_place_above: float = 1.75  # a start heading this far (rad) off the path turns first
+    short_walk: float = 0.5  # walks shorter than this are side-steps facing the target
     fps: int = 30
     end_turn_distance: float = 0.8  # distance over which the heading turns into the final facing
     start_turn_distance: float = 0.5  # ... and out of the given start heading

@@ -15,7 +15,7 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import trimesh
@@ -222,14 +222,62 @@ def _floor_support(
     return mask
 
 
+def _fill_solids(
+    solids: Sequence[tuple[np.ndarray, np.ndarray]], z_lo: float, z_hi: float, origin: np.ndarray, cell: float, shape: tuple[int, int]
+) -> np.ndarray:
+    """(ny, nx) bool: cell centres inside a closed object's cross-section somewhere in the band.
+
+    Clipping to the band leaves only the walls of a tall closed object (a wardrobe, a pillar, a
+    thick wall); its inside is solid too. Cross-sections at three heights are filled by even-odd
+    scanlines. Objects with inward normals (a room modelled as one closed shell) are skipped."""
+    ny, nx = shape
+    mask = np.zeros(shape, dtype=bool)
+    for vertices, faces in solids:
+        if len(faces) < 4:
+            continue
+        tri = vertices[faces]
+        signed_volume = np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum() / 6.0
+        if signed_volume <= 0:
+            continue
+        zmin, zmax = max(tri[:, :, 2].min(), z_lo), min(tri[:, :, 2].max(), z_hi)
+        if zmax <= zmin:
+            continue
+        mesh = trimesh.Trimesh(vertices, faces, process=False)
+        for h in np.unique(np.clip([zmin + 0.01, 0.5 * (zmin + zmax), zmax - 0.01], zmin, zmax)):
+            seg = trimesh.intersections.mesh_plane(mesh, [0.0, 0.0, 1.0], [0.0, 0.0, float(h)])
+            if len(seg) < 3:
+                continue
+            a, b = seg[:, 0, :2], seg[:, 1, :2]
+            lo = np.minimum(a, b).min(axis=0)
+            hi = np.maximum(a, b).max(axis=0)
+            iy0, ix0 = max(int(np.floor((lo[1] - origin[1]) / cell)), 0), max(int(np.floor((lo[0] - origin[0]) / cell)), 0)
+            iy1, ix1 = min(int(np.ceil((hi[1] - origin[1]) / cell)), ny - 1), min(int(np.ceil((hi[0] - origin[0]) / cell)), nx - 1)
+            if iy1 < iy0 or ix1 < ix0:
+                continue
+            yc = origin[1] + (np.arange(iy0, iy1 + 1) + 0.5) * cell  # (R,)
+            xc = origin[0] + (np.arange(ix0, ix1 + 1) + 0.5) * cell  # (C,)
+            rows = max(1, 4_000_000 // max(len(seg) * len(xc), 1))
+            for r0 in range(0, len(yc), rows):
+                y = yc[r0 : r0 + rows, None]  # (R, 1)
+                cross = (a[None, :, 1] <= y) != (b[None, :, 1] <= y)  # half-open: vertices count once
+                t = (y - a[None, :, 1]) / np.where(cross, b[None, :, 1] - a[None, :, 1], 1.0)
+                x = np.where(cross, a[None, :, 0] + t * (b[None, :, 0] - a[None, :, 0]), np.inf)  # (R, S)
+                inside = (x[:, :, None] < xc[None, None, :]).sum(axis=1) % 2 == 1  # (R, C)
+                mask[iy0 + r0 : iy0 + r0 + len(y), ix0 : ix1 + 1] |= inside
+    return mask
+
+
 def build_floor_map(
     vertices: np.ndarray,
     faces: np.ndarray,
     floor_z: float,
     bounds_xy: np.ndarray,
     config: NavConfig = NavConfig(),
+    solids: Sequence[tuple[np.ndarray, np.ndarray]] = (),
 ) -> FloorMap:
-    """Floor map of a triangle mesh (Z-up world) over `bounds_xy` (2, 2)."""
+    """Floor map of a triangle mesh (Z-up world) over `bounds_xy` (2, 2).
+
+    `solids`: (vertices, faces) of the closed objects among them, whose insides are filled."""
     import time
 
     t0 = time.perf_counter()
@@ -258,6 +306,8 @@ def build_floor_map(
         ij = np.floor((pts - origin) / cell).astype(np.int64)
         ok = (ij[:, 0] >= 0) & (ij[:, 0] < nx) & (ij[:, 1] >= 0) & (ij[:, 1] < ny)
         blocked[ij[ok, 1], ij[ok, 0]] = True
+    if solids:
+        blocked |= _fill_solids(solids, floor_z + config.band_low, floor_z + config.band_high, origin, cell, (ny, nx))
     support = _floor_support(vertices, faces, floor_z, origin, cell, (ny, nx), config.band_low)
     if support is not None:
         # off the floor is not walkable: block it, and sample the floor's edge like geometry
@@ -332,7 +382,8 @@ def floor_map_for(scene: Any, config: NavConfig = NavConfig(), exclude: Iterable
     mesh = scene.mesh(exclude=excl)
     vertices = np.asarray(mesh.vertices) if mesh is not None else np.zeros((0, 3))
     faces = np.asarray(mesh.faces) if mesh is not None else np.zeros((0, 3), dtype=np.int64)
-    fmap = build_floor_map(vertices, faces, float(scene.floor_z), scene_bounds_xy(scene), config)
+    solids = [(o.vertices, o.faces) for n, o in scene.objects.items() if n not in excl and getattr(o, "watertight", False)]
+    fmap = build_floor_map(vertices, faces, float(scene.floor_z), scene_bounds_xy(scene), config, solids)
     with _CACHE_LOCK:
         _CACHE[key] = fmap
         while len(_CACHE) > _CACHE_SIZE:

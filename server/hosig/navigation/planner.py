@@ -25,7 +25,7 @@ from hosig.navigation.floormap import FloorMap, floor_map_for, sample_triangles
 from hosig.navigation.search import cost_grid, search
 from hosig.navigation.smoothing import arc_length, corner_indices, round_corners, shortcut, spline_smooth
 from hosig.navigation.standpoint import Candidates, TargetGeometry, find_candidates, free_line, nearest_walkable_m, target_geometry
-from hosig.navigation.timing import headings_along, sample_by_time, snap_times, turn_then_walk, wrap
+from hosig.navigation.timing import headings_along, sample_by_time, turn_then_walk, wrap
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -308,15 +308,23 @@ def _plan(fmap: FloorMap, tg: TargetGeometry, start: StartPose, config: NavConfi
     h0 = start.heading
     if length >= 1e-3:
         way, times = sample_by_time(dense, config)
-    else:  # already there: turn on the spot
-        way = np.asarray([start_xy, start_xy])
-        turn = abs(float(wrap(face - (h0 if h0 is not None else face))))
-        times = snap_times(np.array([0.0, turn / config.turn_rate]), config.fps)
-    heads = headings_along(way, face, h0, config)
-    if h0 is not None and length >= 1e-3:
-        along = headings_along(way, face, None, config)[0]
-        if abs(float(wrap(along - h0))) > config.turn_in_place_above:
-            way, times, heads = turn_then_walk(way, times, face, h0, config)
+    else:  # already there
+        way, times = np.asarray([start_xy]), np.zeros(1)
+    if length < config.short_walk:
+        # a short repositioning step is taken facing the target (a side-step), after turning
+        # on the spot to face it; a missing start heading means already facing it
+        h_start = face if h0 is None else h0
+        walk_h = np.full(len(way), face)
+        if abs(float(wrap(face - h_start))) > 1e-3 or len(way) < 2:
+            way, times, heads = turn_then_walk(way, times, walk_h, h_start, config)
+        else:
+            heads = walk_h
+    else:
+        heads = headings_along(way, face, h0, config)
+        if h0 is not None:
+            walk_h = headings_along(way, face, None, config)
+            if abs(float(wrap(walk_h[0] - h0))) > config.turn_in_place_above:
+                way, times, heads = turn_then_walk(way, times, walk_h, h0, config)
     first_h = float(heads[0])
     clearance_min = float(fmap.distance(dense).min()) if len(dense) else 0.0
     lap("timing")

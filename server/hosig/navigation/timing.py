@@ -120,20 +120,20 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 
 
 def turn_then_walk(
-    way: np.ndarray, times: np.ndarray, final_heading: float, start_heading: float, config: NavConfig
+    way: np.ndarray, times: np.ndarray, walk_h: np.ndarray, start_heading: float, config: NavConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Waypoints, times and headings for a walk whose start heading points well away from the
-    path (> `turn_in_place_above`): first turn on the spot at `turn_rate` (extra waypoints at the
-    start position every few frames), then walk with the heading following the path."""
-    walk_h = headings_along(way, final_heading, None, config)
+    """Turn on the spot from `start_heading` to `walk_h[0]` at `turn_rate` (extra waypoints at the
+    start position every few frames), then walk `way`/`times` with headings `walk_h` (N,).
+
+    Used when the start heading points well away from the path (> `turn_in_place_above`), and
+    for short repositioning steps, which are taken facing the target (a side-step)."""
     delta = float(wrap(walk_h[0] - start_heading))
     k = max(1, int(round(config.fps * 0.5 / max(config.turn_rate, 1e-3))))  # ~0.5 rad per waypoint
     n_frames = max(1, int(math.ceil(abs(delta) / config.turn_rate * config.fps)))
     frames = np.unique(np.concatenate([np.arange(0, n_frames, k), [n_frames]]))
-    frac = _smoothstep(frames / n_frames)
-    turn_h = start_heading + delta * frac
+    turn_h = start_heading + delta * _smoothstep(frames / n_frames)
     shift = n_frames / float(config.fps)
     out_way = np.concatenate([np.repeat(way[:1], len(frames) - 1, axis=0), way])
-    out_t = np.concatenate([frames[:-1] / float(config.fps), times + shift])
-    out_h = np.concatenate([turn_h[:-1], walk_h - walk_h[0] + turn_h[-1]])
+    out_t = np.concatenate([frames[:-1] / float(config.fps), np.asarray(times) + shift])
+    out_h = np.concatenate([turn_h[:-1], np.asarray(walk_h) - walk_h[0] + turn_h[-1]])
     return out_way, out_t, out_h
