@@ -38,8 +38,8 @@ def read_gltf(data: bytes, file_type: str, where: str, path: Path | None = None)
     if file_type == "glb" and data[:4] != b"glTF":
         raise InputError(f"{where}: not a binary glTF file (missing 'glTF' magic)")
     try:
-        # Materials are irrelevant here; skipping them also avoids decoding embedded images.
-        kwargs = {"merge_primitives": True, "process": False, "skip_materials": True}
+        # (skip_materials=True would avoid decoding images but breaks trimesh's primitive merge.)
+        kwargs = {"merge_primitives": True, "process": False}
         if path is not None and file_type == "gltf":
             scene = trimesh.load_scene(str(path), file_type=file_type, **kwargs)
         else:
