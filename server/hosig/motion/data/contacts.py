@@ -106,8 +106,77 @@ def foot_skating(
     return SkatingResult(float(speed[contact].mean()) if n else float("nan"), n, int(contact.size))
 
 
+def planted_sliding(
+    feet: np.ndarray, fps: float, rest_heights: np.ndarray | None = None, config: ContactConfig = ContactConfig()
+) -> SkatingResult:
+    """Mean horizontal speed (cm/s) of foot points while *planted* (the `contact_labels` rule: low
+    and slower than ``config.speed_m_s``). Complements `foot_skating`, whose height-only rule also
+    counts a swinging toe that passes low over the floor; this one isolates sliding in stance.
+    """
+    feet = np.asarray(feet, dtype=np.float64)
+    if feet.shape[0] < 3:
+        return SkatingResult(float("nan"), 0, 0)
+    base = np.percentile(feet[..., 2], 5, axis=0) if rest_heights is None else np.asarray(rest_heights)
+    planted = contact_labels(feet, base, fps, config)
+    speed = horizontal_speed(feet, fps) * 100.0
+    n = int(planted.sum())
+    return SkatingResult(float(speed[planted].mean()) if n else float("nan"), n, int(planted.size))
+
+
 def floor_penetration(feet: np.ndarray, rest_heights: np.ndarray) -> tuple[float, float]:
     """(mean over frames, max) depth in metres of foot points below their standing height."""
     depth = np.clip(np.asarray(rest_heights)[None] - np.asarray(feet)[..., 2], 0.0, None)  # (T,4)
     per_frame = depth.max(axis=1)
     return float(per_frame.mean()), float(per_frame.max(initial=0.0))
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """When a clip's planted-foot height drifts linearly in time, it is a capture artefact."""
+
+    still_m_s: float = 0.10  # a toe slower than this (horizontally and vertically) is planted
+    inlier_m: float = 0.02  # robust fit: planted samples further than this from the line are outliers
+    max_residual_m: float = 0.012  # flat-floor evidence: RMS of the inliers
+    max_inlier_share_loss: float = 0.3  # at least 70 % of planted samples must fit the line
+    max_total_m: float = 0.12  # never correct more than this over the clip (stairs stay stairs)
+    min_samples: int = 10
+
+
+def floor_drift(toes: np.ndarray, fps: float, config: DriftConfig = DriftConfig()) -> np.ndarray:
+    """(T,P,3) toe points -> (T,) height offset of the floor under a clip that drifts in time.
+
+    Why: some converted CMU clips (the "hip-corrected" BVH) let the whole body rise or sink a few
+    centimetres over a clip, so planted feet end up floating or below the floor. A robust line
+    through the planted toe heights over time measures it; it is only trusted when the planted
+    samples fit one line well (a flat floor), so stairs, ladders and jumps are left alone.
+    Returns zeros when the evidence is weak; subtract the result from every z.
+    """
+    toes = np.asarray(toes, dtype=np.float64)
+    t_count = toes.shape[0]
+    zero = np.zeros(t_count)
+    if t_count < 3:
+        return zero
+    speed = horizontal_speed(toes, fps)
+    vz = np.abs(np.gradient(toes[..., 2], axis=0)) * fps
+    planted = (speed < config.still_m_s) & (vz < config.still_m_s)
+    frames, cols = np.nonzero(planted)
+    if len(frames) < config.min_samples:
+        return zero
+    heights = toes[frames, cols, 2]
+    times = frames / fps
+    a_mat = np.stack([times, np.ones_like(times)], axis=1)
+    keep = heights < np.percentile(heights, 50) + config.inlier_m
+    coef = np.zeros(2)
+    for _ in range(4):
+        if keep.sum() < config.min_samples:
+            return zero
+        coef, *_ = np.linalg.lstsq(a_mat[keep], heights[keep], rcond=None)
+        keep = np.abs(heights - a_mat @ coef) < config.inlier_m
+    if keep.mean() < 1.0 - config.max_inlier_share_loss or keep.sum() < config.min_samples:
+        return zero
+    resid = heights[keep] - a_mat[keep] @ coef
+    duration = (t_count - 1) / fps
+    if np.sqrt(np.mean(resid**2)) > config.max_residual_m or abs(coef[0]) * duration > config.max_total_m:
+        return zero
+    t_all = np.arange(t_count) / fps
+    return coef[0] * (t_all - t_all.mean())

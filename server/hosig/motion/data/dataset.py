@@ -25,6 +25,11 @@ Per clip (clips are contiguous: frames ``clip_start[k] : clip_start[k] + clip_le
 - ``clip_source_skating`` (K,) float32, cm/s: foot skating of the source skeleton (same measure as
   `contacts.foot_skating`; NaN when not applicable).
 - ``clip_source_fps`` (K,) float32: the frame rate the clip was captured at.
+- ``clip_source_sliding`` (K,) float32, cm/s: planted-foot sliding of the source skeleton
+  (`contacts.planted_sliding`; NaN when not applicable). Optional when reading (older files).
+
+Optional extras: ``foot_rest_heights`` (4,) float32, metres: standing heights of the four foot
+points above the sole for ``body_identity`` (the floor-penetration reference).
 
 Scalars (0-d arrays): ``fps`` = 30, ``body_identity`` (str: the body model the joints/trans were
 computed with, e.g. "mannequin-v1"), ``source`` (str: "cmu", "amass", "trumans" or a mix joined by
@@ -49,7 +54,9 @@ PER_FRAME = ("poses", "trans", "joints", "contacts", "valid")
 PER_CLIP = (
     "clip_start", "clip_length", "clip_name", "clip_category", "clip_mirrored",
     "clip_fit_error_mean", "clip_fit_error_max", "clip_source_skating", "clip_source_fps",
+    "clip_source_sliding",
 )  # fmt: skip
+OPTIONAL_PER_CLIP = ("clip_source_sliding",)  # filled with NaN when an older file lacks them
 
 
 @dataclass
@@ -68,6 +75,7 @@ class ClipData:
     fit_error_max: float = float("nan")
     source_skating: float = float("nan")
     source_fps: float = float(FPS)
+    source_sliding: float = float("nan")
 
     @property
     def num_frames(self) -> int:
@@ -92,6 +100,7 @@ class MotionDataset:
     clip_fit_error_max: np.ndarray
     clip_source_skating: np.ndarray
     clip_source_fps: np.ndarray
+    clip_source_sliding: np.ndarray
     body_identity: str
     source: str
     fps: int = FPS
@@ -116,7 +125,7 @@ class MotionDataset:
             trans=self.trans[sl], joints=self.joints[sl], contacts=self.contacts[sl], valid=self.valid[sl],
             mirrored=bool(self.clip_mirrored[k]), fit_error_mean=float(self.clip_fit_error_mean[k]),
             fit_error_max=float(self.clip_fit_error_max[k]), source_skating=float(self.clip_source_skating[k]),
-            source_fps=float(self.clip_source_fps[k]),
+            source_fps=float(self.clip_source_fps[k]), source_sliding=float(self.clip_source_sliding[k]),
         )  # fmt: skip
 
 
@@ -146,6 +155,7 @@ def from_clips(clips: list[ClipData], body_identity: str, source: str) -> Motion
         clip_fit_error_max=np.array([c.fit_error_max for c in clips], dtype=np.float32),
         clip_source_skating=np.array([c.source_skating for c in clips], dtype=np.float32),
         clip_source_fps=np.array([c.source_fps for c in clips], dtype=np.float32),
+        clip_source_sliding=np.array([c.source_sliding for c in clips], dtype=np.float32),
         body_identity=body_identity,
         source=source,
     )
@@ -210,7 +220,8 @@ def load_dataset(path: str | Path) -> MotionDataset:
     except Exception as err:  # noqa: BLE001 - zip/format errors of all kinds
         raise InputError(f"{p}: not a readable .npz motion dataset ({type(err).__name__}: {err})") from None
     with data:
-        missing = [k for k in PER_FRAME + PER_CLIP + ("fps", "body_identity", "source") if k not in data.files]
+        required = [k for k in PER_FRAME + PER_CLIP if k not in OPTIONAL_PER_CLIP]
+        missing = [k for k in required + ["fps", "body_identity", "source"] if k not in data.files]
         if missing:
             raise InputError(f"{p}: not a motion dataset: missing fields {', '.join(missing)}")
         try:
@@ -220,6 +231,9 @@ def load_dataset(path: str | Path) -> MotionDataset:
     version = int(fields.pop("format_version", FORMAT_VERSION))
     if version > FORMAT_VERSION:
         raise InputError(f"{p}: dataset format version {version} is newer than this hosig ({FORMAT_VERSION})")
+    n_clips = int(np.shape(fields["clip_start"])[0])
+    for k in OPTIONAL_PER_CLIP:
+        fields.setdefault(k, np.full(n_clips, np.nan, dtype=np.float32))
     known = set(PER_FRAME + PER_CLIP + ("fps", "body_identity", "source"))
     ds = MotionDataset(
         **{k: fields[k] for k in PER_FRAME + PER_CLIP},

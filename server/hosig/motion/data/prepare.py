@@ -29,7 +29,7 @@ from hosig.motion.data.contacts import ContactConfig
 from hosig.motion.data.dataset import ClipData, MotionDataset, from_clips, save_dataset
 from hosig.motion.data.retarget import RetargetConfig
 
-CODE_VERSION = "prepare-v1"
+CODE_VERSION = "prepare-v2"
 KINDS = ("cmu", "amass", "trumans")
 
 
@@ -139,7 +139,7 @@ def _cmu_valid() -> np.ndarray:
 def process_item(item: Item, body, config: PrepareConfig) -> ClipData:
     """Turn one item into a finished (un-mirrored) clip. Raises HosigError on bad input."""
     from hosig.body.skeleton import FOOT_JOINTS, JOINT_NAMES
-    from hosig.motion.data.contacts import foot_skating
+    from hosig.motion.data.contacts import floor_drift, foot_skating, planted_sliding
     from hosig.motion.data.retarget import foot_rest_heights, retarget
     from hosig.motion.data.smplx_motion import SmplxMotion, body_joints, finish_clip
 
@@ -160,7 +160,9 @@ def process_item(item: Item, body, config: PrepareConfig) -> ClipData:
         clip.fit_error_mean = float(err.mean())
         clip.fit_error_max = float(err.max())
         src_feet = np.stack([cap.point(CMU_JOINT_MAP.positions[JOINT_NAMES[k]]) for k in FOOT_JOINTS], axis=1)
+        src_feet[..., 2] -= floor_drift(src_feet[:, [1, 3]], cap.fps, config.retarget.drift)[:, None]  # as retargeted
         clip.source_skating = foot_skating(src_feet, cap.fps).mean_cm_s
+        clip.source_sliding = planted_sliding(src_feet, cap.fps, config=config.contact).mean_cm_s
         return clip
     hands = body.hands_mean
     left, right = np.asarray(hands["left"]), np.asarray(hands["right"])
@@ -185,6 +187,7 @@ def _clip_to_arrays(clip: ClipData) -> dict[str, np.ndarray]:
         "contacts": clip.contacts.astype(np.uint8), "valid": np.asarray(clip.valid, dtype=bool),
         "fit_error_mean": np.array(clip.fit_error_mean), "fit_error_max": np.array(clip.fit_error_max),
         "source_skating": np.array(clip.source_skating), "source_fps": np.array(clip.source_fps),
+        "source_sliding": np.array(clip.source_sliding),
     }  # fmt: skip
 
 
@@ -193,7 +196,7 @@ def _clip_from_arrays(d: Any) -> ClipData:
         name=str(d["name"]), category=str(d["category"]), poses=d["poses"], trans=d["trans"], joints=d["joints"],
         contacts=d["contacts"], valid=d["valid"], fit_error_mean=float(d["fit_error_mean"]),
         fit_error_max=float(d["fit_error_max"]), source_skating=float(d["source_skating"]),
-        source_fps=float(d["source_fps"]),
+        source_fps=float(d["source_fps"]), source_sliding=float(d["source_sliding"]),
     )  # fmt: skip
 
 
@@ -301,6 +304,7 @@ def mirrored_clip(clip: ClipData, body) -> ClipData:
         trans=mirror_trans(clip.trans, j0), joints=mirror_joints(clip.joints), contacts=mirror_contacts(clip.contacts),
         valid=mirror_valid(clip.valid), mirrored=True, fit_error_mean=clip.fit_error_mean,
         fit_error_max=clip.fit_error_max, source_skating=clip.source_skating, source_fps=clip.source_fps,
+        source_sliding=clip.source_sliding,
     )  # fmt: skip
 
 

@@ -6,6 +6,8 @@ Measures (original, un-mirrored clips; mirrored copies are exact reflections):
 - foot skating: mean horizontal speed of a foot point in contact (cm/s, `contacts.foot_skating`,
   the eval metric's definition) on the retargeted joints, against the same measure on the source
   skeleton (stored per clip), averaged over the same clips;
+- planted sliding: the same speed over frames where a foot point is planted (low *and* slow,
+  `contacts.planted_sliding`), which leaves out a toe swinging low over the floor;
 - floor penetration: depth of foot points below their standing height (floor at z = 0).
 """
 
@@ -17,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from hosig.body.skeleton import FOOT_JOINTS
-from hosig.motion.data.contacts import floor_penetration, foot_skating
+from hosig.motion.data.contacts import floor_penetration, foot_skating, planted_sliding
 from hosig.motion.data.dataset import MotionDataset
 
 FOOT_COLUMNS = list(FOOT_JOINTS)  # left_ankle, left_foot, right_ankle, right_foot
@@ -35,6 +37,7 @@ def dataset_report(ds: MotionDataset) -> dict[str, Any]:
         c["minutes"] = round(c["frames"] / ds.fps / 60.0, 2)
     rest_h = ds.extra.get("foot_rest_heights")
     skate_ret, skate_src, pen_mean, pen_max, fit_mean, fit_max, fit_w = [], [], [], [], [], [], []
+    slide_ret, slide_src = [], []
     for k in originals:
         sl = ds.clip_slice(k)
         feet = ds.joints[sl][:, FOOT_COLUMNS].astype(np.float64)
@@ -43,6 +46,11 @@ def dataset_report(ds: MotionDataset) -> dict[str, Any]:
         if np.isfinite(src) and np.isfinite(ret):
             skate_src.append(src)
             skate_ret.append(ret)
+        src_slide = float(ds.clip_source_sliding[k])
+        ret_slide = planted_sliding(feet, ds.fps).mean_cm_s
+        if np.isfinite(src_slide) and np.isfinite(ret_slide):
+            slide_src.append(src_slide)
+            slide_ret.append(ret_slide)
         if rest_h is not None:
             m, x = floor_penetration(feet, np.asarray(rest_h, dtype=np.float64))
             pen_mean.append(m)
@@ -83,6 +91,10 @@ def dataset_report(ds: MotionDataset) -> dict[str, Any]:
         rets = [x for x in rets if np.isfinite(x)]
         if rets:
             report["foot_skating_cm_s"] = {"retargeted": round(float(np.mean(rets)), 3), "source": None}
+    if slide_ret:
+        r, s = float(np.mean(slide_ret)), float(np.mean(slide_src))
+        report["planted_sliding_cm_s"] = {"retargeted": round(r, 3), "source": round(s, 3), "difference": round(r - s, 3),
+                                          "clips": len(slide_ret)}  # fmt: skip
     if pen_mean:
         report["foot_floor_penetration_cm"] = {
             "mean": round(float(np.mean(pen_mean)) * 100, 3),

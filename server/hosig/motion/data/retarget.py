@@ -10,7 +10,9 @@ How (and why each step):
    capture root scaled by the leg-length ratio (so strides match the legs and planted feet stay
    planted); every mapped joint sits at the body's bone length along the capture's bone direction
    (branch offsets such as hips and collars hang rigidly off the parent's rotation).
-4. Floor and contacts. Targets are shifted so the soles touch z = 0; source foot contacts
+4. Floor and contacts. A slow linear drift of the planted-foot height over time (an artefact of
+   some converted captures; `contacts.floor_drift`) is removed, targets are shifted so the soles
+   touch z = 0, and source foot contacts
    (low + still) pin the feet at their mean planted position in the fit.
 5. Batched fit (Adam on 6D rotations + root position, whole chunks of frames at once): joint
    positions to the targets, pinned feet, no foot below the floor, temporal smoothness
@@ -33,7 +35,7 @@ from scipy.spatial.transform import Rotation
 from hosig.body.rotations import matrix_to_6d, rot6d_to_matrix
 from hosig.body.skeleton import FOOT_JOINTS, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS
 from hosig.motion.data.capture import Capture, JointMap
-from hosig.motion.data.contacts import ContactConfig, contact_labels, contact_runs, floor_height
+from hosig.motion.data.contacts import ContactConfig, DriftConfig, contact_labels, contact_runs, floor_drift, floor_height
 from hosig.motion.data.resample import slerp_quats
 
 NUM_FIT = 22  # pelvis + 21 body joints
@@ -57,6 +59,7 @@ class RetargetConfig:
     w_limit: float = 0.05  # knee/elbow hinge limits
     w_continuity: float = 10.0  # overlap frames tied to the previous chunk's solution
     contact: ContactConfig = ContactConfig()
+    drift: DriftConfig = DriftConfig()
     seed: int = 0
 
 
@@ -71,6 +74,7 @@ class RetargetResult:
     source_contacts: np.ndarray  # (T,4) bool, on the normalised source
     scale: float  # leg-length ratio body / capture
     final_loss: float
+    drift: np.ndarray  # (T,) floor drift removed from the source heights (m, before scaling out)
 
 
 # ------------------------------------------------------------------------------- rotation maths
@@ -319,8 +323,10 @@ def retarget(capture: Capture, jmap: JointMap, body, config: RetargetConfig = Re
     rest_h = foot_rest_heights(body)
     # Feet of the normalised source: the toe targets and the ankle targets.
     feet_cols = [tidx.index(k) for k in FOOT_JOINTS]
-    dz = floor_height(targets[:, feet_cols], rest_h)
     targets = targets.copy()
+    drift = floor_drift(targets[:, [feet_cols[1], feet_cols[3]]], capture.fps, config.drift)  # toes
+    targets[..., 2] -= drift[:, None]
+    dz = floor_height(targets[:, feet_cols], rest_h)
     targets[..., 2] -= dz
     root0 = targets[:, tidx.index(0)].copy()
     feet_src = targets[:, feet_cols]
@@ -361,5 +367,5 @@ def retarget(capture: Capture, jmap: JointMap, body, config: RetargetConfig = Re
     poses[:, : NUM_FIT * 3] = aa
     return RetargetResult(
         poses=poses, root_pos=out_root, targets=targets, target_joints=tidx,
-        source_contacts=src_contacts, scale=scale, final_loss=last_loss,
+        source_contacts=src_contacts, scale=scale, final_loss=last_loss, drift=drift,
     )  # fmt: skip
