@@ -27,7 +27,7 @@ from scipy.spatial import cKDTree
 
 from hosig.body import skeleton as skel
 from hosig.body.proportions import RestSkeleton, rest_skeleton
-from hosig.body.shape_sdf import Solid, body_solids, grid_sdf, points_sdf
+from hosig.body.shape_sdf import Solid, body_solids, grid_sdf, owner_parts, points_sdf
 
 MANNEQUIN_VERSION = 1
 SMPLX_NUM_VERTICES = 10475
@@ -52,6 +52,7 @@ class MannequinConfig:
     blend_floor_m: float = 0.003
     min_weight: float = 0.03
     smooth_iterations: int = 4
+    other_part_margin: float = 1.0  # extra distance (in blend widths) for bones of another body part
     max_influences: int = 4
 
 
@@ -345,6 +346,23 @@ def allowed_joints(label: int) -> list[int]:
     return sorted(out)
 
 
+def vertex_labels(verts: np.ndarray, sk: RestSkeleton) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(V,55) bone distances, (V,) labels and (V,55) own-part mask.
+
+    A vertex belongs to the solid whose surface is nearest (arm, chest, thigh, finger...), and its
+    label is the nearest bone among that solid's joints. Nearest-bone alone mislabels e.g. the side
+    of the chest as upper arm (the shoulder joint is close), which tears the armpit when arms drop.
+    """
+    dist, _ = bone_distances(verts, sk)
+    parts = owner_parts(body_solids(sk), verts)
+    in_part = np.zeros(dist.shape, dtype=bool)
+    for part in sorted(set(parts)):
+        rows = np.array([i for i, p in enumerate(parts) if p == part])
+        in_part[np.ix_(rows, [skel.JOINT_INDEX[n] for n in part])] = True
+    labels = np.argmin(np.where(in_part, dist, np.inf), axis=1)
+    return dist, labels, in_part
+
+
 def skinning_weights(verts: np.ndarray, faces: np.ndarray, sk: RestSkeleton, cfg: MannequinConfig) -> tuple[np.ndarray, np.ndarray]:
     """(V,55) skinning weights and (V,) labels (the nearest bone's joint).
 
@@ -355,10 +373,11 @@ def skinning_weights(verts: np.ndarray, faces: np.ndarray, sk: RestSkeleton, cfg
     are then diffused over the surface (``cfg.smooth_iterations``) and re-restricted to the allowed
     joints, which removes seams where the nearest bone changes.
     """
-    dist, _ = bone_distances(verts, sk)
-    labels = np.argmin(dist, axis=1)
+    dist, labels, in_part = vertex_labels(verts, sk)
     d_min = dist[np.arange(len(verts)), labels]
     sigma = cfg.blend_fraction * d_min + cfg.blend_floor_m
+    # joints outside the vertex's own body part count as at least a little farther than its own bone
+    dist = np.where(in_part, dist, np.maximum(dist, d_min[:, None]) + cfg.other_part_margin * sigma[:, None])
     weights = np.zeros_like(dist)
     allowed = np.zeros(dist.shape, dtype=bool)
     for label in np.unique(labels):
@@ -566,7 +585,7 @@ def build_mannequin(cfg: MannequinConfig = MannequinConfig()) -> dict[str, np.nd
     """All arrays of the SMPL-X npz (keys as in the official SMPLX_NEUTRAL.npz)."""
     sk = rest_skeleton(cfg.height_m)
     verts, faces = build_surface(sk, cfg)
-    labels = np.argmin(bone_distances(verts, sk)[0], axis=1)
+    labels = vertex_labels(verts, sk)[1]
     roles = anatomical_vertices(verts, labels, sk)
     perm = fixed_id_permutation(len(verts), roles)
     inv = np.empty_like(perm)

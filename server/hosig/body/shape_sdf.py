@@ -9,7 +9,7 @@ keeps a 3 mm grid of a whole body to a few seconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -27,6 +27,7 @@ class Solid:
     rb: float  # cone: radius at b
     blend: float
     rot: np.ndarray | None = None  # (3,3) local->world axes for ellipsoid/box
+    part: tuple[str, ...] = ()  # joints whose bones this solid's surface follows (skinning labels)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         if self.kind == "cone":
@@ -69,6 +70,17 @@ def box(c, half, rounding, blend, rot=None) -> Solid:
     return Solid("box", np.asarray(c, float), np.asarray(half, float), float(rounding), 0.0, float(blend), rot)
 
 
+def _part(solid: Solid, *joints: str) -> Solid:
+    """Tag a solid with the body part it builds (the joints that may own its surface)."""
+    return replace(solid, part=tuple(joints))
+
+
+def owner_parts(solids: list[Solid], points: np.ndarray) -> list[tuple[str, ...]]:
+    """For each point, the ``part`` of the solid whose surface is nearest (which limb it is on)."""
+    dist = np.stack([s.distance(points) for s in solids], axis=1)
+    return [solids[i].part for i in np.argmin(dist, axis=1)]
+
+
 def smooth_min(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
     """Polynomial smooth minimum (blend radius k); k=0 is the plain union."""
     if k <= 0:
@@ -95,53 +107,53 @@ def body_solids(sk: RestSkeleton) -> list[Solid]:
     up = np.array([0.0, 1.0, 0.0])
 
     # Torso: pelvis, belly, ribcage, shoulders girdle.
-    out.append(ellipsoid(pelvis + [0, -0.03 * s, 0.0], np.array([0.155, 0.115, 0.100]) * s, 0.0))
-    out.append(ellipsoid(sp2 + [0, -0.02 * s, 0.005 * s], np.array([0.135, 0.140, 0.092]) * s, 0.05 * s))
-    out.append(ellipsoid(sp3 + [0, 0.045 * s, 0.005 * s], np.array([0.170, 0.165, 0.100]) * s, 0.05 * s))
+    out.append(_part(ellipsoid(pelvis + [0, -0.03 * s, 0.0], np.array([0.155, 0.115, 0.100]) * s, 0.0), "pelvis", "spine1"))
+    out.append(_part(ellipsoid(sp2 + [0, -0.02 * s, 0.005 * s], np.array([0.135, 0.140, 0.092]) * s, 0.05 * s), "pelvis", "spine1", "spine2"))
+    out.append(_part(ellipsoid(sp3 + [0, 0.045 * s, 0.005 * s], np.array([0.170, 0.165, 0.100]) * s, 0.05 * s), "spine2", "spine3"))
     sh_l, sh_r = J("left_shoulder"), J("right_shoulder")
-    out.append(cone(sh_l + [-0.03 * s, 0.0, -0.01 * s], sh_r + [0.03 * s, 0.0, -0.01 * s], 0.060 * s, 0.060 * s, 0.05 * s))
+    out.append(_part(cone(sh_l + [-0.03 * s, 0.0, -0.01 * s], sh_r + [0.03 * s, 0.0, -0.01 * s], 0.060 * s, 0.060 * s, 0.05 * s), "spine3", "neck", "left_collar", "right_collar"))
     for side, sx in (("left", 1.0), ("right", -1.0)):
         hip = J(f"{side}_hip")
         # buttock and hip mass
-        out.append(ellipsoid(hip + [-0.02 * s * sx, 0.0, -0.045 * s], np.array([0.085, 0.095, 0.075]) * s, 0.04 * s))
+        out.append(_part(ellipsoid(hip + [-0.02 * s * sx, 0.0, -0.045 * s], np.array([0.085, 0.095, 0.075]) * s, 0.04 * s), "pelvis", f"{side}_hip"))
         # chest (pectoral) volume
-        out.append(ellipsoid(sp3 + [0.075 * s * sx, 0.07 * s, 0.04 * s], np.array([0.080, 0.065, 0.055]) * s, 0.04 * s))
+        out.append(_part(ellipsoid(sp3 + [0.075 * s * sx, 0.07 * s, 0.04 * s], np.array([0.080, 0.065, 0.055]) * s, 0.04 * s), "spine3", f"{side}_collar"))
     # Neck and head.
-    out.append(cone(neck + [0, -0.02 * s, -0.005 * s], head + [0, 0.02 * s, 0.0], 0.058 * s, 0.052 * s, 0.03 * s))
+    out.append(_part(cone(neck + [0, -0.02 * s, -0.005 * s], head + [0, 0.02 * s, 0.0], 0.058 * s, 0.052 * s, 0.03 * s), "neck", "head", "spine3"))
     crown = sk.crown
     head_c = np.array([0.0, crown[1] - 0.112 * s, head[2] + 0.025 * s])
-    out.append(ellipsoid(head_c, np.array([0.077, 0.112, 0.098]) * s, 0.02 * s))
-    out.append(ellipsoid(np.array([0.0, head[1] - 0.005 * s, head[2] + 0.06 * s]), np.array([0.058, 0.052, 0.058]) * s, 0.03 * s))
+    out.append(_part(ellipsoid(head_c, np.array([0.077, 0.112, 0.098]) * s, 0.02 * s), "head",))
+    out.append(_part(ellipsoid(np.array([0.0, head[1] - 0.005 * s, head[2] + 0.06 * s]), np.array([0.058, 0.052, 0.058]) * s, 0.03 * s), "head", "jaw"))
     eye_y, face_z = eye_l[1], head_c[2] + 0.095 * s
-    out.append(cone([0.0, eye_y - 0.005 * s, face_z - 0.012 * s], [0.0, eye_y - 0.040 * s, face_z + 0.008 * s], 0.008 * s, 0.012 * s, 0.012 * s))
+    out.append(_part(cone([0.0, eye_y - 0.005 * s, face_z - 0.012 * s], [0.0, eye_y - 0.040 * s, face_z + 0.008 * s], 0.008 * s, 0.012 * s, 0.012 * s), "head",))
     for sx in (1.0, -1.0):
-        out.append(ellipsoid([sx * 0.079 * s, eye_y - 0.02 * s, head_c[2] - 0.01 * s], np.array([0.013, 0.030, 0.020]) * s, 0.008 * s))
+        out.append(_part(ellipsoid([sx * 0.079 * s, eye_y - 0.02 * s, head_c[2] - 0.01 * s], np.array([0.013, 0.030, 0.020]) * s, 0.008 * s), "head",))
 
     for side, sx in (("left", 1.0), ("right", -1.0)):
         collar, shoulder, elbow, wrist = (J(f"{side}_{n}") for n in ("collar", "shoulder", "elbow", "wrist"))
         hip, knee, ankle, ball = (J(f"{side}_{n}") for n in ("hip", "knee", "ankle", "foot"))
         # Arm: deltoid, upper arm, forearm.
-        out.append(ellipsoid(shoulder + [0.015 * s * sx, 0.005 * s, 0.0], np.array([0.07, 0.062, 0.062]) * s, 0.03 * s))
-        out.append(cone(shoulder, elbow, 0.052 * s, 0.038 * s, 0.03 * s))
-        out.append(cone(elbow, wrist, 0.040 * s, 0.027 * s, 0.02 * s))
-        out.append(ellipsoid(elbow + (wrist - elbow) * 0.28, np.array([0.075, 0.040, 0.043]) * s, 0.02 * s))
+        out.append(_part(ellipsoid(shoulder + [0.015 * s * sx, 0.005 * s, 0.0], np.array([0.07, 0.062, 0.062]) * s, 0.03 * s), f"{side}_collar", f"{side}_shoulder"))
+        out.append(_part(cone(shoulder, elbow, 0.052 * s, 0.038 * s, 0.03 * s), f"{side}_shoulder", f"{side}_elbow"))
+        out.append(_part(cone(elbow, wrist, 0.040 * s, 0.027 * s, 0.02 * s), f"{side}_elbow", f"{side}_wrist"))
+        out.append(_part(ellipsoid(elbow + (wrist - elbow) * 0.28, np.array([0.075, 0.040, 0.043]) * s, 0.02 * s), f"{side}_elbow", f"{side}_wrist"))
         # Leg: thigh, knee, calf, shin.
-        out.append(cone(hip + [0.0, 0.02 * s, 0.0], knee, 0.088 * s, 0.055 * s, 0.05 * s))
-        out.append(cone(knee, ankle + [0, 0.03 * s, 0], 0.052 * s, 0.032 * s, 0.03 * s))
-        out.append(ellipsoid(knee + (ankle - knee) * 0.3 + [0.0, 0.0, -0.018 * s], np.array([0.052, 0.11, 0.052]) * s, 0.03 * s))
+        out.append(_part(cone(hip + [0.0, 0.02 * s, 0.0], knee, 0.088 * s, 0.055 * s, 0.05 * s), f"{side}_hip", f"{side}_knee"))
+        out.append(_part(cone(knee, ankle + [0, 0.03 * s, 0], 0.052 * s, 0.032 * s, 0.03 * s), f"{side}_knee", f"{side}_ankle"))
+        out.append(_part(ellipsoid(knee + (ankle - knee) * 0.3 + [0.0, 0.0, -0.018 * s], np.array([0.052, 0.11, 0.052]) * s, 0.03 * s), f"{side}_knee", f"{side}_ankle"))
         # Foot: heel-to-ball block and toes, flat sole on the floor.
         toe, heel = sk.toe_tips[side], sk.heels[side]
         fy = sk.floor_y
-        out.append(cone(ankle + [0, 0.01 * s, -0.005 * s], ankle + [0, -0.02 * s, 0.0], 0.036 * s, 0.038 * s, 0.02 * s))
+        out.append(_part(cone(ankle + [0, 0.01 * s, -0.005 * s], ankle + [0, -0.02 * s, 0.0], 0.036 * s, 0.038 * s, 0.02 * s), f"{side}_ankle",))
         mid_z = 0.5 * (heel[2] + ball[2])
         foot_axis = np.array([ball[0] - heel[0], 0.0, ball[2] - heel[2]])
         rot = _frame(foot_axis, up)
         length = np.linalg.norm(foot_axis) + 0.03 * s
-        out.append(box([0.5 * (heel[0] + ball[0]), fy + 0.032 * s, mid_z], np.array([length / 2, 0.032 * s, 0.042 * s]), 0.022 * s, 0.03 * s, rot))
+        out.append(_part(box([0.5 * (heel[0] + ball[0]), fy + 0.032 * s, mid_z], np.array([length / 2, 0.032 * s, 0.042 * s]), 0.022 * s, 0.03 * s, rot), f"{side}_ankle", f"{side}_foot"))
         toe_axis = np.array([toe[0] - ball[0], 0.0, toe[2] - ball[2]])
         rot_t = _frame(toe_axis, up)
         toe_c = 0.5 * (ball + toe)
-        out.append(box([toe_c[0], fy + 0.018 * s, toe_c[2] - 0.005 * s], np.array([np.linalg.norm(toe_axis) / 2 + 0.012 * s, 0.018 * s, 0.047 * s]), 0.016 * s, 0.02 * s, rot_t))
+        out.append(_part(box([toe_c[0], fy + 0.018 * s, toe_c[2] - 0.005 * s], np.array([np.linalg.norm(toe_axis) / 2 + 0.012 * s, 0.018 * s, 0.047 * s]), 0.016 * s, 0.02 * s, rot_t), f"{side}_foot",))
         out.extend(_hand_solids(sk, side, s))
     return out
 
@@ -168,13 +180,13 @@ def _hand_solids(sk: RestSkeleton, side: str, s: float) -> list[Solid]:
     palm_len = (mid1[0] - wrist[0]) * sx
     palm_w = abs(idx1[2] - pky1[2]) + 2 * 0.009 * s
     centre = np.array([wrist[0] + sx * palm_len * 0.52, wrist[1] + 0.002 * s, 0.5 * (idx1[2] + pky1[2])])
-    out.append(box(centre, np.array([palm_len * 0.52, 0.0135 * s, palm_w / 2]), 0.0125 * s, 0.010 * s))
+    out.append(_part(box(centre, np.array([palm_len * 0.52, 0.0135 * s, palm_w / 2]), 0.0125 * s, 0.010 * s), f"{side}_wrist",))
     # knuckle row: rounds the palm's front edge like metacarpal heads
-    out.append(cone(idx1 - [sx * 0.006 * s, 0, 0], pky1 - [sx * 0.006 * s, 0, 0], 0.0125 * s, 0.0110 * s, 0.008 * s))
+    out.append(_part(cone(idx1 - [sx * 0.006 * s, 0, 0], pky1 - [sx * 0.006 * s, 0, 0], 0.0125 * s, 0.0110 * s, 0.008 * s), f"{side}_wrist",))
     # Wrist cuff joins forearm and palm.
-    out.append(cone(wrist - [sx * 0.01 * s, 0, 0], wrist + [sx * 0.025 * s, 0, 0], 0.026 * s, 0.022 * s, 0.015 * s))
+    out.append(_part(cone(wrist - [sx * 0.01 * s, 0, 0], wrist + [sx * 0.025 * s, 0, 0], 0.026 * s, 0.022 * s, 0.015 * s), f"{side}_elbow", f"{side}_wrist"))
     t1, t2 = J(f"{side}_thumb1"), J(f"{side}_thumb2")
-    out.append(ellipsoid(0.5 * (t1 + t2) + [-sx * 0.008 * s, -0.004 * s, -0.008 * s], np.array([0.030, 0.015, 0.018]) * s, 0.010 * s, _frame(t2 - t1, np.array([0.0, 1.0, 0.0]))))
+    out.append(_part(ellipsoid(0.5 * (t1 + t2) + [-sx * 0.008 * s, -0.004 * s, -0.008 * s], np.array([0.030, 0.015, 0.018]) * s, 0.010 * s, _frame(t2 - t1, np.array([0.0, 1.0, 0.0]))), f"{side}_wrist", f"{side}_thumb1"))
     for finger, (r0, r1) in FINGER_RADII.items():
         j1, j2, j3 = (J(f"{side}_{finger}{k}") for k in (1, 2, 3))
         tip = sk.fingertips[f"{side}_{finger}"]
@@ -182,9 +194,9 @@ def _hand_solids(sk: RestSkeleton, side: str, s: float) -> list[Solid]:
         rm = 0.5 * (r0 + r1)
         tip_c = tip - (tip - j3) / np.linalg.norm(tip - j3) * r1  # round end reaches the tip
         start = j1 if finger == "thumb" else j1 - (j2 - j1) * 0.25
-        out.append(cone(start, j2, r0 * (1.25 if finger == "thumb" else 1.0), rm, FINGER_BLEND))
-        out.append(cone(j2, j3, rm, r1 * 1.02, FINGER_BLEND * 0.5))
-        out.append(cone(j3, tip_c, r1 * 1.02, r1, FINGER_BLEND * 0.5))
+        out.append(_part(cone(start, j2, r0 * (1.25 if finger == "thumb" else 1.0), rm, FINGER_BLEND), f"{side}_{finger}1",))
+        out.append(_part(cone(j2, j3, rm, r1 * 1.02, FINGER_BLEND * 0.5), f"{side}_{finger}2",))
+        out.append(_part(cone(j3, tip_c, r1 * 1.02, r1, FINGER_BLEND * 0.5), f"{side}_{finger}3",))
     return out
 
 
