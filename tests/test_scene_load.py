@@ -229,3 +229,10 @@ def test_floor_is_lowest_large_level_not_biggest_top_or_stray_bits():
     # A floor split into tiles at slightly different heights (within a bin) still counts whole.
     tiles = _slab({f"tile_{i}": ([i, 0, -0.1], [i + 1, 2, 0.001 * i]) for i in range(4)})
     assert load_scene(encode_payload(tiles)).floor_z == pytest.approx(0.0015, abs=0.002)
+
+
+def test_empty_object_kept_but_ignored_for_bounds():
+    v, f = np.array([[-1, -1, 0.1], [1, -1, 0.1], [1, 1, 0.1], [-1, 1, 0.1]], float), np.array([[0, 1, 2], [0, 2, 3]])
+    scene = load_scene(encode_payload({"ground": (v, f), "empty": (np.zeros((0, 3)), np.zeros((0, 3), int))}))
+    assert "empty" in scene.names() and "empty" not in scene.pickable()
+    np.testing.assert_allclose(scene.bounds, [[-1, -1, 0.1], [1, 1, 0.1]])

@@ -178,8 +178,8 @@ class Scene:
     # -- derived -----------------------------------------------------------------------------
     @cached_property
     def bounds(self) -> np.ndarray:
-        """(2,3) box around all objects."""
-        boxes = np.stack([o.bounds for o in self.objects.values()])
+        """(2,3) box around all objects (objects without triangles do not count)."""
+        boxes = np.stack([o.bounds for o in self.objects.values() if len(o.faces)])
         return np.stack([boxes[:, 0].min(axis=0), boxes[:, 1].max(axis=0)])
 
     @cached_property
