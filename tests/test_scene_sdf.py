@@ -183,3 +183,17 @@ def test_two_levels_agree_and_tiles_are_lazy():
     dense = sdf.dense()
     idx = np.array([[5, 7, 9], [40, 41, 30], [dense.shape[0] - 1, 3, 4]])
     np.testing.assert_array_equal(dense[tuple(idx.T)], sdf.values_at(idx))
+
+
+def test_crop_matches_tiled_queries_and_is_differentiable():
+    sdf = _box_scene().sdf()
+    lo, hi = BOX_LO - 0.3, BOX_HI + 0.3
+    crop = sdf.crop(lo, hi)
+    rng = np.random.default_rng(3)
+    pts = rng.uniform(lo + 0.02, hi - 0.02, size=(2000, 3))
+    np.testing.assert_allclose(crop.query_np(pts), sdf.query_np(pts), atol=1e-5)
+    far = np.array([[5.0, 0.0, 0.5]])
+    assert crop.query_np(far)[0] > 3.5 and np.isfinite(crop.query_np(far)[0])
+    p = torch.tensor([[BOX_HI[0] + 0.05, 0.0, 0.5]], dtype=torch.float32, requires_grad=True)
+    crop.query(p).sum().backward()
+    assert p.grad[0, 0] > 0.9

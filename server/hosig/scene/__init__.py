@@ -8,9 +8,10 @@ from hosig.scene.loaders import load_scene
 from hosig.scene.occupancy import Occupancy
 from hosig.scene.payload import decode_payload, encode_payload
 from hosig.scene.scene import Scene, SceneObject, pickable_rule
-from hosig.scene.sdf import SceneSDF
+from hosig.scene.sdf import GridSDF, SceneSDF
 
 __all__ = [
+    "GridSDF",
     "Occupancy",
     "Scene",
     "SceneConfig",

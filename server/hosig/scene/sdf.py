@@ -290,6 +290,16 @@ class SceneSDF:
         nx, ny, nz = self.shape
         return np.ascontiguousarray(full[:nx, :ny, :nz])
 
+    def crop(self, lo: np.ndarray, hi: np.ndarray) -> GridSDF:
+        """Dense `GridSDF` of the world box lo..hi (3,) (clipped to the grid), for hot loops."""
+        shape = np.array(self.shape)
+        i0 = np.clip(np.floor((np.asarray(lo) - self.origin) / self.voxel).astype(np.int64), 0, shape - 2)
+        i1 = np.clip(np.ceil((np.asarray(hi) - self.origin) / self.voxel).astype(np.int64), i0 + 2, shape)
+        axes = [np.arange(a, b) for a, b in zip(i0, i1)]
+        ii, jj, kk = np.meshgrid(*axes, indexing="ij")
+        vals = self.values_at(np.stack([ii.ravel(), jj.ravel(), kk.ravel()], axis=1)).reshape(ii.shape)
+        return GridSDF(vals, self.origin + i0 * self.voxel, self.voxel)
+
     # -- queries -------------------------------------------------------------------------------
     def query(self, points: "torch.Tensor") -> "torch.Tensor":
         """points (...,3) world metres -> (...) signed distance (negative inside), differentiable."""
@@ -343,6 +353,63 @@ class SceneSDF:
         p = torch.tensor(np.asarray(points, dtype=np.float64).reshape(-1, 3), requires_grad=True)
         self.query(p).sum().backward()
         return p.grad.numpy().reshape(np.shape(points))  # type: ignore[union-attr]
+
+
+class GridSDF:
+    """A dense box of SDF values queried entirely in torch (no numpy per query).
+
+    Why: an optimiser that queries the same region hundreds of times should pay the tile gather
+    once; `SceneSDF.crop(lo, hi)` makes one. Same semantics as `SceneSDF.query` inside the box;
+    outside it, the box's edge value plus the distance to the box.
+    """
+
+    def __init__(self, values: np.ndarray, origin: np.ndarray, voxel: float) -> None:
+        import torch
+
+        self.values = np.ascontiguousarray(values, dtype=np.float32)  # (nx,ny,nz), >= 2 per axis
+        self.origin = np.asarray(origin, dtype=np.float64)  # min corner of voxel (0,0,0)
+        self.voxel = float(voxel)
+        self._table = torch.from_numpy(self.values.reshape(-1))
+        self._cache: dict[tuple, torch.Tensor] = {}
+
+    def query(self, points: "torch.Tensor") -> "torch.Tensor":
+        """points (...,3) -> (...) signed distance, differentiable in the points."""
+        import torch
+
+        p = points.reshape(-1, 3)
+        dtype = p.dtype if p.dtype.is_floating_point else torch.float32
+        p = p.to(dtype)
+        key = (str(p.device), dtype)
+        if key not in self._cache:
+            self._cache[key] = self._table.to(device=p.device, dtype=dtype)
+        table = self._cache[key]
+        nx, ny, nz = self.values.shape
+        shape = torch.tensor([nx, ny, nz], device=p.device)
+        lo = torch.as_tensor(self.origin + 0.5 * self.voxel, dtype=dtype, device=p.device)
+        hi = lo + (shape.to(dtype) - 1) * self.voxel
+        pc = torch.minimum(torch.maximum(p, lo), hi)
+        outside = torch.linalg.vector_norm(p - pc, dim=-1)
+        u = (pc - lo) / self.voxel
+        i0 = torch.minimum(torch.floor(u).detach(), (shape - 2).to(dtype))
+        frac = u - i0
+        i0 = i0.long()
+        out = torch.zeros(p.shape[0], dtype=dtype, device=p.device)
+        for cx in (0, 1):
+            wx = frac[:, 0] if cx else 1 - frac[:, 0]
+            for cy in (0, 1):
+                wy = frac[:, 1] if cy else 1 - frac[:, 1]
+                for cz in (0, 1):
+                    wz = frac[:, 2] if cz else 1 - frac[:, 2]
+                    flat = ((i0[:, 0] + cx) * ny + (i0[:, 1] + cy)) * nz + (i0[:, 2] + cz)
+                    out = out + wx * wy * wz * table[flat]
+        return (out + outside).reshape(points.shape[:-1])
+
+    def query_np(self, points: np.ndarray) -> np.ndarray:
+        import torch
+
+        pts = np.asarray(points, dtype=np.float64)
+        with torch.no_grad():
+            return self.query(torch.from_numpy(pts.reshape(-1, 3))).numpy().reshape(pts.shape[:-1])
 
 
 def build_sdf(occ: Occupancy, clamp: float = 2.0, band: float = 0.16, far_voxel: float = 0.08) -> SceneSDF:
