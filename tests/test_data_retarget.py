@@ -123,3 +123,28 @@ def test_mirror_of_mirror_is_identity_and_mirror_matches_fk(body) -> None:
     # On the (symmetric) mannequin the mirrored pose's FK is the reflected skeleton.
     mj = body_joints(body, mirror_poses(poses, hl, hr), mirror_trans(trans, j0))
     np.testing.assert_allclose(mj[:, :22], mirror_joints(joints)[:, :22], atol=2e-3)
+
+
+def test_retarget_normalises_other_proportions(body, tmp_path: Path) -> None:
+    """A capture with longer legs and shorter arms than the body still fits the body's bones."""
+    poses, trans = synthetic_motion(24, seed=4)
+    hands = body.hands_mean
+    motion = smplx_to_bvh(poses, trans, body.rest_joints_y, hands["left"], hands["right"])
+    sk = motion.skeleton
+    for k, name in enumerate(sk.names):
+        if any(p in name for p in ("knee", "ankle", "foot")):
+            sk.offsets[k] *= 1.15
+        elif any(p in name for p in ("elbow", "wrist")):
+            sk.offsets[k] *= 0.9
+    cap = bvh_to_capture(motion, unit_scale=0.01, up="y", target_fps=30.0)
+    res = retarget(cap, SMPLX_JOINT_MAP, body, RetargetConfig(iterations=40))
+    assert 0.85 < res.scale < 0.95  # body legs are shorter than the capture's
+    got = body_joints(body, res.poses, res.root_pos - body.rest_joints_y[0])
+    err = np.linalg.norm(got[:, res.target_joints] - res.targets, axis=-1)
+    assert err.mean() < 0.01
+    # Bone lengths are the body's own (FK), and the fitted pose keeps the capture's bone directions.
+    knee, ankle = JOINT_INDEX["left_knee"], JOINT_INDEX["left_ankle"]
+    src_dir = cap.point("left_ankle") - cap.point("left_knee")
+    fit_dir = got[:, ankle] - got[:, knee]
+    cos = (src_dir * fit_dir).sum(-1) / np.linalg.norm(src_dir, axis=-1) / np.linalg.norm(fit_dir, axis=-1)
+    assert cos.min() > 0.99
