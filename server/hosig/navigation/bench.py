@@ -37,7 +37,7 @@ def _pull_string(path: np.ndarray, fmap: FloorMap, radius: float) -> np.ndarray:
             a, b = path[i], path[j]
             k = max(2, int(math.ceil(np.linalg.norm(b - a) / (fmap.cell * 0.25))) + 1)
             pts = a + np.linspace(0, 1, k)[:, None] * (b - a)
-            if fmap.distance(pts).min() >= radius:
+            if fmap.distance(pts, upper=radius).min() >= radius:
                 best = int(j)
                 break
         out.append(path[best])

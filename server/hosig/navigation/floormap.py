@@ -97,6 +97,7 @@ class FloorMap:
         if self.tree is not None and len(xy):
             bound = np.inf if upper is None else upper + self.sample_error + 1e-9
             d_geo, _ = self.tree.query(xy, k=1, distance_upper_bound=bound)
+            d_geo = np.minimum(d_geo, bound)  # beyond the bound: report the bound (a lower bound)
             dist = np.minimum(dist, np.maximum(d_geo - self.sample_error, 0.0))
         iyx = self.to_cell(xy)
         ok = self.in_grid(iyx)

@@ -208,7 +208,7 @@ def snap_start(fmap: FloorMap, walkable: np.ndarray, xy: np.ndarray, config: Nav
                 if d[k] > 0.25:
                     break
                 seg = xy + np.linspace(0.0, 1.0, 12)[:, None] * (centres[k] - xy)
-                if fmap.distance(seg).min() >= config.body_radius:
+                if fmap.distance(seg, upper=config.body_radius).min() >= config.body_radius:
                     return xy, (int(cells[k, 0]), int(cells[k, 1])), None
     if inside:
         why = "inside an obstacle" if dist < 1e-6 else f"only {dist:.2f} m from an obstacle (body radius {config.body_radius:.2f} m)"
@@ -326,7 +326,8 @@ def _plan(fmap: FloorMap, tg: TargetGeometry, start: StartPose, config: NavConfi
             if abs(float(wrap(walk_h[0] - h0))) > config.turn_in_place_above:
                 way, times, heads = turn_then_walk(way, times, walk_h, h0, config)
     first_h = float(heads[0])
-    clearance_min = float(fmap.distance(dense).min()) if len(dense) else 0.0
+    # exact to 3 m (a path farther than that from everything reports 3 m or the bounds distance)
+    clearance_min = float(fmap.distance(dense, upper=3.0).min()) if len(dense) else 0.0
     lap("timing")
     plan_ms = (time.perf_counter() - t0) * 1000.0
     return NavPlan(

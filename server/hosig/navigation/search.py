@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,10 +69,24 @@ def search(
     raise ValueError(f"navigation config: search must be 'mcp' or 'astar', got {method!r}")
 
 
-def _search_mcp(costs: np.ndarray, cell: float, start, goals: np.ndarray, exit_costs: np.ndarray) -> SearchResult | None:
+_LOCAL = threading.local()
+
+
+def _mcp_for(costs: np.ndarray, cell: float):
+    """A `MCP_Geometric` over this cost grid, reused per thread (its set-up is ~10 % of a plan;
+    `find_costs` may be called again on the same object, but not from two threads at once)."""
     from skimage.graph import MCP_Geometric
 
+    cached = getattr(_LOCAL, "mcp", None)
+    if cached is not None and cached[0] is costs and cached[1] == cell:
+        return cached[2]
     mcp = MCP_Geometric(costs, fully_connected=True, sampling=(cell, cell))
+    _LOCAL.mcp = (costs, cell, mcp)
+    return mcp
+
+
+def _search_mcp(costs: np.ndarray, cell: float, start, goals: np.ndarray, exit_costs: np.ndarray) -> SearchResult | None:
+    mcp = _mcp_for(costs, cell)
     ends = [tuple(int(v) for v in g) for g in goals]
     cum, _ = mcp.find_costs([tuple(int(v) for v in start)], ends=ends, find_all_ends=True)
     path_cost = cum[goals[:, 0], goals[:, 1]]

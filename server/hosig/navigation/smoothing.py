@@ -192,7 +192,7 @@ def spline_smooth(dense: np.ndarray, fmap: FloorMap, config: NavConfig, step: fl
 
     if cKDTree(dense).query(out)[0].max() > 0.05:  # the spline must follow the rounded line
         return dense
-    if fmap.distance(out).min() < config.body_radius:
+    if fmap.distance(out, upper=config.body_radius).min() < config.body_radius:
         return dense
     return out
 
