@@ -115,7 +115,7 @@ def body_solids(sk: RestSkeleton) -> list[Solid]:
     for side, sx in (("left", 1.0), ("right", -1.0)):
         hip = J(f"{side}_hip")
         # buttock and hip mass
-        out.append(_part(ellipsoid(hip + [-0.02 * s * sx, 0.0, -0.045 * s], np.array([0.085, 0.095, 0.075]) * s, 0.04 * s), "pelvis", f"{side}_hip"))
+        out.append(_part(ellipsoid(hip + [-0.015 * s * sx, 0.0, -0.04 * s], np.array([0.078, 0.088, 0.068]) * s, 0.04 * s), "pelvis", f"{side}_hip"))
         # chest (pectoral) volume
         out.append(_part(ellipsoid(sp3 + [0.075 * s * sx, 0.07 * s, 0.04 * s], np.array([0.080, 0.065, 0.055]) * s, 0.04 * s), "spine3", f"{side}_collar"))
     # Neck and head.
@@ -138,7 +138,7 @@ def body_solids(sk: RestSkeleton) -> list[Solid]:
         out.append(_part(cone(elbow, wrist, 0.040 * s, 0.027 * s, 0.02 * s), f"{side}_elbow", f"{side}_wrist"))
         out.append(_part(ellipsoid(elbow + (wrist - elbow) * 0.28, np.array([0.075, 0.040, 0.043]) * s, 0.02 * s), f"{side}_elbow", f"{side}_wrist"))
         # Leg: thigh, knee, calf, shin.
-        out.append(_part(cone(hip + [0.0, 0.02 * s, 0.0], knee, 0.088 * s, 0.055 * s, 0.05 * s), f"{side}_hip", f"{side}_knee"))
+        out.append(_part(cone(hip + [0.0, 0.02 * s, 0.0], knee, 0.082 * s, 0.055 * s, 0.05 * s), f"{side}_hip", f"{side}_knee"))
         out.append(_part(cone(knee, ankle + [0, 0.03 * s, 0], 0.052 * s, 0.032 * s, 0.03 * s), f"{side}_knee", f"{side}_ankle"))
         out.append(_part(ellipsoid(knee + (ankle - knee) * 0.3 + [0.0, 0.0, -0.018 * s], np.array([0.052, 0.11, 0.052]) * s, 0.03 * s), f"{side}_knee", f"{side}_ankle"))
         # Foot: heel-to-ball block and toes, flat sole on the floor.
