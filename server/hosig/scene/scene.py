@@ -9,7 +9,7 @@ the floor while the motion guidance needs the SDF. Heavy grids are also kept on 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Iterable
 

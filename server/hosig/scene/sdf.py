@@ -171,7 +171,6 @@ class SceneSDF:
     def _far_cells(self, clo: list[int], chi: list[int]) -> np.ndarray:
         """Far-field values on the coarse cell box [clo, chi) (may reach one cell beyond the
         grid), memoised per coarse cell because neighbouring tiles share their margins."""
-        cs = np.array(self.coarse.shape)
         lo_c = np.array(clo) + 1  # memo array has one extra cell on every side
         hi_c = np.array(chi) + 1
         view = self._far_memo[lo_c[0] : hi_c[0], lo_c[1] : hi_c[1], lo_c[2] : hi_c[2]]
