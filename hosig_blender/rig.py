@@ -128,14 +128,12 @@ def build_body_mesh(body: BodyData) -> bpy.types.Mesh:
     bm = bmesh.new()
     bm.from_mesh(mesh)
     deform = bm.verts.layers.deform.verify()
-    idx, val = body.weights_index, body.weights_value
-    for v in bm.verts:
+    idx, val = body.weights_index.tolist(), body.weights_value.tolist()  # plain lists: no numpy scalars in the loop
+    for v, joints, weights in zip(bm.verts, idx, val):
         d = v[deform]
-        i = v.index
-        for k in range(idx.shape[1]):
-            w = float(val[i, k])
+        for j, w in zip(joints, weights):
             if w > 0.0:
-                d[int(idx[i, k])] = w
+                d[j] = w
     bm.to_mesh(mesh)
     bm.free()
     mesh[BODY_TAG] = body.identity
