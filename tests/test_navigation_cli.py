@@ -43,3 +43,17 @@ def test_navigate_errors_have_exit_codes(demo_paths, capsys):
     assert main(["navigate", str(demo_paths["kitchen"]), "--start=-2,-1.5", "--target", "book", "--body-radius", "5"]) == 2
     assert main(["navigate", str(demo_paths["kitchen"]), "--start=-2,-1.5", "--point", "0,0,3.0"]) == 3
     assert "higher than the reachable" in capsys.readouterr().err
+
+
+def test_navigate_reads_an_add_on_payload(tmp_path, capsys):
+    from navigation_scenes import table_room
+
+    from hosig.scene import encode_payload
+
+    scene = table_room()
+    path = tmp_path / "scene.json"
+    path.write_text(json.dumps(encode_payload({n: (o.vertices, o.faces) for n, o in scene.objects.items()})))
+    assert main(["navigate", str(path), "--start", "0.8,2", "--target", "cube", "--json", "--body-radius", "0.2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["target"] == "cube" and report["clearance_min_m"] >= 0.2
+    assert report["stand"][0] > 4.0  # past the table, by the cube
