@@ -94,6 +94,18 @@ def find_shot(scene: bpy.types.Scene, name: str):
     return None
 
 
+class _ClosedStream:
+    """Stand-in when the stream could not even be created (so roll-back can close it)."""
+
+    finished = True
+
+    def poll(self) -> list:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
 class ShotRun:
     """One shot's generation: request, stream, staging keys, then commit or roll back."""
 
@@ -143,9 +155,14 @@ class ShotRun:
         self._object_frames: list[np.ndarray] = []
         self._object_mats: list[np.ndarray] = []
         self.object_name: str | None = None
+        try:
+            self.stream = client.NdjsonStream(config, "/generate", request)
+        except client.ServerError:
+            self.stream = _ClosedStream()
+            self._rollback("FAILED", f"cannot reach the server at {config.url}")
+            raise
         shot.status = "RUNNING"
         shot.result = "generating…"
-        self.stream = client.NdjsonStream(config, "/generate", request)
 
     # -- streaming ----------------------------------------------------------------------------
     def step(self) -> bool:
