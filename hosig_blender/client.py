@@ -15,6 +15,7 @@ import json
 import os
 import select
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -117,8 +118,10 @@ class NdjsonStream:
     mid-stream become a final synthetic ``{"type": "error", ...}`` event so callers have one path.
     """
 
-    def __init__(self, config: ServerConfig, path: str, payload: dict[str, Any]) -> None:
+    def __init__(self, config: ServerConfig, path: str, payload: dict[str, Any], idle_timeout_s: float = 300.0) -> None:
         self.config = config
+        self.idle_timeout_s = idle_timeout_s  # no byte for this long -> the server is considered hung
+        self._last_activity = time.monotonic()
         host, port, base = config.address()
         self.host, self.port = host, port
         body = json.dumps(payload).encode("utf-8")
@@ -205,6 +208,7 @@ class NdjsonStream:
                     return self._finish(events + self._decode(b"", eof=True))
                 got += len(data)
                 self.bytes_received += len(data)
+                self._last_activity = time.monotonic()
                 events += self._decode(data, eof=False)
                 if self.finished:
                     return events
@@ -216,6 +220,10 @@ class NdjsonStream:
             events.append({"type": "error", "code": "bad_answer", "message": f"server stream is not valid NDJSON: {err}"})
             return self._finish(events)
         if any(e.get("type") in ("done", "error") for e in events):
+            return self._finish(events)
+        if not events and time.monotonic() - self._last_activity > self.idle_timeout_s:
+            events.append({"type": "error", "code": "timeout",
+                           "message": f"the server at {self.host}:{self.port} sent nothing for {self.idle_timeout_s:.0f} s; gave up"})
             return self._finish(events)
         return events
 

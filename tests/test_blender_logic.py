@@ -170,3 +170,18 @@ def test_fake_clip_fk_is_consistent() -> None:
     assert np.allclose(smplx_fk(body, clip["poses"], clip["trans"]), clip["joints"])
     # pelvis = rest pelvis (model frame) + trans, as smplx computes it
     assert np.allclose(clip["joints"][:, 0], body.rest_joints[0] @ YUP_TO_ZUP + clip["trans"])
+
+
+def test_stream_client_gives_up_on_a_silent_server() -> None:
+    import socket as _socket
+
+    listener = _socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)  # accepts the connection, never answers
+    try:
+        stream = client.NdjsonStream(client.ServerConfig(url=f"127.0.0.1:{listener.getsockname()[1]}"), "/generate", {},
+                                     idle_timeout_s=0.3)
+        events, _ = _drain(stream, timeout=5)
+    finally:
+        listener.close()
+    assert events[-1]["code"] == "timeout" and "sent nothing" in events[-1]["message"]
