@@ -244,3 +244,20 @@ def test_start_facing_away_turns_on_the_spot_first(scenes):
     assert plan.headings[0] == pytest.approx(math.pi)
     assert abs(math.remainder(plan.headings[n - 1], 2 * math.pi)) < 0.05  # turned to face +X
     assert plan.times[n - 1] >= math.pi / NavConfig().turn_rate - 1 / 30
+
+
+def test_raised_floor_gives_the_same_plan(scenes):
+    from navigation_scenes import make_scene
+
+    base = scenes["table"]
+    parts = {}
+    for name, obj in base.objects.items():
+        parts[name] = obj.mesh.copy()
+        parts[name].apply_translation([0.0, 0.0, 1.0])  # the whole room one storey up
+    raised = make_scene(parts, "table-room-raised")
+    assert raised.floor_z == pytest.approx(base.floor_z + 1.0)
+    a = plan_to_object(base, StartPose(0.8, 2.0), "cube")
+    b = plan_to_object(raised, StartPose(0.8, 2.0), "cube")
+    assert np.allclose(a.stand, b.stand, atol=1e-6)
+    assert b.target_point[2] == pytest.approx(a.target_point[2] + 1.0, abs=1e-6)
+    assert b.length_m == pytest.approx(a.length_m, abs=1e-6)
