@@ -34,7 +34,7 @@ def test_navigate_json_and_out_file(demo_paths, tmp_path, capsys):
 
 
 def test_navigate_errors_have_exit_codes(demo_paths, capsys):
-    assert main(["navigate", str(demo_paths["kitchen"]), "--start=-2,-1.5", "--target", "teapot"]) == 1
+    assert main(["navigate", str(demo_paths["kitchen"]), "--start", "-2,-1.5", "--target", "teapot"]) == 1
     err = capsys.readouterr().err
     assert "unknown object 'teapot'" in err and "book" in err
     assert main(["navigate", str(demo_paths["enclosed"]), "--start=-2,-1.5", "--target", "bottle"]) == 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("scene", help="scene file (.glb/.gltf/.obj/.ply) or add-on payload (.json)")
-    p.add_argument("--start", required=True, help="start X,Y or X,Y,HEADING (metres, radians); write --start=-1,2 when X is negative")
+    # let "--start -1.5,2" through: argparse takes "-1.5,2" for an option unless told it is a number
+    p._negative_number_matcher = re.compile(r"^-\d[\d.,eE+-]*$|^-\.\d[\d.,eE+-]*$")
+    p.add_argument("--start", required=True, help="start X,Y or X,Y,HEADING (metres, radians)")
     goal = p.add_mutually_exclusive_group(required=True)
     goal.add_argument("--target", help="name of the object to reach")
     goal.add_argument("--point", help="a 3D point X,Y,Z to reach instead of an object (e.g. a place location)")
