@@ -95,16 +95,17 @@ def setup_preview(scene: bpy.types.Scene) -> None:
     if cam is None:
         cam = bpy.data.objects.new("HOSIG preview camera", bpy.data.cameras.new("HOSIG preview camera"))
         scene.collection.objects.link(cam)
-    cam.location = (centre[0], centre[1] - 0.75 * span, 0.95 * span)
-    _look_at(cam, (centre[0], centre[1] + 0.05 * span, 0.4))
-    cam.data.lens = 24
+    # high and slightly from the south: the whole floor plan with little wall occlusion
+    cam.location = (centre[0], centre[1] - 0.55 * span, 1.2 * span)
+    _look_at(cam, (centre[0], centre[1] + 0.04 * span, 0.0))
+    cam.data.lens = 27
     scene.camera = cam
     scene.render.engine = "BLENDER_WORKBENCH"
     shading = scene.display.shading
     shading.light = "STUDIO"
     shading.color_type = "OBJECT"
     shading.show_shadows = True
-    shading.show_cavity = False
+    shading.show_cavity = True
     targets = {s.target.name for s in scene.hosig.shots if s.target} | {s.place_object.name for s in scene.hosig.shots if s.place_object}
     for obj in scene.objects:
         if obj.type != "MESH":
