@@ -158,11 +158,20 @@ def test_open_box_is_a_shell():
     assert d[2] == pytest.approx(0.1, abs=0.025) and d[3] == pytest.approx(0.15, abs=0.025)
 
 
-def test_sdf_coarsens_for_huge_grids():
+def test_grids_coarsen_for_huge_scenes():
     cfg = SceneConfig(disk_cache=False, sdf_max_voxels=200_000)
-    sdf = _scene({"floor": _floor()}, cfg).sdf()
+    scene = _scene({"floor": _floor()}, cfg)
+    sdf = scene.sdf()
     assert sdf.voxel > cfg.sdf_voxel
     assert np.prod(sdf.shape) <= 200_000 * 1.2
+    assert scene.occupancy().voxel == cfg.voxel
+    # A big open ground plane gets a coarser occupancy instead of an enormous grid.
+    small = SceneConfig(disk_cache=False, max_grid_voxels=2_000_000)
+    v = np.array([[-20, -20, 0], [20, -20, 0], [20, 20, 0], [-20, 20, 0]], dtype=float)
+    big = load_scene(encode_payload({"ground": (v, np.array([[0, 1, 2], [0, 2, 3]]))}), small)
+    occ = big.occupancy()
+    assert occ.voxel >= 0.08 and occ.grid.size <= small.max_grid_voxels
+    assert occ.query(np.array([[10.0, -15.0, 0.0]]))[0]
 
 
 def test_two_levels_agree_and_tiles_are_lazy():

@@ -18,8 +18,10 @@ class SceneConfig:
     # Up axis of .obj/.ply files ('z': taken as written, Blender-style; 'y': converted like glTF).
     # glTF is always Y-up by specification and always converted.
     up_axis: str = "z"
-    # Occupancy voxel edge (m).
+    # Occupancy voxel edge (m); doubled for scenes whose grid would exceed max_grid_voxels
+    # (bool bytes: 150 M = 150 MB, e.g. a 25 x 25 m floor plan at 2 cm).
     voxel: float = 0.02
+    max_grid_voxels: int = 150_000_000
     # SDF near-field voxel edge (m) = the occupancy it is computed from; doubled while the grid
     # would exceed `sdf_max_voxels` (bool occupancy bytes). Near field is exact within
     # `sdf_band` of geometry (tiles computed lazily); farther, an EDT at `sdf_far_voxel`.

@@ -189,9 +189,12 @@ class Scene:
         return find_floor_z(self.objects.values(), self.source, c.floor_max_tilt_deg, c.floor_min_area_m2, c.floor_bin_m)
 
     def occupancy(self, exclude: Iterable[str] = (), voxel: float | None = None) -> Occupancy:
-        """Bool voxel grid (~config.voxel) of all objects except `exclude`; cached."""
+        """Bool voxel grid of all objects except `exclude`; cached.
+
+        Default voxel: config.voxel (2 cm), doubled while the grid would exceed
+        config.max_grid_voxels (a 10 m room at 2 cm is ~50 M voxels; a 100 m site is not)."""
         ex = self._check_names(exclude)
-        v = float(voxel or self.config.voxel)
+        v = float(voxel or self._fit_voxel(self.config.voxel, self.config.max_grid_voxels))
         key = ("occ", ex, v)
         with self._lock:
             if key not in self._derived:
@@ -202,16 +205,20 @@ class Scene:
         objs = [o for n, o in self.objects.items() if n not in ex]
         return build_occupancy(objs, voxel, self.bounds, self.config.grid_pad, self.config.grid_min_height)
 
-    def sdf_voxel(self) -> float:
-        """Fine SDF voxel: config.sdf_voxel, doubled while the fine grid would exceed
-        sdf_max_voxels (only absurdly large scenes; a 10 m room at 2 cm is ~50 M voxels)."""
+    def _fit_voxel(self, voxel: float, limit: int) -> float:
+        """`voxel` doubled until the scene's grid has at most `limit` voxels."""
         c = self.config
-        v = c.sdf_voxel
         ext = self.bounds[1] - self.bounds[0] + 2 * c.grid_pad
         ext[2] = max(ext[2], c.grid_min_height + 2 * c.grid_pad)
-        while float(np.prod(np.ceil(ext / v) + 1)) > c.sdf_max_voxels:
+        v = float(voxel)
+        while float(np.prod(np.ceil(ext / v) + 1)) > limit:
             v *= 2.0
         return v
+
+    def sdf_voxel(self) -> float:
+        """Fine SDF voxel: config.sdf_voxel, doubled while the fine grid would exceed
+        sdf_max_voxels (only very large scenes; a 10 m room at 2 cm is ~50 M voxels)."""
+        return self._fit_voxel(self.config.sdf_voxel, min(self.config.sdf_max_voxels, self.config.max_grid_voxels))
 
     def sdf(self, exclude: Iterable[str] = ()) -> SceneSDF:
         """Signed distance field of all objects except `exclude`; cached per exclusion set.
