@@ -128,6 +128,8 @@ class ShotRun:
         self.tick_budget_s = 0.004  # keying work per timer tick (UI stays responsive)
         self.final_ms = 0.0
         self.setup_ms = 0.0
+        self.started = time.perf_counter()
+        self.first_frames_s: float | None = None  # request sent -> first frames keyed
         shot = find_shot(scene, shot_name)
         if shot is None:
             raise client.ServerError("bad_request", f"shot {shot_name!r} no longer exists")
@@ -222,6 +224,8 @@ class ShotRun:
             self._object_frames.append(frames)
             self._object_mats.append(chunk.object_transforms)
         self.frames_received += chunk.count
+        if self.first_frames_s is None:
+            self.first_frames_s = time.perf_counter() - self.started
         self.stage = "motion"
         if self.expected_frames:
             self.fraction = max(self.fraction, min(1.0, self.frames_received / self.expected_frames))

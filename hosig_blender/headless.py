@@ -211,6 +211,7 @@ def run_demo(scene_path: str, url: str, out_dir: str, token: str = "", frames: i
                           "max": round(float(np.max(steps)), 3) if steps else None, "ticks": len(steps),
                           "shot_setup_ms": [round(r.setup_ms, 1) for r in queue.finished],
                           "commit_ms": [round(r.final_ms, 1) for r in queue.finished]},
+        "first_frames_s": [round(r.first_frames_s, 2) if r.first_frames_s is not None else None for r in queue.finished],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
