@@ -78,3 +78,15 @@ def test_build_zip_installs_enables_and_reregisters(tmp_path) -> None:
     assert result["prefs"].startswith("http://127.0.0.1:8765")
     assert result["shots"] == ["probe"]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+
+
+def test_fallback_zip_matches_blenders_build(tmp_path) -> None:
+    from hosig.cli.blender_cmd import build_extension
+
+    official = build_extension(tmp_path / "a")
+    fallback = build_extension(tmp_path / "b", force_fallback=True)
+    assert fallback["files"] == official["files"]
+    assert fallback["command"].startswith("built-in")
+    with zipfile.ZipFile(official["zip"]) as a, zipfile.ZipFile(fallback["zip"]) as b:
+        for name in official["files"]:
+            assert a.read(name) == b.read(name)

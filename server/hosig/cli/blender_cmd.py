@@ -2,7 +2,8 @@
 
 Blender's ``blender --command extension build`` is a thin wrapper around ``blender_ext.py`` (the
 ``bl_pkg`` core add-on's CLI, plain Python), which the bpy wheel ships. We run that script with
-Blender's valid-tags list, exactly as the wrapper does; with no wheel we try a ``blender`` on PATH.
+Blender's valid-tags list, exactly as the wrapper does; with no wheel we try a ``blender`` on PATH,
+and with neither we write the same zip ourselves (manifest at the root + the whitelisted files).
 The manifest's ``[build]`` section decides what ships (only the add-on). This module never imports
 bpy: it only locates the wheel's files.
 """
@@ -56,29 +57,65 @@ def build_command(source: Path, out: Path) -> list[str]:
     blender = shutil.which("blender")
     if blender:
         return [blender, "--factory-startup", "--command", "extension", "build", "--source-dir", str(source), "--output-dir", str(out)]
-    raise InputError("neither the bpy wheel (pip install 'hosig[blender]') nor a `blender` executable on PATH was found; one is needed to build the extension")
+    return []  # neither: `build_extension` zips it the way Blender's tool does (see `fallback_zip`)
 
 
-def build_extension(out: str | Path) -> dict[str, Any]:
-    """Build the zip into ``out``; returns {zip, files, id, version, command}."""
+def _shipped_files(source: Path) -> list[str]:
+    """What our manifest's [build] whitelist ships: the entry point and the hosig_blender package
+    (no caches, dot-files or .pyc), with the manifest itself — the same list Blender's tool makes."""
+    files = ["__init__.py"]
+    for path in sorted((source / "hosig_blender").rglob("*")):
+        rel = path.relative_to(source).as_posix()
+        parts = rel.split("/")
+        if path.is_dir() or "__pycache__" in parts or any(p.startswith(".") for p in parts) or rel.endswith(".pyc"):
+            continue
+        files.append(rel)
+    return [MANIFEST, *files]
+
+
+def fallback_zip(source: Path, out: Path, manifest: dict[str, Any]) -> Path:
+    """Without Blender: the extension zip built as `blender --command extension build` would
+    (manifest at the zip root, the [build] files beside it, deflate)."""
+    import zipfile
+
+    for key in ("schema_version", "id", "version", "name", "type", "blender_version_min", "license"):
+        if key not in manifest:
+            raise InputError(f"{source / MANIFEST}: missing required field {key!r}")
+    zip_path = out / f"{manifest['id']}-{manifest['version']}.zip"
+    tmp = zip_path.with_suffix(".zip.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for rel in _shipped_files(source):
+            zf.write(source / rel, rel)
+    tmp.replace(zip_path)
+    return zip_path
+
+
+def build_extension(out: str | Path, force_fallback: bool = False) -> dict[str, Any]:
+    """Build the zip into ``out``; returns {zip, files, id, version, command}.
+
+    ``force_fallback`` skips Blender's tool (tests compare both ways)."""
     source = addon_source_dir()
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     manifest = tomllib.loads((source / MANIFEST).read_text())
-    cmd = build_command(source, out)
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=source)
-    if proc.returncode != 0:
-        detail = (proc.stdout + proc.stderr).strip().splitlines()
-        raise InputError(f"Blender's extension build failed for {source / MANIFEST}: " + " | ".join(detail[-5:]))
+    cmd = build_command(source, out) if not force_fallback else []
     zip_path = out / f"{manifest['id']}-{manifest['version']}.zip"
-    if not zip_path.is_file():
-        raise InputError(f"Blender's extension build reported success but {zip_path} is missing: {proc.stdout.strip()}")
+    if cmd:
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=source)
+        if proc.returncode != 0:
+            detail = (proc.stdout + proc.stderr).strip().splitlines()
+            raise InputError(f"Blender's extension build failed for {source / MANIFEST}: " + " | ".join(detail[-5:]))
+        if not zip_path.is_file():
+            raise InputError(f"Blender's extension build reported success but {zip_path} is missing: {proc.stdout.strip()}")
+    else:
+        fallback_zip(source, out, manifest)
     import zipfile
 
     with zipfile.ZipFile(zip_path) as zf:
         files = sorted(zf.namelist())
     return {"zip": str(zip_path), "id": manifest["id"], "version": manifest["version"], "files": files,
-            "bytes": zip_path.stat().st_size, "command": " ".join(cmd[1:3]) if cmd[0] == sys.executable else cmd[0]}
+            "bytes": zip_path.stat().st_size,
+            "command": (" ".join(cmd[1:3]) if cmd[0] == sys.executable else cmd[0]) if cmd else "built-in zip (no Blender found)"}
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
