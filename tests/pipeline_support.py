@@ -26,16 +26,21 @@ def tiny_motion_checkpoint(folder: Path) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     body = load_body_model()
-    data = write_toy_dataset(folder / "toy.npz", body, n_clips=8, frames=96, seed=0)
+    data = write_toy_dataset(folder / "toy.npz", body, n_clips=8, frames=128, seed=0)
     cfg = TrainConfig(steps=4, batch=4, warmup=1, ckpt_every=1000, log_every=1000,
-                      denoiser=DenoiserConfig(window=32, d_model=32, layers=1, heads=2, ff=64, dropout=0.0))
+                      denoiser=DenoiserConfig(window=64, d_model=32, layers=1, heads=2, ff=64, dropout=0.0))
     train(data, folder / "model", cfg, progress=False)
     _CACHE["ckpt"] = folder / "model"
     return _CACHE["ckpt"]
 
 
-def tiny_engine(cache_dir: Path, checkpoint: Path):
-    """An engine on the tiny checkpoint at preview quality (the real stages, less search)."""
-    from hosig.pipeline.engine import Engine, EngineConfig
+def tiny_engine(checkpoint: Path):
+    """An engine on the tiny checkpoint at preview quality (the real stages, less search).
 
-    return Engine(EngineConfig(cache_dir=cache_dir, motion_checkpoint=str(checkpoint), quality="preview"))
+    It uses the session's cache folder ($HOSIG_CACHE_DIR, one per test run, see conftest), so a
+    grasp optimised by one test (or by the `hosig serve` subprocess) is reused by the others.
+    """
+    from hosig.pipeline.engine import Engine, EngineConfig
+    from hosig.pipeline.scenes import default_cache_dir
+
+    return Engine(EngineConfig(cache_dir=default_cache_dir(), motion_checkpoint=str(checkpoint), quality="preview"))

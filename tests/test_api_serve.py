@@ -36,7 +36,7 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve")
     ckpt = tiny_motion_checkpoint(tmp / "ckpt")
     port = free_port()
-    env = dict(os.environ, HOSIG_CACHE_DIR=str(tmp / "cache"), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")  # same $HOSIG_CACHE_DIR: shares cached grasps with the other tests
     log = open(tmp / "server.log", "wb")
     proc = subprocess.Popen(
         HOSIG + ["serve", "--port", str(port), "--token", TOKEN, "--queue", "2", "--max-upload-mb", "1",

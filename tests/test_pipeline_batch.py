@@ -66,7 +66,7 @@ def test_shot_list_resolves_scene_relative_to_the_file(tmp_path) -> None:
 
 def test_batch_isolates_failures_and_skips_unchanged_shots(world) -> None:
     d, ckpt = world
-    engine = tiny_engine(d / "cache", ckpt)
+    engine = tiny_engine(ckpt)
     good = {"name": "cup_reach", "scene": "rooms/kitchen.glb", "start": NEAR_CUP, "target": "cup", "action": "reach", "seed": 2}
     shots = [
         {"name": "sealed", "scene": "rooms/enclosed.glb", "start": [-2.0, -1.5], "target": "bottle"},
@@ -103,7 +103,7 @@ def test_generate_command_json_and_exit_codes(world, capsys) -> None:
     assert code == 0, captured.err
     summary = json.loads(captured.out)  # exactly one JSON object on stdout
     assert summary["frames"] > 0 and summary["clip"] == str(out) and out.is_file()
-    assert main(["generate", sealed, "--start", "-2,-1.5", "--target", "bottle", "--json", *flags]) == 3
+    assert main(["generate", sealed, "--start=-2,-1.5", "--target", "bottle", "--json", *flags]) == 3
     assert "unreachable" in capsys.readouterr().err
     assert main(["generate", kitchen, "--start", "1,nan", "--target", "cup", *flags]) == 2
     assert main(["generate", kitchen, "--start", "1,1", "--target", "cup", "--action", "pick-place", *flags]) == 2

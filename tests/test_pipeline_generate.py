@@ -23,7 +23,7 @@ START = [1.3, -0.9, 0.0]  # about a metre from where one stands to reach the kit
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("gen")
     ckpt = tiny_motion_checkpoint(d / "ckpt")
-    engine = tiny_engine(d / "cache", ckpt)
+    engine = tiny_engine(ckpt)
     scene = write_demo_scene(d / "kitchen.glb", "kitchen", 0)
     return engine, scene, d
 

@@ -149,3 +149,43 @@ def test_place_spots_lie_on_the_top_surface_centre_first() -> None:
     on_back = np.isclose(spots[:, 2], 1.0)
     assert on_back.any() and np.allclose(spots[~on_back, 2], 0.5)
     assert np.all(spots[on_back, 1] >= 2.2 - 1e-9) and np.all(spots[~on_back, 1] <= 2.2 + 1e-9)
+
+
+def test_grasp_cache_round_trip(tmp_path) -> None:
+    import dataclasses
+
+    from hosig.grasp.generator import GraspResult
+    from hosig.pipeline.graspcache import grasp_key, load_grasp, save_grasp
+
+    values = {}
+    for f in dataclasses.fields(GraspResult):
+        kind = str(f.type)
+        if "ndarray" in kind:
+            values[f.name] = np.arange(12, dtype=np.float64).reshape(3, 4) if f.name == "object_in_wrist" else np.linspace(0, 1, 5)
+        elif "dict" in kind:
+            values[f.name] = {"body": 1.5}
+        elif "list" in kind:
+            values[f.name] = [0.1, 0.2, 0.3]
+        elif "str" in kind:
+            values[f.name] = "right"
+        elif "int" in kind:
+            values[f.name] = 3
+        else:
+            values[f.name] = 0.25
+    values["vertices"] = None
+    result = GraspResult(**values)
+    path = tmp_path / "g.npz"
+    save_grasp(path, result)
+    back = load_grasp(path)
+    for f in dataclasses.fields(GraspResult):
+        a, b = getattr(result, f.name), getattr(back, f.name)
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(a, b)
+        else:
+            assert a == b, f.name
+    assert load_grasp(tmp_path / "missing.npz") is None
+    (tmp_path / "bad.npz").write_bytes(b"junk")
+    assert load_grasp(tmp_path / "bad.npz") is None
+    k1 = grasp_key("h", "cup", (1.0, 2.0, 0.5), "right", "mannequin-v1", "cfg")
+    assert k1 == grasp_key("h", "cup", (1.0001, 2.0, 0.5), "right", "mannequin-v1", "cfg")
+    assert k1 != grasp_key("h", "cup", (1.0, 2.0, 0.5), "left", "mannequin-v1", "cfg")

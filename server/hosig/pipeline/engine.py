@@ -54,13 +54,17 @@ class Engine:
         self._motion: Any = None
         self._motion_identity: str | None = None
         self._grasps: "OrderedDict[tuple, Any]" = OrderedDict()
+        self._body_identity: str | None = None
 
     def body(self, smplx_dir: str | None = None) -> "BodyModel":
         """The body model for a request (`load_body_model` caches per path)."""
         from hosig.body.model import load_body_model
 
         with self._lock:
-            return load_body_model(smplx_dir or self.config.smplx_dir, device=self.config.device)
+            body = load_body_model(smplx_dir or self.config.smplx_dir, device=self.config.device)
+            if smplx_dir is None:
+                self._body_identity = body.identity
+            return body
 
     def motion(self) -> Any:
         """The motion model (loaded on first use, then kept)."""
@@ -106,20 +110,30 @@ class Engine:
 
     def grasp(self, scene: Any, target: str, stand: tuple[float, float, float], body: Any, hand: str) -> tuple[Any, bool]:
         """(GraspResult, cached?) — grasps are deterministic, so a re-generation with another seed
-        or action from the same stand point reuses the optimised pose instead of paying for it again."""
+        or action from the same stand point reuses the optimised pose (memory, then disk) instead
+        of paying for it again."""
         from hosig.grasp.generator import generate_grasp
+        from hosig.pipeline.graspcache import grasp_key, load_grasp, save_grasp, scene_geometry_hash
 
-        key = (scene.content_hash, target, tuple(round(float(v), 3) for v in stand), hand, body.identity, repr(self.grasp_config()))
+        key = grasp_key(scene_geometry_hash(scene), target, stand, hand, body.identity, repr(self.grasp_config()))
+        path = self.config.cache_dir / "grasps" / f"{key}.npz"
         with self._lock:
             if key in self._grasps:
                 self._grasps.move_to_end(key)
                 return self._grasps[key], True
-        result = generate_grasp(scene, target, stand, body, hand=hand, config=self.grasp_config())
+        result = load_grasp(path)
+        cached = result is not None
+        if result is None:
+            result = generate_grasp(scene, target, stand, body, hand=hand, config=self.grasp_config())
+            try:
+                save_grasp(path, result)
+            except OSError:  # a read-only cache only costs the optimisation next time
+                pass
         with self._lock:
             self._grasps[key] = result
             while len(self._grasps) > self.config.max_grasps:
                 self._grasps.popitem(last=False)
-        return result, False
+        return result, cached
 
     def warm(self) -> None:
         """Load everything now (server start-up), so the first request is as fast as the rest."""
@@ -127,12 +141,13 @@ class Engine:
         self.motion()
 
     def info(self) -> dict[str, Any]:
-        """For /health: device, body identity, whether the motion model is loaded."""
-        try:
-            body = self.body().identity
-        except Exception as err:  # noqa: BLE001 - health must answer even with a broken body
-            body = f"unavailable: {err}"
-        return {"device": self.config.device, "body_model": body, "model_loaded": self.motion_loaded, "quality": self.config.quality}
+        """For /health: never blocks (no loading, no locks), so health answers during warm-up."""
+        return {
+            "device": self.config.device,
+            "body_model": self._body_identity or "not loaded",
+            "model_loaded": self.motion_loaded,
+            "quality": self.config.quality,
+        }
 
 
 def _file_hash(path: Path) -> str:
