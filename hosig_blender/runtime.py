@@ -53,7 +53,37 @@ def start_local_server(command: str) -> str:
         raise client.ServerError("bad_command", f"cannot run {args[0]!r} ({err}); set the start command in the add-on preferences") from None
     finally:
         log.close()
+    SERVER.update(state="starting", message=f"starting {args[0]}…", info={})
+    _AWAIT["deadline"] = time.monotonic() + 120.0
+    if not bpy.app.background and not bpy.app.timers.is_registered(_await_server):
+        bpy.app.timers.register(_await_server, first_interval=1.0)
     return f"started {args[0]} (pid {LOCAL_SERVER.pid}); log: {log_path}"
+
+
+_AWAIT: dict[str, float] = {}
+
+
+def _await_server() -> float | None:
+    """Timer after Start: poll /health each second until the server answers (or gives up)."""
+    if LOCAL_SERVER is not None and LOCAL_SERVER.poll() is not None:
+        SERVER.update(state="offline", info={},
+                      message=f"the local server exited with code {LOCAL_SERVER.returncode}; see its log in the temp folder")
+        _redraw()
+        return None
+    if check_server(timeout_s=0.5)["state"] == "connected" or time.monotonic() > _AWAIT.get("deadline", 0):
+        _redraw()
+        return None
+    SERVER.update(state="starting", message="starting the local server…")
+    _redraw()
+    return 1.0
+
+
+def _redraw() -> None:
+    wm = bpy.context.window_manager
+    for window in wm.windows if wm else ():
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
 
 
 def run_options(scene: bpy.types.Scene) -> RunOptions:
@@ -117,7 +147,7 @@ def shutdown() -> None:
     """On unregister: stop streaming (rolled back) and the timer; leave a started server running."""
     global QUEUE
     cancel()
-    for fn in (_tick, _plan_refresh):
+    for fn in (_tick, _plan_refresh, _await_server):
         if bpy.app.timers.is_registered(fn):
             bpy.app.timers.unregister(fn)
     QUEUE = None

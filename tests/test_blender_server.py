@@ -155,3 +155,25 @@ def test_cancel_or_dead_server_mid_stream_changes_nothing(kitchen, server, how) 
     else:
         assert shot.status == "FAILED"
         assert "server" in shot.result and ("closed" in shot.result or "lost" in shot.result)
+
+
+def test_start_local_server_from_the_configured_command(tmp_path) -> None:
+    import sys
+
+    from hosig_blender import client, preferences, runtime
+
+    with pytest.raises(client.ServerError) as err:
+        runtime.start_local_server("hosig-no-such-command-xyz --port 1")
+    assert "cannot run" in err.value.message and "preferences" in err.value.message
+    port = free_port()
+    preferences.FALLBACK.url = f"http://127.0.0.1:{port}"
+    msg = runtime.start_local_server(f"{sys.executable} -m hosig.cli.main serve --host 127.0.0.1 --port {port}")
+    try:
+        assert "started" in msg and runtime.LOCAL_SERVER.poll() is None
+        assert runtime.wait_for_server(timeout_s=180)
+        assert runtime.SERVER["state"] == "connected" and runtime.SERVER["info"]["status"] == "ok"
+        assert "connected" in runtime.SERVER["message"]
+    finally:
+        stop_server(runtime.LOCAL_SERVER)
+    assert runtime.check_server(timeout_s=0.5)["state"] == "offline"
+    assert f"127.0.0.1:{port}" in runtime.SERVER["message"]
