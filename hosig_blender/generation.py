@@ -154,6 +154,7 @@ class ShotRun:
         self.bone_paths = [f'pose.bones["{n}"].rotation_quaternion' for n in body.joint_names]
         self._last_quat: np.ndarray | None = None
         self.joints_received: list[np.ndarray] = []
+        self._backlog: list[dict[str, Any]] = []  # events received but not yet handled (tick budget)
         self._object_frames: list[np.ndarray] = []
         self._object_mats: list[np.ndarray] = []
         self.object_name: str | None = None
@@ -173,9 +174,10 @@ class ShotRun:
             return False
         t0 = time.perf_counter()
         try:
-            for event in self.stream.poll():
-                self._handle(event)
-                if self.state != "streaming":
+            self._backlog.extend(self.stream.poll())
+            while self._backlog and self.state == "streaming":  # at least one event, then within budget
+                self._handle(self._backlog.pop(0))
+                if time.perf_counter() - t0 > self.tick_budget_s:
                     break
             if self.state == "streaming":  # write buffered keys within what is left of the tick budget
                 self.writer.flush(budget_s=max(0.001, self.tick_budget_s - (time.perf_counter() - t0)))
