@@ -194,3 +194,12 @@ def test_body_for_the_addon(client) -> None:
     assert len(idx) == len(val) == len(verts) > 1000 and faces.max() < len(verts)
     np.testing.assert_allclose(val.sum(1), 1.0, atol=1e-4)
     assert verts[:, 2].max() - verts[:, 2].min() > 1.0  # stands along +Z
+
+
+def test_body_carries_the_hands_mean(client) -> None:
+    from hosig.body import load_body_model
+
+    data = client.get("/body").json()
+    body = load_body_model()
+    assert len(data["hands_mean"]["left"]) == 45 and len(data["hands_mean"]["right"]) == 45
+    assert data["hands_mean"]["right"] == pytest.approx(list(body.hands_mean["right"].reshape(-1)), abs=1e-6)

@@ -268,7 +268,10 @@ def _b64(array: Any, dtype: str) -> str:
 def _body_payload(model: Any) -> dict[str, Any]:
     mesh = model.rest_mesh_zup()
     get = (lambda k: mesh[k]) if isinstance(mesh, dict) else (lambda k: getattr(mesh, k))
+    hands = getattr(model, "hands_mean", None) or {}
     return {
+        # smplx (flat_hand_mean=False) adds these to the streamed hand poses; the rig needs them too
+        "hands_mean": {side: np.asarray(hands[side], dtype=float).reshape(-1).tolist() for side in ("left", "right") if side in hands},
         "identity": model.identity,
         "joint_names": list(model.joint_names),
         "parents": [int(p) for p in np.asarray(model.parents)],

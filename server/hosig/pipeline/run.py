@@ -118,6 +118,16 @@ def _plan_event(nav: Any, leg: str) -> Plan:
     )
 
 
+def _grasp_pose(grasp: Any) -> np.ndarray:
+    """(165,) grasp pose in the frames' convention (smplx, hand poses relative to the hands mean)."""
+    full = np.zeros(165)
+    full[0:3] = np.asarray(grasp.global_orient, dtype=float).reshape(3)
+    full[3:66] = np.asarray(grasp.body_pose, dtype=float).reshape(63)
+    full[75:120] = np.asarray(grasp.left_hand_pose, dtype=float).reshape(45)
+    full[120:165] = np.asarray(grasp.right_hand_pose, dtype=float).reshape(45)
+    return full
+
+
 def _maybe_float(value: Any) -> float | None:
     if value is None:
         return None
@@ -214,7 +224,7 @@ class _Job:
             object_penetration_m=_maybe_float(getattr(grasp, "object_penetration_m", None)),
             scene_penetration_m=_maybe_float(getattr(grasp, "scene_penetration_m", None)),
             grasp_ms=_maybe_float(getattr(grasp, "grasp_ms", None)),
-            pose=np.asarray(grasp.full_pose, dtype=float).reshape(-1).tolist(),
+            pose=_grasp_pose(grasp).tolist(),
             trans=np.asarray(grasp.transl, dtype=float).reshape(-1).tolist(),
         )
         t = self._lap("grasp_ms", t)
