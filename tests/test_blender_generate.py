@@ -281,3 +281,21 @@ def test_scene_payload_is_world_space_and_skips_our_bodies(scene) -> None:
     expected = np.array([list(table.matrix_world @ v.co) for v in table.data.vertices])
     assert np.allclose(verts, expected, atol=1e-5)
     assert faces.shape == (12, 3) and faces.max() == 7  # quads triangulated
+
+
+def test_queue_restores_the_garbage_collector(scene) -> None:
+    import gc
+
+    body = fake_body()
+    _add_shot(scene, "GC")
+    assert gc.isenabled()
+    with FakeServer(body, n_frames=20, chunk=10) as server:
+        preferences.FALLBACK.url = server.url
+        queue = generation.GenerationQueue(bpy.context, ["GC"], preferences.FALLBACK, generation.RunOptions())
+        assert not gc.isenabled()  # paused while streaming
+        generation.run_blocking(queue, timeout_s=30)
+        assert gc.isenabled()
+        queue = generation.GenerationQueue(bpy.context, ["GC"], preferences.FALLBACK, generation.RunOptions())
+        queue.step()
+        queue.cancel()
+        assert gc.isenabled()
