@@ -61,7 +61,11 @@ def _ensure_object_mode() -> None:
 
 def build_armature(name: str, body: BodyData, collection: bpy.types.Collection,
                    body_mesh: bpy.types.Mesh | None = None) -> bpy.types.Object:
-    """A new armature object ``name`` (root + 55 bones) with the body mesh skinned to it."""
+    """A new armature object ``name`` (root + 55 bones) with the body mesh skinned to it.
+
+    Bones need edit mode; the user's active object, selection and mode are restored afterwards.
+    """
+    previous_mode = bpy.context.object.mode if bpy.context.object is not None else "OBJECT"
     _ensure_object_mode()
     arm_data = bpy.data.armatures.new(name)
     arm = bpy.data.objects.new(name, arm_data)
@@ -101,6 +105,11 @@ def build_armature(name: str, body: BodyData, collection: bpy.types.Collection,
     for o in previous_selection:
         o.select_set(True)
     view_layer.objects.active = previous_active
+    if previous_active is not None and previous_mode != "OBJECT":
+        try:
+            bpy.ops.object.mode_set(mode=previous_mode)
+        except RuntimeError:
+            pass
 
     mesh = body_mesh if body_mesh is not None else build_body_mesh(body)
     skin = bpy.data.objects.new(f"{name}_body", mesh)

@@ -299,3 +299,15 @@ def test_queue_restores_the_garbage_collector(scene) -> None:
         queue.step()
         queue.cancel()
         assert gc.isenabled()
+
+
+def test_building_a_rig_keeps_the_users_mode_and_selection(scene) -> None:
+    table = bpy.data.objects["table"]
+    bpy.context.view_layer.objects.active = table
+    table.select_set(True)
+    bpy.ops.object.mode_set(mode="EDIT")
+    arm = rig.build_armature("Probe", fake_body(), scene.collection)
+    assert len(arm.data.bones) == 56
+    assert bpy.context.view_layer.objects.active == table and table.mode == "EDIT" and table.select_get()
+    assert not arm.select_get()
+    bpy.ops.object.mode_set(mode="OBJECT")
