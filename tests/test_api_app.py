@@ -203,3 +203,22 @@ def test_body_carries_the_hands_mean(client) -> None:
     body = load_body_model()
     assert len(data["hands_mean"]["left"]) == 45 and len(data["hands_mean"]["right"]) == 45
     assert data["hands_mean"]["right"] == pytest.approx(list(body.hands_mean["right"].reshape(-1)), abs=1e-6)
+
+
+def test_an_exception_inside_a_job_is_an_error_event_and_the_server_goes_on(client, scene_id, monkeypatch) -> None:
+    from hosig.pipeline import run as run_module
+
+    def explode(self):
+        raise RuntimeError("simulated failure inside a stage")
+        yield  # pragma: no cover - makes this a generator like the real one
+
+    monkeypatch.setattr(run_module._Job, "_stages", explode)
+    with client.stream("POST", "/generate", json={"scene": scene_id, "start": [-1, -1], "target": "cup"}) as res:
+        events = [json.loads(line) for line in res.iter_lines() if line]
+    assert [e["type"] for e in events] == ["accepted", "error"]
+    assert events[-1]["code"] == "internal" and "simulated failure" in events[-1]["message"]
+    monkeypatch.undo()
+    with client.stream("POST", "/generate", json={"scene": scene_id, "start": [-1, -1], "target": "unicorn"}) as res:
+        events = [json.loads(line) for line in res.iter_lines() if line]
+    assert events[-1]["code"] == "unknown_object"  # the next job runs normally
+    assert client.get("/health").json()["status"] == "ok"
