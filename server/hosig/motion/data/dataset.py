@@ -13,8 +13,10 @@ Per frame:
 - ``joints`` (N,55,3) float32: world joint positions, floor at z = 0 (soles touch z = 0).
 - ``contacts`` (N,4) uint8 in {0,1}: foot contact of (left_ankle, left_foot, right_ankle,
   right_foot) = `hosig.body.skeleton.FOOT_JOINTS`.
-- ``valid`` (N,55) bool: per-joint rotation-channel validity. False = never captured (CMU fingers,
-  eyes, jaw): such channels hold the rest value and must be masked out of training losses.
+- ``valid`` (N,55) bool: per-joint rotation-channel validity. False = never captured (CMU: fingers,
+  eyes, jaw and the toe joints ``left_foot``/``right_foot``, which CMU lacks; AMASS/TRUMANS: jaw
+  and eyes): such channels hold the rest value and must be masked out of rotation losses. Joint
+  *positions* are always valid.
 
 Per clip (clips are contiguous: frames ``clip_start[k] : clip_start[k] + clip_length[k]``):
 - ``clip_start`` (K,) int64, ``clip_length`` (K,) int64, ``clip_name`` (K,) str (source file stem,

@@ -29,7 +29,7 @@ from hosig.motion.data.contacts import ContactConfig
 from hosig.motion.data.dataset import ClipData, MotionDataset, from_clips, save_dataset
 from hosig.motion.data.retarget import RetargetConfig
 
-CODE_VERSION = "prepare-v2"
+CODE_VERSION = "prepare-v3"
 KINDS = ("cmu", "amass", "trumans")
 
 
@@ -129,10 +129,11 @@ def list_items(kind: str, folder: str | Path) -> list[Item]:
 
 # ---------------------------------------------------------------------------------- processing
 def _cmu_valid() -> np.ndarray:
-    from hosig.body.skeleton import NUM_JOINTS
+    from hosig.body.skeleton import JOINT_INDEX, NUM_JOINTS
 
     valid = np.zeros(NUM_JOINTS, dtype=bool)
     valid[:22] = True  # pelvis + 21 body joints; jaw, eyes and fingers were never captured
+    valid[[JOINT_INDEX["left_foot"], JOINT_INDEX["right_foot"]]] = False  # no toe joint in CMU
     return valid
 
 
