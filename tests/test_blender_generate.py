@@ -311,3 +311,22 @@ def test_building_a_rig_keeps_the_users_mode_and_selection(scene) -> None:
     assert bpy.context.view_layer.objects.active == table and table.mode == "EDIT" and table.select_get()
     assert not arm.select_get()
     bpy.ops.object.mode_set(mode="OBJECT")
+
+
+def test_path_preview_caches_the_plan_for_the_overlay(scene) -> None:
+    from hosig_blender import overlay
+    from hosig_blender.operators import refresh_plan
+
+    shot = _add_shot(scene, "Path")
+    with FakeServer(fake_body()) as server:
+        preferences.FALLBACK.url = server.url
+        msg = refresh_plan(bpy.context)
+        assert msg.startswith("path 2.10 m")
+        assert len(server.scenes) == 1
+        refresh_plan(bpy.context)
+        assert len(server.scenes) == 1  # unchanged scene: not uploaded again
+    cached = overlay.PATHS[scene.name]
+    assert cached["key"] == overlay.plan_key(shot) and cached["waypoints"][-1] == (2, 0.5)
+    assert overlay.path_segments(cached["waypoints"], 0.0) == [(0, 0, 0.0), (1, 0, 0.0), (1, 0, 0.0), (2, 0.5, 0.0)]
+    shot.start = (0.5, 0.0)
+    assert overlay.plan_key(shot) != cached["key"]  # the overlay stops drawing a stale path
