@@ -148,3 +148,20 @@ def test_retarget_normalises_other_proportions(body, tmp_path: Path) -> None:
     fit_dir = got[:, ankle] - got[:, knee]
     cos = (src_dir * fit_dir).sum(-1) / np.linalg.norm(src_dir, axis=-1) / np.linalg.norm(fit_dir, axis=-1)
     assert cos.min() > 0.99
+
+
+def test_chunked_fit_matches_single_batch(body, tmp_path: Path) -> None:
+    """Long clips are fitted in overlapping, warm-started chunks; the seams must not show."""
+    poses, trans = synthetic_motion(30, seed=6)
+    hands = body.hands_mean
+    cap = bvh_to_capture(smplx_to_bvh(poses, trans, body.rest_joints_y, hands["left"], hands["right"]), target_fps=30.0)
+    one = retarget(cap, SMPLX_JOINT_MAP, body, RetargetConfig(iterations=40))
+    chunked = retarget(cap, SMPLX_JOINT_MAP, body, RetargetConfig(iterations=40, chunk=12, overlap=4))
+    j0 = body.rest_joints_y[0]
+    a = body_joints(body, one.poses, one.root_pos - j0)[:, :22]
+    b = body_joints(body, chunked.poses, chunked.root_pos - j0)[:, :22]
+    for res, joints in ((one, a), (chunked, b)):
+        assert np.linalg.norm(joints[:, res.target_joints] - res.targets, axis=-1).mean() < 0.01
+    assert np.linalg.norm(a - b, axis=-1).mean() < 0.005
+    jump = np.linalg.norm(np.diff(b, axis=0), axis=-1).max()
+    assert jump < 1.5 * np.linalg.norm(np.diff(a, axis=0), axis=-1).max()

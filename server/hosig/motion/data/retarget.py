@@ -74,7 +74,7 @@ class RetargetResult:
     source_contacts: np.ndarray  # (T,4) bool, on the normalised source
     scale: float  # leg-length ratio body / capture
     final_loss: float
-    drift: np.ndarray  # (T,) floor drift removed from the source heights (m, before scaling out)
+    drift: np.ndarray  # (T,) floor drift removed from the normalised source heights (m)
 
 
 # ------------------------------------------------------------------------------- rotation maths
