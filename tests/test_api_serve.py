@@ -106,6 +106,9 @@ def test_bad_inputs_get_clear_answers_and_the_server_stays_up(server) -> None:
     assert post(json.dumps({"scene": "0" * 64, "start": [0, 0], "target": "cup"})).status_code == 404
     events = stream_events(base, {"scene": scene_id, "start": [-1, -1], "target": "unicorn"})
     assert events[0]["type"] == "accepted" and events[-1]["code"] == "unknown_object"
+    sealed = write_demo_scene(scene.parent / "enclosed.glb", "enclosed", 0)
+    events = stream_events(base, {"scene": upload(base, sealed), "start": [-2.0, -1.5], "target": "bottle"})
+    assert [e["type"] for e in events] == ["accepted", "error"] and events[-1]["code"] == "unreachable"
     big = httpx.post(f"{base}/scenes", content=b"\0" * (1024 * 1024 + 1), headers={**AUTH, "Content-Type": "model/gltf-binary"}, timeout=30)
     assert big.status_code == 413 and big.json()["code"] == "too_large"
     assert httpx.get(f"{base}/health", headers=AUTH, timeout=5).json()["status"] == "ok"
