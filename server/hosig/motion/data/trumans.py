@@ -9,7 +9,8 @@ segment names, optionally ``frame_id.npy`` (N,). 30 fps, **Y up**, male SMPL-X w
 Clips are the runs of equal ``seg_name`` (split again where ``frame_id`` does not advance by one).
 Orient and translation are converted to Z-up with `hosig.frames` using our body's rest pelvis;
 the floor is then re-aligned from the feet. Validity: body and both hands captured; jaw/eyes not.
-Large arrays are memory-mapped.
+Large arrays are memory-mapped. Object poses, scenes and contacts of TRUMANS are not used here
+(the dataset is human motion only).
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ def trumans_segments(folder: str | Path) -> list[tuple[str, int, int]]:
     n = len(seg)
     if n == 0:
         raise InputError(f"{folder}: TRUMANS seg_name.npy is empty")
+    frames = int(_load(folder, "human_pose").shape[0])
+    if frames != n:
+        raise InputError(f"{folder}: seg_name.npy has {n} entries but human_pose.npy has {frames} frames")
     breaks = np.nonzero(seg[1:] != seg[:-1])[0] + 1
     if (folder / "frame_id.npy").is_file():
         fid = np.asarray(_load(folder, "frame_id", mmap=False)).reshape(-1)
@@ -65,7 +69,9 @@ def load_trumans_clip(folder: str | Path, start: int, end: int, name: str, pelvi
     """One segment [start, end) of a TRUMANS folder as Z-up SMPL-X parameters."""
     folder = Path(folder)
     arrays = {k: _load(folder, k) for k in REQUIRED[:5]}
-    n = len(_load(folder, "seg_name", mmap=False))
+    n = int(arrays["human_pose"].shape[0]) if arrays["human_pose"].ndim else 0
+    if not 0 <= start < end <= n:
+        raise InputError(f"{folder}: TRUMANS segment {name!r} frames {start}-{end} outside 0-{n}")
     shapes = {"human_pose": 63, "human_orient": 3, "human_transl": 3, "left_hand_pose": 45, "right_hand_pose": 45}
     for key, width in shapes.items():
         a = arrays[key]
