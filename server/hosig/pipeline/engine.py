@@ -80,15 +80,17 @@ class Engine:
         return self._motion is not None
 
     def motion_identity(self) -> str:
-        """A stable identity of the motion model (checkpoint hash), used by batch's skip logic."""
+        """A stable identity of the motion model: the sha256 of its weights file (read, not loaded),
+        used by batch's skip logic and reported in every summary."""
         if self._motion_identity is None:
-            model = self.motion()
-            ident = getattr(model, "identity", None)
-            if not ident:
-                source = Path(str(getattr(model, "source", "") or ""))
-                weights = source if source.suffix == ".safetensors" else source.with_suffix(".safetensors")
-                ident = _file_hash(weights) if weights.is_file() else f"{type(model).__name__}:{source}"
-            self._motion_identity = str(ident)
+            from hosig.motion.checkpoint import resolve_paths
+
+            weights, _ = resolve_paths(self.config.motion_checkpoint)
+            if weights.is_file():
+                self._motion_identity = _file_hash(weights)
+            else:
+                model = self.motion()  # raises the checkpoint's own clear error
+                self._motion_identity = f"{type(model).__name__}:{getattr(model, 'source', '')}"
         return self._motion_identity
 
     def grasp_config(self) -> Any:
