@@ -206,7 +206,9 @@ def test_body_carries_the_hands_mean(client) -> None:
 
 
 def test_an_exception_inside_a_job_is_an_error_event_and_the_server_goes_on(client, scene_id, monkeypatch) -> None:
-    from hosig.pipeline import run as run_module
+    import importlib
+
+    run_module = importlib.import_module("hosig.pipeline.run")
 
     def explode(self):
         raise RuntimeError("simulated failure inside a stage")
