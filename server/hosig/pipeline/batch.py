@@ -2,7 +2,8 @@
 
 WHY a manifest: an animator edits one shot and re-runs the list; only that shot should cost time.
 A shot is skipped when its key — hash of the scene file's bytes, the shot's fields, the body
-model's identity and the motion model's identity — matches the manifest and its clip still exists.
+model's identity, the motion model's identity and the quality — matches the manifest and its clip
+still exists.
 A failing shot is recorded and the others still run.
 
 Format::
@@ -125,11 +126,11 @@ def load_shot_list(path: str | Path) -> list[Shot]:
     return shots
 
 
-def shot_key(shot: Shot, body_identity: str, motion_identity: str) -> str:
+def shot_key(shot: Shot, body_identity: str, motion_identity: str, quality: str = "final") -> str:
     """Hash of everything that determines a shot's clip."""
     scene_hash = _file_sha256(Path(shot.request.scene))
     blob = json.dumps(
-        {"scene": scene_hash, "shot": {k: v for k, v in shot.fields.items() if k != "scene"}, "body": body_identity, "motion": motion_identity},
+        {"scene": scene_hash, "shot": {k: v for k, v in shot.fields.items() if k != "scene"}, "body": body_identity, "motion": motion_identity, "quality": quality},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -185,7 +186,7 @@ def run_batch(
         t = time.perf_counter()
         clip_path = out / f"{shot.name}.npz"
         try:
-            key = shot_key(shot, engine.body(shot.request.smplx_dir).identity, engine.motion_identity())
+            key = shot_key(shot, engine.body(shot.request.smplx_dir).identity, engine.motion_identity(), engine.config.quality)
         except Exception as err:  # noqa: BLE001 - a bad shot must not stop the batch
             result = ShotResult(shot.name, "failed", error_code=getattr(err, "code", "internal"), error=str(err))
         else:
