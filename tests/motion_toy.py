@@ -96,8 +96,8 @@ def tiny_model_dir(root: Path, body, steps: int = 30, fingers: bool = False) -> 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     data = write_toy_dataset(root / "toy.npz", body, n_clips=8, frames=96, fingers=fingers)
-    cfg = TrainConfig(steps=steps, batch=8, ckpt_every=steps, warmup=5, lr=2e-3,
-                      denoiser=DenoiserConfig(window=32, d_model=32, layers=1, heads=2, ff=64, dropout=0.0))
+    cfg = TrainConfig(steps=steps, batch=8, ckpt_every=steps, warmup=5, lr=2e-3, stats_windows=256, val_windows=16,
+                      denoiser=DenoiserConfig(window=64, d_model=32, layers=1, heads=2, ff=64, dropout=0.0))
     train(data, root / "model", cfg, progress=False)
     _TINY[key] = root / "model"
     return _TINY[key]

@@ -66,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--ref-seconds", type=float, default=2.0, help="clip length for the 1000-step reference")
     b.add_argument("--no-ref", action="store_true", help="skip the 1000-step reference sampler")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the machine is shared)")
     add_body_flag(b)
     add_report_flags(b)
     b.set_defaults(func=cmd_bench)
@@ -182,6 +183,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.seconds <= 0 or args.ref_seconds <= 0:
         raise UsageError("--seconds and --ref-seconds must be positive")
+    import torch
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     body = load_body_model(args.smplx_dir)
     model = MotionModel.load(args.model)
     report = bench_motion(model, body, seconds=args.seconds, ref_seconds=None if args.no_ref else args.ref_seconds, seed=args.seed)

@@ -154,19 +154,24 @@ class AnchorSet:
                     raise UsageError(f"anchor {a.target!r} at frame {a.frame}: x and y must both be set or both be free")
                 p = np.where(free, np.nan, p)
                 guide.append((f, j, p, a.weight))
-                comp = ~np.isnan(p)
-                if j in ANCHOR_JOINTS:
+                comp = torch.as_tensor(~np.isnan(p))
+                val = torch.as_tensor(np.nan_to_num(p), dtype=torch.float32)
+                if j in ANCHOR_JOINTS:  # only the set components are written (several anchors may share a frame)
                     sl = LAYOUT.joint_slice(j)
-                    jv[f, sl] = torch.as_tensor(np.nan_to_num(p), dtype=torch.float32)
-                    jm[f, sl] = torch.as_tensor(comp)
+                    jv[f, sl] = torch.where(comp, val, jv[f, sl])
+                    jm[f, sl] |= comp
                 if j == 0:
-                    fv[f, 0:3] = torch.as_tensor(np.nan_to_num(p), dtype=torch.float32)
-                    fm[f, 0:3] |= torch.as_tensor(comp)
+                    if not a.hard:  # a soft value never overrides a hard one
+                        comp = comp & ~hm[f, 0:3]
+                    fv[f, 0:3] = torch.where(comp, val, fv[f, 0:3])
+                    fm[f, 0:3] |= comp
                     if a.hard:
-                        hm[f, 0:3] |= torch.as_tensor(comp)
+                        hm[f, 0:3] |= comp
                 continue
             if kind == "contacts":
                 sl = LAYOUT.contacts
+                if not a.hard and bool(hm[f, sl].any()):
+                    continue
                 fv[f, sl] = torch.as_tensor(a.value, dtype=torch.float32)
                 fm[f, sl] = True
                 hm[f, sl] |= a.hard
@@ -188,6 +193,8 @@ class AnchorSet:
                 if jj in (22, 23, 24):  # jaw and eyes are not modelled
                     continue
                 sl = LAYOUT.rot_slice(jj)
+                if not a.hard and bool(hm[f, sl].any()):
+                    continue  # a soft value never overrides a hard one
                 fv[f, sl] = matrix_to_6d(torch.as_tensor(m, dtype=torch.float32))
                 fm[f, sl] = True
                 hm[f, sl] |= a.hard

@@ -87,6 +87,10 @@ def bench_motion(model, body, seconds: float = 10.0, ref_seconds: float | None =
     """Real-time factor (with guidance) for ``seconds`` of motion; speed-up vs 1000-step DDPM."""
     from hosig.motion.task import build_task
 
+    # warm-up (one-time imports and allocations; the server is warm when it serves a request)
+    wplan, _ = bench_walk(1.0)
+    wtask = build_task("reach", [wplan], None, body=body)
+    model.synthesize(wtask.anchors, body, seed=seed, grasp_frame=wtask.grasp_frame)
     plan, _ = bench_walk(seconds)
     task = build_task("reach", [plan], None, body=body)
     t0 = time.perf_counter()

@@ -115,11 +115,27 @@ class Energy:
         return (pen ** 2).sum(-1).mean() * 100.0
 
 
-def guide_x0(x0: torch.Tensor, energy: Energy, stats: Stats, iters: int, lr: float) -> torch.Tensor:
+def smooth_in_time(grad: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian smoothing of (1,W,D) along W: a Sobolev-style preconditioner.
+
+    Every channel is per frame (the pelvis too), so a raw gradient would move only the anchored
+    frames and leave spikes; smoothing spreads each correction over its neighbours.
+    """
+    if sigma <= 0:
+        return grad
+    r = int(3 * sigma)
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=grad.dtype) / sigma) ** 2)
+    k = (k / k.sum()).view(1, 1, -1)
+    g = grad[0].T[:, None, :]  # (D,1,W)
+    g = torch.nn.functional.pad(g, (r, r), mode="replicate")
+    return torch.nn.functional.conv1d(g, k)[:, 0, :].T[None]
+
+
+def guide_x0(x0: torch.Tensor, energy: Energy, stats: Stats, iters: int, lr: float, sigma: float = 4.0) -> torch.Tensor:
     """A few descent steps on x0 (1,W,D normalised) lowering the energy; returns a new x0.
 
-    Steps are RMS-normalised gradient steps of size ``lr`` (normalised units) with backtracking:
-    a step is only taken when it lowers the energy, so guidance can never make things worse.
+    Steps are RMS-normalised, time-smoothed gradient steps of size ``lr`` (normalised units) with
+    backtracking: a step is only taken when it lowers the energy, so guidance never makes it worse.
     """
     if iters <= 0:
         return x0
@@ -138,7 +154,7 @@ def guide_x0(x0: torch.Tensor, energy: Energy, stats: Stats, iters: int, lr: flo
                 return x0
             (grad,) = torch.autograd.grad(loss, x)
         x = x.detach()
-        grad = torch.nan_to_num(grad)
+        grad = smooth_in_time(torch.nan_to_num(grad), sigma)
         rms = grad.pow(2).mean().sqrt()
         if float(rms) < 1e-12:
             break

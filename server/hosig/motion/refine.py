@@ -23,8 +23,8 @@ REFINE_JOINTS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 18, 19, 
 
 @dataclass
 class RefineConfig:
-    iters: int = 25
-    lr: float = 0.03
+    iters: int = 30  # L-BFGS iterations with joint targets (arm IK); foot cleanup alone uses iters_feet
+    iters_feet: int = 10
     target_weight: float = 200.0
     foot_weight: float = 100.0
     reg_weight: float = 0.05
@@ -108,28 +108,40 @@ def refine(
     if locked is not None:
         free = free * (~locked[:w]).float()[..., None]
     delta = torch.zeros(w, len(REFINE_JOINTS), 3, requires_grad=True)
-    m1 = torch.zeros_like(delta)
-    m2 = torch.zeros_like(delta)
     idx = torch.tensor(REFINE_JOINTS)
-    for _ in range(cfg.iters):
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
         d = delta * free
         rot = rot0.clone()
         rot[:, idx] = rot0[:, idx] @ aa_to_matrix(d)
         joints = fk(rot, pel, nj)
         loss = cfg.reg_weight * (d ** 2).sum() + cfg.smooth_weight * ((d[1:] - d[:-1]) ** 2).sum()
-        for _, tf, tj, tt, tm, tw in terms:
+        for _name, tf, tj, tt, tm, tw in terms:
             loss = loss + cfg.target_weight * ((((joints[tf, tj] - tt) * tm) ** 2).sum(-1) * tw).sum()
         if foot_t is not None:
             err = (joints[:, FOOT_CONTACT_JOINTS] - foot_t) ** 2
             loss = loss + cfg.foot_weight * (err.sum(-1) * foot_m).sum()
-        (grad,) = torch.autograd.grad(loss, delta)
-        # Adam by hand (torch.optim pulls in torch._dynamo: seconds of import on first use)
-        it = _ + 1
-        m1.mul_(0.9).add_(grad, alpha=0.1)
-        m2.mul_(0.999).addcmul_(grad, grad, value=0.001)
-        upd = (m1 / (1 - 0.9 ** it)) / ((m2 / (1 - 0.999 ** it)).sqrt() + 1e-8)
+        loss.backward()
+        return loss
+
+    # L-BFGS: the problem is small and smooth; it converges in a few dozen evaluations
+    opt = torch.optim.LBFGS([delta], lr=1.0, max_iter=cfg.iters if terms else cfg.iters_feet,
+                            line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
+    opt.step(closure)
+    for _round in range(2):  # targets are the point of this pass: polish until they are met (<= 1.5 cm)
+        if not terms:
+            break
         with torch.no_grad():
-            delta -= cfg.lr * upd
+            rot = rot0.clone()
+            rot[:, idx] = rot0[:, idx] @ aa_to_matrix(delta * free)
+            joints = fk(rot, pel, nj)
+            worst = max(float((((joints[tf, tj] - tt) * tm).norm(dim=-1)).max()) for _n, tf, tj, tt, tm, tw in terms)
+        if worst <= 0.015:
+            break
+        opt = torch.optim.LBFGS([delta], lr=1.0, max_iter=cfg.iters, line_search_fn="strong_wolfe",
+                                tolerance_grad=1e-9, tolerance_change=1e-12)
+        opt.step(closure)
     with torch.no_grad():
         d = delta * free
         rot = rot0.clone()

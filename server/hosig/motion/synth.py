@@ -316,7 +316,7 @@ def _sample_window(model, wa: WindowAnchors, frame: CanonFrame, body, scene_sdf,
 
     def hook(x0: torch.Tensor, i: int) -> torch.Tensor:
         x0 = torch.where(hard, hv, x0)
-        if energy is not None:
+        if energy is not None and (i > 0 or n_steps == 1):  # the first estimate (from pure noise) is not worth guiding
             x0 = guide_x0(x0, energy, stats, model.sampler.guidance_iters, model.sampler.guidance_lr)
             x0 = torch.where(hard, hv, x0)
         if not torch.isfinite(x0).all():

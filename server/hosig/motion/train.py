@@ -60,6 +60,8 @@ class TrainConfig:
     velocity_weight: float = 1.0
     ema: float = 0.998
     holdout_every: int = 25  # every n-th source clip (with its mirror) is held out for validation
+    stats_windows: int = 2048  # random windows for the normalisation statistics
+    val_windows: int = 256  # fixed held-out windows scored at each checkpoint
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
 
 
@@ -286,7 +288,7 @@ def train(data_path: str | Path, out_dir: str | Path, cfg: TrainConfig, resume: 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     data = load_dataset(data_path, cfg.denoiser.window, cfg.holdout_every)
-    stats = compute_stats(data, cfg.denoiser.window, gen)
+    stats = compute_stats(data, cfg.denoiser.window, gen, cfg.stats_windows)
     net = Denoiser(cfg.denoiser)
     ema = copy.deepcopy(net).eval()
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -309,7 +311,7 @@ def train(data_path: str | Path, out_dir: str | Path, cfg: TrainConfig, resume: 
         step, history = int(meta["step"]), meta.get("history", [])
     val_gen = torch.Generator().manual_seed(1234)
     vs = data.val_starts if len(data.val_starts) else data.train_starts
-    val_starts = vs[torch.randint(len(vs), (min(256, max(1, len(vs))),), generator=val_gen)]
+    val_starts = vs[torch.randint(len(vs), (min(cfg.val_windows, max(1, len(vs))),), generator=val_gen)]
 
     def checkpoint(final: bool = False) -> None:
         val = evaluate(ema, sched, data, stats, val_starts, cfg)

@@ -1,0 +1,147 @@
+"""Motion stage core: representation round trip, anchors, training determinism, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from hosig.errors import CheckpointError, InputError, UsageError
+from hosig.motion.anchors import AnchorSet
+from hosig.motion.checkpoint import MotionModel
+from hosig.motion.representation import CanonFrame, decode, encode_window, to_world
+
+from motion_toy import tiny_model_dir, write_toy_dataset
+
+
+@pytest.fixture(scope="module")
+def body():
+    from hosig.body import load_body_model
+
+    return load_body_model()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, body):
+    return tiny_model_dir(tmp_path_factory.mktemp("motion_tiny"), body)
+
+
+def _rotmats(aa: np.ndarray) -> np.ndarray:
+    return Rotation.from_rotvec(aa.reshape(-1, 3)).as_matrix()
+
+
+def test_encode_decode_round_trip_is_exact():
+    rng = np.random.default_rng(3)
+    t = 40
+    poses = rng.normal(size=(t, 165)) * 0.6
+    poses[:, 66:75] = 0.0  # jaw and eyes are not modelled
+    pelvis = rng.normal(size=(t, 3)) * 2
+    contacts = rng.integers(0, 2, size=(t, 4)).astype(np.float32)
+    feats, frame = encode_window(poses, pelvis, contacts)
+    assert feats.shape == (t, 319)
+    # canonical frame: first pelvis at the origin (xy), first heading 0
+    assert np.allclose(feats[0, :2].numpy(), 0.0, atol=1e-6)
+    dec = decode(feats.double())
+    from hosig.motion.representation import heading_of
+
+    assert abs(float(heading_of(dec.rotmats[0, 0]))) < 1e-5
+    poses2, pelvis2 = to_world(dec, frame)
+    assert np.abs(_rotmats(poses2) - _rotmats(poses)).max() < 1e-5
+    assert np.abs(pelvis2 - pelvis).max() < 1e-5
+    assert np.array_equal(dec.contacts.numpy().astype(np.float32), contacts)
+
+
+def test_anchor_window_is_in_canonical_frame_and_validates():
+    a = AnchorSet(50)
+    a.add(10, "pelvis", [3.0, 4.0, np.nan], hard=True)
+    a.add(12, "right_wrist", [3.5, 4.0, 1.0])
+    frame = CanonFrame(3.0, 2.0, np.pi / 2)
+    w = a.window(5, 20, frame)
+    # (3,4) is 2 m ahead of (3,2) along +Y (the heading) -> canonical (2, 0)
+    assert np.allclose(w.feat_val[5, 0:2].numpy(), [2.0, 0.0], atol=1e-6)
+    assert w.hard_mask[5, 0:2].all() and not w.hard_mask[5, 2]
+    assert w.joint_mask[7].sum() == 3
+    with pytest.raises(UsageError):
+        a.add(3, "no_such_joint", [0, 0, 0])
+    with pytest.raises(UsageError):
+        a.add(3, "right_hand_pose", np.zeros(10))
+    bad = AnchorSet(10, [])
+    bad.add(12, "pelvis", [0, 0, 0])
+    with pytest.raises(UsageError):
+        bad.validate()
+
+
+def test_training_is_deterministic_and_resumable(tmp_path, body):
+    from hosig.motion.model import DenoiserConfig
+    from hosig.motion.train import TrainConfig, train
+
+    data = write_toy_dataset(tmp_path / "toy.npz", body, n_clips=4, frames=64)
+    arch = DenoiserConfig(window=32, d_model=32, layers=1, heads=2, ff=64)
+
+    def run(out, steps, resume=False):
+        cfg = TrainConfig(steps=steps, batch=4, ckpt_every=3, warmup=2, seed=5, denoiser=arch, stats_windows=64, val_windows=8)
+        return train(data, tmp_path / out, cfg, resume=resume, progress=False)
+
+    run("a", 6)
+    run("b", 6)
+    run("c", 3)
+    run("c", 6, resume=True)
+    from safetensors.torch import load_file
+
+    wa, wb, wc = (load_file(str(tmp_path / d / "model.safetensors")) for d in "abc")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert all(torch.allclose(wa[k], wc[k], atol=1e-6) for k in wa)
+    meta = json.loads((tmp_path / "a" / "model.json").read_text())
+    assert meta["train"]["step"] == 6 and meta["data_report"]["frames"] == 4 * 64
+    assert meta["body_identity"] == body.identity
+
+
+def test_checkpoint_round_trip_and_bad_checkpoints(tiny, tmp_path):
+    m = MotionModel.load(tiny)
+    x = torch.randn(1, m.window, 319)
+    t = torch.tensor([500])
+    zeros = torch.zeros_like(x)
+    j = torch.zeros(1, m.window, 18)
+    from hosig.motion.checkpoint import save_checkpoint
+
+    out = save_checkpoint(tmp_path / "copy" / "model.safetensors", m.net, m.stats, m.body_identity, {}, {})
+    m2 = MotionModel.load(out)
+    with torch.no_grad():
+        assert torch.equal(m.net(x, t, zeros, zeros, j, j), m2.net(x, t, zeros, zeros, j, j))
+    assert torch.equal(m.stats.mean, m2.stats.mean)
+
+    with pytest.raises(CheckpointError, match="does not exist"):
+        MotionModel.load(tmp_path / "missing")
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(tiny, corrupt)
+    (corrupt / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        MotionModel.load(corrupt)
+    mismatch = tmp_path / "mismatch"
+    shutil.copytree(tiny, mismatch)
+    doc = json.loads((mismatch / "model.json").read_text())
+    doc["denoiser"]["layers"] += 1
+    (mismatch / "model.json").write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="does not match"):
+        MotionModel.load(mismatch)
+    badjson = tmp_path / "badjson"
+    shutil.copytree(tiny, badjson)
+    (badjson / "model.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        MotionModel.load(badjson)
+    with pytest.raises(CheckpointError, match="trained for body"):
+        m.check_body("sha256:someone-else")
+
+
+def test_dataset_errors_name_the_file(tmp_path):
+    from hosig.motion.train import load_dataset
+
+    with pytest.raises(InputError, match="does not exist"):
+        load_dataset(tmp_path / "nope.npz", 32)
+    np.savez(tmp_path / "partial.npz", poses=np.zeros((3, 165)))
+    with pytest.raises(InputError, match="lacks fields"):
+        load_dataset(tmp_path / "partial.npz", 32)

@@ -1,0 +1,213 @@
+"""Motion synthesis behaviour: inpainting, guidance, seams, long clips, task timeline, errors, CLI."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from hosig.errors import CancelledError, HosigError, UnreachableError
+from hosig.motion.anchors import AnchorSet
+from hosig.motion.checkpoint import MotionModel
+from hosig.motion.synth import MotionChunk
+
+from motion_toy import tiny_model_dir
+
+
+@pytest.fixture(scope="module")
+def body():
+    from hosig.body import load_body_model
+
+    return load_body_model()
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, body):
+    return tiny_model_dir(tmp_path_factory.mktemp("motion_tiny"), body)
+
+
+@pytest.fixture()
+def model(tiny_dir):
+    return MotionModel.load(tiny_dir)
+
+
+def walk_anchors(n: int, speed: float = 1.2, every: int = 8, wobble: float = 0.3) -> tuple[AnchorSet, np.ndarray]:
+    a = AnchorSet(n)
+    frames = np.arange(0, n, every)
+    xy = np.stack([frames / 30 * speed, wobble * np.sin(frames / 40)], 1)
+    for f, p in zip(frames, xy):
+        a.add(int(f), "pelvis", [p[0], p[1], np.nan])
+    return a, np.concatenate([frames[:, None], xy], 1)
+
+
+def pelvis_error(clip, targets: np.ndarray) -> float:
+    f = targets[:, 0].astype(int)
+    return float(np.linalg.norm(clip.joints[f, 0, :2] - targets[:, 1:], axis=1).mean())
+
+
+def test_hard_anchors_are_met_exactly(model, body):
+    a, _ = walk_anchors(90)
+    a.add(40, "pelvis", [1.7, 0.1, 0.88], hard=True)
+    a.add(40, "pose:left_knee", [0.6, 0.0, 0.0], hard=True)
+    hand = np.linspace(-0.3, 0.3, 45)
+    a.add(70, "right_hand_pose", hand, hard=True)
+    clip = model.synthesize(a, body, seed=1)
+    assert clip.n_frames == 90
+    assert np.allclose(clip.joints[40, 0], [1.7, 0.1, 0.88], atol=1e-4)
+    assert np.allclose(clip.poses[40, 12:15], [0.6, 0.0, 0.0], atol=1e-4)  # left_knee = joint 4
+    assert np.allclose(clip.poses[70, 120:165], hand, atol=1e-4)
+    assert np.isfinite(clip.poses).all() and np.isfinite(clip.joints).all()
+
+
+def test_guidance_lowers_pelvis_and_wrist_error(model, body):
+    a, targets = walk_anchors(64)
+    wrist = np.array([2.45, -0.25, 1.0])
+    a.add(60, "right_wrist", wrist)
+    plain = model.synthesize(a, body, seed=2, guidance=False, refine_pass=False)
+    guided = model.synthesize(a, body, seed=2, guidance=True, refine_pass=False)
+    assert pelvis_error(guided, targets) < 0.7 * pelvis_error(plain, targets)
+    e_plain = np.linalg.norm(plain.joints[60, 21] - wrist)
+    e_guided = np.linalg.norm(guided.joints[60, 21] - wrist)
+    assert e_guided < 0.7 * e_plain
+    # the analytic correction (arm IK, feet locked, pelvis kept) then brings the wrist closer still
+    full = model.synthesize(a, body, seed=2)
+    e_full = np.linalg.norm(full.joints[60, 21] - wrist)
+    assert e_full < e_guided and e_full < 0.05
+
+
+def test_window_seams_are_continuous_and_streamed(model, body):
+    n = 200
+    a, _ = walk_anchors(n)
+    chunks: list[MotionChunk] = []
+    clip = model.synthesize(a, body, seed=3, on_window=chunks.append)
+    # chunks tile the clip in order and equal it
+    starts = [c.start for c in chunks]
+    assert starts[0] == 0 and all(c.start + c.count == d.start for c, d in zip(chunks, chunks[1:]))
+    assert chunks[-1].start + chunks[-1].count == n and len(chunks) >= 3
+    assert np.allclose(np.concatenate([c.poses for c in chunks]), clip.poses, atol=1e-5)
+    # no velocity spike where one window hands over to the next
+    vel = np.linalg.norm(np.diff(clip.joints[:, :22], axis=0), axis=-1).mean(-1)  # (T-1,) mean joint speed
+    seams = [s for s in starts[1:]]
+    seam_jump = max(vel[max(0, s - 2): s + 2].max() for s in seams)
+    interior = np.percentile(vel, 95)
+    assert seam_jump < 2.0 * interior + 1e-3
+
+
+def test_forty_second_path_is_one_continuous_clip(model, body):
+    n = 40 * 30
+    a, targets = walk_anchors(n, speed=1.0, every=10, wobble=1.0)
+    count = []
+    clip = model.synthesize(a, body, seed=4, steps=4, refine_pass=False, on_window=lambda c: count.append(c.count))
+    assert clip.n_frames == n and sum(count) == n
+    assert np.isfinite(clip.joints).all()
+    speed = np.linalg.norm(np.diff(clip.joints[:, 0], axis=0), axis=-1) * 30
+    assert speed.max() < 20.0  # no teleporting pelvis anywhere along 40 m (tiny, barely trained model)
+    assert pelvis_error(clip, targets) < 0.3
+    assert abs(clip.joints[-1, 0, 0] - targets[-1, 1]) < 1.5
+
+
+def test_unreachable_anchor_and_cancel_and_nan_guard(tiny_dir, body):
+    model = MotionModel.load(tiny_dir)
+    a, targets = walk_anchors(60)
+    end = targets[-1, 1:]
+    a.add(59, "right_wrist", [end[0] + 3.0, end[1], 1.0])
+    with pytest.raises(UnreachableError, match="right_wrist"):
+        model.synthesize(a, body)
+    b, _ = walk_anchors(200)
+    with pytest.raises(CancelledError):
+        calls = []
+        model.synthesize(b, body, on_window=calls.append, cancel=lambda: len(calls) >= 1)
+    with torch.no_grad():
+        model.net.out.weight.fill_(float("nan"))
+    c, _ = walk_anchors(40)
+    with pytest.raises(HosigError, match="NaN"):
+        model.synthesize(c, body)
+
+
+def _fake_grasp(body, stand):
+    """A standing pose with the right arm reaching forward, at the stand point."""
+    from scipy.spatial.transform import Rotation
+
+    from hosig.frames import heading_to_orient
+    from hosig.motion.representation import aa_to_matrix
+
+    go = Rotation.from_matrix(heading_to_orient(stand[2])).as_rotvec()
+    body_pose = np.zeros(63)
+    body_pose[16 * 3 - 3 + 2] = 0.2  # right shoulder (joint 17) roll
+    body_pose[17 * 3 - 3 + 1] = 0.0
+    pelvis = np.array([stand[0], stand[1], 0.95])
+    full = np.zeros(165)
+    full[:3] = go
+    full[3:66] = body_pose
+    with torch.no_grad():
+        joints = body.fk(body.full_pose_rotmats(torch.as_tensor(full[None], dtype=torch.float32)),
+                         torch.as_tensor(pelvis[None], dtype=torch.float32))[0].numpy()
+    del aa_to_matrix
+    return SimpleNamespace(hand="right", global_orient=go, body_pose=body_pose, left_hand_pose=np.zeros(45),
+                           right_hand_pose=np.full(45, 0.3), joints=joints, wrist=joints[21], target="cup")
+
+
+def _plan(start, stand, duration):
+    times = np.linspace(0, duration, 6)
+    way = np.linspace(start[:2], stand[:2], 6)
+    return SimpleNamespace(start=np.asarray(start, float), stand=np.asarray(stand, float), waypoints=way, times=times,
+                           target_point=np.array([stand[0] + 0.5, stand[1], 0.9]), target="cup")
+
+
+def test_pick_place_task_timeline_and_object_transforms(model, body):
+    from hosig.motion.task import attach_object, build_task
+
+    leg1 = _plan([0, 0, 0], [1.5, 0, 0], 1.5)
+    leg2 = _plan([1.5, 0, 0], [1.5, 1.5, np.pi / 2], 1.5)
+    grasp = _fake_grasp(body, leg1.stand)
+    task = build_task("pick-place", [leg1, leg2], grasp, place_point=[1.5, 2.0, 0.8], body=body,
+                      object_base=np.array([2.0, 0.0, 0.85]))
+    assert 0 < task.grasp_frame < task.place_frame < task.release_frame < task.n_frames
+    assert task.attached == (task.grasp_frame, task.release_frame)
+    clip = model.synthesize(task.anchors, body, seed=5, steps=4, grasp_frame=task.grasp_frame,
+                            release_frame=task.release_frame, scene_skip=task.scene_skip, path=task.path)
+    # the grasp pose is hard: the wrist is on the grasp's wrist
+    assert np.linalg.norm(clip.joints[task.grasp_frame, 21] - grasp.wrist) < 0.03
+    attach_object(clip, task, body, "cup")
+    tr = clip.object_transforms
+    assert np.allclose(tr[: task.grasp_frame + 1], np.eye(4), atol=1e-5)
+    moved = tr[task.release_frame - 1, :3, 3]
+    assert np.linalg.norm(moved) > 0.3  # carried towards the place
+    assert np.allclose(tr[task.release_frame:], tr[task.release_frame - 1], atol=1e-6)
+    path = clip.save(task and (__import__("pathlib").Path(model.source).parent / "pp.npz"))
+    from hosig.clip import MotionClip
+
+    back = MotionClip.load(path)
+    assert back.grasp_frame == task.grasp_frame and back.object_name == "cup"
+
+
+def test_cli_motion_synth(tiny_dir, tmp_path, capsys):
+    from hosig.cli.main import main
+
+    plan = {"start": [0, 0, 0], "stand": [1.2, 0, 0], "waypoints": [[0, 0], [0.6, 0], [1.2, 0]],
+            "times": [0, 0.6, 1.2], "target_point": [1.7, 0, 0.9], "target": "cup"}
+    (tmp_path / "path.json").write_text(json.dumps(plan))
+    code = main(["motion", "synth", "--path", str(tmp_path / "path.json"), "--model", str(tiny_dir),
+                 "--out", str(tmp_path / "clip.npz"), "--json", "--seed", "1"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out.strip())
+    assert report["frames"] > 36 and (tmp_path / "clip.npz").is_file()
+    assert "pelvis_path_error_cm" in report["metrics"]
+    code = main(["motion", "synth", "--path", str(tmp_path / "nope.json"), "--model", str(tiny_dir),
+                 "--out", str(tmp_path / "x.npz")])
+    assert code == 1
+
+
+def test_default_model_loads_and_samples_on_cpu(body):
+    from hosig.motion.checkpoint import resolve_paths
+
+    weights, config = resolve_paths(None)
+    assert weights.is_file() and config.is_file(), "the default motion model must be committed in assets/motion"
+    assert weights.stat().st_size <= 50 * 1024 * 1024
+    model = MotionModel.load()
+    a, _ = walk_anchors(45)
+    clip = model.synthesize(a, body, seed=0, steps=4)
+    assert clip.n_frames == 45 and np.isfinite(clip.joints).all()
