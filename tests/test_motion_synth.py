@@ -211,3 +211,34 @@ def test_default_model_loads_and_samples_on_cpu(body):
     a, _ = walk_anchors(45)
     clip = model.synthesize(a, body, seed=0, steps=4)
     assert clip.n_frames == 45 and np.isfinite(clip.joints).all()
+
+
+def test_scene_guidance_lowers_penetration(model, body, tmp_path):
+    import base64
+
+    import trimesh
+
+    from hosig.scene import load_scene
+
+    box = trimesh.creation.box(extents=[1.6, 0.6, 1.0])
+    box.apply_translation([1.6, 0.33, 0.5])  # a counter whose edge is 3 cm from the walking line
+    floor = trimesh.creation.box(extents=[6, 4, 0.02])
+    floor.apply_translation([1.5, 0, -0.01])
+    enc = lambda a, t: base64.b64encode(np.ascontiguousarray(a, dtype=t).tobytes()).decode()  # noqa: E731
+    payload = {"format": "hosig-mesh/1", "objects": [
+        {"name": n, "vertices": enc(m.vertices, "<f4"), "faces": enc(m.faces, "<i4")} for n, m in (("counter", box), ("floor", floor))
+    ]}
+    scene = load_scene(payload)
+    sdf = scene.sdf()
+    a, _ = walk_anchors(90, wobble=0.0)
+
+    def penetration(clip) -> float:
+        pts = torch.as_tensor(clip.joints[:, :22].reshape(-1, 3))
+        with torch.no_grad():
+            d = sdf.query(pts).numpy()
+        return float(np.clip(0.06 - d, 0, None).sum())
+
+    plain = model.synthesize(a, body, seed=6, steps=4, refine_pass=False)
+    guided = model.synthesize(a, body, scene_sdf=sdf, seed=6, steps=4, refine_pass=False)
+    assert penetration(plain) > 0.0
+    assert penetration(guided) < 0.8 * penetration(plain)
