@@ -52,6 +52,7 @@ class RetargetConfig:
     overlap: int = 12  # frames shared with the previous chunk (warm start + continuity)
     w_pos: float = 1.0
     w_foot: float = 4.0  # pinned feet (source contacts)
+    pin_max_spread_m: float = 0.05  # contact runs wandering further than this follow the source
     w_floor: float = 10.0  # foot points below their standing height
     w_smooth: float = 2.0  # joint position accelerations
     w_rot_smooth: float = 0.02  # 6D rotation accelerations
@@ -334,7 +335,14 @@ def retarget(capture: Capture, jmap: JointMap, body, config: RetargetConfig = Re
     pins = np.full(feet_src.shape, np.nan)
     for f in range(4):
         for s, e in contact_runs(src_contacts[:, f]):
-            pins[s:e, f, :2] = feet_src[s:e, f, :2].mean(axis=0)
+            centre = feet_src[s:e, f, :2].mean(axis=0)
+            spread = float(np.linalg.norm(feet_src[s:e, f, :2] - centre, axis=-1).max())
+            # A foot that really shuffles during "contact" (turning on the spot) is not pinned in
+            # place, only kept on the floor; planted feet that merely jitter or slip are pinned.
+            if spread <= config.pin_max_spread_m:
+                pins[s:e, f, :2] = centre
+            else:
+                pins[s:e, f, :2] = feet_src[s:e, f, :2]
             pins[s:e, f, 2] = max(rest_h[f], float(feet_src[s:e, f, 2].mean()))
 
     fitter = _Fitter(body, config)
