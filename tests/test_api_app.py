@@ -23,7 +23,7 @@ def kitchen(tmp_path_factory) -> Path:
 
 def make_client(tmp_path: Path, **config) -> TestClient:
     engine = Engine(EngineConfig(cache_dir=tmp_path / "cache"))
-    return TestClient(create_app(engine, ServerConfig(warm=False, **config)))
+    return TestClient(create_app(engine, ServerConfig(warm=False, prefetch_grasp=False, **config)))
 
 
 @pytest.fixture()

@@ -151,3 +151,27 @@ def test_finished_jobs_record_their_outcome() -> None:
     assert (q.get(job_ok.id).state, q.get(job_ok.id).outcome) == ("finished", "done")
     assert q.get(job_bad.id).outcome == "internal"
     q.stop()
+
+
+def test_prefetch_runs_when_idle_and_never_before_a_queued_job() -> None:
+    gate = threading.Event()
+    runner, started = make_runner(gate)
+    q = JobQueue(runner, max_queued=2)
+    q.start()
+    done = threading.Event()
+    order: list[str] = []
+    rec = Recorder()
+    q.submit("job", rec)
+    q.prefetch(lambda: (order.append("prefetch"), done.set()))
+    time.sleep(0.2)
+    assert not done.is_set()  # the worker is busy with the job
+    order.append("job-released")
+    gate.set()
+    assert rec.finished.wait(5) and done.wait(5)
+    assert order == ["job-released", "prefetch"] and q.prefetched == 1
+    q.prefetch(lambda: 1 / 0)  # a failing prefetch is ignored
+    time.sleep(0.3)
+    after = Recorder()
+    q.submit("after", after)
+    assert after.finished.wait(5) and isinstance(after.events[-1], Done)
+    q.stop()

@@ -159,6 +159,8 @@ def next_job_starts(base: str, scene_id: str) -> None:
 def test_stream_a_generation(server) -> None:
     base, scene = server
     scene_id = upload(base, scene)
+    preview = httpx.post(f"{base}/plan", json={"scene": scene_id, "start": NEAR_CUP, "target": "cup"}, headers=AUTH, timeout=30)
+    assert preview.status_code == 200 and preview.json()["type"] == "plan"  # also starts the grasp while idle
     with httpx.stream("POST", f"{base}/generate", json={"scene": scene_id, "start": NEAR_CUP, "target": "cup", "action": "pick"},
                       headers=AUTH, timeout=120) as res:
         assert res.status_code == 200 and res.headers["content-type"].startswith("application/x-ndjson")

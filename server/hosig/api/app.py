@@ -58,6 +58,7 @@ class ServerConfig:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD
     max_queued: int = 4
     warm: bool = True
+    prefetch_grasp: bool = True  # optimise the grasp of a previewed path while the worker is idle
 
 
 class Health(BaseModel):
@@ -191,8 +192,14 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None)
 
     @app.post("/plan", response_model=Plan)
     def plan(req: PlanRequest) -> Plan:
-        """Navigation only (the add-on's path preview)."""
-        return plan_only(req.scene, req.start, req.target, engine=engine, allow_scene_paths=False)
+        """Navigation only (the add-on's path preview). When the worker is idle it then optimises
+        the grasp at the planned stand point, so a following /generate streams almost at once."""
+        event = plan_only(req.scene, req.start, req.target, engine=engine, allow_scene_paths=False)
+        if config.prefetch_grasp:
+            scene = engine.scenes.get(req.scene, allow_paths=False)
+            stand = tuple(float(v) for v in event.stand)
+            jobs.prefetch(lambda: engine.grasp(scene, req.target, stand, engine.body(), "right"))
+        return event
 
     @app.post(
         "/generate",

@@ -65,6 +65,8 @@ class JobQueue:
         self._thread: threading.Thread | None = None
         self._mean_job_s = 5.0  # running mean of job durations, for Retry-After
         self.completed = 0
+        self._prefetch: Callable[[], Any] | None = None  # idle-time work (latest wins)
+        self.prefetched = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -105,6 +107,13 @@ class JobQueue:
             raise QueueFull(max(1, int(round(self._mean_job_s * waiting)))) from None
         return job
 
+    def prefetch(self, work: Callable[[], Any]) -> None:
+        """Run ``work`` when the worker is idle (e.g. optimise the grasp of a path just previewed,
+        so the generation that usually follows starts streaming at once). Only the latest request
+        is kept; real jobs always go first; failures are ignored (the job will report them)."""
+        with self._lock:
+            self._prefetch = work
+
     def cancel(self, job_id: str) -> str | None:
         """Flag a job as cancelled; returns its state, or None for an unknown id."""
         with self._lock:
@@ -122,7 +131,18 @@ class JobQueue:
     # -- worker side ----------------------------------------------------------------------------
     def _work(self) -> None:
         while True:
-            job = self._queue.get()
+            try:
+                job = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                with self._lock:
+                    work, self._prefetch = self._prefetch, None
+                if work is not None:
+                    try:
+                        work()
+                        self.prefetched += 1
+                    except Exception as err:  # noqa: BLE001 - best effort only
+                        log.info("prefetch failed: %s: %s", type(err).__name__, err)
+                continue
             if job is None:
                 return
             started = time.monotonic()
