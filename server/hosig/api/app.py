@@ -198,7 +198,11 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None)
         if config.prefetch_grasp:
             scene = engine.scenes.get(req.scene, allow_paths=False)
             stand = tuple(float(v) for v in event.stand)
-            jobs.prefetch(lambda: engine.grasp(scene, req.target, stand, engine.body(), "right"))
+            def warm_up() -> None:
+                scene.sdf(exclude=(req.target,))  # what the motion stage's scene term queries
+                engine.grasp(scene, req.target, stand, engine.body(), "right")
+
+            jobs.prefetch(warm_up)
         return event
 
     @app.post(

@@ -5,7 +5,7 @@ throughput of a 10-shot batch. Numbers for the report; tests never assert timing
 cached); "new target" = warm engine, but a target not asked for before (the grasp is optimised
 inside the request), which is what a user editing a shot usually sees.
 
-    python -m hosig.pipeline.bench [--model CKPT] [--device cpu|cuda] [--quality final|preview] [--json]
+    python -m hosig.pipeline.bench [--model CKPT] [--device cpu|cuda] [--quality final|preview] [--http] [--json]
 """
 
 from __future__ import annotations
@@ -127,6 +127,69 @@ def bench(model: str | None = None, device: str = "cpu", repeats: int = 3, batch
         return report
 
 
+def bench_http(model: str | None = None, device: str = "cpu", quality: str = "final", repeats: int = 3) -> dict[str, Any]:
+    """Over loopback against a real `hosig serve`: /plan (prefetches the grasp), then /generate
+    `repeats` times; seconds from sending the request to the first `frames` line, and in total."""
+    import os
+    import socket
+    import subprocess
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "hosig.cli.main", "serve", "--port", str(port), "--device", device, "--quality", quality]
+    if model:
+        cmd += ["--model", model]
+    with tempfile.TemporaryDirectory() as tmp:
+        scenes = _scenes(Path(tmp))
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+        try:
+            t = time.perf_counter()
+            while True:
+                try:
+                    health = httpx.get(f"{base}/health", timeout=1).json()
+                    if health.get("model_loaded"):
+                        break
+                except httpx.HTTPError:
+                    pass
+                if proc.poll() is not None or time.perf_counter() - t > 300:
+                    raise RuntimeError("hosig serve did not come up")
+                time.sleep(0.2)
+            startup_s = time.perf_counter() - t
+            kind, start, target, action, _ = SHOTS[0]
+            scene_id = httpx.post(f"{base}/scenes", content=scenes[kind].read_bytes(), headers={"Content-Type": "model/gltf-binary"}, timeout=60).json()["id"]
+            t = time.perf_counter()
+            httpx.post(f"{base}/plan", json={"scene": scene_id, "start": start, "target": target}, timeout=60)
+            plan_s = time.perf_counter() - t
+            runs = []
+            for i in range(repeats):
+                body = {"scene": scene_id, "start": start, "target": target, "action": action, "seed": i}
+                t = time.perf_counter()
+                first = None
+                summary: dict[str, Any] = {}
+                with httpx.stream("POST", f"{base}/generate", json=body, timeout=600) as res:
+                    for line in res.iter_lines():
+                        event = json.loads(line)
+                        if event["type"] == "frames" and first is None:
+                            first = time.perf_counter() - t
+                        elif event["type"] == "done":
+                            summary = event["summary"]
+                total = time.perf_counter() - t
+                runs.append({"first_frames_s": first, "total_s": total, "clip_s": summary.get("duration_s"),
+                             "grasp_cached": summary.get("grasp_cached"), "realtime_factor": (summary.get("duration_s") or 0) / total})
+            return {"startup_s": round(startup_s, 2), "plan_s": round(plan_s, 3), "runs": runs,
+                    "first_frames_s_median": statistics.median(r["first_frames_s"] for r in runs if r["first_frames_s"] is not None)}
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hosig.pipeline.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None)
@@ -134,12 +197,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quality", default="final", choices=("final", "preview"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-batch", action="store_true")
+    parser.add_argument("--http", action="store_true", help="only the loopback measurement against `hosig serve`")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    report = bench(args.model, args.device, args.repeats, not args.no_batch, args.quality)
+    if args.http:
+        report = bench_http(args.model, args.device, args.quality, args.repeats)
+    else:
+        report = bench(args.model, args.device, args.repeats, not args.no_batch, args.quality)
     if args.json:
         sys.stdout.write(json.dumps(report, default=str) + "\n")
     else:
