@@ -45,7 +45,10 @@ class GraspConfig:
     w_gaze: float = 0.5
     w_limits: float = 20.0
     w_prior: float = 0.02
-    w_free_arm: float = 5.0
+    w_free_arm: float = 2.0  # the other arm hangs (world down) near its start pose
+    near_scene: float = 0.06  # body vertices this close to the scene are checked every step
+    max_near: int = 400
+    near_every: int = 20
     w_stance: float = 200.0
     min_stance: float = 0.12  # distance between the feet centres
     max_stance: float = 0.40

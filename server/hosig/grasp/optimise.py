@@ -254,11 +254,39 @@ def optimise_body(
     wrist = hand.wrist
 
     opt = _Adam([(pose, config.lr), (orient, config.lr * 0.5), (transl, config.lr * 0.25)], config.iters)
+    sh_free, el_free, wr_free = (JOINT_INDEX[f"{other}_{n}"] for n in ("shoulder", "elbow", "wrist"))
+    down = torch.tensor([0.0, 0.0, -1.0])
+    # Vertices currently close to the scene get checked every step (refreshed periodically), so
+    # thighs against a table edge are not missed between the sparse random samples.
+    all_body = torch.as_tensor(samples.all_no_feet, dtype=torch.long)
+    all_verts = torch.arange(lite.rest_vertices.shape[0])
+    near_idx = torch.zeros(0, dtype=torch.long)
+    near_obj_idx = torch.zeros(0, dtype=torch.long)
+
+    def closest(d: torch.Tensor, limit: float) -> torch.Tensor:
+        close = torch.nonzero(d < limit).flatten()
+        if len(close) > config.max_near:
+            close = close[torch.argsort(d[close])[: config.max_near]]
+        return close
+
+    def refresh_near() -> tuple[torch.Tensor, torch.Tensor]:
+        """Vertices near the scene (feet excluded: they stand on it) and near the object."""
+        with torch.no_grad():
+            rot = local_rotations(lite, orient, pose, lhand, rhand)
+            g_rot, g_pos = forward_kinematics(lite, rot, transl)
+            v = skin(lite, g_rot, g_pos, all_verts)
+            d_scene = scene_sdf.query(v[:, all_body]).min(0).values  # type: ignore[attr-defined]
+            d_obj = obj_sdf.query(v).min(0).values
+        return all_body[closest(d_scene, config.near_scene)], closest(d_obj, 0.02)
 
     def evaluate() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         rot = local_rotations(lite, orient, pose, lhand, rhand)
         g_rot, g_pos = forward_kinematics(lite, rot, transl)
         verts = skin(lite, g_rot, g_pos, idx_t)
+        near_v = skin(lite, g_rot, g_pos, near_idx) if len(near_idx) else verts[:, :0]
+        near_o = skin(lite, g_rot, g_pos, near_obj_idx) if len(near_obj_idx) else verts[:, :0]
+        upper = g_pos[:, el_free] - g_pos[:, sh_free]
+        fore = g_pos[:, wr_free] - g_pos[:, el_free]
         hand_v, body_v = verts[:, :s1], verts[:, s1:s2]
         sole_l, sole_r, palm_v = verts[:, s2:s3], verts[:, s3:s4], verts[:, s4:]
         palm_c = palm_v.mean(1)
@@ -268,7 +296,8 @@ def optimise_body(
         terms = {
             "palm": torch.relu(torch.sqrt(L.palm_position(palm_c, tgt) + 1e-8) - config.palm_slack) ** 2,
             "palm_abs": torch.relu(torch.sqrt(L.palm_position(palm_c, tgt) + 1e-6) - config.palm_slack),
-            "palm_contact": (obj_sdf.query(palm_c) - config.palm_gap) ** 2,
+            # Closest palm vertex at the contact gap (the palm centroid floats in front of a cupped palm).
+            "palm_contact": (obj_sdf.query(palm_v).min(-1).values - config.palm_gap) ** 2,
             "palm_normal": 1.0 + (palm_n * obj_sdf.normals_at(palm_c)).sum(-1),
             "palm_dir": L.direction_mismatch(palm_n, app),
             "fwd_dir": L.direction_mismatch(fwd_n, fwd),
@@ -282,7 +311,11 @@ def optimise_body(
             "gaze": L.gaze(g_pos[:, HEAD], g_rot[:, HEAD] @ FORWARD_MODEL, look),
             "limits": prior.limit_violation(pose),
             "prior": prior.energy(pose),
-            "free_arm": (((pose - pose0) * free_mask) ** 2).sum(-1),
+            "free_arm": (((pose - pose0) * free_mask) ** 2).sum(-1) * 0.1
+            + L.direction_mismatch(upper / upper.norm(dim=-1, keepdim=True), down)
+            + 0.5 * L.direction_mismatch(fore / fore.norm(dim=-1, keepdim=True), down),
+            "scene_near": L.penetration(scene_sdf.query(near_v), config.scene_margin),  # type: ignore[attr-defined]
+            "obj_near": L.penetration(obj_sdf.query(near_o), 0.002),
             "stance": torch.relu(torch.linalg.vector_norm(feet_l_xy - feet_r_xy, dim=-1) - config.max_stance) ** 2
             + torch.relu(config.min_stance - torch.linalg.vector_norm(feet_l_xy - feet_r_xy, dim=-1)) ** 2,
             "floor_pen": (torch.relu(floor_z - sole_l[..., 2]) ** 2).sum(-1) + (torch.relu(floor_z - sole_r[..., 2]) ** 2).sum(-1),
@@ -291,17 +324,20 @@ def optimise_body(
         total = (
             w.w_palm * terms["palm"] + w.w_palm_abs * terms["palm_abs"]
             + w.w_palm_contact * terms["palm_contact"] + w.w_palm_normal * terms["palm_normal"] + w.w_palm_dir * terms["palm_dir"] + w.w_fwd_dir * terms["fwd_dir"]
-            + w.w_obj_pen * terms["obj_pen"] + w.w_scene_pen * terms["scene_pen"] + w.w_feet * terms["feet"]
+            + w.w_obj_pen * (terms["obj_pen"] + terms["obj_near"]) + w.w_scene_pen * (terms["scene_pen"] + terms["scene_near"]) + w.w_feet * terms["feet"]
             + w.w_stand * terms["stand"] + w.w_heading * terms["heading"] + w.w_com * terms["com"]
             + w.w_gaze * terms["gaze"] + w.w_limits * terms["limits"] + w.w_prior * terms["prior"]
             + w.w_free_arm * terms["free_arm"] + w.w_stance * terms["stance"] + w.w_floor_pen * terms["floor_pen"]
         )
         return total, terms
 
-    for _ in range(config.iters):
+    for it in range(config.iters):
+        if it % config.near_every == 0:
+            near_idx, near_obj_idx = refresh_near()
         total, _ = evaluate()
         total.sum().backward()
         opt.step()
+    near_idx, near_obj_idx = refresh_near()
     with torch.no_grad():
         total, terms = evaluate()
     return Phase1Result(orient.detach(), transl.detach(), pose.detach(), hand_open[:1].expand(bsz, 45).clone(), total, terms)

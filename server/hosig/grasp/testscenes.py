@@ -82,10 +82,10 @@ def book_on_high_shelf() -> GraspCase:
 def bottle_beside_wall() -> GraspCase:
     s = _scene({
         "wall": _box([1.0, -2.0, 0.0], [1.1, 2.0, 2.4]),
-        "table": _table(0.6, 0.0, w=0.8, d=0.8),
-        "bottle": _cyl(0.93, 0.05, 0.75, 0.035, 0.25),
+        "table": _table(0.8, 0.0, w=0.4, d=0.8),
+        "bottle": _cyl(0.92, 0.05, 0.75, 0.035, 0.25),
     })
-    return GraspCase("bottle_beside_wall", s, "bottle", (0.38, -0.12, 0.0))
+    return GraspCase("bottle_beside_wall", s, "bottle", (0.3, -0.1, 0.0))
 
 
 CASES = {
