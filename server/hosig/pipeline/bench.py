@@ -31,7 +31,7 @@ SHOTS: list[tuple[str, list[float], str, str, Any]] = [
     ("office", [0.0, -1.0, 1.57], "mug", "pick", None),
     ("office", [0.0, -1.0, 0.0], "bottle", "reach", None),
     ("living_room", [0.0, -1.0, 1.57], "cup", "pick", None),
-    ("living_room", [0.0, -1.0, 0.0], "box_floor", "reach", None),
+    ("living_room", [0.0, -1.0, 0.0], "remote", "pick", None),
     ("office", [0.0, -1.0, 1.57], "book", "reach", None),
     ("living_room", [0.0, -1.0, 1.57], "bottle", "pick", None),
 ]
