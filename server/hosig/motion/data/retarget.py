@@ -12,16 +12,17 @@ How (and why each step):
    (branch offsets such as hips and collars hang rigidly off the parent's rotation).
 4. Floor and contacts. A slow linear drift of the planted-foot height over time (an artefact of
    some converted captures; `contacts.floor_drift`) is removed, targets are shifted so the soles
-   touch z = 0, and source foot contacts
-   (low + still) pin the feet at their mean planted position in the fit.
+   touch z = 0, and source foot contacts (low + still) pin the feet at their mean planted position
+   in the fit (runs that wander > 5 cm, i.e. a foot shuffling on the spot, follow the source).
 5. Batched fit (Adam on 6D rotations + root position, whole chunks of frames at once): joint
    positions to the targets, pinned feet, no foot below the floor, temporal smoothness
    (joint accelerations and rotation accelerations), a pull to the analytic init (keeps twist the
    positions cannot see) and knee/elbow hinge limits (no flips). Long clips are cut into
    overlapping chunks, each warm-started and tied to the previous chunk's overlap frames.
 
-Everything is in Blender's world (Z up, metres) at 30 fps; the body model supplies rest joints,
-FK and (for the final joints) smplx itself, so any SMPL-X shape works like the mannequin.
+Everything is in Blender's world (Z up, metres) at 30 fps; the body model supplies the rest joints
+(and `TreeFK` mirrors `BodyModel.fk` over the 22 fitted joints), so any SMPL-X shape works like the
+mannequin. Fit error is reported against the normalised targets (step 3), not the raw capture.
 """
 
 from __future__ import annotations
