@@ -199,3 +199,19 @@ def test_cli_report_and_export_bvh(body, tmp_path: Path, capsys: pytest.CaptureF
     assert (tmp_path / "c.bvh").read_text().startswith("HIERARCHY\nROOT pelvis")
     assert main(["data", "report", str(tmp_path / "missing.npz")]) == 1
     assert "not found" in capsys.readouterr().err
+
+
+def test_cli_prepare_limit_no_mirror(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "cmu"
+    folder.mkdir()
+    cmu_like_bvh(folder / "05_01.bvh", frames=40)
+    cmu_like_bvh(folder / "05_02.bvh", frames=40)
+    out = tmp_path / "d.npz"
+    argv = ["data", "prepare", "--cmu", str(folder), "--out", str(out), "--limit", "1", "--no-mirror",
+            "--iterations", "5", "--no-progress", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["clips"] == 1 and not rep["mirrored"] and rep["categories"] == {"cmu": {"clips": 1, "frames": 9, "minutes": 0.01}}
+    assert (tmp_path / "d.cache").is_dir()
+    assert main(["data", "prepare", "--out", str(out)]) == 2  # no source folder: usage error
+    assert "give at least one of" in capsys.readouterr().err
