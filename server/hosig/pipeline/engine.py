@@ -138,9 +138,30 @@ class Engine:
         return result, cached
 
     def warm(self) -> None:
-        """Load everything now (server start-up), so the first request is as fast as the rest."""
-        self.body()
-        self.motion()
+        """Load everything now (server start-up) and run one short synthesis, so the first request
+        is as fast as the rest (torch's first autograd/kernel use costs about a second)."""
+        body = self.body()
+        model = self.motion()
+        import hosig.grasp.generator  # noqa: F401 - import costs (trimesh, scipy) paid now, not in a request
+        import hosig.motion.task  # noqa: F401
+        import hosig.navigation  # noqa: F401
+        import hosig.scene  # noqa: F401
+
+        try:
+            from hosig.frames import heading_to_orient
+            from hosig.motion.anchors import AnchorSet
+            from hosig.motion.synth import synthesize
+
+            n = int(getattr(model, "window", 64))
+            anchors = AnchorSet(n)
+            anchors.add(0, "root_orient", heading_to_orient(0.0))
+            anchors.add(0, "pelvis", [0.0, 0.0, float("nan")])
+            anchors.add(n - 1, "pelvis", [1.0, 0.0, float("nan")])
+            synthesize(model, anchors, body, scene_sdf=None, seed=0, steps=2)
+        except Exception as err:  # noqa: BLE001 - warm-up is an optimisation; real requests report problems
+            import logging
+
+            logging.getLogger("hosig.pipeline").info("motion warm-up skipped: %s: %s", type(err).__name__, err)
 
     def info(self) -> dict[str, Any]:
         """For /health: never blocks (no loading, no locks), so health answers during warm-up."""
