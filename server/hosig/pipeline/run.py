@@ -25,7 +25,7 @@ import numpy as np
 from hosig.errors import CancelledError, HosigError, UnreachableError, UsageError
 from hosig.pipeline.engine import Engine, default_engine
 from hosig.pipeline.events import Accepted, Done, Error, Frames, Grasp, Plan, Progress
-from hosig.pipeline.objects import CarryTracker, object_top_centre, place_candidates
+from hosig.pipeline.objects import CarryTracker, object_top_centre, place_candidates, support_gap
 from hosig.pipeline.request import GenerateRequest, parse_request
 
 log = logging.getLogger("hosig.pipeline")
@@ -260,6 +260,7 @@ class _Job:
                 parents=np.asarray(PARENTS), wrist=JOINT_INDEX[f"{task.hand}_wrist"],
                 object_in_wrist=np.asarray(grasp.object_in_wrist, dtype=np.float64),
                 grasp_frame=attach_a, release_frame=attach_b if attach_b < n_frames else None,
+                settle=self._settler(scene, req.target),
             )
         steps = self.engine.sampler_steps()
         self.timings["task_ms"] = round((time.perf_counter() - t) * 1000.0, 2)
@@ -338,6 +339,19 @@ class _Job:
             written = str(clip.save(self.clip_path))
         self.timings["total_ms"] = round((time.perf_counter() - self.t0) * 1000.0, 2)
         yield Done(summary=self._summary(clip, scene, grasp, approach, carry, place_point, written))
+
+    @staticmethod
+    def _settler(scene: Any, target: str) -> Callable[[np.ndarray], float]:
+        """Put-down transform -> vertical gap to the support under the object (see `support_gap`)."""
+
+        def settle(transform: np.ndarray) -> float:
+            obj = scene.object(target)
+            verts = np.asarray(obj.vertices, dtype=np.float64)
+            if len(verts) > 2000:
+                verts = verts[np.random.default_rng(0).choice(len(verts), 2000, replace=False)]
+            return support_gap(verts, scene.mesh(exclude=(target,)), transform)
+
+        return settle
 
     def _summary(self, clip: Any, scene: Any, grasp: Any, approach: Any, carry: Any, place_point: Any, written: str | None) -> dict[str, Any]:
         from hosig.pipeline.metrics import clip_metrics
