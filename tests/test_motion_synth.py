@@ -99,12 +99,15 @@ def test_window_seams_are_continuous_and_streamed(model, body):
 def test_forty_second_path_is_one_continuous_clip(model, body):
     n = 40 * 30
     a, targets = walk_anchors(n, speed=1.0, every=10, wobble=1.0)
-    count = []
-    clip = model.synthesize(a, body, seed=4, steps=4, refine_pass=False, on_window=lambda c: count.append(c.count))
-    assert clip.n_frames == n and sum(count) == n
+    chunks = []
+    clip = model.synthesize(a, body, seed=4, steps=4, refine_pass=False, on_window=chunks.append)
+    assert clip.n_frames == n and sum(c.count for c in chunks) == n
     assert np.isfinite(clip.joints).all()
     speed = np.linalg.norm(np.diff(clip.joints[:, 0], axis=0), axis=-1) * 30
-    assert speed.max() < 20.0  # no teleporting pelvis anywhere along 40 m (tiny, barely trained model)
+    seams = [c.start for c in chunks[1:]]
+    assert len(seams) >= 20
+    # no jump where windows meet, anywhere along 40 m: seam speeds look like the rest of the clip
+    assert max(speed[s - 2: s + 2].max() for s in seams) < 2.0 * np.percentile(speed, 95) + 1e-3
     assert pelvis_error(clip, targets) < 0.3
     assert abs(clip.joints[-1, 0, 0] - targets[-1, 1]) < 1.5
 

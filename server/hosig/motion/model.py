@@ -29,6 +29,9 @@ class DenoiserConfig:
     heads: int = 4
     ff: int = 512
     dropout: float = 0.1
+    # x0 = sqrt(ab) x_t + sqrt(1-ab) F: identity at low noise, the network at high noise (EDM-style
+    # skip; as v-prediction). Without it a d_model < feature-dim network cannot pass x_t through.
+    skip: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,6 +63,9 @@ class Denoiser(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
         self.out = nn.Linear(d, cfg.feat_dim)
+        from hosig.motion.diffusion import cosine_alphas_cumprod
+
+        self.register_buffer("alphas_cumprod", cosine_alphas_cumprod(), persistent=False)
 
     def forward(
         self,
@@ -74,4 +80,8 @@ class Denoiser(nn.Module):
         h = self.inp(torch.cat([x_t, feat_val * feat_mask, feat_mask, joint_val * joint_mask, joint_mask], dim=-1))
         h = h + self.pos[:w][None] + self.time(step_embedding(t, self.cfg.d_model))[:, None]
         h = self.norm(self.encoder(h))
-        return self.out(h)
+        out = self.out(h)
+        if not self.cfg.skip:
+            return out
+        ab = self.alphas_cumprod[t].view(-1, 1, 1)
+        return ab.sqrt() * x_t + (1 - ab).sqrt() * out

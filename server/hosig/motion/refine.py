@@ -17,6 +17,8 @@ import torch
 
 from hosig.motion.representation import FOOT_CONTACT_JOINTS, aa_to_matrix, skeleton_fk
 
+MAX_LOCK_TRAVEL_M = 0.25  # a "contact" run whose foot slides further than this is not pinned
+
 # legs, spine and arms (SMPL-X indices): what the correction may bend
 REFINE_JOINTS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 18, 19, 20, 21]
 
@@ -42,7 +44,8 @@ def contact_targets(feet: np.ndarray, contacts: np.ndarray, fixed: int, floor: n
     w = feet.shape[0]
     target = feet.copy()
     mask = np.zeros((w, 4), bool)
-    on = contacts > threshold
+    # in contact = predicted so AND near the floor (a raised foot is never pinned)
+    on = (contacts > threshold) & (feet[..., 2] < floor[None, :] + 0.05)
     for k in range(4):
         t = 0
         while t < w:
@@ -52,6 +55,10 @@ def contact_targets(feet: np.ndarray, contacts: np.ndarray, fixed: int, floor: n
             e = t
             while e < w and on[e, k]:
                 e += 1
+            travel = float(np.linalg.norm(feet[e - 1, k, :2] - feet[t, k, :2]))
+            if travel > MAX_LOCK_TRAVEL_M and e - t > 1:  # the foot really travels: not a stance, leave it
+                t = e
+                continue
             if t < fixed:
                 anchor = feet[min(fixed, e) - 1, k, :2]
             else:
@@ -101,7 +108,11 @@ def refine(
         )
         if fm.any():
             foot_t, foot_m = torch.as_tensor(ft), torch.as_tensor(fm).float()
-    if not terms and foot_t is None:
+    floor_t = torch.as_tensor(np.asarray(foot_floor), dtype=torch.float32)[None]
+    free_t = torch.zeros(w, 1)
+    free_t[fixed:] = 1.0
+    sinking = bool((joints0[fixed:, FOOT_CONTACT_JOINTS, 2] < floor_t - 0.01).any()) if lock_feet else False
+    if not terms and foot_t is None and not sinking:
         return rot0
     free = torch.zeros(w, len(REFINE_JOINTS), 1)
     free[fixed:] = 1.0
@@ -122,6 +133,9 @@ def refine(
         if foot_t is not None:
             err = (joints[:, FOOT_CONTACT_JOINTS] - foot_t) ** 2
             loss = loss + cfg.foot_weight * (err.sum(-1) * foot_m).sum()
+        if lock_feet:  # no sinking through the floor
+            sink = torch.relu(floor_t - 0.01 - joints[:, FOOT_CONTACT_JOINTS, 2])
+            loss = loss + cfg.foot_weight * (sink ** 2 * free_t).sum()
         loss.backward()
         return loss
 
