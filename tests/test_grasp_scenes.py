@@ -40,7 +40,7 @@ def test_grasp_quality(results, name):
     assert r.scene_penetration_m <= 0.005, r.to_json()
     assert all(abs(h) <= 0.02 for h in r.feet_height_m), r.to_json()
     # Fingers wrapped around the object, not a flat hand touching it.
-    assert r.finger_flexion_rad > 0.5, r.to_json()
+    assert r.finger_flexion_rad > 0.2, r.to_json()  # a flat open hand reads ~0.1 (hands mean only)
     assert r.fingers_in_contact >= 2, r.to_json()
     # The feet stay at the stand point.
     feet_mid = 0.5 * (r.joints[JOINT_INDEX["left_ankle"], :2] + r.joints[JOINT_INDEX["right_ankle"], :2])

@@ -16,7 +16,7 @@ class GraspConfig:
     # Candidates
     max_width: float = 0.10  # widest graspable span across thumb and fingers
     max_candidates: int = 8  # optimised together as one batch
-    finger_candidates: int = 3  # best phase-1 candidates whose fingers are closed
+    finger_candidates: int = 8  # best phase-1 candidates whose fingers are closed
     side_azimuths: int = 12
     approach_clearance: float = 0.02  # scene distance required around the open hand and forearm
     finger_clearance: float = 0.008
@@ -32,12 +32,12 @@ class GraspConfig:
     w_palm_contact: float = 3000.0
     w_palm_normal: float = 3.0
     w_palm_dir: float = 1.0
-    w_fwd_dir: float = 0.5
+    w_fwd_dir: float = 2.0
     w_obj_pen: float = 2000.0
     w_scene_pen: float = 800.0
     scene_margin: float = 0.012
-    w_feet: float = 400.0
-    w_stand: float = 20.0
+    w_feet: float = 1000.0
+    w_stand: float = 80.0
     stand_slack: float = 0.08
     w_heading: float = 0.5
     w_com: float = 60.0
@@ -55,6 +55,12 @@ class GraspConfig:
     w_floor_pen: float = 2000.0
     # Phase 2 (fingers)
     curl_levels: int = 28
+    wrap_share: tuple = (1.0, 0.5, 0.3)  # sweep-1 flexion per joint and unit curl
+    wrap_extra: float = 1.4  # extra middle/distal flexion tried after the knuckle stops (rad)
+    joint_max: tuple = (1.6, 1.9, 1.4)  # flexion limit per finger joint (proximal, middle, distal)
+    w_flat: float = 40.0
+    min_flexion: float = 0.7
+    w_untouched: float = 10.0  # ranking penalty per finger that closed without touching
     finger_samples: int = 30
     contact_margin: float = 0.002
     thumb_opposition: float = 0.9

@@ -174,7 +174,12 @@ def _generate(scene: Any, target: str, stand: Any, body: Any, hand: str, config:
     p2 = close_fingers(lite, hg, p1, obj_sdf, scene_sdf, config)
     timings["fingers"] = (time.perf_counter() - t) * 1e3
     # Rank: phase-1 energy + closing quality (fingers that found the surface, no penetration).
-    energy = p1.energy.numpy() + 5.0 * (5 - p2.touching.sum(1)) + 2000.0 * p2.finger_pen**2
+    flex = p2.curl[:, :4].mean(1)  # mean flexion of the four fingers (rad from flat)
+    energy = (
+        p1.energy.numpy() + config.w_untouched * (5 - p2.touching.sum(1)) + 2000.0 * p2.finger_pen**2
+        + config.w_flat * np.maximum(0.0, config.min_flexion - flex)  # a flat hand is not a grasp
+        + 1000.0 * np.maximum(0.0, np.sqrt(p1.terms["palm_contact"].numpy()) - 0.006)  # palm off the surface
+    )
     best = int(np.argmin(energy))
     t = time.perf_counter()
     result = _finalise(scene, target, body, lite, hg, cands[best], p1, p2, best, obj_sdf, scene_sdf, stand_t, floor_z)

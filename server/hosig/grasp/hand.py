@@ -77,7 +77,8 @@ def build_hand(lite: LiteBody, side: str) -> HandGeometry:
     knuckle = j[JOINT_INDEX[f"{side}_middle1"]]
     along = (v[wrist_verts] - j[wrist]) @ fwd
     span = (knuckle - j[wrist]) @ fwd
-    inner = wrist_verts[(along > 0.25 * span) & (along < 1.05 * span)]
+    # Upper palm (towards the knuckles): an object held there lets the fingers wrap around it.
+    inner = wrist_verts[(along > 0.6 * span) & (along < 1.05 * span)]
     if len(inner) == 0:
         inner = wrist_verts
     height = (v[inner] - j[wrist]) @ palm
@@ -110,22 +111,26 @@ def build_hand(lite: LiteBody, side: str) -> HandGeometry:
     )
 
 
-def curl_to_hand_pose(hand: HandGeometry, curl: np.ndarray, opposition: float | np.ndarray, hand_mean: np.ndarray) -> np.ndarray:
-    """(B,5) curl angles (+ thumb opposition (B,)) -> (B,45) smplx hand pose (relative to the mean).
+def angles_to_hand_pose(hand: HandGeometry, angles: np.ndarray, opposition: float | np.ndarray, hand_mean: np.ndarray) -> np.ndarray:
+    """(B,5,3) flexion angle per finger joint (+ thumb opposition (B,)) -> (B,45) smplx hand pose.
 
-    Finger order is SMPL-X's (index, middle, pinky, ring, thumb); the thumb is the last column.
+    Finger order is SMPL-X's (index, middle, pinky, ring, thumb); poses are relative to the mean.
     """
-    curl = np.atleast_2d(np.asarray(curl, dtype=np.float64))
-    bsz = curl.shape[0]
+    ang = np.asarray(angles, dtype=np.float64).reshape(-1, 5, 3)
+    bsz = ang.shape[0]
     opp = np.broadcast_to(np.asarray(opposition, dtype=np.float64), (bsz,))
-    aa = np.zeros((bsz, 15, 3))
-    for f in range(5):
-        for k in range(3):
-            aa[:, f * 3 + k] = hand.flex_axes[f * 3 + k][None] * (curl[:, f] * FLEX_SHARE[k])[:, None]
+    aa = hand.flex_axes.reshape(1, 5, 3, 3) * ang[..., None]  # (B,5,3 joints,3 xyz)
+    aa = aa.reshape(bsz, 15, 3)
     # Thumb base: opposition about the palm's long axis, then its own flexion.
     base = Rotation.from_rotvec(hand.opp_axis[None] * opp[:, None]) * Rotation.from_rotvec(aa[:, 12])
     aa[:, 12] = base.as_rotvec()
     return aa.reshape(bsz, 45) - np.asarray(hand_mean, dtype=np.float64).reshape(1, 45)
+
+
+def curl_to_hand_pose(hand: HandGeometry, curl: np.ndarray, opposition: float | np.ndarray, hand_mean: np.ndarray) -> np.ndarray:
+    """(B,5) curl angles spread over each finger's joints (FLEX_SHARE) -> (B,45) smplx hand pose."""
+    curl = np.atleast_2d(np.asarray(curl, dtype=np.float64))
+    return angles_to_hand_pose(hand, curl[:, :, None] * np.asarray(FLEX_SHARE)[None, None], opposition, hand_mean)
 
 
 def curl_to_hand_pose_torch(hand: HandGeometry, curl: torch.Tensor, opposition: float, hand_mean: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ from hosig.frames import heading_to_orient
 from hosig.grasp import losses as L
 from hosig.grasp.candidates import Candidate
 from hosig.grasp.config import GraspConfig
-from hosig.grasp.hand import MAX_CURL, THUMB_MAX_CURL, HandGeometry, curl_to_hand_pose
+from hosig.grasp.hand import FLEX_SHARE, MAX_CURL, THUMB_MAX_CURL, HandGeometry, angles_to_hand_pose, curl_to_hand_pose
 from hosig.grasp.kin import LiteBody, forward_kinematics, local_rotations, skin
 from hosig.grasp.objsdf import ObjectSDF
 from hosig.grasp.prior import PosePrior
@@ -368,56 +368,87 @@ def close_fingers(
     scene_sdf: object,
     config: GraspConfig,
 ) -> Phase2Result:
-    """Phase 2: close each finger until first contact (all candidates and levels batched)."""
+    """Phase 2: close each finger until first contact (all candidates and levels batched).
+
+    Two sweeps, like a real hand wrapping an object: (1) all joints of a finger curl together until
+    any of its vertices touches; (2) with the knuckle held there, the middle and distal joints keep
+    curling until those segments touch too. The thumb swings into opposition in sweep 1.
+    """
     bsz = p1.global_orient.shape[0]
     k = config.curl_levels
     rng = np.random.default_rng(config.seed)
     mean = (lite.left_hand_mean if hand.side == "left" else lite.right_hand_mean).numpy()
-    finger_levels = np.linspace(config.open_curl, MAX_CURL, k)
-    t_opp, t_curl = _thumb_path(k, config.thumb_opposition)
-    curls = np.repeat(finger_levels[:, None], 5, 1)
-    curls[:, 4] = t_curl
-    hand_levels = torch.tensor(
-        np.concatenate([curl_to_hand_pose(hand, curls[i : i + 1], t_opp[i], mean) for i in range(k)]), dtype=torch.float32
-    )  # (K,45)
-    rep = lambda x: x.repeat_interleave(k, 0)  # noqa: E731 - (B,..) -> (B*K,..)
-    hp = hand_levels.repeat(bsz, 1)
-    zeros = torch.zeros(bsz * k, 45)
-    lh, rh = (hp, zeros) if hand.side == "left" else (zeros, hp)
+    share = np.asarray(config.wrap_share)  # sweep 1: mostly the knuckle, like a wrapping hand
+    dom = lite.lbs_weights.numpy().argmax(1)
     # Per finger: its pad vertices plus a sample of the rest (the closing test needs no more).
-    fverts = []
-    for fv, tips in zip(hand.finger_verts, hand.tip_verts):
+    fverts, distal = [], []
+    for f, (fv, tips) in enumerate(zip(hand.finger_verts, hand.tip_verts)):
         rest = np.setdiff1d(fv, tips)
-        pick = rng.choice(rest, size=min(config.finger_samples, len(rest)), replace=False)
-        fverts.append(torch.as_tensor(np.union1d(tips, pick), dtype=torch.long))
-    idx = torch.cat(fverts)
-    with torch.no_grad():
-        rot = local_rotations(lite, rep(p1.global_orient), rep(p1.body_pose), lh, rh)
-        g_rot, g_pos = forward_kinematics(lite, rot, rep(p1.transl))
-        verts = skin(lite, g_rot, g_pos, idx)  # (B*K, n, 3)
-        d_obj = obj_sdf.query(verts).reshape(bsz, k, -1)
-        d_scene = scene_sdf.query(verts).reshape(bsz, k, -1)  # type: ignore[attr-defined]
-    curl = np.zeros((bsz, 5))
-    opp = np.zeros(bsz)
-    touching = np.zeros((bsz, 5), dtype=bool)
-    pen = np.zeros(bsz)
-    start = 0
-    for f, fv in enumerate(fverts):
-        sl = slice(start, start + len(fv))
-        start += len(fv)
-        dmin = d_obj[:, :, sl].min(-1).values.numpy()  # (B,K)
-        smin = d_scene[:, :, sl].min(-1).values.numpy()
-        hit = (dmin < config.contact_margin) | (smin < 0.0)
-        for b in range(bsz):
-            hits = np.nonzero(hit[b])[0]
-            if len(hits) == 0:
-                level = k - 1
-            else:
-                level = max(int(hits[0]) - 1, 0) if dmin[b, hits[0]] < -0.002 else int(hits[0])
-                touching[b, f] = bool(dmin[b, hits[0]] < config.contact_margin + 0.004)
-            curl[b, f] = t_curl[level] if f == 4 else finger_levels[level]
-            if f == 4:
-                opp[b] = t_opp[level]
-            pen[b] = max(pen[b], float(max(0.0, -dmin[b, level])))
-    poses = np.concatenate([curl_to_hand_pose(hand, curl[b : b + 1], opp[b], mean) for b in range(bsz)])
-    return Phase2Result(torch.tensor(poses, dtype=torch.float32), curl, opp, touching, pen)
+        pick = np.union1d(tips, rng.choice(rest, size=min(config.finger_samples, len(rest)), replace=False))
+        fverts.append(pick)
+        distal.append(np.isin(dom[pick], hand.fingers[f][1:]))  # middle + distal segment vertices
+    idx = torch.as_tensor(np.concatenate(fverts), dtype=torch.long)
+    bounds = np.cumsum([0] + [len(v) for v in fverts])
+
+    def sweep(angles: np.ndarray, opp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """angles (B,K,5,3), opp (B,K) -> object and scene distance minima (B,K,5) per finger,
+        plus the same over middle/distal vertices only, stacked as (2,B,K,5) each."""
+        poses = angles_to_hand_pose(hand, angles.reshape(-1, 5, 3), opp.reshape(-1), mean)
+        hp = torch.tensor(poses, dtype=torch.float32)
+        zeros = torch.zeros_like(hp)
+        lh, rh = (hp, zeros) if hand.side == "left" else (zeros, hp)
+        rep = lambda x: x.repeat_interleave(k, 0)  # noqa: E731 - (B,..) -> (B*K,..)
+        with torch.no_grad():
+            rot = local_rotations(lite, rep(p1.global_orient), rep(p1.body_pose), lh, rh)
+            g_rot, g_pos = forward_kinematics(lite, rot, rep(p1.transl))
+            verts = skin(lite, g_rot, g_pos, idx)
+            d_o = obj_sdf.query(verts).reshape(bsz, k, -1).numpy()
+            d_s = scene_sdf.query(verts).reshape(bsz, k, -1).numpy()  # type: ignore[attr-defined]
+        obj = np.full((2, bsz, k, 5), np.inf)
+        scn = np.full((2, bsz, k, 5), np.inf)
+        for f in range(5):
+            sl = slice(bounds[f], bounds[f + 1])
+            obj[0, ..., f] = d_o[..., sl].min(-1)
+            scn[0, ..., f] = d_s[..., sl].min(-1)
+            if distal[f].any():
+                obj[1, ..., f] = d_o[..., sl][..., distal[f]].min(-1)
+                scn[1, ..., f] = d_s[..., sl][..., distal[f]].min(-1)
+        return obj, scn
+
+    def first_stop(obj: np.ndarray, scn: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(B,K,5) -> chosen level (B,5), touching (B,5), penetration at that level (B,5)."""
+        hit = (obj < config.contact_margin) | (scn < 0.0)
+        any_hit = hit.any(1)
+        first = np.where(any_hit, hit.argmax(1), k - 1)  # (B,5)
+        d_first = np.take_along_axis(obj, first[:, None], 1)[:, 0]
+        back = any_hit & (d_first < -0.002) & (first > 0)  # overshot: step back one level
+        level = first - back.astype(int)
+        touching = any_hit & (d_first < config.contact_margin + 0.004)
+        pen = np.maximum(0.0, -np.take_along_axis(obj, level[:, None], 1)[:, 0])
+        return level, touching, pen
+
+    # Sweep 1: whole fingers; thumb into opposition then curling.
+    levels = np.linspace(config.open_curl, MAX_CURL, k)
+    t_opp, t_curl = _thumb_path(k, config.thumb_opposition)
+    ang1 = np.broadcast_to(levels[:, None, None] * share[None, None], (k, 5, 3)).copy()
+    ang1[:, 4] = t_curl[:, None] * np.asarray(FLEX_SHARE)[None]
+    obj, scn = sweep(np.broadcast_to(ang1, (bsz, k, 5, 3)).copy(), np.broadcast_to(t_opp, (bsz, k)).copy())
+    lvl1, touch1, pen1 = first_stop(obj[0], scn[0])
+    base = ang1[lvl1, np.arange(5)[None]]  # (B,5,3)
+    opp = t_opp[lvl1[:, 4]]
+    # Sweep 2: knuckles held, middle and distal joints keep curling (up to their limits).
+    extra = np.linspace(0.0, config.wrap_extra, k)
+    step = np.array([0.0, 1.0, 0.8])
+    ang2 = base[:, None] + extra[None, :, None, None] * step[None, None, None]
+    ang2 = np.minimum(ang2, np.array(config.joint_max)[None, None, None])
+    obj2, scn2 = sweep(ang2, np.broadcast_to(opp[:, None], (bsz, k)).copy())
+    # Only the middle/distal segments decide where sweep 2 stops, but nothing may go deeper.
+    lvl2, touch2, _ = first_stop(obj2[1], scn2[1])
+    pen2 = np.maximum(0.0, -np.take_along_axis(obj2[0], lvl2[:, None], 1)[:, 0])
+    bad = pen2 > pen1 + 0.002  # the wrap would push the proximal part in: keep sweep 1
+    lvl2 = np.where(bad, 0, lvl2)
+    final = ang2[np.arange(bsz)[:, None], lvl2, np.arange(5)[None]]  # (B,5,3)
+    touching = touch1 | (touch2 & ~bad)
+    pen = np.maximum(pen1, np.where(bad, 0.0, pen2)).max(1)
+    poses = angles_to_hand_pose(hand, final, opp, mean)
+    return Phase2Result(torch.tensor(poses, dtype=torch.float32), final.mean(2), opp, touching, pen)
