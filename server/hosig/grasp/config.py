@@ -15,7 +15,7 @@ class GraspConfig:
 
     # Candidates
     max_width: float = 0.10  # widest graspable span across thumb and fingers
-    max_candidates: int = 8  # optimised together as one batch
+    max_candidates: int = 7  # optimised together as one batch
     finger_candidates: int = 8  # best phase-1 candidates whose fingers are closed
     side_azimuths: int = 12
     approach_clearance: float = 0.02  # scene distance required around the open hand and forearm

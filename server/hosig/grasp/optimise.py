@@ -70,13 +70,6 @@ def body_samples(lite: LiteBody, hand: HandGeometry, config: GraspConfig) -> Bod
     return BodySamples(hand_s, body_s, sole_l, sole_r, no_feet, feet_l, feet_r)
 
 
-def _above_floor(scene_sdf: object, feet: torch.Tensor, floor_z: float) -> torch.Tensor:
-    """Scene distance of foot vertices that are clear of the floor (soles touch it by design)."""
-    d = scene_sdf.query(feet)  # type: ignore[attr-defined]
-    lifted = (feet[..., 2] > floor_z + 0.025).to(d.dtype)
-    return d * lifted + (1.0 - lifted)  # grounded vertices read 1 m: no penalty
-
-
 class _Adam:
     """Plain Adam with a cosine learning-rate decay to 10 %.
 
@@ -293,17 +286,26 @@ def optimise_body(
         palm_n = g_rot[:, wrist] @ palm_rest
         fwd_n = g_rot[:, wrist] @ fwd_rest
         feet_l_xy, feet_r_xy = sole_l[..., :2].mean(1), sole_r[..., :2].mean(1)
+        # One lookup per distance field per step (each call has a fixed overhead).
+        n_all = verts.shape[1]
+        d_obj = obj_sdf.query(torch.cat([verts, near_o], 1))
+        d_obj_body, d_obj_palm, d_obj_near = d_obj[:, :s4], d_obj[:, s4:n_all], d_obj[:, n_all:]
+        d_scn = scene_sdf.query(torch.cat([body_v, verts[:, s2:s4], near_v], 1))  # type: ignore[attr-defined]
+        n_b2 = body_v.shape[1]
+        n_f = s4 - s2
+        feet_z = verts[:, s2:s4, 2]
+        lifted = (feet_z > floor_z + 0.025).to(d_scn.dtype)
+        d_feet = d_scn[:, n_b2 : n_b2 + n_f] * lifted + (1.0 - lifted)
         terms = {
             "palm": torch.relu(torch.sqrt(L.palm_position(palm_c, tgt) + 1e-8) - config.palm_slack) ** 2,
             "palm_abs": torch.relu(torch.sqrt(L.palm_position(palm_c, tgt) + 1e-6) - config.palm_slack),
             # Closest palm vertex at the contact gap (the palm centroid floats in front of a cupped palm).
-            "palm_contact": (obj_sdf.query(palm_v).min(-1).values - config.palm_gap) ** 2,
+            "palm_contact": (d_obj_palm.min(-1).values - config.palm_gap) ** 2,
             "palm_normal": 1.0 + (palm_n * obj_sdf.normals_at(palm_c)).sum(-1),
             "palm_dir": L.direction_mismatch(palm_n, app),
             "fwd_dir": L.direction_mismatch(fwd_n, fwd),
-            "obj_pen": L.penetration(obj_sdf.query(verts[:, :s4]), 0.002),
-            "scene_pen": L.penetration(scene_sdf.query(body_v), config.scene_margin)  # type: ignore[attr-defined]
-            + L.penetration(_above_floor(scene_sdf, verts[:, s2:s4], floor_z), config.scene_margin),
+            "obj_pen": L.penetration(d_obj_body, 0.002),
+            "scene_pen": L.penetration(d_scn[:, :n_b2], config.scene_margin) + L.penetration(d_feet, config.scene_margin),
             "feet": L.feet_on_floor(sole_l[..., 2] - lift_l, floor_z) + L.feet_on_floor(sole_r[..., 2] - lift_r, floor_z),
             "stand": L.stand_offset(0.5 * (feet_l_xy + feet_r_xy), stand_xy, config.stand_slack),
             "heading": L.heading_error(g_rot[:, 0] @ FORWARD_MODEL, stand[2]),
@@ -314,8 +316,8 @@ def optimise_body(
             "free_arm": (((pose - pose0) * free_mask) ** 2).sum(-1) * 0.1
             + L.direction_mismatch(upper / upper.norm(dim=-1, keepdim=True), down)
             + 0.5 * L.direction_mismatch(fore / fore.norm(dim=-1, keepdim=True), down),
-            "scene_near": L.penetration(scene_sdf.query(near_v), config.scene_margin),  # type: ignore[attr-defined]
-            "obj_near": L.penetration(obj_sdf.query(near_o), 0.002),
+            "scene_near": L.penetration(d_scn[:, n_b2 + n_f :], config.scene_margin),
+            "obj_near": L.penetration(d_obj_near, 0.002),
             "stance": torch.relu(torch.linalg.vector_norm(feet_l_xy - feet_r_xy, dim=-1) - config.max_stance) ** 2
             + torch.relu(config.min_stance - torch.linalg.vector_norm(feet_l_xy - feet_r_xy, dim=-1)) ** 2,
             "floor_pen": (torch.relu(floor_z - sole_l[..., 2]) ** 2).sum(-1) + (torch.relu(floor_z - sole_r[..., 2]) ** 2).sum(-1),
