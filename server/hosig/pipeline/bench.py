@@ -127,9 +127,10 @@ def bench(model: str | None = None, device: str = "cpu", repeats: int = 3, batch
         return report
 
 
-def bench_http(model: str | None = None, device: str = "cpu", quality: str = "final", repeats: int = 3) -> dict[str, Any]:
-    """Over loopback against a real `hosig serve`: /plan (prefetches the grasp), then /generate
-    `repeats` times; seconds from sending the request to the first `frames` line, and in total."""
+def bench_http(model: str | None = None, device: str = "cpu", quality: str = "final", repeats: int = 3, think_s: float = 3.0) -> dict[str, Any]:
+    """Over loopback against a real `hosig serve`: /plan (which prefetches the grasp), ``think_s``
+    seconds of a user looking at the path preview, then /generate `repeats` times; seconds from
+    sending the request to the first `frames` line, and in total."""
     import os
     import socket
     import subprocess
@@ -164,6 +165,7 @@ def bench_http(model: str | None = None, device: str = "cpu", quality: str = "fi
             t = time.perf_counter()
             httpx.post(f"{base}/plan", json={"scene": scene_id, "start": start, "target": target}, timeout=60)
             plan_s = time.perf_counter() - t
+            time.sleep(think_s)
             runs = []
             for i in range(repeats):
                 body = {"scene": scene_id, "start": start, "target": target, "action": action, "seed": i}
@@ -180,7 +182,7 @@ def bench_http(model: str | None = None, device: str = "cpu", quality: str = "fi
                 total = time.perf_counter() - t
                 runs.append({"first_frames_s": first, "total_s": total, "clip_s": summary.get("duration_s"),
                              "grasp_cached": summary.get("grasp_cached"), "realtime_factor": (summary.get("duration_s") or 0) / total})
-            return {"startup_s": round(startup_s, 2), "plan_s": round(plan_s, 3), "runs": runs,
+            return {"startup_s": round(startup_s, 2), "plan_s": round(plan_s, 3), "think_s": think_s, "runs": runs,
                     "first_frames_s_median": statistics.median(r["first_frames_s"] for r in runs if r["first_frames_s"] is not None)}
         finally:
             proc.terminate()
@@ -198,13 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-batch", action="store_true")
     parser.add_argument("--http", action="store_true", help="only the loopback measurement against `hosig serve`")
+    parser.add_argument("--think", type=float, default=3.0, help="--http: seconds between /plan and /generate")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     if args.http:
-        report = bench_http(args.model, args.device, args.quality, args.repeats)
+        report = bench_http(args.model, args.device, args.quality, args.repeats, args.think)
     else:
         report = bench(args.model, args.device, args.repeats, not args.no_batch, args.quality)
     if args.json:
