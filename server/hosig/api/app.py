@@ -183,12 +183,15 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None)
             data.extend(block)
             if len(data) > limit:
                 raise _HTTPProblem(413, "too_large", f"scene upload exceeds the limit of {limit} bytes")
-        scene = await run_in_threadpool(engine.scenes.add_bytes, bytes(data), content_type)
-        bounds = getattr(scene, "bounds", None)
-        return SceneInfo(
-            id=scene.content_hash, objects=list(scene.names()), floor_z=float(scene.floor_z),
-            bounds=np.asarray(bounds, dtype=float).tolist() if bounds is not None else None,
-        )
+        def parse() -> SceneInfo:  # parsing and the floor search are CPU work: off the event loop
+            scene = engine.scenes.add_bytes(bytes(data), content_type)
+            bounds = getattr(scene, "bounds", None)
+            return SceneInfo(
+                id=scene.content_hash, objects=list(scene.names()), floor_z=float(scene.floor_z),
+                bounds=np.asarray(bounds, dtype=float).tolist() if bounds is not None else None,
+            )
+
+        return await run_in_threadpool(parse)
 
     @app.post("/plan", response_model=Plan)
     def plan(req: PlanRequest) -> Plan:
@@ -198,6 +201,7 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None)
         if config.prefetch_grasp:
             scene = engine.scenes.get(req.scene, allow_paths=False)
             stand = tuple(float(v) for v in event.stand)
+
             def warm_up() -> None:
                 scene.sdf(exclude=(req.target,))  # what the motion stage's scene term queries
                 engine.grasp(scene, req.target, stand, engine.body(), "right")
