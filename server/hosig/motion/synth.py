@@ -20,7 +20,7 @@ from hosig.clip import MotionClip
 from hosig.errors import CancelledError, HosigError, UnreachableError
 from hosig.motion.anchors import AnchorSet, WindowAnchors, parse_target
 from hosig.motion.diffusion import Schedule, sample
-from hosig.motion.guidance import Energy, guide_x0
+from hosig.motion.guidance import Energy, guide_x0, smooth_in_time
 from hosig.motion.refine import REFINE_JOINTS, RefineConfig, refine
 from hosig.motion.representation import (
     ANCHOR_JOINTS,
@@ -172,6 +172,7 @@ def synthesize(
     grasp_frame: int = -1,
     release_frame: int = -1,
     path: np.ndarray | None = None,
+    smooth: float | None = None,
 ) -> MotionClip:
     """Generate ``anchors.n_frames`` frames meeting the anchors; see the module docstring.
 
@@ -230,7 +231,7 @@ def synthesize(
                 wa.feat_val[m:, LAYOUT.hands] = six[-1]
                 wa.hard_mask[m:, LAYOUT.hands] = True
         x0 = _sample_window(model, wa, frame, body, scene_sdf, seed * 7919 + k, n_steps, guidance, ddpm,
-                            floor_z, scene_skip, s, cancel)
+                            floor_z, scene_skip, s, cancel, smooth)
         dec = decode(stats.denorm(x0[0]))
         rot_c, pel_c, con_c = dec.rotmats.detach(), dec.pelvis.detach(), dec.contacts.detach().clamp(0, 1)
         if k > 0 and pending is not None and blend:
@@ -296,7 +297,7 @@ def world_joints(body, poses: np.ndarray, pelvis: np.ndarray) -> np.ndarray:
 
 def _sample_window(model, wa: WindowAnchors, frame: CanonFrame, body, scene_sdf, seed: int, n_steps: int,
                    guidance: bool, ddpm: bool, floor_z: float, scene_skip: tuple[int, int], start: int,
-                   cancel) -> torch.Tensor:
+                   cancel, smooth: float | None = None) -> torch.Tensor:
     """One window: DDIM (or DDPM) with inpainting + guidance -> x0 (1,W,D) normalised."""
     stats = model.stats
     net = model.net
@@ -324,7 +325,14 @@ def _sample_window(model, wa: WindowAnchors, frame: CanonFrame, body, scene_sdf,
         return x0
 
     gen = torch.Generator().manual_seed(int(seed) % (2**63))
-    return sample(denoise, (1, model.window, LAYOUT.dim), sched_cache(), n_steps, hook, gen, cancel, ddpm=ddpm)
+    x0 = sample(denoise, (1, model.window, LAYOUT.dim), sched_cache(), n_steps, hook, gen, cancel, ddpm=ddpm)
+    sigma = getattr(model.sampler, "smooth", 0.0) if smooth is None else smooth
+    if sigma > 0:  # residual high-frequency noise of a few-step sampler; guidance gets the last word
+        x0 = torch.where(hard, hv, smooth_in_time(x0, sigma))
+        if energy is not None:
+            x0 = guide_x0(x0, energy, stats, model.sampler.guidance_iters, model.sampler.guidance_lr)
+            x0 = torch.where(hard, hv, x0)
+    return x0
 
 
 _SCHED: Schedule | None = None

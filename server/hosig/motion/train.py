@@ -58,6 +58,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     velocity_weight: float = 1.0
+    low_noise_weight_cap: float = 10.0  # loss weight 1/(1-alpha_bar) capped here (1: plain x0 loss)
     ema: float = 0.998
     holdout_every: int = 25  # every n-th source clip (with its mirror) is held out for validation
     stats_windows: int = 2048  # random windows for the normalisation statistics
@@ -247,9 +248,13 @@ def loss_on(net: Denoiser, sched: Schedule, data: TrainData, stats: Stats, start
     xt = sched.q_sample(x0, t, noise)
     pred = net(xt, t, x0 * fm, fm.float(), jn * jm, jm.float())
     v = valid.float()
-    rec = (((pred - x0) ** 2) * v).sum() / v.sum().clamp_min(1)
+    # x0 error weighted towards low noise (1/(1-ab), capped): with the skip parameterisation the
+    # network's share at low noise is small, and an unweighted x0 loss would leave residual noise
+    ab = sched.alphas_cumprod[t].view(-1, 1, 1)
+    wt = (1.0 / (1.0 - ab)).clamp(max=cfg.low_noise_weight_cap) if cfg.low_noise_weight_cap > 1 else torch.ones_like(ab)
+    rec = (((pred - x0) ** 2) * v * wt).sum() / v.sum().clamp_min(1)
     dv = v[:, 1:] * v[:, :-1]
-    vel = ((((pred[:, 1:] - pred[:, :-1]) - (x0[:, 1:] - x0[:, :-1])) ** 2) * dv).sum() / dv.sum().clamp_min(1)
+    vel = ((((pred[:, 1:] - pred[:, :-1]) - (x0[:, 1:] - x0[:, :-1])) ** 2) * dv * wt).sum() / dv.sum().clamp_min(1)
     return rec + cfg.velocity_weight * vel * 4.0
 
 
