@@ -34,6 +34,7 @@ class SamplerConfig:
     blend: int = 8  # further frames cross-faded after the context
     guidance_iters: int = 2  # gradient steps on x0 per denoising step
     guidance_lr: float = 0.1
+    cond_scale: float = 1.0  # classifier-free guidance scale on the anchors (1: off)
     smooth: float = 1.5  # Gaussian sigma (frames) on the final window, hard anchors re-imposed (0: off)
 
 

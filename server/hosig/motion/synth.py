@@ -312,8 +312,16 @@ def _sample_window(model, wa: WindowAnchors, frame: CanonFrame, body, scene_sdf,
         skip = (scene_skip[0] - start, scene_skip[1] - start)
         energy = Energy(body, wa, frame, stats.foot_height, scene_sdf, floor_z, scene_skip=skip)
 
+    cfg_scale = float(getattr(model.sampler, "cond_scale", 1.0))
+    zf, zj = torch.zeros_like(fv), torch.zeros_like(jv)
+
     def denoise(x, t):
-        return net(x, t, fv, fm, jv, jm)
+        cond = net(x, t, fv, fm, jv, jm)
+        if cfg_scale == 1.0:
+            return cond
+        # classifier-free guidance on the anchors (trained with 10 % dropped conditioning)
+        uncond = net(x, t, zf, zf, zj, zj)
+        return uncond + cfg_scale * (cond - uncond)
 
     def hook(x0: torch.Tensor, i: int) -> torch.Tensor:
         x0 = torch.where(hard, hv, x0)
