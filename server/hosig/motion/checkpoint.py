@@ -35,7 +35,7 @@ class SamplerConfig:
     guidance_iters: int = 2  # gradient steps on x0 per denoising step
     guidance_lr: float = 0.1
     cond_scale: float = 1.0  # classifier-free guidance scale on the anchors (1: off)
-    smooth: float = 1.5  # Gaussian sigma (frames) on the final window, hard anchors re-imposed (0: off)
+    smooth: float = 2.5  # Gaussian sigma (frames) on the final window, hard anchors re-imposed (0: off)
 
 
 @dataclass
