@@ -121,3 +121,23 @@ def test_cases_file_that_is_not_a_list(tmp_path) -> None:
     path.write_text("{not json")
     with pytest.raises(InputError, match="not valid JSON"):
         load_cases(path)
+
+
+@pytest.mark.slow
+def test_bench_quick_runs_every_stage(tmp_path) -> None:
+    """`hosig bench --quick --json` prints one JSON object with every stage and the headline keys."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "hosig.cli.main", "bench", "--quick", "--json"],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout)
+    assert report["errors"] == {}, report["errors"]
+    for stage in ("scene", "navigation", "grasp", "motion", "pipeline", "blender_keying"):
+        assert stage in report["stages"]
+    summary = report["summary"]
+    assert summary["realtime_factor"] > 0
+    assert summary["speedup_vs_1000_steps"] > 1.0
+    assert summary["blender_key_10s_55_bones_s"] > 0
+    assert report["machine"]["cores"] >= 1
