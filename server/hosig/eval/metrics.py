@@ -45,30 +45,53 @@ def foot_skating(
     rest_heights: np.ndarray | None = None,
     threshold_m: float = CONTACT_HEIGHT_M,
 ) -> FootSkating:
-    """Foot skating of a clip.
+    """Foot skating of a clip: `foot_points_skating` on the ankle and toe joints of (T,55,3) joints."""
+    pts = np.asarray(joints, dtype=np.float64)[:, joint_index(FOOT_JOINTS)].copy()  # (T,4,3)
+    pts[..., 2] -= floor_z
+    return foot_points_skating(pts, fps, rest_heights, threshold_m)
 
-    joints: (T,55,3). A foot point is in contact at a frame when its height above the floor, minus
-    its standing height (``rest_heights`` (4,) metres; default: its 5th-percentile height in the
-    clip, which is its standing height for any clip that ever stands), is below ``threshold_m``.
-    Speed is the horizontal central-difference speed; the mean is over all contact samples.
+
+def foot_points_skating(
+    feet: np.ndarray,
+    fps: float = FPS,
+    rest_heights: np.ndarray | None = None,
+    threshold_m: float = CONTACT_HEIGHT_M,
+) -> FootSkating:
+    """The one definition of foot skating, for generated clips and capture alike.
+
+    feet: (T,4,3) foot points above a floor at z = 0, in `FOOT_JOINTS` order. A point is in contact
+    at a frame when its height minus its standing height (``rest_heights`` (4,) metres; default: its
+    5th-percentile height in the clip, which is its standing height for any clip that ever stands)
+    is below ``threshold_m``. Speed is the horizontal central-difference speed; the mean is over all
+    contact samples. Being height-only, it also counts a swinging foot passing low over the floor
+    (real CMU walking scores tens of cm/s): compare with real capture, not with zero.
     """
-    pts = np.asarray(joints)[:, joint_index(FOOT_JOINTS)]  # (T,4,3)
+    pts = np.asarray(feet, dtype=np.float64)
     if pts.shape[0] < 3:
         return FootSkating(0.0, 0.0, {n: 0.0 for n in FOOT_JOINTS})
-    heights = pts[..., 2] - floor_z  # (T,4)
+    heights = pts[..., 2]  # (T,4)
     base = np.percentile(heights, 5, axis=0) if rest_heights is None else np.asarray(rest_heights)
     contact = (heights - base) < threshold_m  # (T,4)
-    vel = np.zeros(pts.shape[:2])
-    vel[1:-1] = np.linalg.norm(pts[2:, :, :2] - pts[:-2, :, :2], axis=-1) * fps / 2.0
-    vel[0] = np.linalg.norm(pts[1, :, :2] - pts[0, :, :2], axis=-1) * fps
-    vel[-1] = np.linalg.norm(pts[-1, :, :2] - pts[-2, :, :2], axis=-1) * fps
-    speeds_cm = vel * 100.0
+    speeds_cm = horizontal_speed(pts, fps) * 100.0
     per_point = {
         name: float(speeds_cm[contact[:, k], k].mean()) if contact[:, k].any() else 0.0
         for k, name in enumerate(FOOT_JOINTS)
     }
     mean = float(speeds_cm[contact].mean()) if contact.any() else 0.0
     return FootSkating(mean, float(contact.mean()), per_point)
+
+
+def horizontal_speed(points: np.ndarray, fps: float = FPS) -> np.ndarray:
+    """(T,P,3) -> (T,P) horizontal speed (m/s), central differences (one-sided at the ends)."""
+    pts = np.asarray(points, dtype=np.float64)
+    vel = np.zeros(pts.shape[:2])
+    if len(pts) < 2:
+        return vel
+    if len(pts) > 2:
+        vel[1:-1] = np.linalg.norm(pts[2:, :, :2] - pts[:-2, :, :2], axis=-1) * fps / 2.0
+    vel[0] = np.linalg.norm(pts[1, :, :2] - pts[0, :, :2], axis=-1) * fps
+    vel[-1] = np.linalg.norm(pts[-1, :, :2] - pts[-2, :, :2], axis=-1) * fps
+    return vel
 
 
 def point_to_polyline_distance(points: np.ndarray, polyline: np.ndarray) -> np.ndarray:

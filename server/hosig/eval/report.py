@@ -16,7 +16,8 @@ import numpy as np
 
 from hosig.eval.cases import CaseFile, EvalCase
 from hosig.eval.geometry import clip_vertices, penetration_depths, surface_distance
-from hosig.eval.metrics import FPS, foot_skating, penetration_from_depths, trajectory_adherence
+from hosig.eval.metrics import FOOT_JOINTS, FPS, foot_skating, joint_index, penetration_from_depths, trajectory_adherence
+from hosig.motion.data.contacts import planted_sliding
 
 HAND_SUCCESS_M = 0.03  # hand within 3 cm of the object surface at the grasp frame
 PENETRATION_FAIL_M = 0.02  # no body-scene penetration deeper than 2 cm in any frame
@@ -38,6 +39,7 @@ class CaseResult:
     penetration_frame_fraction: float | None = None
     penetration_max_m: float | None = None
     foot_skating_cm_s: float | None = None
+    planted_sliding_cm_s: float | None = None
     pelvis_path_m: float | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     realtime_factor: float | None = None
@@ -70,6 +72,9 @@ def measure_clip(clip: Any, scene: Any, body: Any, target: str, hand: str, appro
     depths = penetration_depths(scene, verts, exclude=exclude)
     pen = penetration_from_depths(depths)
     skate = foot_skating(clip.joints, floor_z=float(scene.floor_z))
+    feet = np.asarray(clip.joints, dtype=np.float64)[:, joint_index(FOOT_JOINTS)].copy()
+    feet[..., 2] -= float(scene.floor_z)
+    planted = planted_sliding(feet, FPS).mean_cm_s
     walk = slice(0, int(round(approach_s * FPS)) + 1) if approach_s else None
     pelvis = trajectory_adherence(clip.joints, path, walk) if path is not None and len(path) else None
     hand_obj = None
@@ -88,6 +93,7 @@ def measure_clip(clip: Any, scene: Any, body: Any, target: str, hand: str, appro
         "penetration_frame_fraction": pen.frame_fraction,
         "penetration_max_m": pen.max_depth_m,
         "foot_skating_cm_s": skate.mean_cm_s,
+        "planted_sliding_cm_s": None if not np.isfinite(planted) else planted,
         "pelvis_path_m": pelvis,
     }
 
@@ -174,6 +180,7 @@ class EvalReport:
             "penetration_frame_fraction": mean("penetration_frame_fraction"),
             "penetration_max_m": max((c.penetration_max_m or 0.0 for c in clips), default=None),
             "foot_skating_cm_s": mean("foot_skating_cm_s"),
+            "planted_sliding_cm_s": mean("planted_sliding_cm_s"),
             "pelvis_path_m": mean("pelvis_path_m"),
             "realtime_factor": mean("realtime_factor"),
             "wall_s": round(self.wall_s, 2),
@@ -206,7 +213,7 @@ def _fmt(value: Any, spec: str) -> str:
 def markdown_table(report: EvalReport) -> str:
     """The per-case and overall table (stdout for humans, --md file)."""
     head = ("| # | case | expect | outcome | success | hand–object (cm) | pen. frames (%) | max pen. (cm) "
-            "| skate (cm/s) | pelvis–path (cm) | frames | RTF |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+            "| skate (cm/s) | planted slide (cm/s) | pelvis–path (cm) | frames | RTF |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = [head]
     for c in report.cases:
         rows.append(
@@ -214,7 +221,7 @@ def markdown_table(report: EvalReport) -> str:
             f"{_fmt(None if c.hand_object_m is None else c.hand_object_m * 100, '.1f')} | "
             f"{_fmt(None if c.penetration_frame_fraction is None else c.penetration_frame_fraction * 100, '.1f')} | "
             f"{_fmt(None if c.penetration_max_m is None else c.penetration_max_m * 100, '.1f')} | "
-            f"{_fmt(c.foot_skating_cm_s, '.2f')} | {_fmt(None if c.pelvis_path_m is None else c.pelvis_path_m * 100, '.1f')} | "
+            f"{_fmt(c.foot_skating_cm_s, '.2f')} | {_fmt(c.planted_sliding_cm_s, '.2f')} | {_fmt(None if c.pelvis_path_m is None else c.pelvis_path_m * 100, '.1f')} | "
             f"{c.frames} | {_fmt(c.realtime_factor, '.2f')} |"
         )
     o = report.overall()

@@ -15,31 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from hosig.eval.metrics import foot_skating, point_to_polyline_distance
 from hosig.motion.anchors import AnchorSet
-
-
-def _polyline_distance(points: np.ndarray, line: np.ndarray) -> np.ndarray:
-    p = points[:, None, :2]
-    a, b = line[None, :-1, :2], line[None, 1:, :2]
-    ab = b - a
-    t = np.clip(((p - a) * ab).sum(-1) / np.maximum((ab ** 2).sum(-1), 1e-12), 0, 1)
-    proj = a + t[..., None] * ab
-    return np.linalg.norm(p - proj, axis=-1).min(1)
-
-
-def foot_skating_cm_s(joints: np.ndarray, floor_z: float = 0.0) -> float:
-    """Mean horizontal speed (cm/s) of foot points in contact (within 5 cm of their standing height)."""
-    try:
-        from hosig.eval.metrics import foot_skating
-
-        return float(foot_skating(joints, floor_z=floor_z).mean_cm_s)
-    except ImportError:  # pragma: no cover - eval is another engineer's package
-        feet = joints[:, [7, 10, 8, 11]]
-        h = feet[..., 2] - floor_z
-        contact = (h - np.percentile(h, 5, axis=0)) < 0.05
-        v = np.linalg.norm(np.diff(feet[..., :2], axis=0), axis=-1) * 30 * 100
-        c = contact[1:] & contact[:-1]
-        return float(v[c].mean()) if c.any() else 0.0
 
 
 def motion_metrics(clip, anchors: AnchorSet | None = None, path: np.ndarray | None = None, hand: str | None = None) -> dict[str, Any]:
@@ -48,7 +25,7 @@ def motion_metrics(clip, anchors: AnchorSet | None = None, path: np.ndarray | No
     j = clip.joints
     if path is not None and len(path) >= 2 and clip.grasp_frame != 0:
         walk_end = clip.grasp_frame if clip.grasp_frame > 0 else clip.n_frames
-        out["pelvis_path_error_cm"] = round(float(_polyline_distance(j[:walk_end, 0], np.asarray(path)).mean()) * 100, 2)
+        out["pelvis_path_error_cm"] = round(float(point_to_polyline_distance(j[:walk_end, 0], np.asarray(path)).mean()) * 100, 2)
     if anchors is not None:
         pel = [a for a in anchors.joint_anchors("pelvis") if np.isfinite(a.value[:2]).all()]
         if pel:
@@ -60,7 +37,7 @@ def motion_metrics(clip, anchors: AnchorSet | None = None, path: np.ndarray | No
                 if a is not None:
                     k = 21 if side == "right" else 20
                     out["hand_error_cm"] = round(float(np.linalg.norm(j[clip.grasp_frame, k] - a.value)) * 100, 2)
-    out["foot_skating_cm_s"] = round(foot_skating_cm_s(j), 2)
+    out["foot_skating_cm_s"] = round(foot_skating(j).mean_cm_s, 2)
     vel = np.linalg.norm(np.diff(j[:, :22], axis=0), axis=-1) * 30
     out["joint_speed_mean_m_s"] = round(float(vel.mean()), 4)
     return out

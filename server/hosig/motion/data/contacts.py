@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hosig.eval.metrics import foot_points_skating, horizontal_speed
+
 
 @dataclass(frozen=True)
 class ContactConfig:
@@ -21,20 +23,6 @@ class ContactConfig:
     height_m: float = 0.05
     speed_m_s: float = 0.30
     min_run: int = 2  # shorter contact runs are dropped (flicker)
-
-
-def horizontal_speed(points: np.ndarray, fps: float) -> np.ndarray:
-    """(T,P,3) -> (T,P) horizontal speed (m/s), central differences (one-sided at the ends)."""
-    pts = np.asarray(points, dtype=np.float64)
-    t = pts.shape[0]
-    vel = np.zeros(pts.shape[:2])
-    if t < 2:
-        return vel
-    if t > 2:
-        vel[1:-1] = np.linalg.norm(pts[2:, :, :2] - pts[:-2, :, :2], axis=-1) * fps / 2.0
-    vel[0] = np.linalg.norm(pts[1, :, :2] - pts[0, :, :2], axis=-1) * fps
-    vel[-1] = np.linalg.norm(pts[-1, :, :2] - pts[-2, :, :2], axis=-1) * fps
-    return vel
 
 
 def _drop_short_runs(mask: np.ndarray, min_run: int) -> np.ndarray:
@@ -89,21 +77,14 @@ class SkatingResult:
 def foot_skating(
     feet: np.ndarray, fps: float, rest_heights: np.ndarray | None = None, threshold_m: float = 0.05
 ) -> SkatingResult:
-    """Foot skating as `hosig.eval.metrics.foot_skating` defines it (one measure for all sources).
-
-    feet (T,4,3) above a floor at z=0. A point is in contact when its height minus its standing
-    height (default: its 5th-percentile height in the clip) is below ``threshold_m``; the result is
-    the mean horizontal speed over all contact samples.
-    """
+    """Foot skating exactly as `hosig.eval.metrics.foot_points_skating` defines it (one measure for
+    all sources), reported with the contact sample counts the data report shows."""
     feet = np.asarray(feet, dtype=np.float64)
     if feet.shape[0] < 3:
         return SkatingResult(float("nan"), 0, 0)
-    h = feet[..., 2]
-    base = np.percentile(h, 5, axis=0) if rest_heights is None else np.asarray(rest_heights)
-    contact = (h - base[None]) < threshold_m
-    speed = horizontal_speed(feet, fps) * 100.0
-    n = int(contact.sum())
-    return SkatingResult(float(speed[contact].mean()) if n else float("nan"), n, int(contact.size))
+    result = foot_points_skating(feet, fps, rest_heights, threshold_m)
+    n = int(round(result.contact_fraction * feet.shape[0] * feet.shape[1]))
+    return SkatingResult(result.mean_cm_s if n else float("nan"), n, int(feet.shape[0] * feet.shape[1]))
 
 
 def planted_sliding(
