@@ -28,9 +28,9 @@ CLIP_FORMAT = "hosig-clip/1"
 class MotionClip:
     """A generated (or loaded) clip of T frames at 30 fps.
 
-    ``object_transforms`` (T,4,4) is the carried/touched object's world transform per frame
-    (identity-free: it is the object's placement, constant before the grasp), or None when no
-    object is involved. ``grasp_frame`` / ``release_frame`` are -1 when absent. ``contacts`` (T,4)
+    ``object_transforms`` (T,4,4) is the transform applied to the carried object's scene geometry
+    per frame (identity before the grasp, following the wrist while carried, constant after the
+    release), or None when no object is carried. ``grasp_frame`` / ``release_frame`` are -1 when absent. ``contacts`` (T,4)
     are the predicted foot contacts (left ankle, left toe, right ankle, right toe), optional.
     """
 
