@@ -10,6 +10,7 @@ to stderr.
 from __future__ import annotations
 
 import contextlib
+import io
 import functools
 import hashlib
 import os
@@ -291,11 +292,18 @@ def _load(path_str: str, embedded: bool, device: str, mtime_ns: int) -> BodyMode
         _check_npz(path)
     identity = f"mannequin-v{_mannequin_version(path)}" if embedded else f"sha256:{_file_sha256(path)}"
     try:
-        with contextlib.redirect_stdout(sys.stderr):
-            module = smplx.SMPLX(
-                str(path), use_pca=False, flat_hand_mean=False, ext=path.suffix[1:], num_betas=10,
-                num_expression_coeffs=10, batch_size=1,
-            )  # fmt: skip
+        # smplx prints notices on stdout (stdout is for --json): capture them; the mannequin's
+        # 10+10 shape/expression fallback is by design, so its notice is dropped, others go to stderr.
+        notices = io.StringIO()
+        with contextlib.redirect_stdout(notices):
+            kwargs = dict(use_pca=False, flat_hand_mean=False, ext=path.suffix[1:], num_betas=10,
+                          num_expression_coeffs=10, batch_size=1)
+            if path.name.lower().startswith("smplx"):
+                module = smplx.create(str(path), model_type="smplx", **kwargs)
+            else:  # smplx.create infers the type from the file name; the class it would build:
+                module = smplx.SMPLX(str(path), **kwargs)
+        if not embedded and notices.getvalue():
+            sys.stderr.write(notices.getvalue())
     except InputError:
         raise
     except Exception as err:  # noqa: BLE001 - any failure inside smplx means an unusable file
