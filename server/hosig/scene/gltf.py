@@ -18,6 +18,7 @@ import trimesh
 
 from hosig.errors import InputError
 from hosig.frames import YUP_TO_ZUP, ZUP_TO_YUP
+from hosig.scene.nodes import unique_name, world_meshes
 from hosig.scene.scene import SceneObject
 
 
@@ -49,18 +50,9 @@ def read_gltf(data: bytes, file_type: str, where: str, path: Path | None = None)
     except Exception as err:  # noqa: BLE001 - any parser failure is a corrupt file to the user
         raise InputError(f"{where}: corrupt or unreadable {file_type} file ({type(err).__name__}: {err})") from None
     objects: dict[str, SceneObject] = {}
-    for node in scene.graph.nodes_geometry:
-        transform, geom_name = scene.graph[node]
-        geom = scene.geometry.get(geom_name)
-        if not isinstance(geom, trimesh.Trimesh) or len(geom.faces) == 0:
-            continue
-        verts = trimesh.transform_points(np.asarray(geom.vertices, dtype=np.float64), transform)
+    for node, geom_name, verts, faces in world_meshes(scene):
         # Unnamed nodes get their index from trimesh; Blender names those objects after the mesh.
-        name = str(geom_name) if str(node).isdigit() else str(node)
-        base, i = name, 1
-        while name in objects:
-            name = f"{base}.{i:03d}"
-            i += 1
-        objects[name] = SceneObject(name=name, vertices=yup_to_zup(verts), faces=np.asarray(geom.faces))
+        name = unique_name(geom_name if node.isdigit() else node, objects)
+        objects[name] = SceneObject(name=name, vertices=yup_to_zup(verts), faces=faces)
     # Sorted like Blender's outliner (trimesh's traversal order is not the file order).
     return {n: objects[n] for n in sorted(objects)}

@@ -22,6 +22,7 @@ from hosig.scene import cache as _cache
 from hosig.scene.config import SceneConfig
 from hosig.scene.gltf import read_gltf, yup_to_zup
 from hosig.scene.payload import decode_payload
+from hosig.scene.nodes import unique_name, world_meshes
 from hosig.scene.scene import Scene, SceneObject, validate_objects
 
 SUPPORTED = (".glb", ".gltf", ".obj", ".ply")
@@ -56,22 +57,14 @@ def _read_trimesh(data: bytes, ext: str, where: str, stem: str, up_axis: str) ->
     except Exception as err:  # noqa: BLE001
         raise InputError(f"{where}: corrupt or unreadable {ext} file ({type(err).__name__}: {err})") from None
     objects: dict[str, SceneObject] = {}
-    for node in loaded.graph.nodes_geometry:
-        transform, geom_name = loaded.graph[node]
-        geom = loaded.geometry.get(geom_name)
-        if not isinstance(geom, trimesh.Trimesh) or len(geom.faces) == 0:
-            continue
-        verts = trimesh.transform_points(np.asarray(geom.vertices, dtype=np.float64), transform)
+    single = len(loaded.graph.nodes_geometry) == 1
+    for _, geom_name, verts, faces in world_meshes(loaded):
         if up_axis == "y":
             verts = yup_to_zup(verts)
         # PLY has no object names; an OBJ without `o`/`g` lines gets trimesh's "geometry".
-        unnamed = geom_name is None or str(geom_name).startswith("geometry")
-        name = stem if ext == "ply" or (unnamed and len(loaded.graph.nodes_geometry) == 1) else str(geom_name)
-        base, i = name, 1
-        while name in objects:
-            name = f"{base}.{i:03d}"
-            i += 1
-        objects[name] = SceneObject(name=name, vertices=verts, faces=np.asarray(geom.faces))
+        unnamed = geom_name in ("None", "") or geom_name.startswith("geometry")
+        name = unique_name(stem if ext == "ply" or (unnamed and single) else geom_name, objects)
+        objects[name] = SceneObject(name=name, vertices=verts, faces=faces)
     return objects
 
 
