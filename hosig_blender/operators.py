@@ -363,11 +363,5 @@ CLASSES = (HOSIG_OT_server_check, HOSIG_OT_server_start, HOSIG_OT_pick_start, HO
            HOSIG_OT_plan_preview, HOSIG_OT_generate, HOSIG_OT_cancel, HOSIG_OT_forget_server_cache)
 
 
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+# Registers CLASSES in order and unregisters them in reverse (Blender's own helper).
+register, unregister = bpy.utils.register_classes_factory(CLASSES)

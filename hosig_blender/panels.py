@@ -124,11 +124,5 @@ class HOSIG_PT_generate(_HosigPanel, bpy.types.Panel):
 CLASSES = (HOSIG_PT_server, HOSIG_PT_shots, HOSIG_PT_generate)
 
 
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+# Registers CLASSES in order and unregisters them in reverse (Blender's own helper).
+register, unregister = bpy.utils.register_classes_factory(CLASSES)
