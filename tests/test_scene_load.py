@@ -32,7 +32,7 @@ def test_demo_kitchen_names_floor_and_pickable(kitchen_path):
         assert want in names
     assert any(n.startswith("wall_") for n in names)
     assert abs(scene.floor_z) < 0.005
-    assert set(scene.pickable()) == {"bottle", "mug", "cup", "book", "box", "box_floor"}
+    assert set(scene.pickable()) == {"bottle", "mug", "cup", "book", "box", "box_floor", "bottle_floor"}
     # Objects stand where the builder put them, Z-up: bottle on the table top, book on the high board.
     table, bottle, book = scene.object("table"), scene.object("bottle"), scene.object("book")
     assert abs(bottle.bounds[0, 2] - table.bounds[1, 2]) < 1e-4

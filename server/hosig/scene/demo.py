@@ -10,7 +10,7 @@ Kinds and their objects:
   `wall_east`, `wall_west`, `wall_south_a`, `wall_south_b`, `wall_south_top` (lintel),
   `table` (with `bottle` and `mug` on it), `counter` against the east wall (with `cup`),
   `shelf` against the north wall (with `book` on the high board at 1.5 m and `box` on the low
-  board at 0.3 m), `chair_1`, `chair_2`, `box_floor` (on the floor).
+  board at 0.3 m), `chair_1`, `chair_2`, `box_floor` and `bottle_floor` (on the floor).
 - ``office``, ~5 x 4 m: floor, walls (door gap), `desk` (with `laptop`, `mug`), `chair_1`,
   `shelf` (with `book`, `box`), `cabinet` (with `plant_pot`), `bin` (on the floor),
   `side_table` (with `bottle`).
@@ -171,6 +171,7 @@ def _kitchen(r: _Room) -> None:
     r.book("book", sx + r.j(0.2), 2.3, tops[3])
     r.cube("box", sx + r.j(0.2), 2.3, tops[1])
     r.cube("box_floor", -2.0 + r.j(0.3), -0.5 + r.j(0.3), 0.0)
+    r.bottle("bottle_floor", -2.3 + r.j(0.2), 1.2 + r.j(0.2), 0.0)  # hand-sized, on the floor
 
 
 def _office(r: _Room) -> None:
