@@ -12,12 +12,12 @@ smplx translation for that orient, so the body model's output equals ``joints``.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from hosig.npz import read_npz
 from hosig.errors import InputError
 
 FPS = 30
@@ -138,13 +138,7 @@ class MotionClip:
     def load(cls, path: str | Path) -> "MotionClip":
         """Read a clip file written by `save` (or any AMASS-style SMPL-X npz with joints)."""
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"clip file {str(path)!r} does not exist")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                d = {k: data[k] for k in data.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-            raise InputError(f"clip file {str(path)!r} is not a readable npz: {err}") from None
+        d = read_npz(path, "clip file")
         for key in ("poses", "trans", "joints"):
             if key not in d:
                 raise InputError(f"clip file {str(path)!r} lacks the field {key!r}")

@@ -118,14 +118,10 @@ def load_plan(path: str) -> SimpleNamespace:
 
 def load_grasp(path: str) -> SimpleNamespace:
     """A grasp npz (`GraspResult.save_npz`) -> the fields `build_task` reads."""
+    from hosig.npz import read_npz
+
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"grasp file {str(p)!r} does not exist")
-    try:
-        with np.load(p, allow_pickle=False) as d:
-            g = {k: d[k] for k in d.files}
-    except (OSError, ValueError, EOFError) as err:
-        raise InputError(f"grasp file {str(p)!r} is not a readable npz: {err}") from None
+    g = read_npz(p, "grasp file")
     need = ("global_orient", "body_pose", "left_hand_pose", "right_hand_pose", "joints", "wrist", "hand")
     missing = [k for k in need if k not in g]
     if missing:

@@ -14,6 +14,7 @@ import numpy as np
 
 from hosig.body.skeleton import JOINT_NAMES
 from hosig.errors import InputError
+from hosig.npz import read_npz
 from hosig.eval.metrics import FPS, floor_penetration, foot_skating, naturalness_ratios
 
 Named = tuple[str, np.ndarray]  # (name, joints (T,55,3) Z-up, 30 fps)
@@ -48,12 +49,12 @@ def _bvh_joints(path: Path) -> np.ndarray:
 
 
 def _npz_joints(path: Path) -> list[Named]:
-    with np.load(path, allow_pickle=False) as data:
-        if "joints" not in data:
-            raise InputError(f"{path}: no 'joints' array (expected a clip.npz or a prepared dataset)")
-        joints = np.asarray(data["joints"], dtype=np.float64)
-        if "clip_start" in data and "clip_length" in data:
-            return [(f"{path.stem}[{i}]", joints[s:s + n]) for i, (s, n) in enumerate(zip(data["clip_start"], data["clip_length"]))]
+    data = read_npz(path, "motion file")
+    if "joints" not in data:
+        raise InputError(f"{path}: no 'joints' array (expected a clip.npz or a prepared dataset)")
+    joints = np.asarray(data["joints"], dtype=np.float64)
+    if "clip_start" in data and "clip_length" in data:
+        return [(f"{path.stem}[{i}]", joints[s:s + n]) for i, (s, n) in enumerate(zip(data["clip_start"], data["clip_length"]))]
     return [(path.stem, joints)]
 
 
