@@ -5,11 +5,18 @@ Tests must pass on a fresh clone without ../shared: they build their own scenes 
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
-os.environ.setdefault("HOSIG_CACHE_DIR", os.path.join(os.environ.get("TMPDIR", "/tmp"), f"hosig-test-cache-{os.getpid()}"))
+if "HOSIG_CACHE_DIR" not in os.environ:
+    # One throw-away cache per test session (never the user's ~/.cache/hosig), removed at exit.
+    _cache = tempfile.mkdtemp(prefix="hosig-test-cache-")
+    os.environ["HOSIG_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 os.environ.pop("HOSIG_SMPLX_DIR", None)  # tests use the embedded mannequin unless they say otherwise
 
 
