@@ -36,6 +36,10 @@ class GraspConfig:
     w_obj_pen: float = 2000.0
     w_scene_pen: float = 800.0
     scene_margin: float = 0.012
+    # A finished grasp deeper than this in the furniture (exact, on the meshes) gives way to the
+    # next-ranked candidate; up to `finalise_tries` are measured (each ~50 ms).
+    max_scene_penetration: float = 0.006
+    finalise_tries: int = 4
     w_feet: float = 1000.0
     w_stand: float = 80.0
     stand_slack: float = 0.08
