@@ -76,7 +76,7 @@ def test_guidance_lowers_pelvis_and_wrist_error(model, body):
     # the analytic correction (arm IK, feet locked, pelvis kept) then brings the wrist closer still
     full = model.synthesize(a, body, seed=2)
     e_full = np.linalg.norm(full.joints[60, 21] - wrist)
-    assert e_full < e_guided and e_full < 0.05
+    assert e_full < e_guided and e_full < 0.05, e_full
 
 
 def test_window_seams_are_continuous_and_streamed(model, body):

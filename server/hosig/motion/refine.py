@@ -5,7 +5,10 @@ where it must be. It optimises small local rotation offsets of the legs, spine a
 pelvis path stays as sampled) so that: joint targets (wrist at the grasp/place frame, any key) are
 met, feet in contact stay locked in place (no skating) at their standing height (no sinking), and
 the offsets stay small and smooth in time, which blends the correction over the reach instead of
-popping at one frame. Frames before ``fixed`` are already final (streamed) and are not changed.
+popping at one frame, and (given a `SceneTerm`) no skin point enters the furniture: the reaching
+arm, the free hand and the knees are bent out of shelf boards and table tops the sampler's coarse
+joint-sphere guidance let them graze. Frames before ``fixed`` are already final (streamed) and are
+not changed.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hosig.motion.representation import FOOT_CONTACT_JOINTS, aa_to_matrix, skeleton_fk
+from hosig.motion.representation import FOOT_CONTACT_JOINTS, CanonFrame, aa_to_matrix, matrix_to_aa, skeleton_fk
+from hosig.motion.skin import carried_local, skin_points, world_points
 
 MAX_LOCK_TRAVEL_M = 0.25  # a "contact" run whose foot slides further than this is not pinned
 # Foot joints may not sink below their standing height by more than this: the sole and toe-tip
@@ -25,6 +29,22 @@ SINK_TOLERANCE_M = -0.006
 
 # legs, spine and arms (SMPL-X indices): what the correction may bend
 REFINE_JOINTS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 18, 19, 20, 21]
+# spine, neck and collars cost more to bend: a hand grazing a table is lifted by its own arm, not
+# by twisting the torso (which would swing the free arm and the head along)
+TRUNK_JOINTS = (3, 6, 9, 12, 13, 14)
+
+
+@dataclass
+class SceneTerm:
+    """The scene as `refine` sees it: a world SDF and where the window sits in the world."""
+
+    sdf: object  # `SceneSDF` (or anything with a differentiable ``query(points (...,3)) -> (...)``)
+    frame: CanonFrame  # canonical window frame -> world
+    floor_z: float = 0.0
+    margin_m: float = 0.012  # skin points kept this far outside (the 2 cm grid's surface error)
+    hand_margin_m: float = 0.004  # hands may come close: they grasp things standing on furniture
+    weight: float = 3000.0
+    watch_m: float = 0.05  # only points closer than margin + this at the start are watched
 
 
 @dataclass
@@ -34,6 +54,7 @@ class RefineConfig:
     target_weight: float = 200.0
     foot_weight: float = 100.0
     reg_weight: float = 0.05
+    trunk_reg_scale: float = 40.0
     smooth_weight: float = 2.0
     contact_threshold: float = 0.5
 
@@ -86,6 +107,7 @@ def refine(
     cfg: RefineConfig = RefineConfig(),
     lock_feet: bool = True,
     locked: torch.Tensor | None = None,  # (W,len(REFINE_JOINTS)) bool: hard-anchored rotations stay
+    scene: SceneTerm | None = None,
 ) -> torch.Tensor:
     """Return corrected rotmats (W,55,3,3); the pelvis is not moved."""
     w = rotmats.shape[0]
@@ -95,6 +117,7 @@ def refine(
     pel = pelvis.detach()
     with torch.no_grad():
         joints0 = fk(rot0, pel, nj)
+    watched = _watched_skin(body, rot0, pel, fixed, scene) if scene is not None else None
     terms = []
     tg = [t for t in targets if fixed <= t[0] < w]
     if tg:
@@ -116,7 +139,7 @@ def refine(
     free_t = torch.zeros(w, 1)
     free_t[fixed:] = 1.0
     sinking = bool((joints0[fixed:, FOOT_CONTACT_JOINTS, 2] < floor_t - SINK_TOLERANCE_M).any()) if lock_feet else False
-    if not terms and foot_t is None and not sinking:
+    if not terms and foot_t is None and not sinking and watched is None:
         return rot0
     free = torch.zeros(w, len(REFINE_JOINTS), 1)
     free[fixed:] = 1.0
@@ -124,14 +147,15 @@ def refine(
         free = free * (~locked[:w]).float()[..., None]
     delta = torch.zeros(w, len(REFINE_JOINTS), 3, requires_grad=True)
     idx = torch.tensor(REFINE_JOINTS)
+    reg = torch.tensor([cfg.trunk_reg_scale if j in TRUNK_JOINTS else 1.0 for j in REFINE_JOINTS])[None, :, None] * cfg.reg_weight
 
     def closure() -> torch.Tensor:
-        opt.zero_grad()
+        delta.grad = None
         d = delta * free
         rot = rot0.clone()
         rot[:, idx] = rot0[:, idx] @ aa_to_matrix(d)
         joints = fk(rot, pel, nj)
-        loss = cfg.reg_weight * (d ** 2).sum() + cfg.smooth_weight * ((d[1:] - d[:-1]) ** 2).sum()
+        loss = (reg * d ** 2).sum() + cfg.smooth_weight * ((d[1:] - d[:-1]) ** 2).sum()
         for _name, tf, tj, tt, tm, tw in terms:
             loss = loss + cfg.target_weight * ((((joints[tf, tj] - tt) * tm) ** 2).sum(-1) * tw).sum()
         if foot_t is not None:
@@ -140,28 +164,95 @@ def refine(
         if lock_feet:  # no sinking through the floor
             sink = torch.relu(floor_t - SINK_TOLERANCE_M - joints[:, FOOT_CONTACT_JOINTS, 2])
             loss = loss + cfg.foot_weight * (sink ** 2 * free_t).sum()
+        if watched is not None:
+            loss = loss + scene.weight * _skin_penetration(fk, rot, pel, scene, watched)
         loss.backward()
         return loss
 
-    # L-BFGS: the problem is small and smooth; it converges in a few dozen evaluations
-    opt = torch.optim.LBFGS([delta], lr=1.0, max_iter=cfg.iters if terms else cfg.iters_feet,
-                            line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
-    opt.step(closure)
-    for _round in range(2):  # targets are the point of this pass: polish until they are met (<= 1.5 cm)
-        if not terms:
-            break
+    def current() -> torch.Tensor:
         with torch.no_grad():
             rot = rot0.clone()
             rot[:, idx] = rot0[:, idx] @ aa_to_matrix(delta * free)
-            joints = fk(rot, pel, nj)
-            worst = max(float((((joints[tf, tj] - tt) * tm).norm(dim=-1)).max()) for _n, tf, tj, tt, tm, tw in terms)
-        if worst <= 0.015:
-            break
-        opt = torch.optim.LBFGS([delta], lr=1.0, max_iter=cfg.iters, line_search_fn="strong_wolfe",
+        return rot
+
+    def solve(max_iter: int) -> None:
+        # L-BFGS: the problem is small and smooth; it converges in a few dozen evaluations
+        opt = torch.optim.LBFGS([delta], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe",
                                 tolerance_grad=1e-9, tolerance_change=1e-12)
         opt.step(closure)
-    with torch.no_grad():
-        d = delta * free
-        rot = rot0.clone()
-        rot[:, idx] = rot0[:, idx] @ aa_to_matrix(d)
-    return rot
+
+    solve(cfg.iters if terms else cfg.iters_feet)
+    for _round in range(3):  # polish until targets are met (<= 1.5 cm) and nothing new went inside
+        again = False
+        rot = current()
+        if terms:
+            with torch.no_grad():
+                joints = fk(rot, pel, nj)
+                worst = max(float((((joints[tf, tj] - tt) * tm).norm(dim=-1)).max()) for _n, tf, tj, tt, tm, tw in terms)
+            again = worst > 0.015
+        if scene is not None:  # bending one limb out may push another in: watch those points too
+            now = _watched_skin(body, rot, pel, fixed, scene, watch_m=0.0)
+            if now is not None:
+                merged = now if watched is None else watched.union(now)
+                again = again or watched is None or len(merged.keys) > len(watched.keys)
+                watched = merged
+        if not again:
+            break
+        solve(cfg.iters)
+    return current()
+
+
+@dataclass
+class _Watched:
+    """Skin points near the scene at the start of `refine`: (frame, point) pairs and their margins."""
+
+    keys: np.ndarray  # (N,) frame * points + point, to merge watch lists
+    frames: torch.Tensor  # (N,) long
+    carriers: torch.Tensor  # (N,K) long, body joint carrying each influence
+    weights: torch.Tensor  # (N,K) skinning weights
+    local: torch.Tensor  # (N,K,3) each influence in its carrier's frame (fixed: fingers are not refined)
+    margin: torch.Tensor  # (N,) metres
+
+    def union(self, other: "_Watched") -> "_Watched":
+        new = ~np.isin(other.keys, self.keys)
+        return _Watched(
+            np.concatenate([self.keys, other.keys[new]]),
+            *(torch.cat([a, b[torch.as_tensor(new)]]) for a, b in (
+                (self.frames, other.frames), (self.carriers, other.carriers), (self.weights, other.weights),
+                (self.local, other.local), (self.margin, other.margin))),
+        )
+
+
+def _watched_skin(body, rot0: torch.Tensor, pel: torch.Tensor, fixed: int, scene: SceneTerm,
+                  watch_m: float | None = None) -> _Watched | None:
+    """The skin points within ``watch_m`` (default: the term's) of their margin, in the frames `refine` may change."""
+    skin = skin_points(body)
+    w = rot0.shape[0]
+    # absolute local rotations (hand poses in the clip are relative to the hands mean)
+    aa = torch.as_tensor(matrix_to_aa(rot0.numpy().astype(np.float64)).reshape(w, 165), dtype=torch.float32)
+    glob, pos = skeleton_fk(body).transforms(body.full_pose_rotmats(aa), pel, 55)
+    pts = world_points(skin, glob, pos)  # (W,P,3) canonical
+    world = scene.frame.to_world_points_t(pts)
+    dist = torch.as_tensor(scene.sdf.query_np(world.reshape(-1, 3).numpy()), dtype=torch.float32).reshape(w, -1)
+    margin = torch.where(torch.as_tensor(skin.on_hands), scene.hand_margin_m, scene.margin_m).expand(w, -1)
+    # the floor is the feet's business (foot locking, sink limit): points low over it are not watched
+    above_floor = world[..., 2] > scene.floor_z + 0.03
+    near = (dist < margin + (scene.watch_m if watch_m is None else watch_m)) & above_floor
+    near[:fixed] = False
+    if not bool(near.any()):
+        return None
+    t_idx, p_idx = torch.nonzero(near, as_tuple=True)
+    local = carried_local(skin, glob, pos)  # (W,P,K,3)
+    keys = (t_idx * dist.shape[1] + p_idx).numpy()
+    return _Watched(keys, t_idx, torch.as_tensor(skin.carrier, dtype=torch.long)[p_idx],
+                    torch.as_tensor(skin.weight)[p_idx], local[t_idx, p_idx], margin[t_idx, p_idx])
+
+
+def _skin_penetration(fk, rot: torch.Tensor, pel: torch.Tensor, scene: SceneTerm, watched: _Watched) -> torch.Tensor:
+    """Squared depth (m^2, summed) of the watched skin points inside the scene plus their margin."""
+    glob, pos = fk.transforms(rot, pel, 22)
+    f, c = watched.frames[:, None], watched.carriers  # (N,1), (N,K)
+    per = pos[f, c] + (glob[f, c] @ watched.local[..., None])[..., 0]  # (N,K,3) canonical
+    pts = (per * watched.weights[..., None]).sum(1)
+    dist = scene.sdf.query(scene.frame.to_world_points_t(pts))
+    return (torch.relu(watched.margin - dist) ** 2).sum()

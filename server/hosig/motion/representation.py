@@ -284,13 +284,17 @@ class SkeletonFK:
 
     def __call__(self, rotmats: torch.Tensor, root: torch.Tensor, n: int = 22) -> torch.Tensor:
         """rotmats (...,>=n,3,3), root (...,3) -> joints (...,n,3)."""
+        return self.transforms(rotmats, root, n)[1]
+
+    def transforms(self, rotmats: torch.Tensor, root: torch.Tensor, n: int = 22) -> tuple[torch.Tensor, torch.Tensor]:
+        """rotmats (...,>=n,3,3), root (...,3) -> global rotations (...,n,3,3), positions (...,n,3)."""
         glob = [rotmats[..., 0, :, :]]
         pos = [root]
         for j in range(1, n):
             p = int(self.parents[j])
             glob.append(glob[p] @ rotmats[..., j, :, :])
             pos.append(pos[p] + (glob[p] @ self.offsets[j]))
-        return torch.stack(pos, dim=-2)
+        return torch.stack(glob, dim=-3), torch.stack(pos, dim=-2)
 
 
 _FK_CACHE: dict[int, SkeletonFK] = {}

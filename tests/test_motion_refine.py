@@ -1,0 +1,105 @@
+"""The post-sampling correction keeps the body out of furniture (skin points against the scene SDF)."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+import torch
+
+from hosig.frames import YUP_TO_ZUP
+from hosig.motion.refine import RefineConfig, SceneTerm, refine
+from hosig.motion.representation import CanonFrame, aa_to_matrix, matrix_to_aa, skeleton_fk
+from hosig.motion.skin import skin_points, world_points
+
+
+@pytest.fixture(scope="module")
+def body():
+    from hosig.body import load_body_model
+
+    return load_body_model()
+
+
+def _payload(boxes: dict[str, tuple[list[float], list[float]]]) -> dict:
+    import trimesh
+
+    enc = lambda a, t: base64.b64encode(np.ascontiguousarray(a, dtype=t).tobytes()).decode()  # noqa: E731
+    objects = []
+    for name, (extents, centre) in boxes.items():
+        m = trimesh.creation.box(extents=extents)
+        m.apply_translation(centre)
+        objects.append({"name": name, "vertices": enc(m.vertices, "<f4"), "faces": enc(m.faces, "<i4")})
+    return {"format": "hosig-mesh/1", "objects": objects}
+
+
+def _standing(body, frames: int, arm_down: float = 1.2) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W,55,3,3) rotations (hands relative to their mean) and (W,3) pelvis of a body standing at
+    the origin facing +y, arms lowered by ``arm_down`` rad from the T-pose."""
+    aa = torch.zeros(frames, 55, 3)
+    aa[:, 16, 2] = -arm_down  # left shoulder
+    aa[:, 17, 2] = arm_down  # right shoulder
+    rot = aa_to_matrix(aa)
+    rot[:, 0] = torch.as_tensor(YUP_TO_ZUP, dtype=torch.float32)
+    pelvis_height = float(body.rest_joints_y[0, 1] - body.floor_y)
+    pel = torch.tensor([0.0, 0.0, pelvis_height]).expand(frames, 3).clone()
+    return rot, pel
+
+
+def _skin_world(body, rot: torch.Tensor, pel: torch.Tensor) -> np.ndarray:
+    w = rot.shape[0]
+    aa = torch.as_tensor(matrix_to_aa(rot.numpy().astype(np.float64)).reshape(w, 165), dtype=torch.float32)
+    glob, pos = skeleton_fk(body).transforms(body.full_pose_rotmats(aa), pel, 55)
+    return world_points(skin_points(body), glob, pos).numpy()
+
+
+def test_skin_points_sit_on_the_posed_mesh(body):
+    """The sparse skin is the mesh itself (linear blend skinning), hands sampled densely."""
+    rot, pel = _standing(body, 3)
+    torch.manual_seed(0)
+    rot[:, 1:22] = rot[:, 1:22] @ aa_to_matrix(0.3 * torch.randn(3, 21, 3))
+    aa = matrix_to_aa(rot.numpy().astype(np.float64)).reshape(3, 165)
+    skin = skin_points(body)
+    pts = _skin_world(body, rot, pel)
+    with torch.no_grad():
+        out = body.forward(global_orient=aa[:, :3], transl=np.zeros((3, 3)), body_pose=aa[:, 3:66],
+                           left_hand_pose=aa[:, 75:120], right_hand_pose=aa[:, 120:165])
+    verts = out.vertices.numpy() - out.joints.numpy()[:, :1] + pel.numpy()[:, None]
+    assert np.abs(pts - verts[:, skin.vertex]).max() < 0.005
+    assert skin.on_hands.sum() >= 200  # fingers are what touches furniture
+
+
+def test_refine_lifts_a_hand_out_of_a_table_top(body):
+    """A hand grazing 1 cm into a table top is bent out of it with a small, local correction;
+    frames before `fixed` (already streamed) stay exactly as they were."""
+    from hosig.scene import load_scene
+
+    w = 12
+    rot, pel = _standing(body, w, arm_down=0.6)  # hands well away from the hips
+    skin = skin_points(body)
+    hand = _skin_world(body, rot, pel)[0][skin.main_carrier == 21]
+    top = float(hand[:, 2].min()) + 0.01
+    scene = load_scene(_payload({
+        "table_top": ([0.3, 0.3, 0.04], [float(hand[:, 0].mean()), float(hand[:, 1].mean()), top - 0.02]),
+        "floor": ([4.0, 4.0, 0.02], [0.0, 0.0, -0.01]),
+    }))
+    sdf = scene.sdf()
+    term = SceneTerm(sdf, CanonFrame(0.0, 0.0, 0.0), floor_z=0.0)
+
+    def depth(r: torch.Tensor) -> np.ndarray:
+        d = sdf.query_np(_skin_world(body, r, pel).reshape(-1, 3)).reshape(w, -1)
+        return np.clip(-d, 0, None).max(1)  # (W,) deepest point per frame
+
+    assert (depth(rot) > 0.004).all()
+    out = refine(body, rot, pel, None, [], np.zeros(4), fixed=2, cfg=RefineConfig(), lock_feet=False, scene=term)
+    assert torch.equal(out[:2], rot[:2])  # streamed frames are final
+    assert depth(out)[2:].max() < 0.002
+    moved = np.linalg.norm(_skin_world(body, out, pel) - _skin_world(body, rot, pel), axis=-1).max(0)  # (P,)
+    assert moved[skin.main_carrier == 21].max() < 0.08  # lifted, not thrown
+    assert moved[np.isin(skin.main_carrier, (20, 7, 8, 10, 11))].max() < 0.02, moved[np.isin(skin.main_carrier, (20, 7, 8, 10, 11))].max()  # free hand, feet stay
+
+
+def test_refine_without_scene_leaves_a_clean_pose_alone(body):
+    rot, pel = _standing(body, 6)
+    out = refine(body, rot, pel, None, [], np.zeros(4), lock_feet=False)
+    assert torch.allclose(out, rot)
