@@ -212,6 +212,7 @@ class _Watched:
     weights: torch.Tensor  # (N,K) skinning weights
     local: torch.Tensor  # (N,K,3) each influence in its carrier's frame (fixed: fingers are not refined)
     margin: torch.Tensor  # (N,) metres
+    on_floor: torch.Tensor  # (N,) bool: measured against the floor plane (soles), not the SDF
 
     def union(self, other: "_Watched") -> "_Watched":
         new = ~np.isin(other.keys, self.keys)
@@ -219,7 +220,7 @@ class _Watched:
             np.concatenate([self.keys, other.keys[new]]),
             *(torch.cat([a, b[torch.as_tensor(new)]]) for a, b in (
                 (self.frames, other.frames), (self.carriers, other.carriers), (self.weights, other.weights),
-                (self.local, other.local), (self.margin, other.margin))),
+                (self.local, other.local), (self.margin, other.margin), (self.on_floor, other.on_floor))),
         )
 
 
@@ -235,17 +236,21 @@ def _watched_skin(body, rot0: torch.Tensor, pel: torch.Tensor, fixed: int, scene
     world = scene.frame.to_world_points_t(pts)
     dist = torch.as_tensor(scene.sdf.query_np(world.reshape(-1, 3).numpy()), dtype=torch.float32).reshape(w, -1)
     margin = torch.where(torch.as_tensor(skin.on_hands), scene.hand_margin_m, scene.margin_m).expand(w, -1)
-    # the floor is the feet's business (foot locking, sink limit): points low over it are not watched
-    above_floor = world[..., 2] > scene.floor_z + 0.03
-    near = (dist < margin + (scene.watch_m if watch_m is None else watch_m)) & above_floor
+    # Points low over the floor are measured against the floor plane itself: exact where the 2 cm
+    # grid is not (a toe tip 1 cm under the floor reads as "on the surface" in the SDF).
+    low = world[..., 2] < scene.floor_z + 0.03
+    near = torch.where(low, world[..., 2] - scene.floor_z < (scene.watch_m if watch_m is None else watch_m),
+                       dist < margin + (scene.watch_m if watch_m is None else watch_m))
     near[:fixed] = False
     if not bool(near.any()):
         return None
     t_idx, p_idx = torch.nonzero(near, as_tuple=True)
     local = carried_local(skin, glob, pos)  # (W,P,K,3)
+    on_floor = low[t_idx, p_idx]
     keys = (t_idx * dist.shape[1] + p_idx).numpy()
     return _Watched(keys, t_idx, torch.as_tensor(skin.carrier, dtype=torch.long)[p_idx],
-                    torch.as_tensor(skin.weight)[p_idx], local[t_idx, p_idx], margin[t_idx, p_idx])
+                    torch.as_tensor(skin.weight)[p_idx], local[t_idx, p_idx],
+                    torch.where(on_floor, 0.0, margin[t_idx, p_idx]), on_floor)
 
 
 def _skin_penetration(fk, rot: torch.Tensor, pel: torch.Tensor, scene: SceneTerm, watched: _Watched) -> torch.Tensor:
@@ -254,5 +259,8 @@ def _skin_penetration(fk, rot: torch.Tensor, pel: torch.Tensor, scene: SceneTerm
     f, c = watched.frames[:, None], watched.carriers  # (N,1), (N,K)
     per = pos[f, c] + (glob[f, c] @ watched.local[..., None])[..., 0]  # (N,K,3) canonical
     pts = (per * watched.weights[..., None]).sum(1)
-    dist = scene.sdf.query(scene.frame.to_world_points_t(pts))
+    dist = pts[:, 2] - scene.floor_z  # canonical z is world z
+    off = ~watched.on_floor
+    if bool(off.any()):
+        dist = dist.masked_scatter(off, scene.sdf.query(scene.frame.to_world_points_t(pts[off])))
     return (torch.relu(watched.margin - dist) ** 2).sum()
