@@ -105,12 +105,16 @@ class Energy:
         sdf = self.scene_sdf.query(world)  # (W,P)
         pen = torch.relu(r_all - sdf)
         a, b = self.scene_skip
-        if b > a:
+        lo, hi = max(a, 0), min(b, pen.shape[0])
+        # the elbow and wrist of a hand with a target here (grasp, place) may approach the table
+        # its object stands on; the free arm keeps out of the furniture like the rest of the body
+        reaching = sorted({int(j) for j in self._gj.tolist() if int(j) in (20, 21)})
+        if hi > lo and reaching:
             keep = torch.ones_like(pen)
-            lo, hi = max(a, 0), min(b, pen.shape[0])
-            if hi > lo:
-                keep[lo:hi, 18:22] = 0.0  # elbows and wrists may approach the table while grasping
-                keep[lo:hi, 22 + 17:22 + 21] = 0.0
+            for wrist in reaching:
+                for j in (wrist - 2, wrist):  # elbow, wrist
+                    keep[lo:hi, j] = 0.0
+                    keep[lo:hi, 22 + j - 1] = 0.0  # the bone midpoint ending at that joint
             pen = pen * keep
         return (pen ** 2).sum(-1).mean() * 100.0
 

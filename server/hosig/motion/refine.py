@@ -262,5 +262,25 @@ def _skin_penetration(fk, rot: torch.Tensor, pel: torch.Tensor, scene: SceneTerm
     dist = pts[:, 2] - scene.floor_z  # canonical z is world z
     off = ~watched.on_floor
     if bool(off.any()):
-        dist = dist.masked_scatter(off, scene.sdf.query(scene.frame.to_world_points_t(pts[off])))
+        dist = dist.masked_scatter(off, probed_distance(scene.sdf, scene.frame.to_world_points_t(pts[off])))
     return (torch.relu(watched.margin - dist) ** 2).sum()
+
+
+STENCIL_M = 0.02  # probe offset for the scene distance: one voxel of the grid
+
+
+def probed_distance(sdf, points: torch.Tensor, h: float = STENCIL_M) -> torch.Tensor:
+    """Signed distance (N,) of points (N,3), blended with six probes at +-h along the axes.
+
+    Why: inside a table top or shelf board a few voxels thick, trilinear interpolation of the grid
+    is flat (every inner voxel is the same distance from a face), so its gradient is zero and an
+    optimiser cannot tell which way is out. Probes one voxel away reach the faces; blending in
+    their mean gives a slightly blurred distance whose gradient points out of the slab, and it
+    stays a true function of the points (value and gradient agree, as L-BFGS's line search needs).
+    """
+    offsets = torch.cat([torch.zeros(1, 3), torch.eye(3) * h, -torch.eye(3) * h]).to(points.dtype)  # (7,3)
+    probes = points[:, None, :] + offsets  # (N,7,3)
+    d = sdf.query(probes.reshape(-1, 3)).reshape(-1, 7)
+    # half the point's own distance, half the probes' mean: the blur alone would read a point just
+    # inside a board's front edge as outside (its outer probes are positive)
+    return 0.5 * d[:, 0] + 0.5 * d.mean(-1)

@@ -54,6 +54,14 @@ class Task:
     notes: list[str] = field(default_factory=list)
 
 
+def _hold_frames(first: int, end: int) -> list[int]:
+    """Frames that pin the pelvis while the body stands and holds: every 4th and the very last.
+
+    Why the last: past the final anchor a window's tail is unconstrained, and the sampler would
+    let the body wander (26 cm into a coffee table in the last second of a pick)."""
+    return sorted(set(range(first, end, 4)) | ({end - 1} if end - 1 >= first else set()))
+
+
 def _walk(anchors: AnchorSet, plan, f0: int, weight: float = 1.0) -> int:
     """Pelvis xy anchors along a timed NavPlan starting at frame f0; returns its last frame."""
     times = np.asarray(plan.times, dtype=np.float64)
@@ -124,7 +132,7 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
             anchors.add(f, wrist_name, wrist, weight=0.5)
             if hand_pose is not None:
                 anchors.add(f, f"{hand}_hand_pose", hand_pose)
-        for f in range(g + PATH_EVERY, end, PATH_EVERY):
+        for f in _hold_frames(g + PATH_EVERY, end):
             anchors.add(f, "pelvis", [joints[0][0], joints[0][1], np.nan] if grasp is not None else [stand[0], stand[1], np.nan])
         attached = (g, g)
     else:
@@ -141,8 +149,9 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
             end = lf + HOLD
             for f in range(lf + 8, end, 8):
                 anchors.add(f, f"{hand}_hand_pose", hand_pose)
-                anchors.add(f, "pelvis", [pel_g[0], pel_g[1], np.nan])
                 anchors.add(f, wrist_name, lifted, weight=0.5)
+            for f in _hold_frames(lf + 4, end):
+                anchors.add(f, "pelvis", [pel_g[0], pel_g[1], np.nan])
             attached = (g, end)
         else:
             leg2 = legs[1]
