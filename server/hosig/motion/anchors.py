@@ -131,6 +131,26 @@ class AnchorSet:
     def joint_anchors(self, target: str) -> list[Anchor]:
         return sorted((a for a in self.anchors if a.target == target), key=lambda a: a.frame)
 
+    def _path_bridge(self, start: int, length: int) -> list[Anchor]:
+        """A soft pelvis-xy anchor on the window's last frame, interpolated along the path.
+
+        Why: the frames after a window's last path anchor are unconstrained, and the sampler lets
+        the body stop or even step back there; those frames seed the next window's blend, so the
+        walk stuttered at every seam (pelvis speed 1.5 -> 0 -> 3.7 m/s). The next anchor of the
+        full timeline says where the body is heading; the bridge tells the window.
+        """
+        last = start + length - 1
+        path = sorted((a for a in self.anchors if a.target == "pelvis" and not np.isnan(a.value[:2]).any()),
+                      key=lambda a: a.frame)
+        before = [a for a in path if start <= a.frame <= last]
+        after = [a for a in path if a.frame > last]
+        if not before or not after or before[-1].frame == last:
+            return []
+        a0, a1 = before[-1], after[0]
+        t = (last - a0.frame) / (a1.frame - a0.frame)
+        xy = (1 - t) * a0.value[:2] + t * a1.value[:2]
+        return [Anchor(last, "pelvis", np.array([xy[0], xy[1], np.nan]), False, min(a0.weight, a1.weight))]
+
     def window(self, start: int, length: int, frame: CanonFrame) -> WindowAnchors:
         """The anchors falling in frames [start, start+length), expressed in ``frame``."""
         d, jd = LAYOUT.dim, LAYOUT.joint_dim
@@ -142,7 +162,7 @@ class AnchorSet:
         guide: list = []
         hand_rot: list = []
         yaw_inv = frame.yaw().T
-        for a in self.anchors:
+        for a in self.anchors + self._path_bridge(start, length):
             f = a.frame - start
             if not 0 <= f < length:
                 continue

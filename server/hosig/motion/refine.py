@@ -259,13 +259,14 @@ def _skin_penetration(fk, rot: torch.Tensor, pel: torch.Tensor, scene: SceneTerm
     f, c = watched.frames[:, None], watched.carriers  # (N,1), (N,K)
     per = pos[f, c] + (glob[f, c] @ watched.local[..., None])[..., 0]  # (N,K,3) canonical
     pts = (per * watched.weights[..., None]).sum(1)
-    dist = pts[:, 2] - scene.floor_z  # canonical z is world z
-    off = ~watched.on_floor
-    if bool(off.any()):
-        dist = dist.masked_scatter(off, probed_distance(scene.sdf, scene.frame.to_world_points_t(pts[off])))
+    scene_d = probed_distance(scene.sdf, scene.frame.to_world_points_t(pts))
+    # soles: the floor plane exactly; furniture (a table's foot) only beyond the grid's error there
+    floor_d = torch.minimum(pts[:, 2] - scene.floor_z, scene_d + FLOOR_GRID_SLACK_M)  # canonical z is world z
+    dist = torch.where(watched.on_floor, floor_d, scene_d)
     return (torch.relu(watched.margin - dist) ** 2).sum()
 
 
+FLOOR_GRID_SLACK_M = 0.015  # a sole on the floor reads down to -1 cm in the 2 cm grid
 STENCIL_M = 0.02  # probe offset for the scene distance: one voxel of the grid
 
 
