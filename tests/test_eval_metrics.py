@@ -123,6 +123,17 @@ def test_cases_file_that_is_not_a_list(tmp_path) -> None:
         load_cases(path)
 
 
+def test_eval_with_a_missing_model_fails_once_naming_it(tmp_path, capsys) -> None:
+    from hosig.cli.main import main
+
+    (tmp_path / "room.glb").write_bytes(b"x")
+    path = tmp_path / "cases.json"
+    path.write_text(json.dumps([{"scene": "room.glb", "start": [0, 0], "target": "bottle"}]))
+    code = main(["eval", "--cases", str(path), "--model", str(tmp_path / "nope")])
+    assert code != 0
+    assert "nope" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_bench_quick_runs_every_stage(tmp_path) -> None:
     """`hosig bench --quick --json` prints one JSON object with every stage and the headline keys."""

@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--md", help="write the summary table as Markdown here")
     p.add_argument("--plots", help="write PNG figures (floor map + path, foot heights) into this folder")
     p.add_argument("--keep-clips", help="keep the generated clips in this folder")
+    p.add_argument("--model", help="motion model checkpoint (folder or .safetensors) to evaluate instead of the default")
     add_report_flags(p)
     p.set_defaults(func=_eval)
     sub = p.add_subparsers(dest="eval_command", metavar="SUBCOMMAND")
@@ -55,7 +56,13 @@ def _eval(args: argparse.Namespace) -> int:
         sys.stderr.write(f"  [{mark}] {result.label}: {result.outcome} {result.message}\n")
 
     keep = Path(args.keep_clips) if args.keep_clips else None
-    report = evaluate(case_file, workdir=keep, on_case=progress)
+    engine = None
+    if args.model:
+        from hosig.pipeline.engine import Engine, EngineConfig
+
+        engine = Engine(EngineConfig(motion_checkpoint=args.model))
+        engine.motion()  # a missing or corrupt checkpoint fails here, naming the file, not once per case
+    report = evaluate(case_file, workdir=keep, on_case=progress, engine=engine)
     table = markdown_table(report)
     if args.md:
         Path(args.md).write_text(table)

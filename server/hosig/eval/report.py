@@ -98,8 +98,8 @@ def measure_clip(clip: Any, scene: Any, body: Any, target: str, hand: str, appro
     }
 
 
-def run_case(case: EvalCase, workdir: Path) -> CaseResult:
-    """Generate one case through the pipeline and measure it."""
+def run_case(case: EvalCase, workdir: Path, engine: Any = None) -> CaseResult:
+    """Generate one case through the pipeline (``engine``: default one if None) and measure it."""
     from hosig.clip import MotionClip
     from hosig.pipeline.events import Error, Plan
     from hosig.pipeline.run import default_engine, run
@@ -112,7 +112,8 @@ def run_case(case: EvalCase, workdir: Path) -> CaseResult:
     summary: dict[str, Any] | None = None
     error: Any = None
     approach: Any = None
-    for event in run(request, clip_path=clip_path):
+    engine = engine or default_engine()
+    for event in run(request, engine=engine, clip_path=clip_path):
         if isinstance(event, Plan) and event.leg == "approach":
             approach = event
         elif isinstance(event, Error):
@@ -129,7 +130,6 @@ def run_case(case: EvalCase, workdir: Path) -> CaseResult:
         result.message = "expected an unreachable error but a clip was generated"
     assert summary is not None
     clip = MotionClip.load(clip_path)
-    engine = default_engine()
     scene = engine.scenes.get(str(case.scene), allow_paths=True)
     body = engine.body(None)
     path = np.asarray(approach.waypoints) if approach is not None else clip.path
@@ -191,7 +191,7 @@ class EvalReport:
 
 
 def evaluate(case_file: CaseFile, workdir: Path | None = None,
-             on_case: Callable[[CaseResult], None] | None = None) -> EvalReport:
+             on_case: Callable[[CaseResult], None] | None = None, engine: Any = None) -> EvalReport:
     """Run every valid case; invalid ones are listed as problems, never abort the run."""
     t0 = time.perf_counter()
     results: list[CaseResult] = []
@@ -199,7 +199,7 @@ def evaluate(case_file: CaseFile, workdir: Path | None = None,
         work = Path(workdir) if workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         for case in case_file.cases:
-            result = run_case(case, work)
+            result = run_case(case, work, engine)
             results.append(result)
             if on_case:
                 on_case(result)
