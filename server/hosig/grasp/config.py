@@ -36,6 +36,9 @@ class GraspConfig:
     w_obj_pen: float = 2000.0
     w_scene_pen: float = 800.0
     scene_margin: float = 0.012
+    # Hips and knees keep more room: the motion that leads into and out of the grasp bends them
+    # further than the grasp pose does (a crouch at a coffee table put a knee 2 cm into its top).
+    leg_margin: float = 0.04
     # A finished grasp deeper than this in the furniture (exact, on the meshes) gives way to the
     # next-ranked candidate; up to `finalise_tries` are measured (each ~50 ms).
     max_scene_penetration: float = 0.006

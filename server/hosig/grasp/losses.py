@@ -18,8 +18,8 @@ def direction_mismatch(actual: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return 1.0 - (actual * target).sum(-1)
 
 
-def penetration(sdf_values: torch.Tensor, margin: float) -> torch.Tensor:
-    """(B,N) signed distances -> summed squared depth below ``margin`` (hinge)."""
+def penetration(sdf_values: torch.Tensor, margin: float | torch.Tensor) -> torch.Tensor:
+    """(B,N) signed distances -> summed squared depth below ``margin`` (scalar or (N,); hinge)."""
     return (torch.relu(margin - sdf_values) ** 2).sum(-1)
 
 

@@ -255,6 +255,10 @@ def optimise_body(
     all_verts = torch.arange(lite.rest_vertices.shape[0])
     near_idx = torch.zeros(0, dtype=torch.long)
     near_obj_idx = torch.zeros(0, dtype=torch.long)
+    legs = [JOINT_INDEX[f"{s}_{p}"] for s in ("left", "right") for p in ("hip", "knee")]
+    on_legs = torch.as_tensor(np.isin(lite.lbs_weights.numpy().argmax(1), legs))
+    margin_all = torch.where(on_legs, config.leg_margin, config.scene_margin)  # (V,) per-vertex scene margin
+    body_margin = margin_all[torch.as_tensor(samples.body, dtype=torch.long)]
 
     def closest(d: torch.Tensor, limit: float) -> torch.Tensor:
         close = torch.nonzero(d < limit).flatten()
@@ -305,7 +309,7 @@ def optimise_body(
             "palm_dir": L.direction_mismatch(palm_n, app),
             "fwd_dir": L.direction_mismatch(fwd_n, fwd),
             "obj_pen": L.penetration(d_obj_body, 0.002),
-            "scene_pen": L.penetration(d_scn[:, :n_b2], config.scene_margin) + L.penetration(d_feet, config.scene_margin),
+            "scene_pen": L.penetration(d_scn[:, :n_b2], body_margin) + L.penetration(d_feet, config.scene_margin),
             "feet": L.feet_on_floor(sole_l[..., 2] - lift_l, floor_z) + L.feet_on_floor(sole_r[..., 2] - lift_r, floor_z),
             "stand": L.stand_offset(0.5 * (feet_l_xy + feet_r_xy), stand_xy, config.stand_slack),
             "heading": L.heading_error(g_rot[:, 0] @ FORWARD_MODEL, stand[2]),
@@ -316,7 +320,7 @@ def optimise_body(
             "free_arm": (((pose - pose0) * free_mask) ** 2).sum(-1) * 0.1
             + L.direction_mismatch(upper / upper.norm(dim=-1, keepdim=True), down)
             + 0.5 * L.direction_mismatch(fore / fore.norm(dim=-1, keepdim=True), down),
-            "scene_near": L.penetration(d_scn[:, n_b2 + n_f :], config.scene_margin),
+            "scene_near": L.penetration(d_scn[:, n_b2 + n_f :], margin_all[near_idx]),
             "obj_near": L.penetration(d_obj_near, 0.002),
             "stance": torch.relu(torch.linalg.vector_norm(feet_l_xy - feet_r_xy, dim=-1) - config.max_stance) ** 2
             + torch.relu(config.min_stance - torch.linalg.vector_norm(feet_l_xy - feet_r_xy, dim=-1)) ** 2,
