@@ -71,6 +71,7 @@ def contact_targets(feet: np.ndarray, contacts: np.ndarray, fixed: int, floor: n
     mask = np.zeros((w, 4), bool)
     # in contact = predicted so AND near the floor (a raised foot is never pinned)
     on = (contacts > threshold) & (feet[..., 2] < floor[None, :] + 0.05)
+    on = _steady_contacts(on)
     for k in range(4):
         t = 0
         while t < w:
@@ -94,6 +95,35 @@ def contact_targets(feet: np.ndarray, contacts: np.ndarray, fixed: int, floor: n
             t = e
     mask[:fixed] = False
     return target, mask
+
+
+MIN_GAP_FRAMES = 3  # shorter breaks inside a stance are flicker of the contact channel
+MIN_RUN_FRAMES = 3  # shorter "stances" are a swinging foot brushing the threshold
+
+
+def _runs(col: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each True run of a 1-D bool array."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], col.astype(np.int8), [0]])))
+    return list(zip(edges[::2], edges[1::2]))
+
+
+def _steady_contacts(on: np.ndarray) -> np.ndarray:
+    """(W,4) bool contacts with short breaks inside a stance closed and short runs dropped.
+
+    Why: a stance the contact channel interrupts for a frame is pinned as two runs, each at its
+    own mean position, with the frame between them free; the foot then popped 4 cm for that one
+    frame (and into a table's foot in the corridor case).
+    """
+    out = on.copy()
+    for k in range(on.shape[1]):
+        runs = _runs(on[:, k])
+        for (_, e0), (s1, _) in zip(runs[:-1], runs[1:]):
+            if s1 - e0 <= MIN_GAP_FRAMES:
+                out[e0:s1, k] = True
+        for s0, e0 in _runs(out[:, k]):
+            if e0 - s0 < MIN_RUN_FRAMES:
+                out[s0:e0, k] = False
+    return out
 
 
 def refine(

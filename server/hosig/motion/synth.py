@@ -340,8 +340,42 @@ def _sample_window(model, wa: WindowAnchors, frame: CanonFrame, body, scene_sdf,
         x0 = torch.where(hard, hv, smooth_in_time(x0, sigma))
         if energy is not None:
             x0 = guide_x0(x0, energy, stats, model.sampler.guidance_iters, model.sampler.guidance_lr)
-            x0 = torch.where(hard, hv, x0)
-    return x0
+    return ease_into_hard(x0, hv, hard)
+
+
+EASE_FRAMES = 8  # a hard anchor's correction fades out over this many frames on each side
+
+
+def ease_into_hard(x0: torch.Tensor, hv: torch.Tensor, hard: torch.Tensor, radius: int = EASE_FRAMES) -> torch.Tensor:
+    """Meet hard anchors inside a window without a one-frame snap: (1,W,D) -> (1,W,D).
+
+    Inpainting overwrites the anchored frames only, so the frames around a grasp pose can differ
+    from it by several centimetres: a pop at every grasp (walk clips: most joint accelerations
+    over 60 m/s^2 sat within 4 frames of the grasp). For each run of hard frames after the
+    window's start (the streamed context is continued by the blend instead), the jump between the
+    anchored value and its free neighbours is spread over ``radius`` frames on each side, fading
+    linearly (offset blending, as in inertialization).
+    """
+    h = hard[0].numpy()  # (W,D)
+    out = x0[0].clone()
+    w = h.shape[0]
+    for d in np.flatnonzero(h[1:].any(0)):
+        col = np.concatenate([[0], h[:, d].astype(np.int8), [0]])
+        edges = np.flatnonzero(np.diff(col))
+        for a, b in zip(edges[::2], edges[1::2]):
+            if a == 0 or b - a == w:
+                continue
+            left = out[a - 1, d]
+            right = out[b, d] if b < w else left
+            if b - a == 1:  # a single anchored frame: its free estimate lies between the neighbours
+                left = right = 0.5 * (left + right)
+            for k in range(radius):
+                fade = 1.0 - (k + 1) / (radius + 1)
+                if a - 1 - k >= 0 and not h[a - 1 - k, d]:
+                    out[a - 1 - k, d] += fade * (hv[0, a, d] - left)
+                if b + k < w and not h[b + k, d]:
+                    out[b + k, d] += fade * (hv[0, b - 1, d] - right)
+    return torch.where(hard, hv, out[None])
 
 
 _SCHED: Schedule | None = None
