@@ -123,6 +123,21 @@ def test_cases_file_that_is_not_a_list(tmp_path) -> None:
         load_cases(path)
 
 
+def test_moving_segments_keep_only_locomotion() -> None:
+    from hosig.eval.naturalness import moving_segments
+
+    t = np.arange(120)
+    joints = np.zeros((120, 55, 3))
+    x = np.where(t < 40, 0.0, (t - 40) * 1.2 / 30)  # stands 40 frames, then walks at 1.2 m/s
+    x = np.where(t >= 100, x[99], x)  # and stops for the last 20
+    joints[:, 0, 0] = x
+    segs = moving_segments([("clip", joints)])
+    assert len(segs) == 1
+    name, seg = segs[0]
+    assert name == "clip#0" and 55 <= len(seg) <= 62  # the 60 walking frames (edges: central differences)
+    assert moving_segments([("still", np.zeros((50, 55, 3)))]) == []
+
+
 def test_eval_with_a_missing_model_fails_once_naming_it(tmp_path, capsys) -> None:
     from hosig.cli.main import main
 

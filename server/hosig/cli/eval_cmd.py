@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hosig.cli.common import add_report_flags, emit, to_jsonable
-from hosig.errors import UsageError
+from hosig.errors import InputError, UsageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--real", nargs="+", required=True, help="real capture: BVH files/folders, or clip/dataset .npz")
     m.add_argument("--clips", nargs="+", required=True, help="generated clip.npz files")
     m.add_argument("--plots", help="write a velocity histogram PNG into this folder")
+    m.add_argument("--moving-only", action="store_true",
+                   help="compare only locomotion: the runs where the pelvis moves faster than 0.5 m/s, on both sides")
     add_report_flags(m)
     m.set_defaults(func=_eval_motion)
 
@@ -95,10 +97,15 @@ def _write_plots(report: Any, case_file: Any, folder: Path) -> None:
 
 
 def _eval_motion(args: argparse.Namespace) -> int:
-    from hosig.eval.naturalness import load_generated, load_real, naturalness_report
+    from hosig.eval.naturalness import MIN_SEGMENT_FRAMES, load_generated, load_real, moving_segments, naturalness_report
 
     real = load_real(args.real)
     generated = load_generated(args.clips)
+    if args.moving_only:
+        real, generated = moving_segments(real), moving_segments(generated)
+        if not real or not generated:
+            raise InputError(f"--moving-only: no locomotion of {MIN_SEGMENT_FRAMES}+ frames in the "
+                             f"{'real capture' if not real else 'generated clips'}")
     report = naturalness_report(generated, real)
     if args.plots:
         from hosig.eval.plots import plot_velocity_histograms
