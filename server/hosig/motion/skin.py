@@ -61,7 +61,8 @@ class SkinPoints:
         return np.isin(self.main_carrier, (LEFT_WRIST, RIGHT_WRIST))
 
 
-_CACHE: dict[tuple[int, int, int], SkinPoints] = {}
+_CACHE: dict[tuple[int, int, int, int], SkinPoints] = {}
+SOLE_HEIGHT_M = 0.02  # rest vertices this close to the lowest one are the soles
 
 
 def _carriers(joints: np.ndarray, parents: np.ndarray) -> np.ndarray:
@@ -73,20 +74,24 @@ def _carriers(joints: np.ndarray, parents: np.ndarray) -> np.ndarray:
     return carrier
 
 
-def skin_points(body, count: int = 512, per_hand: int = 128, influences: int = 4) -> SkinPoints:
+def skin_points(body, count: int = 512, per_hand: int = 128, per_sole: int = 96, influences: int = 4) -> SkinPoints:
     """The body's sparse surface points (cached per body and counts).
 
     Hands get their own ``per_hand`` points: they are what reaches into furniture, and their
-    fingers are too thin for an even sampling of the whole body to cover."""
-    key = (id(body), count, per_hand)
+    fingers are too thin for an even sampling of the whole body to cover. The soles (both feet
+    together) get ``per_sole``: a pitched foot touches the floor with its heel edge or toe tip."""
+    key = (id(body), count, per_hand, per_sole)
     if key not in _CACHE:
         verts = np.asarray(body.v_template_y, dtype=np.float64)  # (V,3)
         weights = body.smplx.lbs_weights.detach().cpu().numpy().astype(np.float64)  # (V,55)
         parents = np.asarray(body.parents)
         main = _carriers(weights.argmax(1), parents)
-        groups = [np.flatnonzero(~np.isin(main, (LEFT_WRIST, RIGHT_WRIST)))]
+        on_hand = np.isin(main, (LEFT_WRIST, RIGHT_WRIST))
+        sole = ~on_hand & (verts[:, 1] < verts[:, 1].min() + SOLE_HEIGHT_M)
+        groups = [np.flatnonzero(~on_hand & ~sole), np.flatnonzero(sole)]
         groups += [np.flatnonzero(main == wrist) for wrist in (LEFT_WRIST, RIGHT_WRIST)]
-        idx = np.concatenate([g[farthest_point_indices(verts[g], n)] for g, n in zip(groups, (count, per_hand, per_hand))])
+        counts = (count, per_sole, per_hand, per_hand)
+        idx = np.concatenate([g[farthest_point_indices(verts[g], n)] for g, n in zip(groups, counts)])
         joint = np.argsort(-weights[idx], axis=1)[:, :influences]  # (P,K)
         weight = np.take_along_axis(weights[idx], joint, 1)
         weight /= weight.sum(1, keepdims=True)
