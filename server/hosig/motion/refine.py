@@ -277,10 +277,13 @@ def _watched_skin(body, rot0: torch.Tensor, pel: torch.Tensor, fixed: int, scene
     t_idx, p_idx = torch.nonzero(near, as_tuple=True)
     local = carried_local(skin, glob, pos)  # (W,P,K,3)
     on_floor = low[t_idx, p_idx]
+    # soles already under the floor are lifted a little clear of it (the vertices between the
+    # samples dip too); soles standing on it are left where they are
+    floor_margin = torch.where(world[..., 2] < scene.floor_z, FLOOR_MARGIN_M, 0.0)
     keys = (t_idx * dist.shape[1] + p_idx).numpy()
     return _Watched(keys, t_idx, torch.as_tensor(skin.carrier, dtype=torch.long)[p_idx],
                     torch.as_tensor(skin.weight)[p_idx], local[t_idx, p_idx],
-                    torch.where(on_floor, FLOOR_MARGIN_M, margin[t_idx, p_idx]), on_floor)
+                    torch.where(on_floor, floor_margin[t_idx, p_idx], margin[t_idx, p_idx]), on_floor)
 
 
 def _skin_penetration(fk, rot: torch.Tensor, pel: torch.Tensor, scene: SceneTerm, watched: _Watched) -> torch.Tensor:
@@ -297,7 +300,7 @@ def _skin_penetration(fk, rot: torch.Tensor, pel: torch.Tensor, scene: SceneTerm
 
 
 FLOOR_GRID_SLACK_M = 0.015  # a sole on the floor reads down to -1 cm in the 2 cm grid
-FLOOR_MARGIN_M = 0.003  # sampled sole points kept this far up, so the vertices between them clear the floor too
+FLOOR_MARGIN_M = 0.003  # sole points found under the floor are lifted this far, so the vertices between them clear it too
 STENCIL_M = 0.02  # probe offset for the scene distance: one voxel of the grid
 
 
