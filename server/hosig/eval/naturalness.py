@@ -15,6 +15,7 @@ import numpy as np
 from hosig.body.skeleton import JOINT_NAMES
 from hosig.errors import InputError
 from hosig.npz import read_npz
+from hosig.runs import true_runs
 from hosig.eval.metrics import FPS, floor_penetration, foot_skating, naturalness_ratios
 
 Named = tuple[str, np.ndarray]  # (name, joints (T,55,3) Z-up, 30 fps)
@@ -91,9 +92,7 @@ def moving_segments(clips: list[Named], min_speed: float = MOVING_SPEED_M_S,
         if np.isnan(pelvis).any() or len(joints) < 3:
             continue
         speed = np.linalg.norm(np.gradient(pelvis, axis=0), axis=1) * FPS
-        moving = np.concatenate([[0], (speed > min_speed).astype(np.int8), [0]])
-        edges = np.flatnonzero(np.diff(moving))
-        for k, (a, b) in enumerate(zip(edges[::2], edges[1::2])):
+        for k, (a, b) in enumerate(true_runs(speed > min_speed)):
             if b - a >= min_frames:
                 out.append((f"{name}#{k}", joints[a:b]))
     return out

@@ -20,6 +20,7 @@ import torch
 
 from hosig.motion.representation import FOOT_CONTACT_JOINTS, CanonFrame, aa_to_matrix, matrix_to_aa, skeleton_fk
 from hosig.motion.skin import carried_local, skin_points, world_points
+from hosig.runs import true_runs
 
 MAX_LOCK_TRAVEL_M = 0.25  # a "contact" run whose foot slides further than this is not pinned
 # Foot joints may not sink below their standing height by more than this: the sole and toe-tip
@@ -101,12 +102,6 @@ MIN_GAP_FRAMES = 3  # shorter breaks inside a stance are flicker of the contact 
 MIN_RUN_FRAMES = 3  # shorter "stances" are a swinging foot brushing the threshold
 
 
-def _runs(col: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) of each True run of a 1-D bool array."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], col.astype(np.int8), [0]])))
-    return list(zip(edges[::2], edges[1::2]))
-
-
 def _steady_contacts(on: np.ndarray) -> np.ndarray:
     """(W,4) bool contacts with short breaks inside a stance closed and short runs dropped.
 
@@ -116,11 +111,11 @@ def _steady_contacts(on: np.ndarray) -> np.ndarray:
     """
     out = on.copy()
     for k in range(on.shape[1]):
-        runs = _runs(on[:, k])
+        runs = true_runs(on[:, k])
         for (_, e0), (s1, _) in zip(runs[:-1], runs[1:]):
             if s1 - e0 <= MIN_GAP_FRAMES:
                 out[e0:s1, k] = True
-        for s0, e0 in _runs(out[:, k]):
+        for s0, e0 in true_runs(out[:, k]):
             if e0 - s0 < MIN_RUN_FRAMES:
                 out[s0:e0, k] = False
     return out
@@ -269,8 +264,8 @@ def _watched_skin(body, rot0: torch.Tensor, pel: torch.Tensor, fixed: int, scene
     # Points low over the floor are measured against the floor plane itself: exact where the 2 cm
     # grid is not (a toe tip 1 cm under the floor reads as "on the surface" in the SDF).
     low = world[..., 2] < scene.floor_z + 0.03
-    near = torch.where(low, world[..., 2] - scene.floor_z < (scene.watch_m if watch_m is None else watch_m),
-                       dist < margin + (scene.watch_m if watch_m is None else watch_m))
+    watch = scene.watch_m if watch_m is None else watch_m
+    near = torch.where(low, world[..., 2] - scene.floor_z < watch, dist < margin + watch)
     near[:fixed] = False
     if not bool(near.any()):
         return None

@@ -36,6 +36,7 @@ from hosig.motion.representation import (
     matrix_to_aa,
     skeleton_fk,
 )
+from hosig.runs import true_runs
 
 MAX_REACH_M = 1.25  # pelvis -> wrist distance a standing, leaning adult can reach
 MAX_SPEED_M_S = 2.5  # how far the pelvis may travel between a pelvis anchor and a wrist anchor
@@ -360,9 +361,7 @@ def ease_into_hard(x0: torch.Tensor, hv: torch.Tensor, hard: torch.Tensor, radiu
     out = x0[0].clone()
     w = h.shape[0]
     for d in np.flatnonzero(h[1:].any(0)):
-        col = np.concatenate([[0], h[:, d].astype(np.int8), [0]])
-        edges = np.flatnonzero(np.diff(col))
-        for a, b in zip(edges[::2], edges[1::2]):
+        for a, b in true_runs(h[:, d]):
             if a == 0 or b - a == w:
                 continue
             left = out[a - 1, d]
