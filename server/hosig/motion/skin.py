@@ -2,10 +2,9 @@
 
 Why: joints and bone midpoints with radii (the guidance's scene term) miss what actually touches
 furniture — fingertips, the back of a hand, a knee cap — while full linear-blend skinning of 10 k
-vertices inside an optimiser is too slow on a CPU. These points are rest-mesh vertices spread
-evenly over the skin (farthest-point sampling, hands sampled as densely as the rest), each
-carried rigidly by the joint that dominates its skinning weights; near joints that is within a
-few millimetres of true skinning, which the penetration margin absorbs.
+vertices inside an optimiser is too slow on a CPU. These points are ~860 rest-mesh vertices spread
+evenly over the skin (farthest-point sampling; hands and soles sampled densely on their own),
+skinned by their four heaviest joints, i.e. the mesh's own linear blend skinning at those vertices.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import numpy as np
 import torch
 
 BODY_JOINT_COUNT = 22  # pelvis .. wrists: what `refine` rotates
-HEAD = 15
 LEFT_WRIST, RIGHT_WRIST = 20, 21
 
 
@@ -61,7 +59,7 @@ class SkinPoints:
         return np.isin(self.main_carrier, (LEFT_WRIST, RIGHT_WRIST))
 
 
-_CACHE: dict[tuple[int, int, int, int], SkinPoints] = {}
+_CACHE: dict[tuple[int, int, int, int, int], SkinPoints] = {}
 SOLE_HEIGHT_M = 0.02  # rest vertices this close to the lowest one are the soles
 
 
@@ -80,7 +78,7 @@ def skin_points(body, count: int = 512, per_hand: int = 128, per_sole: int = 96,
     Hands get their own ``per_hand`` points: they are what reaches into furniture, and their
     fingers are too thin for an even sampling of the whole body to cover. The soles (both feet
     together) get ``per_sole``: a pitched foot touches the floor with its heel edge or toe tip."""
-    key = (id(body), count, per_hand, per_sole)
+    key = (id(body), count, per_hand, per_sole, influences)
     if key not in _CACHE:
         verts = np.asarray(body.v_template_y, dtype=np.float64)  # (V,3)
         weights = body.smplx.lbs_weights.detach().cpu().numpy().astype(np.float64)  # (V,55)
@@ -101,18 +99,21 @@ def skin_points(body, count: int = 512, per_hand: int = 128, per_sole: int = 96,
     return _CACHE[key]
 
 
-def world_points(skin: SkinPoints, glob: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """Posed points from the 55 joints' global rotations (W,55,3,3) and positions (W,55,3) -> (W,P,3)."""
+def _influences(skin: SkinPoints, glob: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Where each influence puts each point: (W,P,K,3) from (W,55,3,3) rotations and (W,55,3) positions."""
     j = torch.as_tensor(skin.joint, dtype=torch.long)  # (P,K)
     off = torch.as_tensor(skin.offset, dtype=glob.dtype)  # (P,K,3)
-    per = pos[:, j] + (glob[:, j] @ off[..., None])[..., 0]  # (W,P,K,3)
+    return pos[:, j] + (glob[:, j] @ off[..., None])[..., 0]
+
+
+def world_points(skin: SkinPoints, glob: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Posed points from the 55 joints' global rotations (W,55,3,3) and positions (W,55,3) -> (W,P,3)."""
+    per = _influences(skin, glob, pos)
     return (per * torch.as_tensor(skin.weight, dtype=glob.dtype)[..., None]).sum(-2)
 
 
 def carried_local(skin: SkinPoints, glob: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     """Each influence's posed point in its carrier's frame: (W,P,K,3). Fixed while only body joints move."""
-    j = torch.as_tensor(skin.joint, dtype=torch.long)
     c = torch.as_tensor(skin.carrier, dtype=torch.long)
-    off = torch.as_tensor(skin.offset, dtype=glob.dtype)
-    per = pos[:, j] + (glob[:, j] @ off[..., None])[..., 0]  # (W,P,K,3)
+    per = _influences(skin, glob, pos)
     return (glob[:, c].transpose(-1, -2) @ (per - pos[:, c])[..., None])[..., 0]
