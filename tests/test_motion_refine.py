@@ -67,6 +67,9 @@ def test_skin_points_sit_on_the_posed_mesh(body):
     verts = out.vertices.numpy() - out.joints.numpy()[:, :1] + pel.numpy()[:, None]
     assert np.abs(pts - verts[:, skin.vertex]).max() < 0.005
     assert skin.on_hands.sum() >= 200  # fingers are what touches furniture
+    rest_y = np.asarray(body.v_template_y)[:, 1]
+    soles = np.flatnonzero(rest_y < rest_y.min() + 0.015)
+    assert np.isin(soles, skin.vertex).all()  # every sole vertex: a toe dips between sparser samples
 
 
 def test_refine_lifts_a_hand_out_of_a_table_top(body):
@@ -103,3 +106,39 @@ def test_refine_without_scene_leaves_a_clean_pose_alone(body):
     rot, pel = _standing(body, 6)
     out = refine(body, rot, pel, None, [], np.zeros(4), lock_feet=False)
     assert torch.allclose(out, rot)
+
+
+def _mesh_z(body, rot: torch.Tensor, pel: torch.Tensor) -> np.ndarray:
+    """(W,V) world z of every mesh vertex of the posed body."""
+    w = rot.shape[0]
+    aa = matrix_to_aa(rot.numpy().astype(np.float64)).reshape(w, 165)
+    with torch.no_grad():
+        out = body.forward(global_orient=aa[:, :3], transl=np.zeros((w, 3)), body_pose=aa[:, 3:66],
+                           left_hand_pose=aa[:, 75:120], right_hand_pose=aa[:, 120:165])
+    verts = out.vertices.numpy() - out.joints.numpy()[:, :1] + pel.numpy()[:, None]
+    return verts[..., 2]
+
+
+def test_refine_lifts_a_dipped_toe_out_of_the_floor_everywhere(body):
+    """A toe bent down through the floor (toe-off) comes out at every mesh vertex, not only at
+    the sampled ones: the eval counts a frame with any vertex 1 mm under the floor."""
+    from hosig.scene import load_scene
+
+    w = 6
+    rot, pel = _standing(body, w)
+    toe_vertices = body.smplx.lbs_weights.detach().numpy().argmax(1) == 10  # left toes
+    pel[:, 2] -= float(_mesh_z(body, rot[:1], pel[:1])[0].min())  # soles exactly on z = 0
+    for angle in np.linspace(0.05, 1.0, 20):  # bend the toes down until they are 4 mm under
+        bent = rot.clone()
+        bent[:, 10] = rot[:, 10] @ aa_to_matrix(torch.tensor([[float(angle), 0.0, 0.0]])).expand(w, 3, 3)
+        if _mesh_z(body, bent[:1], pel[:1])[0, toe_vertices].min() < -0.004:
+            break
+    else:
+        pytest.fail("could not bend the toes into the floor")
+    scene = load_scene(_payload({"floor": ([4.0, 4.0, 0.02], [0.0, 0.0, -0.01])}))
+    term = SceneTerm(scene.sdf(), CanonFrame(0.0, 0.0, 0.0), floor_z=0.0)
+    out = refine(body, bent, pel, None, [], np.zeros(4), lock_feet=False, scene=term)
+    z = _mesh_z(body, out, pel)
+    assert z.min() > -0.001, z.min()
+    right_foot = np.isin(body.smplx.lbs_weights.detach().numpy().argmax(1), (8, 11))
+    assert np.abs(z[:, right_foot] - _mesh_z(body, bent, pel)[:, right_foot]).max() < 0.005  # the other foot stays

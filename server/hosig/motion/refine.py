@@ -238,6 +238,7 @@ class _Watched:
     local: torch.Tensor  # (N,K,3) each influence in its carrier's frame (fixed: fingers are not refined)
     margin: torch.Tensor  # (N,) metres
     on_floor: torch.Tensor  # (N,) bool: measured against the floor plane (soles), not the SDF
+    plane_only: torch.Tensor  # (N,) bool: on the floor and far from furniture: the plane alone, no SDF probes
 
     def union(self, other: "_Watched") -> "_Watched":
         new = ~np.isin(other.keys, self.keys)
@@ -245,7 +246,8 @@ class _Watched:
             np.concatenate([self.keys, other.keys[new]]),
             *(torch.cat([a, b[torch.as_tensor(new)]]) for a, b in (
                 (self.frames, other.frames), (self.carriers, other.carriers), (self.weights, other.weights),
-                (self.local, other.local), (self.margin, other.margin), (self.on_floor, other.on_floor))),
+                (self.local, other.local), (self.margin, other.margin), (self.on_floor, other.on_floor),
+                (self.plane_only, other.plane_only))),
         )
 
 
@@ -265,7 +267,8 @@ def _watched_skin(body, rot0: torch.Tensor, pel: torch.Tensor, fixed: int, scene
     # grid is not (a toe tip 1 cm under the floor reads as "on the surface" in the SDF).
     low = world[..., 2] < scene.floor_z + 0.03
     watch = scene.watch_m if watch_m is None else watch_m
-    near = torch.where(low, world[..., 2] - scene.floor_z < watch, dist < margin + watch)
+    # soles move little in the correction: only those already (nearly) touching are watched
+    near = torch.where(low, world[..., 2] - scene.floor_z < min(watch, FLOOR_WATCH_M), dist < margin + watch)
     near[:fixed] = False
     if not bool(near.any()):
         return None
@@ -276,9 +279,13 @@ def _watched_skin(body, rot0: torch.Tensor, pel: torch.Tensor, fixed: int, scene
     # samples dip too); soles standing on it are left where they are
     floor_margin = torch.where(world[..., 2] < scene.floor_z, FLOOR_MARGIN_M, 0.0)
     keys = (t_idx * dist.shape[1] + p_idx).numpy()
+    # the grid's distance includes the floor itself: ask 12 cm higher, where only furniture is near
+    lifted = world[t_idx, p_idx] + torch.tensor([0.0, 0.0, PLANE_ONLY_LIFT_M])
+    clear = torch.as_tensor(scene.sdf.query_np(lifted.numpy()), dtype=torch.float32) > PLANE_ONLY_M
+    plane_only = on_floor & clear
     return _Watched(keys, t_idx, torch.as_tensor(skin.carrier, dtype=torch.long)[p_idx],
                     torch.as_tensor(skin.weight)[p_idx], local[t_idx, p_idx],
-                    torch.where(on_floor, floor_margin[t_idx, p_idx], margin[t_idx, p_idx]), on_floor)
+                    torch.where(on_floor, floor_margin[t_idx, p_idx], margin[t_idx, p_idx]), on_floor, plane_only)
 
 
 def _skin_penetration(fk, rot: torch.Tensor, pel: torch.Tensor, scene: SceneTerm, watched: _Watched) -> torch.Tensor:
@@ -287,13 +294,19 @@ def _skin_penetration(fk, rot: torch.Tensor, pel: torch.Tensor, scene: SceneTerm
     f, c = watched.frames[:, None], watched.carriers  # (N,1), (N,K)
     per = pos[f, c] + (glob[f, c] @ watched.local[..., None])[..., 0]  # (N,K,3) canonical
     pts = (per * watched.weights[..., None]).sum(1)
-    scene_d = probed_distance(scene.sdf, scene.frame.to_world_points_t(pts))
-    # soles: the floor plane exactly; furniture (a table's foot) only beyond the grid's error there
-    floor_d = torch.minimum(pts[:, 2] - scene.floor_z, scene_d + FLOOR_GRID_SLACK_M)  # canonical z is world z
-    dist = torch.where(watched.on_floor, floor_d, scene_d)
+    dist = pts[:, 2] - scene.floor_z  # canonical z is world z; exact for soles far from furniture
+    probe = ~watched.plane_only
+    if bool(probe.any()):
+        scene_d = probed_distance(scene.sdf, scene.frame.to_world_points_t(pts[probe]))
+        # soles: the floor plane exactly; furniture (a table's foot) only beyond the grid's error there
+        floor_d = torch.minimum(dist[probe], scene_d + FLOOR_GRID_SLACK_M)
+        dist = dist.masked_scatter(probe, torch.where(watched.on_floor[probe], floor_d, scene_d))
     return (torch.relu(watched.margin - dist) ** 2).sum()
 
 
+FLOOR_WATCH_M = 0.01  # soles higher than this above the floor are not watched until they go below it
+PLANE_ONLY_M = 0.08  # soles this far from furniture (by the grid) are measured against the plane alone
+PLANE_ONLY_LIFT_M = 0.12  # ... asked this high above the sole, out of the floor's own reach
 FLOOR_GRID_SLACK_M = 0.015  # a sole on the floor reads down to -1 cm in the 2 cm grid
 FLOOR_MARGIN_M = 0.003  # sole points found under the floor are lifted this far, so the vertices between them clear it too
 STENCIL_M = 0.02  # probe offset for the scene distance: one voxel of the grid

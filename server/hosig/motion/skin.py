@@ -2,8 +2,9 @@
 
 Why: joints and bone midpoints with radii (the guidance's scene term) miss what actually touches
 furniture — fingertips, the back of a hand, a knee cap — while full linear-blend skinning of 10 k
-vertices inside an optimiser is too slow on a CPU. These points are ~860 rest-mesh vertices spread
-evenly over the skin (farthest-point sampling; hands and soles sampled densely on their own),
+vertices inside an optimiser is too slow on a CPU. These points are ~1450 rest-mesh vertices: 512 spread
+evenly over the skin (farthest-point sampling), 128 per hand, and every sole vertex (a toe pitched
+at toe-off dips between sparser samples: 96 sole samples left 5 mm dips between them),
 skinned by their four heaviest joints, i.e. the mesh's own linear blend skinning at those vertices.
 """
 
@@ -59,7 +60,7 @@ class SkinPoints:
         return np.isin(self.main_carrier, (LEFT_WRIST, RIGHT_WRIST))
 
 
-_CACHE: dict[tuple[int, int, int, int, int], SkinPoints] = {}
+_CACHE: dict[tuple[int, int, int, int | None, int], SkinPoints] = {}
 SOLE_HEIGHT_M = 0.02  # rest vertices this close to the lowest one are the soles
 
 
@@ -72,12 +73,13 @@ def _carriers(joints: np.ndarray, parents: np.ndarray) -> np.ndarray:
     return carrier
 
 
-def skin_points(body, count: int = 512, per_hand: int = 128, per_sole: int = 96, influences: int = 4) -> SkinPoints:
+def skin_points(body, count: int = 512, per_hand: int = 128, per_sole: int | None = None, influences: int = 4) -> SkinPoints:
     """The body's sparse surface points (cached per body and counts).
 
     Hands get their own ``per_hand`` points: they are what reaches into furniture, and their
     fingers are too thin for an even sampling of the whole body to cover. The soles (both feet
-    together) get ``per_sole``: a pitched foot touches the floor with its heel edge or toe tip."""
+    together) get ``per_sole`` (default: all of them): a pitched foot touches the floor with its
+    heel edge or toe tip, and `refine` tests them against the floor plane, which is cheap."""
     key = (id(body), count, per_hand, per_sole, influences)
     if key not in _CACHE:
         verts = np.asarray(body.v_template_y, dtype=np.float64)  # (V,3)
@@ -88,7 +90,7 @@ def skin_points(body, count: int = 512, per_hand: int = 128, per_sole: int = 96,
         sole = ~on_hand & (verts[:, 1] < verts[:, 1].min() + SOLE_HEIGHT_M)
         groups = [np.flatnonzero(~on_hand & ~sole), np.flatnonzero(sole)]
         groups += [np.flatnonzero(main == wrist) for wrist in (LEFT_WRIST, RIGHT_WRIST)]
-        counts = (count, per_sole, per_hand, per_hand)
+        counts = (count, len(groups[1]) if per_sole is None else per_sole, per_hand, per_hand)
         idx = np.concatenate([g[farthest_point_indices(verts[g], n)] for g, n in zip(groups, counts)])
         joint = np.argsort(-weights[idx], axis=1)[:, :influences]  # (P,K)
         weight = np.take_along_axis(weights[idx], joint, 1)
