@@ -188,6 +188,27 @@ def test_pick_place_task_timeline_and_object_transforms(model, body):
     assert back.grasp_frame == task.grasp_frame and back.object_name == "cup"
 
 
+def test_task_turns_the_body_round_before_a_grasp_facing_back(body):
+    """A stand point facing back the way the body walked: the timeline gives it time and heading
+    anchors to turn (not a 180 degree spin at the grasp frame); the grasp pose pins the trunk and
+    the grasping arm, while legs and the free arm stay the sampler's (no foot snapping to the grasp
+    stage's stance)."""
+    from hosig.motion.task import build_task
+
+    ahead = build_task("pick", [_plan([0, 0, 0], [1.5, 0, 0], 1.5)], _fake_grasp(body, [1.5, 0, 0]), body=body)
+    leg = _plan([0, 0, 0], [1.5, 0, np.pi], 1.5)
+    task = build_task("pick", [leg], _fake_grasp(body, leg.stand), body=body)
+    assert task.grasp_frame >= ahead.grasp_frame + 15  # about half a second more to turn round
+    heads = sorted((a.frame, float(a.value[0])) for a in task.anchors.anchors if a.target == "heading")
+    before = [h for f, h in heads if f <= task.grasp_frame]
+    steps = [abs((b - a + np.pi) % (2 * np.pi) - np.pi) for a, b in zip(before[:-1], before[1:])]
+    assert max(steps) < np.radians(45)  # a gradual turn
+    assert np.cos(before[0]) > 0.99 and np.cos(before[-1]) < -0.99  # from walking +x to facing -x
+    at = {a.target: a.hard for a in task.anchors.anchors if a.frame == task.grasp_frame and a.target.startswith("pose:")}
+    assert at["pose:spine3"] and at["pose:right_shoulder"] and at["pose:right_elbow"]
+    assert not at["pose:left_knee"] and not at["pose:right_ankle"] and not at["pose:left_shoulder"]
+
+
 def test_cli_motion_synth(tiny_dir, tmp_path, capsys):
     from hosig.cli.main import main
 

@@ -13,6 +13,8 @@ Targets:
   "body_pose"           (63,) the 21 body joints' local rotations.
   "left_hand_pose" / "right_hand_pose"  (45,) the 15 finger joints (same convention as poses).
   "contacts"            (4,) foot contacts in [0,1].
+  "heading"             (1,) the direction the body faces, radians about +Z (0 = +X); soft only:
+                        it drives guidance on the root's yaw and leaves tilt and roll to the model.
 Hard anchors are imposed exactly by inpainting (feature channels only); soft anchors condition the
 network and drive guidance.
 """
@@ -59,7 +61,10 @@ class Anchor:
         self.value = np.asarray(self.value, dtype=np.float64)
         self.frame = int(self.frame)
         kind, _ = parse_target(self.target)
-        want = {"joint": (3,), "root": None, "pose": (3,), "body_pose": (63,), "hand": (45,), "contacts": (4,)}[kind]
+        want = {"joint": (3,), "root": None, "pose": (3,), "body_pose": (63,), "hand": (45,), "contacts": (4,),
+                "heading": (1,)}[kind]
+        if kind == "heading" and self.hard:
+            raise UsageError(f"anchor 'heading' at frame {self.frame}: a heading is soft only (use 'root_orient' to pin a rotation)")
         if kind == "root" and self.value.shape not in ((3,), (3, 3)):
             raise UsageError(f"anchor {self.target!r} at frame {self.frame}: value must be (3,) or (3,3), got {self.value.shape}")
         if want is not None and self.value.shape != want:
@@ -87,9 +92,11 @@ def parse_target(target: str) -> tuple[str, int | None]:
         return "hand", 0 if target.startswith("left") else 1
     if target == "contacts":
         return "contacts", None
+    if target == "heading":
+        return "heading", 0
     raise UsageError(
         f"anchor target {target!r} is not a joint name, 'root_orient', 'pose:<joint>', 'body_pose', "
-        "'left_hand_pose', 'right_hand_pose' or 'contacts'"
+        "'left_hand_pose', 'right_hand_pose', 'contacts' or 'heading'"
     )
 
 
@@ -104,6 +111,7 @@ class WindowAnchors:
     joint_mask: torch.Tensor  # (W,18) bool
     guide: list[tuple[int, int, np.ndarray, float]]  # (frame, joint, canonical position (3,) NaN=free, weight)
     hand_rot: list[tuple[int, int, torch.Tensor, float]]  # (frame, hand 0/1, (15,3,3) target local rots, weight)
+    headings: list[tuple[int, np.ndarray, float]] = field(default_factory=list)  # (frame, canonical forward (2,), weight)
 
 
 @dataclass
@@ -161,6 +169,7 @@ class AnchorSet:
         jm = torch.zeros(length, jd, dtype=torch.bool)
         guide: list = []
         hand_rot: list = []
+        headings: list = []
         yaw_inv = frame.yaw().T
         for a in self.anchors + self._path_bridge(start, length):
             f = a.frame - start
@@ -187,6 +196,11 @@ class AnchorSet:
                     fm[f, 0:3] |= comp
                     if a.hard:
                         hm[f, 0:3] |= comp
+                continue
+            if kind == "heading":
+                h = float(a.value[0])
+                forward = yaw_inv @ np.array([np.cos(h), np.sin(h), 0.0])
+                headings.append((f, forward[:2].astype(np.float32), a.weight))
                 continue
             if kind == "contacts":
                 sl = LAYOUT.contacts
@@ -218,4 +232,4 @@ class AnchorSet:
                 fv[f, sl] = matrix_to_6d(torch.as_tensor(m, dtype=torch.float32))
                 fm[f, sl] = True
                 hm[f, sl] |= a.hard
-        return WindowAnchors(fv, fm, hm, jv, jm, guide, hand_rot)
+        return WindowAnchors(fv, fm, hm, jv, jm, guide, hand_rot, headings)

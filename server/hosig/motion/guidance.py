@@ -2,7 +2,7 @@
 
 The energy of a decoded window (canonical frame) sums
   position space  joint targets through differentiable FK (pelvis path x2, wrist at the grasp, any key)
-  rotation space  the grasp stage's finger pose
+  rotation space  the grasp stage's finger pose; the root's yaw towards heading anchors
   scene           body points (joints + bone midpoints) pushed out of the scene's signed distance field
   foot-floor      no sinking below the standing foot height; no sliding while the contact channel > 0.5
 The same energy drives `hosig.motion.refine` after sampling (there on rotations directly).
@@ -39,6 +39,7 @@ class GuidanceWeights:
     pelvis: float = 2.0
     joints: float = 1.0
     hand_rot: float = 0.5
+    heading: float = 2.0
     scene: float = 4.0
     floor: float = 2.0
     skate: float = 0.002
@@ -79,6 +80,8 @@ class Energy:
         for f, hand, target, w in self.anchors.hand_rot:
             idx = LEFT_HAND_JOINTS if hand == 0 else RIGHT_HAND_JOINTS
             parts["hand_rot"] = parts.get("hand_rot", zero) + self.weights.hand_rot * w * ((rotmats[f, idx] - target) ** 2).mean()
+        if self.anchors.headings:
+            parts["heading"] = self.weights.heading * self.heading_energy(rotmats)
         feet = joints[:, FOOT_CONTACT_JOINTS]  # (W,4,3)
         sink = torch.relu(self.floor_z + self.foot_height - 0.01 - feet[..., 2])
         parts["floor"] = self.weights.floor * (sink ** 2).mean() * 100.0
@@ -90,6 +93,15 @@ class Energy:
             parts["scene"] = self.weights.scene * self.scene_energy(joints)
         total = sum(parts.values()) if parts else zero
         return total, parts
+
+    def heading_energy(self, rotmats: torch.Tensor) -> torch.Tensor:
+        """1 - cos of the angle between the body's horizontal forward and each heading anchor."""
+        frames = torch.tensor([h[0] for h in self.anchors.headings], dtype=torch.long)
+        target = torch.as_tensor(np.stack([h[1] for h in self.anchors.headings]))  # (H,2)
+        weight = torch.tensor([h[2] for h in self.anchors.headings], dtype=torch.float32)
+        forward = rotmats[frames, 0][:, :2, 2]  # the model's +Z (its forward) in the canonical frame, (H,2)
+        cos = (forward * target).sum(-1) / forward.norm(dim=-1).clamp_min(1e-6)
+        return ((1.0 - cos) * weight).sum() / weight.sum().clamp_min(1e-6)
 
     def scene_energy(self, joints: torch.Tensor) -> torch.Tensor:
         """Penetration of body points (joints + bone midpoints) into the scene, squared metres."""

@@ -1,9 +1,10 @@
 """From planned walks + a grasp to the motion stage's anchor timeline (the "task").
 
 `build_task` turns the navigation legs (timed waypoints) and the grasp pose into anchors:
-walk (pelvis xy along the timed path), settle at the stand point, reach (grasp pose at the grasp
-frame: pelvis, root and body rotations and the hand's finger pose hard; wrist position soft around
-it), then per action:
+walk (pelvis xy along the timed path), settle at the stand point turning to face the grasp (soft
+root orientations; longer reach for bigger turns), reach (grasp pose at the grasp frame: pelvis,
+root, trunk and arm rotations and the hand's finger pose hard, legs soft so the walk's planted feet
+stay; wrist position soft around it), then per action:
   reach       touch and hold
   pick        grasp, lift the object towards the body, hold
   pick-place  grasp, lift, carry along the second leg, put the object down at the place point,
@@ -20,8 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from hosig.body.skeleton import JOINT_NAMES, LEFT_LEG, RIGHT_LEG
 from hosig.errors import UsageError
-from hosig.frames import heading_to_orient
+from hosig.frames import heading_to_orient, orient_to_heading
 from hosig.motion.anchors import AnchorSet
 
 FPS = 30
@@ -33,6 +35,17 @@ HOLD = 24  # frames held after the grasp (reach) / after the lift (pick)
 LIFT_FRAMES = 24
 LIFT_M = 0.15
 PLACE_REACH = 24
+TURN_FRAMES_PER_RAD = 10  # extra reach frames per radian the body turns beyond 45 deg at the stand point
+TURN_EVERY = 4  # frames between heading anchors while it turns or stands
+WALK_HEADING_WEIGHT = 0.5
+WALK_HEADING_FROM_S = 1.0  # walk headings start this long after setting off
+HOLD_WRIST_EVERY = 2  # frames between wrist anchors while the hand lifts and holds the object
+# The grasp pose's legs and free arm only condition the sampler (soft): pinned at one frame the
+# legs made a foot jump 15-37 cm to the grasp stage's stance and back (the sampled walk plants its
+# feet elsewhere), and the free hand swung 7-9 m/s away from where the grasp stage had left it.
+SOFT_GRASP_LEGS = frozenset(LEFT_LEG + RIGHT_LEG)
+FREE_ARM = {"left": ("left_collar", "left_shoulder", "left_elbow", "left_wrist"),
+            "right": ("right_collar", "right_shoulder", "right_elbow", "right_wrist")}
 STEP_BACK = 30
 STEP_BACK_M = 0.35
 
@@ -79,6 +92,115 @@ def _stand_orient(heading: float) -> np.ndarray:
     return heading_to_orient(float(heading))
 
 
+ARRIVAL_S = 1.0  # the walking direction at arrival: the chord over the walk's last second
+
+
+CARRY_ABOVE_PELVIS_M = 0.05  # a carried object's wrist height above the standing pelvis
+STANDING_PELVIS_M = 0.93  # when no body is given
+
+
+def _carry_height(body) -> float:
+    """World wrist height (above the floor) for carrying an object in front of the waist."""
+    if body is None:
+        return STANDING_PELVIS_M + CARRY_ABOVE_PELVIS_M
+    return float(body.rest_joints_y[0, 1] - body.floor_y) + CARRY_ABOVE_PELVIS_M
+
+
+TOE_HEIGHT_M = 0.05  # toe joint above the sole, when no body is given
+
+
+def _floor_under(joints: np.ndarray, body) -> float:
+    """Floor z under a posed body (55,3): its lower toe joint minus the toe joint's standing height."""
+    toe = TOE_HEIGHT_M if body is None else float(body.rest_joints_y[10, 1] - body.floor_y)
+    return float(min(joints[10, 2], joints[11, 2])) - toe
+
+
+def _arrival_heading(plan, fallback: float) -> float:
+    """The direction the body walks in on the last second of a leg (``fallback`` when it barely moves).
+
+    A chord, not the last segment: the planner's final few centimetres curl towards the stand
+    point, while the body keeps facing the way it walked."""
+    times = np.asarray(plan.times, dtype=np.float64)
+    way = np.asarray(plan.waypoints, dtype=np.float64)[:, :2]
+    t0 = max(0.0, float(times[-1]) - ARRIVAL_S)
+    p0 = np.array([np.interp(t0, times, way[:, 0]), np.interp(t0, times, way[:, 1])])
+    chord = way[-1] - p0
+    if np.linalg.norm(chord) < 0.3:
+        return float(fallback)
+    return float(np.arctan2(chord[1], chord[0]))
+
+
+def _wrap(angle: float) -> float:
+    return float((angle + np.pi) % (2 * np.pi) - np.pi)
+
+
+def _turn_frames(arrival: float, facing: float) -> int:
+    """Extra reach frames to turn from the walking direction to the grasp's facing."""
+    turn = abs(_wrap(facing - arrival))
+    return int(round(max(0.0, turn - np.pi / 4) * TURN_FRAMES_PER_RAD))
+
+
+def _turn(anchors: AnchorSet, f0: int, f1: int, arrival: float, facing: float) -> None:
+    """Heading anchors turning the body from ``arrival`` to ``facing`` over [f0, f1].
+
+    Why: the sampler walks in facing the path and, left alone, only meets the grasp's hard root
+    orientation at the grasp frame; when the stand point faces back the way it came, the body
+    spun 180 degrees in one frame (offset easing of opposite rotations passes through nothing).
+    """
+    turn = _wrap(facing - arrival)
+    span = max(1, f1 - f0)
+    for f in list(range(f0, f1, TURN_EVERY)) + [f1]:
+        u = (f - f0) / span
+        u = u * u * (3 - 2 * u)  # smoothstep: start and stop turning gently
+        anchors.add(f, "heading", [arrival + u * turn])
+
+
+def _face(anchors: AnchorSet, f0: int, f1: int, facing: float) -> None:
+    """Heading anchors holding ``facing`` over [f0, f1) (standing, holding, placing)."""
+    for f in range(f0, f1, TURN_EVERY):
+        anchors.add(f, "heading", [facing])
+
+
+def _walk_headings(anchors: AnchorSet, plan, f0: int) -> None:
+    """Heading anchors along a walk: the body faces where it goes (a chord over one second).
+
+    Why: with pelvis positions alone the sampler kept its start heading and side-stepped, so the
+    heading it arrived with was unknown and the turn to the grasp could not be planned. The first
+    second is left to the sampler: the body turns from wherever it faced as it sets off (a heading
+    anchored there spun a body that faced the counter it had just picked from by 180 degrees)."""
+    times = np.asarray(plan.times, dtype=np.float64)
+    way = np.asarray(plan.waypoints, dtype=np.float64)[:, :2]
+    n = int(round(float(times[-1]) * FPS))
+    for f in range(int(WALK_HEADING_FROM_S * FPS), n, PATH_EVERY):
+        t = f / FPS
+        a = np.array([np.interp(max(0.0, t - 0.5), times, way[:, k]) for k in range(2)])
+        b = np.array([np.interp(min(times[-1], t + 0.5), times, way[:, k]) for k in range(2)])
+        if np.linalg.norm(b - a) > 0.4:  # walking at > 0.4 m/s
+            anchors.add(f0 + f, "heading", [float(np.arctan2(b[1] - a[1], b[0] - a[0]))], weight=WALK_HEADING_WEIGHT)
+
+
+def _grasp_pose_anchors(anchors: AnchorSet, frame: int, body_pose: np.ndarray, hand: str) -> None:
+    """The grasp's 21 body rotations at ``frame``: trunk and grasping arm hard, legs and free arm soft."""
+    rot = np.asarray(body_pose, dtype=np.float64).reshape(21, 3)
+    free = FREE_ARM["left" if hand == "right" else "right"]
+    for k in range(21):
+        name = JOINT_NAMES[k + 1]
+        anchors.add(frame, f"pose:{name}", rot[k], hard=k + 1 not in SOFT_GRASP_LEGS and name not in free)
+
+
+def _wrist_path(anchors: AnchorSet, wrist_name: str, f0: int, f1: int, p0: np.ndarray, p1: np.ndarray,
+                weight: float) -> None:
+    """Wrist anchors every `HOLD_WRIST_EVERY` frames from p0 at f0 to p1 at f1 (eased), both ends included.
+
+    Why dense: with a wrist anchor every 8 frames the sampler let the arm fall between them and the
+    correction snapped it back at the anchored frame: a 40-80 cm pop of hand and object."""
+    span = max(1, f1 - f0)
+    for f in list(range(f0, f1, HOLD_WRIST_EVERY)) + [f1]:
+        u = (f - f0) / span
+        u = u * u * (3 - 2 * u)
+        anchors.add(f, wrist_name, (1 - u) * p0 + u * p1, weight=weight)
+
+
 def build_task(action: str, legs: list, grasp=None, place_point=None, body=None, object_base=None) -> Task:
     """Anchors for ``action`` from navigation ``legs`` (NavPlan; 2 for pick-place) and ``grasp``.
 
@@ -100,10 +222,14 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
     start = np.asarray(leg.start, dtype=np.float64)
     anchors.add(0, "root_orient", _stand_orient(start[2]), weight=1.0)
     arrive = _walk(anchors, leg, 0)
+    _walk_headings(anchors, leg, 0)
     stand = np.asarray(leg.stand, dtype=np.float64)
     hand = getattr(grasp, "hand", "right") if grasp is not None else "right"
     wrist_name = f"{hand}_wrist"
-    g = arrive + REACH
+    facing = orient_to_heading(np.asarray(grasp.global_orient, dtype=np.float64)) if grasp is not None else float(stand[2])
+    arrival = _arrival_heading(leg, fallback=float(start[2]))
+    g = arrive + REACH + _turn_frames(arrival, facing)
+    _turn(anchors, arrive, g, arrival, facing)
     for f in range(arrive, g, PATH_EVERY):
         anchors.add(f, "pelvis", [stand[0], stand[1], np.nan])
     notes: list[str] = []
@@ -111,7 +237,7 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
         joints = np.asarray(grasp.joints, dtype=np.float64)
         anchors.add(g, "pelvis", joints[0], hard=True)
         anchors.add(g, "root_orient", np.asarray(grasp.global_orient, dtype=np.float64), hard=True)
-        anchors.add(g, "body_pose", np.asarray(grasp.body_pose, dtype=np.float64), hard=True)
+        _grasp_pose_anchors(anchors, g, grasp.body_pose, hand)
         hand_pose = np.asarray(grasp.right_hand_pose if hand == "right" else grasp.left_hand_pose, dtype=np.float64)
         other = np.asarray(grasp.left_hand_pose if hand == "right" else grasp.right_hand_pose, dtype=np.float64)
         anchors.add(g, f"{hand}_hand_pose", hand_pose, hard=True)
@@ -128,6 +254,7 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
     release, place_frame = -1, -1
     if action == "reach":
         end = g + HOLD
+        _face(anchors, g, end, facing)
         for f in range(g + 3, end, 4):
             anchors.add(f, wrist_name, wrist, weight=0.5)
             if hand_pose is not None:
@@ -140,27 +267,35 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
         toward = pel_g[:2] - wrist[:2]
         toward = toward / max(np.linalg.norm(toward), 1e-6)
         lifted = wrist + np.array([toward[0] * 0.1, toward[1] * 0.1, LIFT_M])
+        # from the floor or a low shelf the object comes up to the waist: held 15 cm above the
+        # floor, the body stayed bent double (the sampler stood up and the hand was pulled back down)
+        lifted[2] = max(lifted[2], _floor_under(joints, body) + _carry_height(body))
         lf = g + LIFT_FRAMES
-        anchors.add(lf, wrist_name, lifted, weight=1.0)
+        _wrist_path(anchors, wrist_name, g + 3, lf, wrist, lifted, weight=1.0)
         for f in range(g, lf + 1, 8):
             anchors.add(f, f"{hand}_hand_pose", hand_pose)
             anchors.add(f, "pelvis", [pel_g[0], pel_g[1], np.nan])
         if action == "pick":
             end = lf + HOLD
+            _face(anchors, g, end, facing)
+            _wrist_path(anchors, wrist_name, lf + HOLD_WRIST_EVERY, end - 1, lifted, lifted, weight=0.5)
             for f in range(lf + 8, end, 8):
                 anchors.add(f, f"{hand}_hand_pose", hand_pose)
-                anchors.add(f, wrist_name, lifted, weight=0.5)
             for f in _hold_frames(lf + 4, end):
                 anchors.add(f, "pelvis", [pel_g[0], pel_g[1], np.nan])
             attached = (g, end)
         else:
             leg2 = legs[1]
             c0 = lf + 6
+            _face(anchors, g, c0, facing)
             arrive2 = _walk(anchors, leg2, c0)
-            for f in range(c0, arrive2 + PLACE_REACH + 1, 15):
-                anchors.add(f, f"{hand}_hand_pose", hand_pose)
+            _walk_headings(anchors, leg2, c0)
             stand2 = np.asarray(leg2.stand, dtype=np.float64)
-            place_frame = arrive2 + PLACE_REACH
+            arrival2 = _arrival_heading(leg2, fallback=facing)
+            place_frame = arrive2 + PLACE_REACH + _turn_frames(arrival2, float(stand2[2]))
+            _turn(anchors, arrive2, place_frame, arrival2, float(stand2[2]))
+            for f in range(c0, place_frame + 1, 15):
+                anchors.add(f, f"{hand}_hand_pose", hand_pose)
             for f in range(arrive2, place_frame + 1, PATH_EVERY):
                 anchors.add(f, "pelvis", [stand2[0], stand2[1], np.nan])
             base = np.asarray(object_base if object_base is not None else leg.target_point, dtype=np.float64)
@@ -172,6 +307,7 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
             anchors.add(release, f"{hand}_hand_pose", hand_pose)
             back = stand2[:2] - STEP_BACK_M * np.array([np.cos(stand2[2]), np.sin(stand2[2])])
             end = release + STEP_BACK + 10
+            _face(anchors, place_frame, end, float(stand2[2]))
             for i, f in enumerate(range(release + 8, end, 8)):
                 w = min(1.0, (f - release) / STEP_BACK)
                 p = (1 - w) * stand2[:2] + w * back
