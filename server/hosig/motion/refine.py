@@ -58,6 +58,7 @@ class RefineConfig:
     trunk_reg_scale: float = 40.0
     smooth_weight: float = 2.0
     contact_threshold: float = 0.5
+    ease_frames: int = 12  # a joint target's correction fades out over this many frames on each side
 
 
 def contact_targets(feet: np.ndarray, contacts: np.ndarray, fixed: int, floor: np.ndarray, threshold: float):
@@ -98,6 +99,47 @@ def contact_targets(feet: np.ndarray, contacts: np.ndarray, fixed: int, floor: n
     return target, mask
 
 
+Target = tuple[int, int, np.ndarray, float]  # (frame, joint, position (3,) NaN = free, weight)
+
+
+def eased_targets(targets: list[Target], joints0: np.ndarray, fixed: int, radius: int) -> list[Target]:
+    """``targets`` plus targets on the frames around them that carry the same correction, faded.
+
+    joints0 (W,J,3): the joints before the correction. Why: the correction's smoothness term alone
+    let a wrist target bend the arm at the anchored frames only; when the sampled hand lagged the
+    grasp or sagged between sparse hold anchors, it snapped there and back (a 20-80 cm pop). The
+    offset (target - sampled) is spread like inertialization: interpolated between targets closer
+    than 2*radius+1 frames, faded linearly to zero over ``radius`` frames outside them.
+    """
+    w = joints0.shape[0]
+    out = list(targets)
+    by_joint: dict[int, dict[int, tuple[np.ndarray, float]]] = {}
+    for f, j, p, wt in targets:
+        by_joint.setdefault(int(j), {})[int(f)] = (np.asarray(p, dtype=np.float64), float(wt))
+    for j, at in by_joint.items():
+        keys = np.array(sorted(at))
+        offset = {f: at[f][0] - joints0[f, j] for f in keys}  # NaN components stay free
+        for f in range(max(fixed, int(keys[0]) - radius), min(w, int(keys[-1]) + radius + 1)):
+            if f in at:
+                continue
+            k = int(np.searchsorted(keys, f))
+            prev = int(keys[k - 1]) if k > 0 else None
+            nxt = int(keys[k]) if k < len(keys) else None
+            if prev is not None and nxt is not None and nxt - prev <= 2 * radius + 1:
+                u = (f - prev) / (nxt - prev)
+                off = (1 - u) * np.nan_to_num(offset[prev]) + u * np.nan_to_num(offset[nxt])
+                off[np.isnan(offset[prev]) & np.isnan(offset[nxt])] = np.nan
+                wt = min(at[prev][1], at[nxt][1])
+            elif prev is not None and f - prev <= radius:
+                off, wt = offset[prev] * (1 - (f - prev) / (radius + 1)), at[prev][1]
+            elif nxt is not None and nxt - f <= radius:
+                off, wt = offset[nxt] * (1 - (nxt - f) / (radius + 1)), at[nxt][1]
+            else:
+                continue
+            out.append((f, j, joints0[f, j] + off, wt))
+    return out
+
+
 MIN_GAP_FRAMES = 3  # shorter breaks inside a stance are flicker of the contact channel
 MIN_RUN_FRAMES = 3  # shorter "stances" are a swinging foot brushing the threshold
 
@@ -126,7 +168,7 @@ def refine(
     rotmats: torch.Tensor,  # (W,55,3,3)
     pelvis: torch.Tensor,  # (W,3)
     contacts: torch.Tensor | None,  # (W,4)
-    targets: list[tuple[int, int, np.ndarray, float]],  # (frame, joint, position (3,) NaN=free, weight)
+    targets: list[Target],
     foot_floor: np.ndarray,  # (4,) standing z of the foot points (floor + foot height)
     fixed: int = 0,
     cfg: RefineConfig = RefineConfig(),
@@ -144,7 +186,7 @@ def refine(
         joints0 = fk(rot0, pel, nj)
     watched = _watched_skin(body, rot0, pel, fixed, scene) if scene is not None else None
     terms = []
-    tg = [t for t in targets if fixed <= t[0] < w]
+    tg = eased_targets([t for t in targets if fixed <= t[0] < w], joints0.numpy(), fixed, cfg.ease_frames)
     if tg:
         tf = torch.tensor([t[0] for t in tg])
         tj = torch.tensor([t[1] for t in tg])

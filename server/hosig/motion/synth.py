@@ -344,7 +344,7 @@ def _sample_window(model, wa: WindowAnchors, frame: CanonFrame, body, scene_sdf,
     return ease_into_hard(x0, hv, hard)
 
 
-EASE_FRAMES = 8  # a hard anchor's correction fades out over this many frames on each side
+EASE_FRAMES = 14  # a hard anchor's correction fades out over this many frames on each side (~0.5 s)
 
 
 def ease_into_hard(x0: torch.Tensor, hv: torch.Tensor, hard: torch.Tensor, radius: int = EASE_FRAMES) -> torch.Tensor:
