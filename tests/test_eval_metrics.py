@@ -167,3 +167,16 @@ def test_bench_quick_runs_every_stage(tmp_path) -> None:
     assert summary["speedup_vs_1000_steps"] > 1.0
     assert summary["blender_key_10s_55_bones_s"] > 0
     assert report["machine"]["cores"] >= 1
+
+
+def test_pop_frames_catch_a_one_frame_snap_and_not_a_brisk_walk() -> None:
+    """A foot that jumps 30 cm for one frame and back is two pop frames; a 1.5 m/s walk is none."""
+    from hosig.eval.metrics import pop_frames
+
+    t = np.arange(90) / 30.0
+    joints = np.zeros((90, 55, 3))
+    joints[:, :, 0] = 1.5 * t[:, None]  # the whole body walks at 1.5 m/s
+    assert pop_frames(joints) == (0, pytest.approx(1.5))
+    joints[40, 10, 1] += 0.30  # the left toe snaps sideways for one frame
+    count, fastest = pop_frames(joints)
+    assert count == 2 and fastest > 9.0

@@ -16,7 +16,15 @@ import numpy as np
 
 from hosig.eval.cases import CaseFile, EvalCase
 from hosig.eval.geometry import clip_vertices, penetration_depths, surface_distance
-from hosig.eval.metrics import FOOT_JOINTS, FPS, foot_skating, joint_index, penetration_from_depths, trajectory_adherence
+from hosig.eval.metrics import (
+    FOOT_JOINTS,
+    FPS,
+    foot_skating,
+    joint_index,
+    penetration_from_depths,
+    pop_frames,
+    trajectory_adherence,
+)
 from hosig.motion.data.contacts import planted_sliding
 
 HAND_SUCCESS_M = 0.03  # hand within 3 cm of the object surface at the grasp frame
@@ -41,6 +49,8 @@ class CaseResult:
     foot_skating_cm_s: float | None = None
     planted_sliding_cm_s: float | None = None
     pelvis_path_m: float | None = None
+    pop_frames: int | None = None  # frames with a body joint faster than metrics.POP_SPEED_M_S
+    max_joint_speed_m_s: float | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     realtime_factor: float | None = None
     clip: str | None = None
@@ -88,7 +98,10 @@ def measure_clip(clip: Any, scene: Any, body: Any, target: str, hand: str, appro
             obj_mesh.apply_transform(np.asarray(clip.object_transforms[g], dtype=np.float64))
         mask = hand_vertex_mask(body, hand, stride)
         hand_obj = float(surface_distance(obj_mesh, verts[g][mask]).min())
+    pops, fastest = pop_frames(clip.joints)
     return {
+        "pop_frames": pops,
+        "max_joint_speed_m_s": fastest,
         "hand_object_m": hand_obj,
         "penetration_frame_fraction": pen.frame_fraction,
         "penetration_max_m": pen.max_depth_m,
@@ -182,6 +195,8 @@ class EvalReport:
             "foot_skating_cm_s": mean("foot_skating_cm_s"),
             "planted_sliding_cm_s": mean("planted_sliding_cm_s"),
             "pelvis_path_m": mean("pelvis_path_m"),
+            "pop_frames": sum(c.pop_frames or 0 for c in clips),
+            "max_joint_speed_m_s": max((c.max_joint_speed_m_s or 0.0 for c in clips), default=None),
             "realtime_factor": mean("realtime_factor"),
             "wall_s": round(self.wall_s, 2),
         }
@@ -213,7 +228,7 @@ def _fmt(value: Any, spec: str) -> str:
 def markdown_table(report: EvalReport) -> str:
     """The per-case and overall table (stdout for humans, --md file)."""
     head = ("| # | case | expect | outcome | success | hand–object (cm) | pen. frames (%) | max pen. (cm) "
-            "| skate (cm/s) | planted slide (cm/s) | pelvis–path (cm) | frames | RTF |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+            "| skate (cm/s) | planted slide (cm/s) | pelvis–path (cm) | pops | frames | RTF |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = [head]
     for c in report.cases:
         rows.append(
@@ -222,14 +237,15 @@ def markdown_table(report: EvalReport) -> str:
             f"{_fmt(None if c.penetration_frame_fraction is None else c.penetration_frame_fraction * 100, '.1f')} | "
             f"{_fmt(None if c.penetration_max_m is None else c.penetration_max_m * 100, '.1f')} | "
             f"{_fmt(c.foot_skating_cm_s, '.2f')} | {_fmt(c.planted_sliding_cm_s, '.2f')} | {_fmt(None if c.pelvis_path_m is None else c.pelvis_path_m * 100, '.1f')} | "
-            f"{c.frames} | {_fmt(c.realtime_factor, '.2f')} |"
+            f"{_fmt(c.pop_frames, 'd')} | {c.frames} | {_fmt(c.realtime_factor, '.2f')} |"
         )
     o = report.overall()
     rows.append("")
     rows.append(f"**Overall**: success rate {o['success_rate']:.2f} over {o['evaluated']} cases"
                 f" ({o['invalid']} invalid); mean hand–object {_fmt(None if o['hand_object_m'] is None else o['hand_object_m'] * 100, '.1f')} cm, "
                 f"penetration frames {_fmt(None if o['penetration_frame_fraction'] is None else o['penetration_frame_fraction'] * 100, '.1f')} %, "
-                f"foot skating {_fmt(o['foot_skating_cm_s'], '.2f')} cm/s, pelvis–path {_fmt(None if o['pelvis_path_m'] is None else o['pelvis_path_m'] * 100, '.1f')} cm.")
+                f"foot skating {_fmt(o['foot_skating_cm_s'], '.2f')} cm/s, pelvis–path {_fmt(None if o['pelvis_path_m'] is None else o['pelvis_path_m'] * 100, '.1f')} cm, "
+                f"pops {o['pop_frames']} frames (fastest body joint {_fmt(o['max_joint_speed_m_s'], '.1f')} m/s).")
     for problem in report.problems:
         rows.append(f"- invalid {problem}")
     return "\n".join(rows) + "\n"
