@@ -142,3 +142,23 @@ def test_refine_lifts_a_dipped_toe_out_of_the_floor_everywhere(body):
     assert z.min() > -0.001, z.min()
     right_foot = np.isin(body.smplx.lbs_weights.detach().numpy().argmax(1), (8, 11))
     assert np.abs(z[:, right_foot] - _mesh_z(body, bent, pel)[:, right_foot]).max() < 0.005  # the other foot stays
+
+
+def test_refine_motion_lifts_a_sunken_body_instead_of_bending_it(body):
+    """Soles all 2 mm under the floor: with the pelvis height free the body rises a few
+    millimetres and keeps its pose (with the pelvis fixed it could only bend out)."""
+    from hosig.motion.refine import refine_motion
+    from hosig.scene import load_scene
+
+    w = 6
+    rot, pel = _standing(body, w)
+    pel[:, 2] -= float(_mesh_z(body, rot[:1], pel[:1])[0].min()) + 0.002  # every sole 2 mm down
+    scene = load_scene(_payload({"floor": ([4.0, 4.0, 0.02], [0.0, 0.0, -0.01])}))
+    term = SceneTerm(scene.sdf(), CanonFrame(0.0, 0.0, 0.0), floor_z=0.0)
+    out_rot, out_pel = refine_motion(body, rot, pel, None, [], np.zeros(4), lock_feet=False, scene=term,
+                                     height_free=torch.ones(w, dtype=torch.bool))
+    assert _mesh_z(body, out_rot, out_pel).min() > -0.001
+    rise = (out_pel[:, 2] - pel[:, 2]).numpy()
+    assert (rise > 0.001).all() and (rise < 0.01).all()
+    assert torch.allclose(out_pel[:, :2], pel[:, :2])  # the path is the path
+    assert (out_rot - rot).abs().max() < 0.05  # lifted, not bent

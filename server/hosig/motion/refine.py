@@ -58,6 +58,8 @@ class RefineConfig:
     trunk_reg_scale: float = 40.0
     smooth_weight: float = 2.0
     contact_threshold: float = 0.5
+    height_reg: float = 20.0  # pelvis height offsets (refine_motion): 1 cm costs like 0.06 rad of a limb
+    height_smooth: float = 2000.0
     ease_frames: int = 12  # a joint target's correction fades out over this many frames on each side
 
 
@@ -177,6 +179,29 @@ def refine(
     scene: SceneTerm | None = None,
 ) -> torch.Tensor:
     """Return corrected rotmats (W,55,3,3); the pelvis is not moved."""
+    return refine_motion(body, rotmats, pelvis, contacts, targets, foot_floor, fixed, cfg, lock_feet, locked, scene)[0]
+
+
+def refine_motion(
+    body,
+    rotmats: torch.Tensor,  # (W,55,3,3)
+    pelvis: torch.Tensor,  # (W,3)
+    contacts: torch.Tensor | None,  # (W,4)
+    targets: list[Target],
+    foot_floor: np.ndarray,  # (4,) standing z of the foot points (floor + foot height)
+    fixed: int = 0,
+    cfg: RefineConfig = RefineConfig(),
+    lock_feet: bool = True,
+    locked: torch.Tensor | None = None,  # (W,len(REFINE_JOINTS)) bool: hard-anchored rotations stay
+    scene: SceneTerm | None = None,
+    height_free: torch.Tensor | None = None,  # (W,) bool: frames whose pelvis height may move
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`refine`, optionally letting the pelvis rise or sink a little -> (rotmats (W,55,3,3), pelvis (W,3)).
+
+    Why a height: with the pelvis fixed, a body whose soles are all a millimetre under the floor
+    can only get out by bending (it twisted the torso); lifting it is the honest correction, so
+    then every sole near the floor is kept `FLOOR_MARGIN_M` up, not only those already under it.
+    """
     w = rotmats.shape[0]
     fk = skeleton_fk(body)
     nj = max([22] + [int(t[1]) + 1 for t in targets])
@@ -184,7 +209,8 @@ def refine(
     pel = pelvis.detach()
     with torch.no_grad():
         joints0 = fk(rot0, pel, nj)
-    watched = _watched_skin(body, rot0, pel, fixed, scene) if scene is not None else None
+    lift_all = height_free is not None
+    watched = _watched_skin(body, rot0, pel, fixed, scene, lift_all=lift_all) if scene is not None else None
     terms = []
     tg = eased_targets([t for t in targets if fixed <= t[0] < w], joints0.numpy(), fixed, cfg.ease_frames)
     if tg:
@@ -207,22 +233,34 @@ def refine(
     free_t[fixed:] = 1.0
     sinking = bool((joints0[fixed:, FOOT_CONTACT_JOINTS, 2] < floor_t - SINK_TOLERANCE_M).any()) if lock_feet else False
     if not terms and foot_t is None and not sinking and watched is None:
-        return rot0
+        return rot0, pel
     free = torch.zeros(w, len(REFINE_JOINTS), 1)
     free[fixed:] = 1.0
     if locked is not None:
         free = free * (~locked[:w]).float()[..., None]
     delta = torch.zeros(w, len(REFINE_JOINTS), 3, requires_grad=True)
+    dz = torch.zeros(w, 1, requires_grad=True)  # pelvis height offsets (m)
+    zfree = torch.zeros(w, 1)
+    if height_free is not None:
+        zfree[:, 0] = height_free[:w].float()
+        zfree[:fixed] = 0.0
     idx = torch.tensor(REFINE_JOINTS)
     reg = torch.tensor([cfg.trunk_reg_scale if j in TRUNK_JOINTS else 1.0 for j in REFINE_JOINTS])[None, :, None] * cfg.reg_weight
 
+    def pelvis_now(z: torch.Tensor) -> torch.Tensor:
+        return pel + torch.cat([torch.zeros(w, 2), z * zfree], 1)
+
     def closure() -> torch.Tensor:
         delta.grad = None
+        dz.grad = None
         d = delta * free
         rot = rot0.clone()
         rot[:, idx] = rot0[:, idx] @ aa_to_matrix(d)
-        joints = fk(rot, pel, nj)
+        p = pelvis_now(dz)
+        joints = fk(rot, p, nj)
         loss = (reg * d ** 2).sum() + cfg.smooth_weight * ((d[1:] - d[:-1]) ** 2).sum()
+        z = dz * zfree
+        loss = loss + cfg.height_reg * (z ** 2).sum() + cfg.height_smooth * ((z[1:] - z[:-1]) ** 2).sum()
         for _name, tf, tj, tt, tm, tw in terms:
             loss = loss + cfg.target_weight * ((((joints[tf, tj] - tt) * tm) ** 2).sum(-1) * tw).sum()
         if foot_t is not None:
@@ -232,33 +270,33 @@ def refine(
             sink = torch.relu(floor_t - SINK_TOLERANCE_M - joints[:, FOOT_CONTACT_JOINTS, 2])
             loss = loss + cfg.foot_weight * (sink ** 2 * free_t).sum()
         if watched is not None:
-            loss = loss + scene.weight * _skin_penetration(fk, rot, pel, scene, watched)
+            loss = loss + scene.weight * _skin_penetration(fk, rot, p, scene, watched)
         loss.backward()
         return loss
 
-    def current() -> torch.Tensor:
+    def current() -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             rot = rot0.clone()
             rot[:, idx] = rot0[:, idx] @ aa_to_matrix(delta * free)
-        return rot
+            return rot, pelvis_now(dz)
 
     def solve(max_iter: int) -> None:
         # L-BFGS: the problem is small and smooth; it converges in a few dozen evaluations
-        opt = torch.optim.LBFGS([delta], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe",
+        opt = torch.optim.LBFGS([delta, dz] if height_free is not None else [delta], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe",
                                 tolerance_grad=1e-9, tolerance_change=1e-12)
         opt.step(closure)
 
     solve(cfg.iters if terms else cfg.iters_feet)
     for _round in range(3):  # polish until targets are met (<= 1.5 cm) and nothing new went inside
         again = False
-        rot = current()
+        rot, p = current()
         if terms:
             with torch.no_grad():
-                joints = fk(rot, pel, nj)
+                joints = fk(rot, p, nj)
                 worst = max(float((((joints[tf, tj] - tt) * tm).norm(dim=-1)).max()) for _n, tf, tj, tt, tm, tw in terms)
             again = worst > 0.015
         if scene is not None:  # bending one limb out may push another in: watch those points too
-            now = _watched_skin(body, rot, pel, fixed, scene, watch_m=0.0)
+            now = _watched_skin(body, rot, p, fixed, scene, watch_m=0.0, lift_all=lift_all)
             if now is not None:
                 merged = now if watched is None else watched.union(now)
                 again = again or watched is None or len(merged.keys) > len(watched.keys)
@@ -294,7 +332,7 @@ class _Watched:
 
 
 def _watched_skin(body, rot0: torch.Tensor, pel: torch.Tensor, fixed: int, scene: SceneTerm,
-                  watch_m: float | None = None) -> _Watched | None:
+                  watch_m: float | None = None, lift_all: bool = False) -> _Watched | None:
     """The skin points within ``watch_m`` (default: the term's) of their margin, in the frames `refine` may change."""
     skin = skin_points(body)
     w = rot0.shape[0]
@@ -319,7 +357,7 @@ def _watched_skin(body, rot0: torch.Tensor, pel: torch.Tensor, fixed: int, scene
     on_floor = low[t_idx, p_idx]
     # soles already under the floor are lifted a little clear of it (the vertices between the
     # samples dip too); soles standing on it are left where they are
-    floor_margin = torch.where(world[..., 2] < scene.floor_z, FLOOR_MARGIN_M, 0.0)
+    floor_margin = torch.where(world[..., 2] < scene.floor_z, FLOOR_MARGIN_M, FLOOR_MARGIN_M if lift_all else 0.0)
     keys = (t_idx * dist.shape[1] + p_idx).numpy()
     # the grid's distance includes the floor itself: ask 12 cm higher, where only furniture is near
     lifted = world[t_idx, p_idx] + torch.tensor([0.0, 0.0, PLANE_ONLY_LIFT_M])

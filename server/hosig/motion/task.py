@@ -33,7 +33,8 @@ SETTLE = 6  # frames standing at the stand point before the reach completes
 REACH = 24  # frames from arrival to the grasp frame
 HOLD = 24  # frames held after the grasp (reach) / after the lift (pick)
 LIFT_FRAMES = 24
-LIFT_M = 0.15
+LIFT_M = 0.05  # the object comes up this much off its support ...
+PULL_M = 0.20  # ... and this much towards the body: out from under the board above a shelf
 PLACE_REACH = 24
 TURN_FRAMES_PER_RAD = 10  # extra reach frames per radian the body turns beyond 45 deg at the stand point
 TURN_EVERY = 4  # frames between heading anchors while it turns or stands
@@ -266,7 +267,7 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
         pel_g = joints[0]
         toward = pel_g[:2] - wrist[:2]
         toward = toward / max(np.linalg.norm(toward), 1e-6)
-        lifted = wrist + np.array([toward[0] * 0.1, toward[1] * 0.1, LIFT_M])
+        lifted = wrist + np.array([toward[0] * PULL_M, toward[1] * PULL_M, LIFT_M])
         # from the floor or a low shelf the object comes up to the waist: held 15 cm above the
         # floor, the body stayed bent double (the sampler stood up and the hand was pulled back down)
         lifted[2] = max(lifted[2], _floor_under(joints, body) + _carry_height(body))
