@@ -2,10 +2,11 @@
 
 Guidance brings the wrist near the grasp target and the feet near rest; this pass makes it exact
 where it must be. It optimises small local rotation offsets of the legs, spine and arms (the
-pelvis path stays as sampled) so that: joint targets (wrist at the grasp/place frame, any key) are
-met, feet in contact stay locked in place (no skating) at their standing height (no sinking), and
-the offsets stay small and smooth in time, which blends the correction over the reach instead of
-popping at one frame, and (given a `SceneTerm`) no skin point enters the furniture: the reaching
+pelvis path stays as sampled; `refine_motion` may also raise or lower the pelvis a few millimetres)
+so that: joint targets (wrist at the grasp/place frame, any key) are met, each with its correction
+faded in and out over the neighbouring frames (`eased_targets`), feet in contact stay locked in
+place (no skating) at their standing height (no sinking), the offsets stay small and smooth in time,
+and (given a `SceneTerm`) no skin point enters the furniture: the reaching
 arm, the free hand and the knees are bent out of shelf boards and table tops the sampler's coarse
 joint-sphere guidance let them graze. Frames before ``fixed`` are already final (streamed) and are
 not changed.

@@ -1,10 +1,10 @@
 """From planned walks + a grasp to the motion stage's anchor timeline (the "task").
 
 `build_task` turns the navigation legs (timed waypoints) and the grasp pose into anchors:
-walk (pelvis xy along the timed path), settle at the stand point turning to face the grasp (soft
-root orientations; longer reach for bigger turns), reach (grasp pose at the grasp frame: pelvis,
-root, trunk and arm rotations and the hand's finger pose hard, legs soft so the walk's planted feet
-stay; wrist position soft around it), then per action:
+walk (pelvis xy along the timed path, facing where it goes), settle at the stand point turning to
+face the grasp (heading anchors; a longer reach for bigger turns), reach (grasp pose at the grasp
+frame: pelvis, root, trunk and grasping-arm rotations and the finger poses hard; legs and free arm
+soft so the walk's planted feet stay; wrist position soft around it), then per action:
   reach       touch and hold
   pick        grasp, lift the object towards the body, hold
   pick-place  grasp, lift, carry along the second leg, put the object down at the place point,
@@ -49,6 +49,10 @@ FREE_ARM = {"left": ("left_collar", "left_shoulder", "left_elbow", "left_wrist")
             "right": ("right_collar", "right_shoulder", "right_elbow", "right_wrist")}
 STEP_BACK = 30
 STEP_BACK_M = 0.35
+ARRIVAL_S = 1.0  # the walking direction at arrival: the chord over the walk's last second
+CARRY_ABOVE_PELVIS_M = 0.05  # a carried object's wrist height above the standing pelvis
+STANDING_PELVIS_M = 0.93  # when no body is given
+TOE_HEIGHT_M = 0.05  # toe joint above the sole, when no body is given
 
 
 @dataclass
@@ -76,15 +80,19 @@ def _hold_frames(first: int, end: int) -> list[int]:
     return sorted(set(range(first, end, 4)) | ({end - 1} if end - 1 >= first else set()))
 
 
-def _walk(anchors: AnchorSet, plan, f0: int, weight: float = 1.0) -> int:
-    """Pelvis xy anchors along a timed NavPlan starting at frame f0; returns its last frame."""
+def _path_at(plan, t: float) -> np.ndarray:
+    """(2,) where a timed NavPlan is at time ``t`` (seconds, clamped to the plan)."""
     times = np.asarray(plan.times, dtype=np.float64)
     way = np.asarray(plan.waypoints, dtype=np.float64)
-    n = int(round(float(times[-1]) * FPS))
-    frames = list(range(0, n, PATH_EVERY)) + [n]
-    for f in frames:
-        t = f / FPS
-        x, y = np.interp(t, times, way[:, 0]), np.interp(t, times, way[:, 1])
+    t = min(max(float(t), 0.0), float(times[-1]))
+    return np.array([np.interp(t, times, way[:, 0]), np.interp(t, times, way[:, 1])])
+
+
+def _walk(anchors: AnchorSet, plan, f0: int, weight: float = 1.0) -> int:
+    """Pelvis xy anchors along a timed NavPlan starting at frame f0; returns its last frame."""
+    n = int(round(float(plan.times[-1]) * FPS))
+    for f in list(range(0, n, PATH_EVERY)) + [n]:
+        x, y = _path_at(plan, f / FPS)
         anchors.add(f0 + f, "pelvis", [x, y, np.nan], weight=weight)
     return f0 + n
 
@@ -93,21 +101,11 @@ def _stand_orient(heading: float) -> np.ndarray:
     return heading_to_orient(float(heading))
 
 
-ARRIVAL_S = 1.0  # the walking direction at arrival: the chord over the walk's last second
-
-
-CARRY_ABOVE_PELVIS_M = 0.05  # a carried object's wrist height above the standing pelvis
-STANDING_PELVIS_M = 0.93  # when no body is given
-
-
 def _carry_height(body) -> float:
     """World wrist height (above the floor) for carrying an object in front of the waist."""
     if body is None:
         return STANDING_PELVIS_M + CARRY_ABOVE_PELVIS_M
     return float(body.rest_joints_y[0, 1] - body.floor_y) + CARRY_ABOVE_PELVIS_M
-
-
-TOE_HEIGHT_M = 0.05  # toe joint above the sole, when no body is given
 
 
 def _floor_under(joints: np.ndarray, body) -> float:
@@ -121,11 +119,8 @@ def _arrival_heading(plan, fallback: float) -> float:
 
     A chord, not the last segment: the planner's final few centimetres curl towards the stand
     point, while the body keeps facing the way it walked."""
-    times = np.asarray(plan.times, dtype=np.float64)
-    way = np.asarray(plan.waypoints, dtype=np.float64)[:, :2]
-    t0 = max(0.0, float(times[-1]) - ARRIVAL_S)
-    p0 = np.array([np.interp(t0, times, way[:, 0]), np.interp(t0, times, way[:, 1])])
-    chord = way[-1] - p0
+    end = float(plan.times[-1])
+    chord = _path_at(plan, end) - _path_at(plan, end - ARRIVAL_S)
     if np.linalg.norm(chord) < 0.3:
         return float(fallback)
     return float(np.arctan2(chord[1], chord[0]))
@@ -169,15 +164,11 @@ def _walk_headings(anchors: AnchorSet, plan, f0: int) -> None:
     heading it arrived with was unknown and the turn to the grasp could not be planned. The first
     second is left to the sampler: the body turns from wherever it faced as it sets off (a heading
     anchored there spun a body that faced the counter it had just picked from by 180 degrees)."""
-    times = np.asarray(plan.times, dtype=np.float64)
-    way = np.asarray(plan.waypoints, dtype=np.float64)[:, :2]
-    n = int(round(float(times[-1]) * FPS))
+    n = int(round(float(plan.times[-1]) * FPS))
     for f in range(int(WALK_HEADING_FROM_S * FPS), n, PATH_EVERY):
-        t = f / FPS
-        a = np.array([np.interp(max(0.0, t - 0.5), times, way[:, k]) for k in range(2)])
-        b = np.array([np.interp(min(times[-1], t + 0.5), times, way[:, k]) for k in range(2)])
-        if np.linalg.norm(b - a) > 0.4:  # walking at > 0.4 m/s
-            anchors.add(f0 + f, "heading", [float(np.arctan2(b[1] - a[1], b[0] - a[0]))], weight=WALK_HEADING_WEIGHT)
+        step = _path_at(plan, f / FPS + 0.5) - _path_at(plan, f / FPS - 0.5)
+        if np.linalg.norm(step) > 0.4:  # walking at > 0.4 m/s
+            anchors.add(f0 + f, "heading", [float(np.arctan2(step[1], step[0]))], weight=WALK_HEADING_WEIGHT)
 
 
 def _grasp_pose_anchors(anchors: AnchorSet, frame: int, body_pose: np.ndarray, hand: str) -> None:
