@@ -143,6 +143,9 @@ def eased_targets(targets: list[Target], joints0: np.ndarray, fixed: int, radius
     return out
 
 
+MAX_HEIGHT_SHIFT_M = 0.01  # refine_motion moves the pelvis height by less than this
+
+
 MIN_GAP_FRAMES = 3  # shorter breaks inside a stance are flicker of the contact channel
 MIN_RUN_FRAMES = 3  # shorter "stances" are a swinging foot brushing the threshold
 
@@ -249,7 +252,9 @@ def refine_motion(
     reg = torch.tensor([cfg.trunk_reg_scale if j in TRUNK_JOINTS else 1.0 for j in REFINE_JOINTS])[None, :, None] * cfg.reg_weight
 
     def pelvis_now(z: torch.Tensor) -> torch.Tensor:
-        return pel + torch.cat([torch.zeros(w, 2), z * zfree], 1)
+        # bounded: a few millimetres out of the floor, never a lift over furniture (a knee in a
+        # coffee table raised the whole body 18 cm with one leg kicked up to the hip)
+        return pel + torch.cat([torch.zeros(w, 2), MAX_HEIGHT_SHIFT_M * torch.tanh(z / MAX_HEIGHT_SHIFT_M) * zfree], 1)
 
     def closure() -> torch.Tensor:
         delta.grad = None
@@ -260,7 +265,7 @@ def refine_motion(
         p = pelvis_now(dz)
         joints = fk(rot, p, nj)
         loss = (reg * d ** 2).sum() + cfg.smooth_weight * ((d[1:] - d[:-1]) ** 2).sum()
-        z = dz * zfree
+        z = MAX_HEIGHT_SHIFT_M * torch.tanh(dz / MAX_HEIGHT_SHIFT_M) * zfree
         loss = loss + cfg.height_reg * (z ** 2).sum() + cfg.height_smooth * ((z[1:] - z[:-1]) ** 2).sum()
         for _name, tf, tj, tt, tm, tw in terms:
             loss = loss + cfg.target_weight * ((((joints[tf, tj] - tt) * tm) ** 2).sum(-1) * tw).sum()
