@@ -14,7 +14,7 @@ not changed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -215,6 +215,8 @@ def refine_motion(
         joints0 = fk(rot0, pel, nj)
     lift_all = height_free is not None
     watched = _watched_skin(body, rot0, pel, fixed, scene, lift_all=lift_all) if scene is not None else None
+    if watched is not None:
+        scene = _cropped(fk, rot0, pel, scene, watched)
     terms = []
     tg = eased_targets([t for t in targets if fixed <= t[0] < w], joints0.numpy(), fixed, cfg.ease_frames)
     if tg:
@@ -372,6 +374,25 @@ def _watched_skin(body, rot0: torch.Tensor, pel: torch.Tensor, fixed: int, scene
     return _Watched(keys, t_idx, torch.as_tensor(skin.carrier, dtype=torch.long)[p_idx],
                     torch.as_tensor(skin.weight)[p_idx], local[t_idx, p_idx],
                     torch.where(on_floor, floor_margin[t_idx, p_idx], margin[t_idx, p_idx]), on_floor, plane_only)
+
+
+CROP_PAD_M = 0.3  # the correction moves skin points a few centimetres; the crop reaches far beyond
+
+
+def _cropped(fk, rot: torch.Tensor, pel: torch.Tensor, scene: SceneTerm, watched: _Watched) -> SceneTerm:
+    """``scene`` with its grid cut to a dense box around the watched points (same values there).
+
+    Why: every L-BFGS evaluation queries the grid seven times per watched point; gathering the
+    values from the lazily computed tiles each time was most of the correction's cost."""
+    crop = getattr(scene.sdf, "crop", None)
+    if crop is None:
+        return scene
+    with torch.no_grad():
+        glob, pos = fk.transforms(rot, pel, 22)
+        f, c = watched.frames[:, None], watched.carriers
+        pts = ((pos[f, c] + (glob[f, c] @ watched.local[..., None])[..., 0]) * watched.weights[..., None]).sum(1)
+        world = scene.frame.to_world_points_t(pts).double().numpy()
+    return replace(scene, sdf=crop(world.min(0) - CROP_PAD_M, world.max(0) + CROP_PAD_M))
 
 
 def _skin_penetration(fk, rot: torch.Tensor, pel: torch.Tensor, scene: SceneTerm, watched: _Watched) -> torch.Tensor:
