@@ -388,19 +388,21 @@ def _cropped(fk, rot: torch.Tensor, pel: torch.Tensor, scene: SceneTerm, watched
     if crop is None:
         return scene
     with torch.no_grad():
-        glob, pos = fk.transforms(rot, pel, 22)
-        f, c = watched.frames[:, None], watched.carriers
-        pts = ((pos[f, c] + (glob[f, c] @ watched.local[..., None])[..., 0]) * watched.weights[..., None]).sum(1)
-        world = scene.frame.to_world_points_t(pts).double().numpy()
+        world = scene.frame.to_world_points_t(_watched_points(fk, rot, pel, watched)).double().numpy()
     return replace(scene, sdf=crop(world.min(0) - CROP_PAD_M, world.max(0) + CROP_PAD_M))
+
+
+def _watched_points(fk, rot: torch.Tensor, pel: torch.Tensor, watched: _Watched) -> torch.Tensor:
+    """(N,3) canonical positions of the watched skin points for rotations (W,55,3,3)."""
+    glob, pos = fk.transforms(rot, pel, 22)
+    f, c = watched.frames[:, None], watched.carriers  # (N,1), (N,K)
+    per = pos[f, c] + (glob[f, c] @ watched.local[..., None])[..., 0]  # (N,K,3) canonical
+    return (per * watched.weights[..., None]).sum(1)
 
 
 def _skin_penetration(fk, rot: torch.Tensor, pel: torch.Tensor, scene: SceneTerm, watched: _Watched) -> torch.Tensor:
     """Squared depth (m^2, summed) of the watched skin points inside the scene plus their margin."""
-    glob, pos = fk.transforms(rot, pel, 22)
-    f, c = watched.frames[:, None], watched.carriers  # (N,1), (N,K)
-    per = pos[f, c] + (glob[f, c] @ watched.local[..., None])[..., 0]  # (N,K,3) canonical
-    pts = (per * watched.weights[..., None]).sum(1)
+    pts = _watched_points(fk, rot, pel, watched)
     dist = pts[:, 2] - scene.floor_z  # canonical z is world z; exact for soles far from furniture
     probe = ~watched.plane_only
     if bool(probe.any()):
