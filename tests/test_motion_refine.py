@@ -94,7 +94,7 @@ def test_refine_lifts_a_hand_out_of_a_table_top(body):
         return np.clip(-d, 0, None).max(1)  # (W,) deepest point per frame
 
     assert (depth(rot) > 0.004).all()
-    out = refine(body, rot, pel, None, [], np.zeros(4), fixed=2, cfg=RefineConfig(), lock_feet=False, scene=term)
+    out, _ = refine(body, rot, pel, None, [], np.zeros(4), fixed=2, cfg=RefineConfig(), lock_feet=False, scene=term)
     assert torch.equal(out[:2], rot[:2])  # streamed frames are final
     assert depth(out)[2:].max() < 0.002
     moved = np.linalg.norm(_skin_world(body, out, pel) - _skin_world(body, rot, pel), axis=-1).max(0)  # (P,)
@@ -104,7 +104,7 @@ def test_refine_lifts_a_hand_out_of_a_table_top(body):
 
 def test_refine_without_scene_leaves_a_clean_pose_alone(body):
     rot, pel = _standing(body, 6)
-    out = refine(body, rot, pel, None, [], np.zeros(4), lock_feet=False)
+    out, _ = refine(body, rot, pel, None, [], np.zeros(4), lock_feet=False)
     assert torch.allclose(out, rot)
 
 
@@ -137,17 +137,16 @@ def test_refine_lifts_a_dipped_toe_out_of_the_floor_everywhere(body):
         pytest.fail("could not bend the toes into the floor")
     scene = load_scene(_payload({"floor": ([4.0, 4.0, 0.02], [0.0, 0.0, -0.01])}))
     term = SceneTerm(scene.sdf(), CanonFrame(0.0, 0.0, 0.0), floor_z=0.0)
-    out = refine(body, bent, pel, None, [], np.zeros(4), lock_feet=False, scene=term)
+    out, _ = refine(body, bent, pel, None, [], np.zeros(4), lock_feet=False, scene=term)
     z = _mesh_z(body, out, pel)
     assert z.min() > -0.001, z.min()
     right_foot = np.isin(body.smplx.lbs_weights.detach().numpy().argmax(1), (8, 11))
     assert np.abs(z[:, right_foot] - _mesh_z(body, bent, pel)[:, right_foot]).max() < 0.005  # the other foot stays
 
 
-def test_refine_motion_lifts_a_sunken_body_instead_of_bending_it(body):
+def test_refine_lifts_a_sunken_body_instead_of_bending_it(body):
     """Soles all 2 mm under the floor: with the pelvis height free the body rises a few
     millimetres and keeps its pose (with the pelvis fixed it could only bend out)."""
-    from hosig.motion.refine import refine_motion
     from hosig.scene import load_scene
 
     w = 6
@@ -155,7 +154,7 @@ def test_refine_motion_lifts_a_sunken_body_instead_of_bending_it(body):
     pel[:, 2] -= float(_mesh_z(body, rot[:1], pel[:1])[0].min()) + 0.002  # every sole 2 mm down
     scene = load_scene(_payload({"floor": ([4.0, 4.0, 0.02], [0.0, 0.0, -0.01])}))
     term = SceneTerm(scene.sdf(), CanonFrame(0.0, 0.0, 0.0), floor_z=0.0)
-    out_rot, out_pel = refine_motion(body, rot, pel, None, [], np.zeros(4), lock_feet=False, scene=term,
+    out_rot, out_pel = refine(body, rot, pel, None, [], np.zeros(4), lock_feet=False, scene=term,
                                      height_free=torch.ones(w, dtype=torch.bool))
     assert _mesh_z(body, out_rot, out_pel).min() > -0.001
     rise = (out_pel[:, 2] - pel[:, 2]).numpy()

@@ -2,7 +2,7 @@
 
 Guidance brings the wrist near the grasp target and the feet near rest; this pass makes it exact
 where it must be. It optimises small local rotation offsets of the legs, spine and arms (the
-pelvis path stays as sampled; `refine_motion` may also raise or lower the pelvis a few millimetres)
+pelvis path stays as sampled; `refine` may also raise or lower the pelvis a few millimetres)
 so that: joint targets (wrist at the grasp/place frame, any key) are met, each with its correction
 faded in and out over the neighbouring frames (`eased_targets`), feet in contact stay locked in
 place (no skating) at their standing height (no sinking), the offsets stay small and smooth in time,
@@ -59,7 +59,7 @@ class RefineConfig:
     trunk_reg_scale: float = 40.0
     smooth_weight: float = 2.0
     contact_threshold: float = 0.5
-    height_reg: float = 20.0  # pelvis height offsets (refine_motion): 1 cm costs like 0.06 rad of a limb
+    height_reg: float = 20.0  # pelvis height offsets (``height_free``): 1 cm costs like 0.06 rad of a limb
     height_smooth: float = 2000.0
     ease_frames: int = 12  # a joint target's correction fades out over this many frames on each side
 
@@ -143,7 +143,7 @@ def eased_targets(targets: list[Target], joints0: np.ndarray, fixed: int, radius
     return out
 
 
-MAX_HEIGHT_SHIFT_M = 0.01  # refine_motion moves the pelvis height by less than this
+MAX_HEIGHT_SHIFT_M = 0.01  # refine moves the pelvis height by less than this
 
 
 MIN_GAP_FRAMES = 3  # shorter breaks inside a stance are flicker of the contact channel
@@ -181,26 +181,10 @@ def refine(
     lock_feet: bool = True,
     locked: torch.Tensor | None = None,  # (W,len(REFINE_JOINTS)) bool: hard-anchored rotations stay
     scene: SceneTerm | None = None,
-) -> torch.Tensor:
-    """Return corrected rotmats (W,55,3,3); the pelvis is not moved."""
-    return refine_motion(body, rotmats, pelvis, contacts, targets, foot_floor, fixed, cfg, lock_feet, locked, scene)[0]
-
-
-def refine_motion(
-    body,
-    rotmats: torch.Tensor,  # (W,55,3,3)
-    pelvis: torch.Tensor,  # (W,3)
-    contacts: torch.Tensor | None,  # (W,4)
-    targets: list[Target],
-    foot_floor: np.ndarray,  # (4,) standing z of the foot points (floor + foot height)
-    fixed: int = 0,
-    cfg: RefineConfig = RefineConfig(),
-    lock_feet: bool = True,
-    locked: torch.Tensor | None = None,  # (W,len(REFINE_JOINTS)) bool: hard-anchored rotations stay
-    scene: SceneTerm | None = None,
     height_free: torch.Tensor | None = None,  # (W,) bool: frames whose pelvis height may move
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`refine`, optionally letting the pelvis rise or sink a little -> (rotmats (W,55,3,3), pelvis (W,3)).
+    """Corrected (rotmats (W,55,3,3), pelvis (W,3)); the pelvis moves only in height, only where
+    ``height_free`` says, and by less than `MAX_HEIGHT_SHIFT_M` (None: never).
 
     Why a height: with the pelvis fixed, a body whose soles are all a millimetre under the floor
     can only get out by bending (it twisted the torso); lifting it is the honest correction, so

@@ -21,7 +21,7 @@ from hosig.errors import CancelledError, HosigError, UnreachableError
 from hosig.motion.anchors import AnchorSet, WindowAnchors, parse_target
 from hosig.motion.diffusion import Schedule, sample
 from hosig.motion.guidance import Energy, guide_x0, smooth_in_time
-from hosig.motion.refine import REFINE_JOINTS, RefineConfig, SceneTerm, refine_motion
+from hosig.motion.refine import REFINE_JOINTS, RefineConfig, SceneTerm, refine
 from hosig.motion.representation import (
     ANCHOR_JOINTS,
     HAND_JOINTS,
@@ -252,8 +252,8 @@ def synthesize(
             scene = SceneTerm(scene_sdf, frame, floor_z) if scene_sdf is not None else None
             # the pelvis height may move where it is not a hard anchor (a grasp pose's pelvis is)
             height_free = ~wa.hard_mask[:m, 2] if scene is not None else None
-            rot_c[:m], pel_c[:m] = refine_motion(body, rot_c[:m], pel_c[:m], con_c[:m], tg, foot_floor, fixed=c,
-                                                 cfg=RefineConfig(), locked=locked, scene=scene, height_free=height_free)
+            rot_c[:m], pel_c[:m] = refine(body, rot_c[:m], pel_c[:m], con_c[:m], tg, foot_floor, fixed=c,
+                                         cfg=RefineConfig(), locked=locked, scene=scene, height_free=height_free)
         # back to world
         yaw = torch.as_tensor(frame.yaw(), dtype=torch.float32)
         rot_world = rot_c.clone()
