@@ -206,3 +206,24 @@ def test_crop_matches_tiled_queries_and_is_differentiable():
     p = torch.tensor([[BOX_HI[0] + 0.05, 0.0, 0.5]], dtype=torch.float32, requires_grad=True)
     crop.query(p).sum().backward()
     assert p.grad[0, 0] > 0.9
+
+
+def test_probe_blended_grid_equals_seven_probes():
+    """The motion correction's one-query blend must read what its seven probes read."""
+    from hosig.motion.refine import STENCIL_M, probed_distance
+
+    sdf = _box_scene().sdf()
+    lo, hi = BOX_LO - 0.3, BOX_HI + 0.3
+    crop = sdf.crop(lo, hi)
+    assert abs(crop.voxel - STENCIL_M) < 1e-9
+    blended = crop.probe_blended()
+    rng = np.random.default_rng(5)
+    pts = torch.tensor(rng.uniform(lo + 0.05, hi - 0.05, size=(3000, 3)), dtype=torch.float64, requires_grad=True)
+    want = probed_distance(crop, pts)
+    got = blended.query(pts)
+    np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), atol=1e-5)
+    g_want, = torch.autograd.grad(want.sum(), pts)
+    g_got, = torch.autograd.grad(blended.query(pts).sum(), pts)
+    np.testing.assert_allclose(g_got.numpy(), g_want.numpy(), atol=1e-3)
+    # inside the box the blend still points out of it
+    assert float(blended.query_np(np.array([(BOX_LO + BOX_HI) / 2]))[0]) < 0

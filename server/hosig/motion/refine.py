@@ -47,6 +47,7 @@ class SceneTerm:
     hand_margin_m: float = 0.004  # hands may come close: they grasp things standing on furniture
     weight: float = 3000.0
     watch_m: float = 0.05  # only points closer than margin + this at the start are watched
+    probe_sdf: object | None = None  # ``sdf`` with `probed_distance`'s blend built in (one query per point)
 
 
 @dataclass
@@ -367,21 +368,30 @@ def _cropped(fk, rot: torch.Tensor, pel: torch.Tensor, scene: SceneTerm, watched
     """``scene`` with its grid cut to a dense box around the watched points (same values there).
 
     Why: every L-BFGS evaluation queries the grid seven times per watched point; gathering the
-    values from the lazily computed tiles each time was most of the correction's cost."""
+    values from the lazily computed tiles each time was most of the correction's cost. With the
+    grid's voxel equal to the probe step, the seven queries become one (`GridSDF.probe_blended`)."""
     crop = getattr(scene.sdf, "crop", None)
     if crop is None:
         return scene
     with torch.no_grad():
         world = scene.frame.to_world_points_t(_watched_points(fk, rot, pel, watched)).double().numpy()
-    return replace(scene, sdf=crop(world.min(0) - CROP_PAD_M, world.max(0) + CROP_PAD_M))
+    box = crop(world.min(0) - CROP_PAD_M, world.max(0) + CROP_PAD_M)
+    if abs(box.voxel - STENCIL_M) < 1e-6:  # the probes are one voxel apart: blend them into the grid once
+        return replace(scene, sdf=box, probe_sdf=box.probe_blended())
+    return replace(scene, sdf=box)
 
 
 def _watched_points(fk, rot: torch.Tensor, pel: torch.Tensor, watched: _Watched) -> torch.Tensor:
     """(N,3) canonical positions of the watched skin points for rotations (W,55,3,3)."""
-    glob, pos = fk.transforms(rot, pel, 22)
-    f, c = watched.frames[:, None], watched.carriers  # (N,1), (N,K)
-    per = pos[f, c] + (glob[f, c] @ watched.local[..., None])[..., 0]  # (N,K,3) canonical
-    return (per * watched.weights[..., None]).sum(1)
+    glob, pos = fk.transforms(rot, pel, 22)  # (W,22,3,3), (W,22,3)
+    n, k = watched.carriers.shape
+    # each influence reads its carrier's 3x4 transform by index_select (its backward, a plain
+    # index_add, is much cheaper than advanced indexing's) and applies the weighted local point
+    affine = torch.cat([glob, pos[..., None]], -1).reshape(-1, 12)  # (W*22, 12)
+    row = (watched.frames[:, None] * glob.shape[1] + watched.carriers).reshape(-1)  # (N*K,)
+    homog = torch.cat([watched.local, torch.ones(n, k, 1)], -1) * watched.weights[..., None]  # (N,K,4)
+    per = affine.index_select(0, row).view(n * k, 3, 4) @ homog.view(n * k, 4, 1)  # (N*K,3,1)
+    return per.view(n, k, 3).sum(1)
 
 
 def _skin_penetration(fk, rot: torch.Tensor, pel: torch.Tensor, scene: SceneTerm, watched: _Watched) -> torch.Tensor:
@@ -390,7 +400,8 @@ def _skin_penetration(fk, rot: torch.Tensor, pel: torch.Tensor, scene: SceneTerm
     dist = pts[:, 2] - scene.floor_z  # canonical z is world z; exact for soles far from furniture
     probe = ~watched.plane_only
     if bool(probe.any()):
-        scene_d = probed_distance(scene.sdf, scene.frame.to_world_points_t(pts[probe]))
+        world = scene.frame.to_world_points_t(pts[probe])
+        scene_d = probed_distance(scene.sdf, world) if scene.probe_sdf is None else scene.probe_sdf.query(world)
         # soles: the floor plane exactly; furniture (a table's foot) only beyond the grid's error there
         floor_d = torch.minimum(dist[probe], scene_d + FLOOR_GRID_SLACK_M)
         dist = dist.masked_scatter(probe, torch.where(watched.on_floor[probe], floor_d, scene_d))

@@ -372,36 +372,42 @@ class GridSDF:
         self._cache: dict[tuple, torch.Tensor] = {}
 
     def query(self, points: "torch.Tensor") -> "torch.Tensor":
-        """points (...,3) -> (...) signed distance, differentiable in the points."""
+        """points (...,3) -> (...) signed distance, differentiable in the points.
+
+        Trilinear interpolation by ``grid_sample`` (one fused op forwards and backwards): the
+        eight-gather version cost the motion correction a third of its time."""
         import torch
+        import torch.nn.functional as F
 
         p = points.reshape(-1, 3)
         dtype = p.dtype if p.dtype.is_floating_point else torch.float32
         p = p.to(dtype)
         key = (str(p.device), dtype)
         if key not in self._cache:
-            self._cache[key] = self._table.to(device=p.device, dtype=dtype)
-        table = self._cache[key]
-        nx, ny, nz = self.values.shape
-        shape = torch.tensor([nx, ny, nz], device=p.device)
+            # grid_sample reads (N,C,D,H,W) and takes coordinates as (w,h,d): x is D, z is W
+            self._cache[key] = self._table.reshape(1, 1, *self.values.shape).to(device=p.device, dtype=dtype)
+        volume = self._cache[key]
+        n = torch.tensor(self.values.shape, device=p.device, dtype=dtype)
         lo = torch.as_tensor(self.origin + 0.5 * self.voxel, dtype=dtype, device=p.device)
-        hi = lo + (shape.to(dtype) - 1) * self.voxel
+        hi = lo + (n - 1) * self.voxel
         pc = torch.minimum(torch.maximum(p, lo), hi)
         outside = torch.linalg.vector_norm(p - pc, dim=-1)
-        u = (pc - lo) / self.voxel
-        i0 = torch.minimum(torch.floor(u).detach(), (shape - 2).to(dtype))
-        frac = u - i0
-        i0 = i0.long()
-        out = torch.zeros(p.shape[0], dtype=dtype, device=p.device)
-        for cx in (0, 1):
-            wx = frac[:, 0] if cx else 1 - frac[:, 0]
-            for cy in (0, 1):
-                wy = frac[:, 1] if cy else 1 - frac[:, 1]
-                for cz in (0, 1):
-                    wz = frac[:, 2] if cz else 1 - frac[:, 2]
-                    flat = ((i0[:, 0] + cx) * ny + (i0[:, 1] + cy)) * nz + (i0[:, 2] + cz)
-                    out = out + wx * wy * wz * table[flat]
-        return (out + outside).reshape(points.shape[:-1])
+        unit = 2.0 * (pc - lo) / (hi - lo) - 1.0  # (N,3) in [-1,1], voxel centres at the ends (align_corners)
+        grid = unit.flip(-1).reshape(1, 1, 1, -1, 3)
+        inside = F.grid_sample(volume, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        return (inside.reshape(-1) + outside).reshape(points.shape[:-1])
+
+    def probe_blended(self) -> "GridSDF":
+        """This box with each value v replaced by v/2 + (the mean of v and its six axis neighbours)/2.
+
+        Why: `hosig.motion.refine.probed_distance` blends a point's distance with six probes one
+        voxel away along the axes; trilinear interpolation commutes with that shift, so querying
+        this grid once equals the seven queries (edges repeat their last voxel)."""
+        v = self.values
+        pad = np.pad(v, 1, mode="edge")
+        ring = (pad[2:, 1:-1, 1:-1] + pad[:-2, 1:-1, 1:-1] + pad[1:-1, 2:, 1:-1] + pad[1:-1, :-2, 1:-1]
+                + pad[1:-1, 1:-1, 2:] + pad[1:-1, 1:-1, :-2])
+        return GridSDF(0.5 * v + 0.5 * (v + ring) / 7.0, self.origin, self.voxel)
 
     def query_np(self, points: np.ndarray) -> np.ndarray:
         import torch
