@@ -338,10 +338,19 @@ def _watched_skin(body, rot0: torch.Tensor, pel: torch.Tensor, fixed: int, scene
     margin = torch.where(torch.as_tensor(skin.on_hands), scene.hand_margin_m, scene.margin_m).expand(w, -1)
     # Points low over the floor are measured against the floor plane itself: exact where the 2 cm
     # grid is not (a toe tip 1 cm under the floor reads as "on the surface" in the SDF).
-    low = world[..., 2] < scene.floor_z + 0.03
+    height = world[..., 2] - scene.floor_z
+    # the grid's distance includes the floor itself: ask 12 cm higher, where only furniture is near
+    clear = torch.zeros_like(height, dtype=torch.bool)
+    footish = height < FLOOR_ONLY_M
+    if bool(footish.any()):
+        lifted = world[footish] + torch.tensor([0.0, 0.0, PLANE_ONLY_LIFT_M])
+        clear[footish] = torch.as_tensor(scene.sdf.query_np(lifted.numpy()), dtype=torch.float32) > PLANE_ONLY_M
+    # ankles and insteps a few centimetres up read "near the scene" only because of the floor;
+    # the soles below them guard it (watching them all made three quarters of the points)
+    low = (height < 0.03) | (footish & clear)
     watch = scene.watch_m if watch_m is None else watch_m
     # soles move little in the correction: only those already (nearly) touching are watched
-    near = torch.where(low, world[..., 2] - scene.floor_z < min(watch, FLOOR_WATCH_M), dist < margin + watch)
+    near = torch.where(low, height < min(watch, FLOOR_WATCH_M), dist < margin + watch)
     near[:fixed] = False
     if not bool(near.any()):
         return None
@@ -352,10 +361,7 @@ def _watched_skin(body, rot0: torch.Tensor, pel: torch.Tensor, fixed: int, scene
     # samples dip too); soles standing on it are left where they are
     floor_margin = torch.where(world[..., 2] < scene.floor_z, FLOOR_MARGIN_M, FLOOR_MARGIN_M if lift_all else 0.0)
     keys = (t_idx * dist.shape[1] + p_idx).numpy()
-    # the grid's distance includes the floor itself: ask 12 cm higher, where only furniture is near
-    lifted = world[t_idx, p_idx] + torch.tensor([0.0, 0.0, PLANE_ONLY_LIFT_M])
-    clear = torch.as_tensor(scene.sdf.query_np(lifted.numpy()), dtype=torch.float32) > PLANE_ONLY_M
-    plane_only = on_floor & clear
+    plane_only = on_floor & clear[t_idx, p_idx]
     return _Watched(keys, t_idx, torch.as_tensor(skin.carrier, dtype=torch.long)[p_idx],
                     torch.as_tensor(skin.weight)[p_idx], local[t_idx, p_idx],
                     torch.where(on_floor, floor_margin[t_idx, p_idx], margin[t_idx, p_idx]), on_floor, plane_only)
@@ -411,6 +417,7 @@ def _skin_penetration(fk, rot: torch.Tensor, pel: torch.Tensor, scene: SceneTerm
 FLOOR_WATCH_M = 0.01  # soles higher than this above the floor are not watched until they go below it
 PLANE_ONLY_M = 0.08  # soles this far from furniture (by the grid) are measured against the plane alone
 PLANE_ONLY_LIFT_M = 0.12  # ... asked this high above the sole, out of the floor's own reach
+FLOOR_ONLY_M = 0.10  # skin points this low and that far from furniture are measured against the floor plane
 FLOOR_GRID_SLACK_M = 0.015  # a sole on the floor reads down to -1 cm in the 2 cm grid
 FLOOR_MARGIN_M = 0.003  # sole points found under the floor are lifted this far, so the vertices between them clear it too
 STENCIL_M = 0.02  # probe offset for the scene distance: one voxel of the grid
