@@ -180,3 +180,43 @@ def test_pop_frames_catch_a_one_frame_snap_and_not_a_brisk_walk() -> None:
     joints[40, 10, 1] += 0.30  # the left toe snaps sideways for one frame
     count, fastest = pop_frames(joints)
     assert count == 2 and fastest > 9.0
+
+
+def test_sole_sliding_counts_the_touching_part_only() -> None:
+    """A planted foot rolling onto its toes does not slide; a foot dragged along the floor does."""
+    from hosig.eval.metrics import sole_sliding
+
+    t, v = 60, 20
+    left = np.arange(2 * v) < v
+    soles = np.zeros((t, 2 * v, 3))
+    soles[:, :v, 0] = np.linspace(0.0, 0.25, v)  # left foot, heel (x = 0) to toes (x = 0.25)
+    # heel rises from frame 20 while the toes stay put (a roll, not a slide)
+    lift = np.clip((np.arange(t) - 20) / 20.0, 0, 1)[:, None] * (0.25 - soles[0, :v, 0]) * 0.4
+    soles[:, :v, 2] = lift
+    rolled = sole_sliding(soles[:, :v], left[:v])
+    assert rolled.mean_cm_s < 0.01
+    # the right foot slides along y at 0.3 m/s on the floor; a swing 5 cm up is not contact
+    soles[:, v:, 1] = 0.3 * np.arange(t)[:, None] / 30.0
+    soles[40:, v:, 2] = 0.05
+    both = sole_sliding(soles, left)
+    right_steps, left_steps = 39, 59  # right touches over steps 0..38, left always (toes)
+    assert both.mean_cm_s == pytest.approx(30.0 * right_steps / (right_steps + left_steps), rel=1e-6)
+    assert both.contact_fraction == pytest.approx((right_steps + left_steps) / (2 * (t - 1)))
+
+
+def test_sole_sliding_of_a_body_clip_reads_the_mesh() -> None:
+    """A standing body is not sliding; the same body translated along the floor slides at that speed."""
+    from hosig.eval.geometry import clip_sole_sliding
+    from hosig.pipeline.engine import default_engine
+
+    body = default_engine().body()
+    t = 20
+    poses = np.zeros((t, 165), np.float32)
+    poses[:, :3] = body.standing_orient(0.0)
+    trans = np.tile(body.standing_transl(0.0, 0.0, 0.0), (t, 1)).astype(np.float32)  # soles on z = 0
+    still = clip_sole_sliding(body, poses, trans)
+    assert still.contact_fraction == pytest.approx(1.0)
+    assert still.mean_cm_s < 1e-3
+    moving = trans.copy()
+    moving[:, 0] += 0.2 * np.arange(t) / 30.0
+    assert clip_sole_sliding(body, poses, moving).mean_cm_s == pytest.approx(20.0, rel=1e-3)

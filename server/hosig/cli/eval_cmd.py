@@ -107,6 +107,11 @@ def _eval_motion(args: argparse.Namespace) -> int:
             raise InputError(f"--moving-only: no locomotion of {MIN_SEGMENT_FRAMES}+ frames in the "
                              f"{'real capture' if not real else 'generated clips'}")
     report = naturalness_report(generated, real)
+    from hosig.eval.naturalness import sole_sliding_of
+    from hosig.pipeline.engine import default_engine
+
+    body = default_engine().body()
+    report["sole_sliding_cm_s"] = {"generated": sole_sliding_of(args.clips, body), "real": sole_sliding_of(args.real, body)}
     if args.plots:
         from hosig.eval.plots import plot_velocity_histograms
 

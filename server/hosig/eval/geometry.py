@@ -39,6 +39,27 @@ def clip_vertices(body: Any, poses: np.ndarray, trans: np.ndarray, betas: np.nda
     return np.concatenate(chunks, axis=0) if chunks else np.zeros((0, 0, 3))
 
 
+def sole_sides(body: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(sole vertex indices (S,), left (S,) bool) of the body model (SMPL-X: +x is the body's left)."""
+    from hosig.motion.skin import sole_vertices
+
+    idx = sole_vertices(body)
+    return idx, np.asarray(body.v_template_y)[idx, 0] > 0
+
+
+def clip_sole_sliding(body: Any, poses: np.ndarray, trans: np.ndarray, floor_z: float = 0.0,
+                      betas: np.ndarray | None = None, vertices: np.ndarray | None = None) -> Any:
+    """`metrics.sole_sliding` of a clip (``vertices`` (T,V,3): its full-resolution vertices, if at hand)."""
+    from hosig.eval.metrics import sole_sliding
+
+    idx, left = sole_sides(body)
+    if vertices is None:
+        vertices = clip_vertices(body, poses, trans, betas, stride=1)
+    soles = np.asarray(vertices)[:, idx].astype(np.float64)
+    soles[..., 2] -= floor_z
+    return sole_sliding(soles, left)
+
+
 def penetration_depths(scene: Any, vertices: np.ndarray, exclude: Iterable[str] = ()) -> np.ndarray:
     """(T,P) depth of each body point inside the scene (metres, >0 inside, 0 outside).
 

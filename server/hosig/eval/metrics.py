@@ -81,6 +81,43 @@ def foot_points_skating(
     return FootSkating(mean, float(contact.mean()), per_point)
 
 
+SOLE_TOUCH_M = 0.01  # a sole vertex this close to the floor touches it
+
+
+@dataclass(frozen=True)
+class SoleSliding:
+    """How fast the part of a foot that touches the floor slides (cm/s), and how often a foot touches."""
+
+    mean_cm_s: float  # mean over (step, foot) samples in contact; NaN when no foot ever touches
+    contact_fraction: float  # share of (step, foot) samples in contact
+
+
+def sole_sliding(soles: np.ndarray, left: np.ndarray, fps: float = FPS, touch_m: float = SOLE_TOUCH_M) -> SoleSliding:
+    """Foot sliding measured where a foot meets the floor: its sole vertices.
+
+    soles (T,V,3): sole vertices above a floor at z = 0; left (V,) bool: which foot each is on.
+    A vertex touches over a step t -> t+1 when it is within ``touch_m`` of the floor at both
+    frames; a foot in contact over a step slides at the mean horizontal speed of its touching
+    vertices. Why: this is what an animator sees skate. Joint-based measures also count the foot
+    rolling over its toes and a toe swinging low over the floor (real CMU walks read 60-80 cm/s
+    there); a planted sole of real capture moves about a centimetre a second.
+    """
+    pts = np.asarray(soles, dtype=np.float64)
+    side = np.asarray(left, dtype=bool)
+    if pts.shape[0] < 2 or pts.shape[1] == 0:
+        return SoleSliding(float("nan"), 0.0)
+    touch = (pts[:-1, :, 2] < touch_m) & (pts[1:, :, 2] < touch_m)  # (T-1,V)
+    speed = np.linalg.norm(np.diff(pts[..., :2], axis=0), axis=-1) * fps * 100.0  # (T-1,V) cm/s
+    samples: list[np.ndarray] = []
+    for foot in (side, ~side):
+        n = touch[:, foot].sum(1)  # (T-1,)
+        total = np.where(touch[:, foot], speed[:, foot], 0.0).sum(1)
+        samples.append(total[n > 0] / n[n > 0])
+    steps = 2 * (pts.shape[0] - 1)
+    hits = np.concatenate(samples)
+    return SoleSliding(float(hits.mean()) if len(hits) else float("nan"), len(hits) / steps)
+
+
 POP_SPEED_M_S = 6.0  # a body joint faster than this in a walk-and-pick clip is a glitch (CMU walks stay under it)
 
 

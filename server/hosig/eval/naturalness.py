@@ -73,6 +73,30 @@ def load_generated(paths: list[str]) -> list[Named]:
     return out
 
 
+def sole_sliding_of(paths: list[str], body: Any) -> float:
+    """Frame-weighted `metrics.sole_sliding` (cm/s) over the clips in the .npz files among ``paths``
+    that carry body parameters (clip.npz, prepared datasets; floor at z = 0); NaN when none do.
+
+    Why whole clips, not `moving_segments`: a foot must stay put while the body stands too."""
+    from hosig.eval.geometry import clip_sole_sliding
+
+    total = weight = 0.0
+    for p in _expand(paths, (".bvh", ".npz")):
+        if p.suffix.lower() != ".npz":
+            continue
+        data = read_npz(p, "motion file")
+        if "poses" not in data or "trans" not in data:
+            continue
+        poses, trans = np.asarray(data["poses"]), np.asarray(data["trans"])
+        spans = list(zip(data["clip_start"], data["clip_length"])) if "clip_start" in data else [(0, len(poses))]
+        for s, n in spans:
+            res = clip_sole_sliding(body, poses[s:s + n], trans[s:s + n])
+            if np.isfinite(res.mean_cm_s):
+                total += res.mean_cm_s * n
+                weight += n
+    return total / weight if weight else float("nan")
+
+
 MOVING_SPEED_M_S = 0.5  # pelvis speed above which a frame counts as locomotion
 MIN_SEGMENT_FRAMES = 15
 

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from hosig.eval.cases import CaseFile, EvalCase
-from hosig.eval.geometry import clip_vertices, penetration_depths, surface_distance
+from hosig.eval.geometry import clip_sole_sliding, clip_vertices, penetration_depths, surface_distance
 from hosig.eval.metrics import (
     FOOT_JOINTS,
     FPS,
@@ -48,6 +48,7 @@ class CaseResult:
     penetration_max_m: float | None = None
     foot_skating_cm_s: float | None = None
     planted_sliding_cm_s: float | None = None
+    sole_sliding_cm_s: float | None = None  # metrics.sole_sliding: the touching part of a foot
     pelvis_path_m: float | None = None
     pop_frames: int | None = None  # frames with a body joint faster than metrics.POP_SPEED_M_S
     max_joint_speed_m_s: float | None = None
@@ -77,7 +78,10 @@ def hand_vertex_mask(body: Any, hand: str, stride: int) -> np.ndarray:
 def measure_clip(clip: Any, scene: Any, body: Any, target: str, hand: str, approach_s: float | None,
                  path: np.ndarray | None, stride: int = 2) -> dict[str, Any]:
     """Metrics of one generated clip against the scene's meshes."""
-    verts = clip_vertices(body, clip.poses, clip.trans, clip.betas, stride=stride)  # (T,V',3)
+    full = clip_vertices(body, clip.poses, clip.trans, clip.betas, stride=1)  # (T,V,3)
+    verts = full[:, ::stride]  # (T,V',3)
+    sole = clip_sole_sliding(body, clip.poses, clip.trans, float(scene.floor_z), vertices=full)
+    del full
     exclude = [target]
     depths = penetration_depths(scene, verts, exclude=exclude)
     pen = penetration_from_depths(depths)
@@ -107,6 +111,7 @@ def measure_clip(clip: Any, scene: Any, body: Any, target: str, hand: str, appro
         "penetration_max_m": pen.max_depth_m,
         "foot_skating_cm_s": skate.mean_cm_s,
         "planted_sliding_cm_s": None if not np.isfinite(planted) else planted,
+        "sole_sliding_cm_s": None if not np.isfinite(sole.mean_cm_s) else sole.mean_cm_s,
         "pelvis_path_m": pelvis,
     }
 
@@ -194,6 +199,7 @@ class EvalReport:
             "penetration_max_m": max((c.penetration_max_m or 0.0 for c in clips), default=None),
             "foot_skating_cm_s": mean("foot_skating_cm_s"),
             "planted_sliding_cm_s": mean("planted_sliding_cm_s"),
+            "sole_sliding_cm_s": mean("sole_sliding_cm_s"),
             "pelvis_path_m": mean("pelvis_path_m"),
             "pop_frames": sum(c.pop_frames or 0 for c in clips),
             "max_joint_speed_m_s": max((c.max_joint_speed_m_s or 0.0 for c in clips), default=None),
@@ -228,7 +234,8 @@ def _fmt(value: Any, spec: str) -> str:
 def markdown_table(report: EvalReport) -> str:
     """The per-case and overall table (stdout for humans, --md file)."""
     head = ("| # | case | expect | outcome | success | hand–object (cm) | pen. frames (%) | max pen. (cm) "
-            "| skate (cm/s) | planted slide (cm/s) | pelvis–path (cm) | pops | frames | RTF |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+            "| skate (cm/s) | planted slide (cm/s) | sole slide (cm/s) | pelvis–path (cm) | pops | frames | RTF |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = [head]
     for c in report.cases:
         rows.append(
@@ -236,7 +243,7 @@ def markdown_table(report: EvalReport) -> str:
             f"{_fmt(None if c.hand_object_m is None else c.hand_object_m * 100, '.1f')} | "
             f"{_fmt(None if c.penetration_frame_fraction is None else c.penetration_frame_fraction * 100, '.1f')} | "
             f"{_fmt(None if c.penetration_max_m is None else c.penetration_max_m * 100, '.1f')} | "
-            f"{_fmt(c.foot_skating_cm_s, '.2f')} | {_fmt(c.planted_sliding_cm_s, '.2f')} | {_fmt(None if c.pelvis_path_m is None else c.pelvis_path_m * 100, '.1f')} | "
+            f"{_fmt(c.foot_skating_cm_s, '.2f')} | {_fmt(c.planted_sliding_cm_s, '.2f')} | {_fmt(c.sole_sliding_cm_s, '.2f')} | {_fmt(None if c.pelvis_path_m is None else c.pelvis_path_m * 100, '.1f')} | "
             f"{_fmt(c.pop_frames, 'd')} | {c.frames} | {_fmt(c.realtime_factor, '.2f')} |"
         )
     o = report.overall()
@@ -244,7 +251,7 @@ def markdown_table(report: EvalReport) -> str:
     rows.append(f"**Overall**: success rate {o['success_rate']:.2f} over {o['evaluated']} cases"
                 f" ({o['invalid']} invalid); mean hand–object {_fmt(None if o['hand_object_m'] is None else o['hand_object_m'] * 100, '.1f')} cm, "
                 f"penetration frames {_fmt(None if o['penetration_frame_fraction'] is None else o['penetration_frame_fraction'] * 100, '.1f')} %, "
-                f"foot skating {_fmt(o['foot_skating_cm_s'], '.2f')} cm/s, pelvis–path {_fmt(None if o['pelvis_path_m'] is None else o['pelvis_path_m'] * 100, '.1f')} cm, "
+                f"foot skating {_fmt(o['foot_skating_cm_s'], '.2f')} cm/s (touching soles {_fmt(o['sole_sliding_cm_s'], '.2f')} cm/s), pelvis–path {_fmt(None if o['pelvis_path_m'] is None else o['pelvis_path_m'] * 100, '.1f')} cm, "
                 f"pops {o['pop_frames']} frames (fastest body joint {_fmt(o['max_joint_speed_m_s'], '.1f')} m/s).")
     for problem in report.problems:
         rows.append(f"- invalid {problem}")
