@@ -319,12 +319,7 @@ class SceneSDF:
         u_np = u.detach().cpu().double().numpy()
         i0 = np.minimum(np.floor(u_np), np.maximum(shape_np - 2, 0)).astype(np.int64)
         i0 = np.maximum(i0, 0)
-        i1 = np.minimum(i0 + 1, shape_np - 1)
-        corners = np.stack(
-            [np.stack([(i1 if cx else i0)[:, 0], (i1 if cy else i0)[:, 1], (i1 if cz else i0)[:, 2]], axis=1)
-             for cx in (0, 1) for cy in (0, 1) for cz in (0, 1)],
-            axis=1,
-        )  # (N,8,3)
+        corners = np.minimum(i0[:, None, :] + _CORNERS, shape_np - 1)  # (N,8,3), x slowest as the weights below
         vals = self.values_at(corners.reshape(-1, 3)).reshape(-1, 8) if len(corners) else np.zeros((0, 8), np.float32)
         vals_t = torch.as_tensor(vals, dtype=dtype, device=p.device)
         frac = u - torch.as_tensor(i0, dtype=dtype, device=p.device)
@@ -352,6 +347,9 @@ class SceneSDF:
         p = torch.tensor(np.asarray(points, dtype=np.float64).reshape(-1, 3), requires_grad=True)
         self.query(p).sum().backward()
         return p.grad.numpy().reshape(np.shape(points))  # type: ignore[union-attr]
+
+
+_CORNERS = np.array([[cx, cy, cz] for cx in (0, 1) for cy in (0, 1) for cz in (0, 1)], dtype=np.int64)  # (8,3)
 
 
 class GridSDF:
