@@ -145,3 +145,28 @@ def test_dataset_errors_name_the_file(tmp_path):
     np.savez(tmp_path / "partial.npz", poses=np.zeros((3, 165)))
     with pytest.raises(InputError, match="lacks fields"):
         load_dataset(tmp_path / "partial.npz", 32)
+
+
+def test_fine_tuning_starts_from_the_given_model_and_keeps_its_settings(tiny, tmp_path, body):
+    """`hosig train --init`: the run starts at the base weights, keeps its normalisation and sampler,
+    and the anchor-weighted loss trains; a base model for another body is refused."""
+    from dataclasses import replace as dc_replace
+
+    from hosig.errors import CheckpointError
+    from hosig.motion.train import TrainConfig, train
+
+    base = MotionModel.load(tiny)
+    base.sampler = dc_replace(base.sampler, steps=7, guidance_iters=3)
+    data = write_toy_dataset(tmp_path / "toy.npz", body, n_clips=4, frames=96)
+    cfg = TrainConfig(steps=2, batch=4, ckpt_every=2, warmup=1, lr=1e-5, anchor_weight=5.0, stats_windows=64,
+                      val_windows=8, denoiser=base.config)
+    train(data, tmp_path / "ft", cfg, progress=False, init=base)
+    tuned = MotionModel.load(tmp_path / "ft")
+    assert torch.equal(tuned.stats.mean, base.stats.mean)  # the base normalisation, not the new data's
+    assert tuned.sampler.steps == 7 and tuned.sampler.guidance_iters == 3
+    assert json.loads((tmp_path / "ft" / "model.json").read_text())["train"]["init"] == str(base.source)
+    drift = max(float((a.detach() - b.detach()).abs().max()) for a, b in zip(tuned.net.parameters(), base.net.parameters()))
+    assert 0 < drift < 0.01  # two tiny steps away from the base, not a fresh network
+    base.body_identity = "someone-else"
+    with pytest.raises(CheckpointError, match="trained for body"):
+        train(data, tmp_path / "ft2", cfg, progress=False, init=base)

@@ -35,6 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/train_state.*")
+    t.add_argument("--init", help="fine-tune this motion checkpoint (its architecture, normalisation and sampler)")
+    t.add_argument("--anchor-weight", type=float, default=0.0,
+                   help="extra loss on the anchored channels (teaches the network to follow its anchors)")
+    t.add_argument("--warmup", type=int, default=100, help="learning-rate warm-up steps")
     add_report_flags(t)
     t.set_defaults(func=cmd_train)
 
@@ -81,12 +85,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    init = None
+    denoiser = DenoiserConfig(window=args.window, d_model=args.d_model, layers=args.layers, ff=2 * args.d_model)
+    if args.init:
+        from hosig.motion.checkpoint import MotionModel
+
+        init = MotionModel.load(args.init)
+        denoiser = init.config
     cfg = TrainConfig(
         steps=args.steps, batch=args.batch, lr=args.lr, ckpt_every=args.ckpt_every, seed=args.seed, device=args.device,
-        denoiser=DenoiserConfig(window=args.window, d_model=args.d_model, layers=args.layers, ff=2 * args.d_model),
+        warmup=args.warmup, anchor_weight=args.anchor_weight, denoiser=denoiser,
     )
     t0 = time.time()
-    record = train(args.data, args.out, cfg, resume=args.resume, progress=not args.json)
+    record = train(args.data, args.out, cfg, resume=args.resume, progress=not args.json, init=init)
     record["seconds"] = round(time.time() - t0, 1)
     emit(record, args)
     return 0

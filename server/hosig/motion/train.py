@@ -59,6 +59,9 @@ class TrainConfig:
     device: str = "cpu"
     velocity_weight: float = 1.0
     low_noise_weight_cap: float = 10.0  # loss weight 1/(1-alpha_bar) capped here (1: plain x0 loss)
+    # extra x0 loss on the anchored channels: a network that puts the pelvis where its anchors say
+    # needs less guidance, and guidance dragging the pelvis is what makes the legs glide
+    anchor_weight: float = 0.0
     ema: float = 0.998
     holdout_every: int = 25  # every n-th source clip (with its mirror) is held out for validation
     stats_windows: int = 2048  # random windows for the normalisation statistics
@@ -253,6 +256,9 @@ def loss_on(net: Denoiser, sched: Schedule, data: TrainData, stats: Stats, start
     ab = sched.alphas_cumprod[t].view(-1, 1, 1)
     wt = (1.0 / (1.0 - ab)).clamp(max=cfg.low_noise_weight_cap) if cfg.low_noise_weight_cap > 1 else torch.ones_like(ab)
     rec = (((pred - x0) ** 2) * v * wt).sum() / v.sum().clamp_min(1)
+    if cfg.anchor_weight > 0:
+        held = fm.float()
+        rec = rec + cfg.anchor_weight * (((pred - x0) ** 2) * held * wt).sum() / held.sum().clamp_min(1)
     dv = v[:, 1:] * v[:, :-1]
     vel = ((((pred[:, 1:] - pred[:, :-1]) - (x0[:, 1:] - x0[:, :-1])) ** 2) * dv * wt).sum() / dv.sum().clamp_min(1)
     return rec + cfg.velocity_weight * vel * 4.0
@@ -277,8 +283,11 @@ def _load_opt(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], grou
 
 
 def train(data_path: str | Path, out_dir: str | Path, cfg: TrainConfig, resume: bool = False,
-          progress: bool = True, stop_file: str | Path | None = None) -> dict[str, Any]:
-    """Train (or resume) and write checkpoints to ``out_dir/model.*``; returns the final record."""
+          progress: bool = True, stop_file: str | Path | None = None, init: Any = None) -> dict[str, Any]:
+    """Train (or resume) and write checkpoints to ``out_dir/model.*``; returns the final record.
+
+    ``init``: a loaded `MotionModel` to fine-tune (its weights, normalisation and sampler settings;
+    ``cfg.denoiser`` must be its architecture)."""
     from safetensors.torch import load_file, save_file
 
     if cfg.steps < 1 or cfg.batch < 1:
@@ -295,6 +304,15 @@ def train(data_path: str | Path, out_dir: str | Path, cfg: TrainConfig, resume: 
     data = load_dataset(data_path, cfg.denoiser.window, cfg.holdout_every)
     stats = compute_stats(data, cfg.denoiser.window, gen, cfg.stats_windows)
     net = Denoiser(cfg.denoiser)
+    sampler = SamplerConfig()
+    if init is not None:
+        if asdict(init.config) != asdict(cfg.denoiser):
+            raise CheckpointError(f"--init {init.source!r} has architecture {asdict(init.config)}, not {asdict(cfg.denoiser)}")
+        if init.body_identity != data.report["body_identity"]:
+            raise CheckpointError(f"--init {init.source!r} was trained for body {init.body_identity!r}; "
+                                  f"the data is for {data.report['body_identity']!r}")
+        net.load_state_dict(init.net.state_dict())
+        stats, sampler = init.stats, init.sampler
     ema = copy.deepcopy(net).eval()
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = Schedule.cosine()
@@ -322,8 +340,8 @@ def train(data_path: str | Path, out_dir: str | Path, cfg: TrainConfig, resume: 
         val = evaluate(ema, sched, data, stats, val_starts, cfg)
         history.append({"step": step, "val_loss": round(val, 5), "time": round(time.time(), 1)})
         record = {"config": {**asdict(cfg), "denoiser": asdict(cfg.denoiser)}, "step": step, "history": history[-50:],
-                  "val_loss": val, "final": final}
-        save_checkpoint(weights_path, ema, stats, data.report["body_identity"], data.report, record, SamplerConfig())
+                  "val_loss": val, "final": final, "init": None if init is None else str(init.source)}
+        save_checkpoint(weights_path, ema, stats, data.report["body_identity"], data.report, record, sampler)
         tensors = {f"net.{k}": v.detach().clone() for k, v in net.state_dict().items()}
         tensors.update({f"ema.{k}": v.detach().clone() for k, v in ema.state_dict().items()})
         tensors.update({"stats.mean": stats.mean, "stats.std": stats.std, "stats.jmean": stats.jmean, "stats.jstd": stats.jstd,
