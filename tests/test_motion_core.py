@@ -149,7 +149,7 @@ def test_dataset_errors_name_the_file(tmp_path):
 
 def test_fine_tuning_starts_from_the_given_model_and_keeps_its_settings(tiny, tmp_path, body):
     """`hosig train --init`: the run starts at the base weights, keeps its normalisation and sampler,
-    and the anchor-weighted loss trains; a base model for another body is refused."""
+    and the trajectory-weighted loss trains; a base model for another body is refused."""
     from dataclasses import replace as dc_replace
 
     from hosig.errors import CheckpointError
@@ -158,7 +158,7 @@ def test_fine_tuning_starts_from_the_given_model_and_keeps_its_settings(tiny, tm
     base = MotionModel.load(tiny)
     base.sampler = dc_replace(base.sampler, steps=7, guidance_iters=3)
     data = write_toy_dataset(tmp_path / "toy.npz", body, n_clips=4, frames=96)
-    cfg = TrainConfig(steps=2, batch=4, ckpt_every=2, warmup=1, lr=1e-5, anchor_weight=5.0, stats_windows=64,
+    cfg = TrainConfig(steps=2, batch=4, ckpt_every=2, warmup=1, lr=1e-5, trajectory_weight=5.0, stats_windows=64,
                       val_windows=8, denoiser=base.config)
     train(data, tmp_path / "ft", cfg, progress=False, init=base)
     tuned = MotionModel.load(tmp_path / "ft")

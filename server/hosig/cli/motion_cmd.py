@@ -36,8 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/train_state.*")
     t.add_argument("--init", help="fine-tune this motion checkpoint (its architecture, normalisation and sampler)")
-    t.add_argument("--anchor-weight", type=float, default=0.0,
-                   help="extra loss on the anchored channels (teaches the network to follow its anchors)")
+    t.add_argument("--trajectory-weight", type=float, default=0.0,
+                   help="extra loss on the pelvis trajectory (teaches the network to follow its path anchors)")
     t.add_argument("--warmup", type=int, default=100, help="learning-rate warm-up steps")
     add_report_flags(t)
     t.set_defaults(func=cmd_train)
@@ -94,7 +94,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         denoiser = init.config
     cfg = TrainConfig(
         steps=args.steps, batch=args.batch, lr=args.lr, ckpt_every=args.ckpt_every, seed=args.seed, device=args.device,
-        warmup=args.warmup, anchor_weight=args.anchor_weight, denoiser=denoiser,
+        warmup=args.warmup, trajectory_weight=args.trajectory_weight, denoiser=denoiser,
     )
     t0 = time.time()
     record = train(args.data, args.out, cfg, resume=args.resume, progress=not args.json, init=init)

@@ -59,9 +59,10 @@ class TrainConfig:
     device: str = "cpu"
     velocity_weight: float = 1.0
     low_noise_weight_cap: float = 10.0  # loss weight 1/(1-alpha_bar) capped here (1: plain x0 loss)
-    # extra x0 loss on the anchored channels: a network that puts the pelvis where its anchors say
-    # needs less guidance, and guidance dragging the pelvis is what makes the legs glide
-    anchor_weight: float = 0.0
+    # extra x0 loss on the pelvis trajectory (every frame): a network that puts the pelvis where its
+    # anchors say needs less guidance, and guidance dragging the pelvis is what makes the legs glide.
+    # (Weighting the anchored frames alone taught it to hit them with one-frame spikes: jerk x3.)
+    trajectory_weight: float = 0.0
     ema: float = 0.998
     holdout_every: int = 25  # every n-th source clip (with its mirror) is held out for validation
     stats_windows: int = 2048  # random windows for the normalisation statistics
@@ -256,9 +257,9 @@ def loss_on(net: Denoiser, sched: Schedule, data: TrainData, stats: Stats, start
     ab = sched.alphas_cumprod[t].view(-1, 1, 1)
     wt = (1.0 / (1.0 - ab)).clamp(max=cfg.low_noise_weight_cap) if cfg.low_noise_weight_cap > 1 else torch.ones_like(ab)
     rec = (((pred - x0) ** 2) * v * wt).sum() / v.sum().clamp_min(1)
-    if cfg.anchor_weight > 0:
-        held = fm.float()
-        rec = rec + cfg.anchor_weight * (((pred - x0) ** 2) * held * wt).sum() / held.sum().clamp_min(1)
+    if cfg.trajectory_weight > 0:
+        pel = LAYOUT.pelvis
+        rec = rec + cfg.trajectory_weight * (((pred[..., pel] - x0[..., pel]) ** 2) * wt).mean()
     dv = v[:, 1:] * v[:, :-1]
     vel = ((((pred[:, 1:] - pred[:, :-1]) - (x0[:, 1:] - x0[:, :-1])) ** 2) * dv * wt).sum() / dv.sum().clamp_min(1)
     return rec + cfg.velocity_weight * vel * 4.0
