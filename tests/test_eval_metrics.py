@@ -220,3 +220,35 @@ def test_sole_sliding_of_a_body_clip_reads_the_mesh() -> None:
     moving = trans.copy()
     moving[:, 0] += 0.2 * np.arange(t) / 30.0
     assert clip_sole_sliding(body, poses, moving).mean_cm_s == pytest.approx(20.0, rel=1e-3)
+
+
+def test_anchor_following_tells_a_network_that_reads_its_anchors_from_one_that_does_not(tmp_path) -> None:
+    """`hosig eval anchors` measures the network alone: a denoiser that copies its conditioning sits
+    on the anchors; one that ignores it is as far off as the walk is long."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from hosig.eval.anchor_following import anchor_following
+    from hosig.motion.checkpoint import SamplerConfig
+    from hosig.motion.train import compute_stats, load_dataset
+    from hosig.pipeline.engine import default_engine
+    from motion_toy import write_toy_dataset
+
+    data_path = write_toy_dataset(tmp_path / "toy.npz", default_engine().body(), n_clips=4, frames=96)
+    stats = compute_stats(load_dataset(data_path, 64, holdout_every=10**9), 64, torch.Generator().manual_seed(0), 128)
+
+    def copying(x, t, fv, fm, jv, jm):
+        return torch.where(fm > 0, fv, torch.zeros_like(x))  # the anchors where given, the mean elsewhere
+
+    def deaf(x, t, fv, fm, jv, jm):
+        return torch.zeros_like(x)
+
+    def model(net):
+        return SimpleNamespace(window=64, stats=stats, sampler=SamplerConfig(steps=4), net=net)
+
+    good = anchor_following(model(copying), data_path, windows=4)
+    bad = anchor_following(model(deaf), data_path, windows=4)
+    assert good["windows"] == 4 and good["travel_m"] > 1.0  # the toy clips walk ~2 m per window
+    assert good["sampled_anchor_cm"] < 0.5 and good["one_step_anchor_cm"] < 0.5
+    assert bad["sampled_anchor_cm"] > 30.0

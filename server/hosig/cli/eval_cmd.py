@@ -35,6 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_report_flags(m)
     m.set_defaults(func=_eval_motion)
 
+    a = sub.add_parser("anchors", help="does the motion network follow its pelvis anchors without guidance? (real windows)")
+    a.add_argument("--data", required=True, help="prepared dataset .npz (`hosig data prepare`), e.g. held-out capture")
+    a.add_argument("--model", help="motion checkpoint; default: the committed model")
+    a.add_argument("--windows", type=int, default=32, help="windows measured, evenly spread over the data")
+    a.add_argument("--every", type=int, default=8, help="frames between pelvis anchors")
+    add_report_flags(a)
+    a.set_defaults(func=_eval_anchors)
+
     b = subparsers.add_parser("bench", help="speed of every stage on this machine (table + JSON)")
     b.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     b.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run in tests)")
@@ -119,6 +127,16 @@ def _eval_motion(args: argparse.Namespace) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         plot_velocity_histograms([c for _, c in generated], [c for _, c in real], folder / "velocity_hist.png")
     emit(report, args)
+    return 0
+
+
+def _eval_anchors(args: argparse.Namespace) -> int:
+    from hosig.eval.anchor_following import anchor_following
+    from hosig.motion.checkpoint import MotionModel
+
+    if not Path(args.data).is_file():
+        raise InputError(f"dataset not found: {args.data}")
+    emit(anchor_following(MotionModel.load(args.model), args.data, windows=args.windows, every=args.every), args)
     return 0
 
 
