@@ -170,3 +170,19 @@ def test_fine_tuning_starts_from_the_given_model_and_keeps_its_settings(tiny, tm
     base.body_identity = "someone-else"
     with pytest.raises(CheckpointError, match="trained for body"):
         train(data, tmp_path / "ft2", cfg, progress=False, init=base)
+
+
+def test_every_optional_model_in_models_loads_for_the_shipped_body(body):
+    """README points animators at `--model models/<name>`: each must load (no pickle) and sample a frame."""
+    from pathlib import Path
+
+    folders = sorted(p for p in (Path(__file__).resolve().parents[1] / "models").iterdir() if (p / "model.json").is_file())
+    assert folders, "models/ holds no checkpoint"
+    for folder in folders:
+        m = MotionModel.load(folder)
+        m.check_body(body.identity)
+        x = torch.randn(1, m.window, 319)
+        z = torch.zeros_like(x)
+        with torch.no_grad():
+            out = m.net(x, torch.tensor([999]), z, z, torch.zeros(1, m.window, 18), torch.zeros(1, m.window, 18))
+        assert torch.isfinite(out).all(), folder.name
