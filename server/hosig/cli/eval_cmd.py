@@ -105,7 +105,15 @@ def _write_plots(report: Any, case_file: Any, folder: Path) -> None:
 
 
 def _eval_motion(args: argparse.Namespace) -> int:
-    from hosig.eval.naturalness import MIN_SEGMENT_FRAMES, load_generated, load_real, moving_segments, naturalness_report
+    from hosig.eval.naturalness import (
+        MIN_SEGMENT_FRAMES,
+        load_generated,
+        load_real,
+        moving_segments,
+        naturalness_report,
+        sole_sliding_of,
+    )
+    from hosig.pipeline.engine import default_engine
 
     real = load_real(args.real)
     generated = load_generated(args.clips)
@@ -115,9 +123,6 @@ def _eval_motion(args: argparse.Namespace) -> int:
             raise InputError(f"--moving-only: no locomotion of {MIN_SEGMENT_FRAMES}+ frames in the "
                              f"{'real capture' if not real else 'generated clips'}")
     report = naturalness_report(generated, real)
-    from hosig.eval.naturalness import sole_sliding_of
-    from hosig.pipeline.engine import default_engine
-
     body = default_engine().body()
     report["sole_sliding_cm_s"] = {"generated": sole_sliding_of(args.clips, body), "real": sole_sliding_of(args.real, body)}
     if args.plots:

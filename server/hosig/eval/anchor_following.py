@@ -59,15 +59,14 @@ def anchor_following(model: Any, data_path: str | Path, windows: int = 32, every
         t = torch.full((b,), sched.n - 1, dtype=torch.long)
         noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
         one = errors(model.net(noise, t, fv, fm.float(), jv, jm.float()))
-        sampled = []
-        for k in range(b):
+        outs = []
+        for k in range(b):  # one window at a time, each with its own seed, as synthesis samples
             def denoise(x: torch.Tensor, tt: torch.Tensor, k: int = k) -> torch.Tensor:
                 return model.net(x, tt, fv[k:k + 1], fm[k:k + 1].float(), jv[k:k + 1], jm[k:k + 1].float())
 
-            out = sample(denoise, (1, w, LAYOUT.dim), sched, model.sampler.steps, None,
-                         torch.Generator().manual_seed(seed + k))
-            sampled.append((stats.denorm(out[0])[:, 0:2] - true_xy[k]).norm(dim=-1) * 100.0)  # (W,) cm
-        samp = torch.stack(sampled)  # (B,W)
+            outs.append(sample(denoise, (1, w, LAYOUT.dim), sched, model.sampler.steps, None,
+                               torch.Generator().manual_seed(seed + k)))
+        samp = errors(torch.cat(outs))  # (B,W) cm
     travel = (true_xy[:, -1] - true_xy[:, 0]).norm(dim=-1)
     return {
         "windows": int(b),
