@@ -73,13 +73,17 @@ def _carriers(joints: np.ndarray, parents: np.ndarray) -> np.ndarray:
     return carrier
 
 
+def _sole_mask(verts: np.ndarray, main: np.ndarray) -> np.ndarray:
+    """(V,) bool: rest vertices (V,3), Y up, within `SOLE_HEIGHT_M` of the lowest one, hands excluded."""
+    on_hand = np.isin(main, (LEFT_WRIST, RIGHT_WRIST))
+    return ~on_hand & (verts[:, 1] < verts[:, 1].min() + SOLE_HEIGHT_M)
+
+
 def sole_vertices(body) -> np.ndarray:
-    """Indices of the body's sole vertices: rest vertices within `SOLE_HEIGHT_M` of the lowest one, hands excluded."""
-    verts = np.asarray(body.v_template_y, dtype=np.float64)  # (V,3) model frame, Y up
+    """Indices of the body's sole vertices (the ones `skin_points` keeps all of)."""
     weights = body.smplx.lbs_weights.detach().cpu().numpy()
     main = _carriers(weights.argmax(1), np.asarray(body.parents))
-    on_hand = np.isin(main, (LEFT_WRIST, RIGHT_WRIST))
-    return np.flatnonzero(~on_hand & (verts[:, 1] < verts[:, 1].min() + SOLE_HEIGHT_M))
+    return np.flatnonzero(_sole_mask(np.asarray(body.v_template_y, dtype=np.float64), main))
 
 
 def skin_points(body, count: int = 512, per_hand: int = 128, per_sole: int | None = None, influences: int = 4) -> SkinPoints:
@@ -96,7 +100,7 @@ def skin_points(body, count: int = 512, per_hand: int = 128, per_sole: int | Non
         parents = np.asarray(body.parents)
         main = _carriers(weights.argmax(1), parents)
         on_hand = np.isin(main, (LEFT_WRIST, RIGHT_WRIST))
-        sole = np.isin(np.arange(len(verts)), sole_vertices(body))
+        sole = _sole_mask(verts, main)
         groups = [np.flatnonzero(~on_hand & ~sole), np.flatnonzero(sole)]
         groups += [np.flatnonzero(main == wrist) for wrist in (LEFT_WRIST, RIGHT_WRIST)]
         counts = (count, len(groups[1]) if per_sole is None else per_sole, per_hand, per_hand)

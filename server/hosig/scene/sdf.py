@@ -372,8 +372,8 @@ class GridSDF:
     def query(self, points: "torch.Tensor") -> "torch.Tensor":
         """points (...,3) -> (...) signed distance, differentiable in the points.
 
-        Trilinear interpolation by ``grid_sample`` (one fused op forwards and backwards): the
-        eight-gather version cost the motion correction a third of its time."""
+        Trilinear interpolation by ``grid_sample``: one fused op forwards and backwards instead of
+        eight gathers (measured a little faster, 7.5 against 8 ms for 67k points)."""
         import torch
         import torch.nn.functional as F
 
