@@ -4,7 +4,9 @@ Window k covers frames [s_k, s_k + W). Its first ``context`` frames are the prev
 final frames, inpainted exactly (all channels), so the motion continues; the next ``blend`` frames
 cross-fade from the previous window's prediction to the new one; the rest is new. Per window:
 few-step DDIM with hard anchors (inpainting) and guidance at every step, then the short analytic
-correction (`refine`: arm IK to the targets, foot locking). Frames become final as soon as no later
+correction (`refine`: arm IK to the targets, body out of the furniture) and the planted feet
+(`footplant`: a walk lowered to where its legs reach, stance feet still, steps re-timed; with
+``plant_feet=False``, `refine`'s soft foot lock instead). Frames become final as soon as no later
 window can change them and are handed to ``on_window`` (a `MotionChunk`) for streaming.
 """
 
@@ -20,6 +22,7 @@ from hosig.clip import MotionClip
 from hosig.errors import CancelledError, HosigError, UnreachableError
 from hosig.motion.anchors import AnchorSet, WindowAnchors, parse_target
 from hosig.motion.diffusion import Schedule, sample
+from hosig.motion.footplant import LEGS, FootPlanter
 from hosig.motion.guidance import Energy, guide_x0, smooth_in_time
 from hosig.motion.refine import REFINE_JOINTS, RefineConfig, SceneTerm, refine
 from hosig.motion.representation import (
@@ -174,6 +177,7 @@ def synthesize(
     release_frame: int = -1,
     path: np.ndarray | None = None,
     smooth: float | None = None,
+    plant_feet: bool = True,
 ) -> MotionClip:
     """Generate ``anchors.n_frames`` frames meeting the anchors; see the module docstring.
 
@@ -206,6 +210,8 @@ def synthesize(
     s = 0
     k = 0
     rest_pelvis = np.asarray(body.rest_joints_y[0], dtype=np.float32)
+    clearance = getattr(scene_sdf, "query_np", None)
+    planter = FootPlanter(body, floor_z, clearance=clearance) if plant_feet else None
     while emitted < n:
         if cancel is not None and cancel():
             raise CancelledError("motion synthesis cancelled")
@@ -246,6 +252,10 @@ def synthesize(
         last = s + w >= n
         end = n if last else s + stride + ctx
         m = end - s
+        if planter is not None:  # a walk as tall as a stand cannot plant its feet: lower it first
+            keep_height = wa.hard_mask[:, 2].numpy().copy()
+            keep_height[:c] = False
+            pel_c = torch.as_tensor(planter.lowered_pelvis(rot_c.numpy(), pel_c.numpy(), c, m if last else w, keep_height))
         if refine_pass:
             tg = [(f, j, p, wt) for f, j, p, wt in wa.guide if j != 0]
             locked = torch.stack([wa.hard_mask[:m, LAYOUT.rot_slice(j)].any(-1) for j in REFINE_JOINTS], -1)
@@ -253,12 +263,19 @@ def synthesize(
             # the pelvis height may move where it is not a hard anchor (a grasp pose's pelvis is)
             height_free = ~wa.hard_mask[:m, 2] if scene is not None else None
             rot_c[:m], pel_c[:m] = refine(body, rot_c[:m], pel_c[:m], con_c[:m], tg, foot_floor, fixed=c,
-                                         cfg=RefineConfig(), locked=locked, scene=scene, height_free=height_free)
+                                         cfg=RefineConfig(), locked=locked, scene=scene, height_free=height_free,
+                                         lock_feet=planter is None)
         # back to world
         yaw = torch.as_tensor(frame.yaw(), dtype=torch.float32)
         rot_world = rot_c.clone()
         rot_world[:, 0] = yaw @ rot_c[:, 0]
         pel_world = frame.to_world_points_t(pel_c).float()
+        if planter is not None:  # stance feet exactly still; legs re-solved, the rest as sampled
+            keep = np.stack([leg_keys(wa.hard_mask, side) for side in range(2)], 1)
+            keep[:c] = False  # the context frames are hard for continuity, not keys
+            planted, con_p = planter.plant(rot_world.numpy(), pel_world.numpy(), c, m, m if last else w, s, keep)
+            rot_world = torch.as_tensor(planted, dtype=torch.float32)
+            con_c[c:m] = torch.as_tensor(con_p)
         if not (torch.isfinite(rot_world).all() and torch.isfinite(pel_world).all()):
             raise SynthesisError(f"motion synthesis produced NaN/inf in window {k} (frames {s}-{s + w}); try another seed")
         rot_w[s:end] = rot_world[:m].numpy()
@@ -282,6 +299,11 @@ def synthesize(
         body_identity=str(getattr(body, "identity", "")),
     )
     return clip
+
+
+def leg_keys(hard_mask: torch.Tensor, side: int) -> np.ndarray:
+    """(W,) bool: frames where any rotation of one leg (0 left, 1 right) is a hard anchor."""
+    return np.stack([hard_mask[:, LAYOUT.rot_slice(j)].any(-1).numpy() for j in LEGS[side]], 1).any(1)
 
 
 def _chunk(body, rot_w, pel_w, con_w, a: int, b: int, rest_pelvis) -> MotionChunk:

@@ -1,0 +1,448 @@
+"""Planted feet: a foot in stance stays exactly where it landed; steps are timed from the body.
+
+Why: the sampled legs glide. The few-step network's stance feet drift with the pelvis, the
+sampler's temporal smoothing shortens the swing, and a soft foot-lock term leaves millimetres of
+drift per frame, which an animator sees as skating. This pass runs on each window's finished
+frames (world frame, before they are streamed) and decides, frame by frame, which foot is planted
+and where; it then solves each leg analytically (two-bone IK keeping the sampled knee direction)
+so that a planted foot is flat on the floor and does not move at all, its heel rising over the
+ball of the foot once the body has moved on (toe-off). A foot steps when that heel rise passes a
+threshold or cannot reach, when the body turns away from it, or, while the body stands, when the
+sampled motion puts it elsewhere. It lands, within reach, where the sampled motion puts that foot
+a moment after touchdown, so stance width, turning and foot placement stay the network's; only
+the timing and the stance are made exact. The pelvis, spine, arms and hands stay as sampled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d, maximum_filter1d
+
+from hosig.motion.representation import LEFT_ANKLE, LEFT_FOOT, RIGHT_ANKLE, RIGHT_FOOT, matrix_to_aa
+
+LEGS = ((1, 4, LEFT_ANKLE, LEFT_FOOT), (2, 5, RIGHT_ANKLE, RIGHT_FOOT))  # (hip, knee, ankle, ball) per side
+N_JOINTS = 22
+
+
+@dataclass(frozen=True)
+class PlantConfig:
+    swing_frames: int = 12  # a step's swing (0.4 s at 30 fps)
+    reach: float = 0.97  # share of its length a leg may stretch to
+    max_heel_rise: float = 0.7  # rad: the heel may rise over the ball of the foot this far
+    lift_heel_rise: float = 0.35  # rad: a foot whose heel has risen this far steps (toe-off)
+    land_ahead_s: float = 0.2  # a step lands where the sampled foot is this long after touchdown
+    idle_speed_m_s: float = 0.3  # a slower pelvis is standing: feet step only to follow the motion
+    idle_drift_m: float = 0.12  # standing, a foot this far from the sampled one steps
+    turn_drift_rad: float = 0.5  # a foot turned this far from the sampled one steps
+    clearance_m: float = 0.05  # a swing's apex above the straight line between its ends
+    min_stance_frames: int = 4
+    min_double_support: int = 2  # frames both feet are down between two steps
+    sole_lift_m: float = 0.002  # a planted sole sits this far over the floor
+    foot_clearance_m: float = 0.02  # a landing foot's ankle and ball stay this far from furniture
+    smooth_sigma: float = 2.0  # frames: the sampled feet are followed after this smoothing
+    stance_half_s: float = 0.2  # a walking stance foot is this much travel ahead of / behind the hips
+    hip_cap_reach: float = 0.99  # share of the leg's length `FootPlanter.hip_cap` allows
+
+
+@dataclass
+class _Swing:
+    start: int  # frame the foot left the floor (global index)
+    end: int  # frame it lands
+    ankle: np.ndarray  # (3,) ankle at lift-off
+    ankle_rot: np.ndarray  # (3,3) ankle global rotation at lift-off
+    toe_local: np.ndarray  # (3,3) ball-joint local rotation at lift-off
+
+
+@dataclass
+class _Foot:
+    ball: np.ndarray  # (3,) ball-of-foot (SMPL-X "foot" joint) position while planted, or where it lands
+    yaw: float  # heading of the planted foot
+    since: int  # frame it landed (global index)
+    swing: _Swing | None = None
+
+
+def rotation_z(angle: np.ndarray) -> np.ndarray:
+    """(...,) angles -> (...,3,3) rotations about +Z."""
+    c, s = np.cos(angle), np.sin(angle)
+    out = np.zeros(np.shape(angle) + (3, 3))
+    out[..., 0, 0], out[..., 0, 1], out[..., 1, 0], out[..., 1, 1], out[..., 2, 2] = c, -s, s, c, 1.0
+    return out
+
+
+def axis_angle(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """(...,3) unit axes, (...,) angles -> (...,3,3) rotations (Rodrigues)."""
+    x, y, z = np.moveaxis(np.asarray(axis, dtype=np.float64), -1, 0)
+    zero = np.zeros_like(x)
+    k = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(x.shape + (3, 3))
+    a = np.asarray(angle, dtype=np.float64)[..., None, None]
+    return np.eye(3) + np.sin(a) * k + (1 - np.cos(a)) * (k @ k)
+
+
+def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(...,3),(...,3) -> (...,3,3): the smallest rotation turning direction a onto direction b."""
+    a = a / np.linalg.norm(a, axis=-1, keepdims=True).clip(1e-12)
+    b = b / np.linalg.norm(b, axis=-1, keepdims=True).clip(1e-12)
+    axis = np.cross(a, b)
+    s = np.linalg.norm(axis, axis=-1)
+    c = (a * b).sum(-1)
+    safe = np.where(s[..., None] > 1e-9, axis / s.clip(1e-12)[..., None], _any_normal(a))
+    return axis_angle(safe, np.arctan2(s, c))
+
+
+def _any_normal(a: np.ndarray) -> np.ndarray:
+    ref = np.where(np.abs(a[..., :1]) < 0.9, np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))
+    n = np.cross(a, ref)
+    return n / np.linalg.norm(n, axis=-1, keepdims=True).clip(1e-12)
+
+
+def extrapolated(track: np.ndarray, k: int, span: int = 5) -> np.ndarray:
+    """track (T,...) at frame ``k``, continued past its end at its last ``span`` frames' mean velocity.
+
+    Why: a step decided near the end of a window lands past the frames the window predicts."""
+    last = len(track) - 1
+    if k <= last:
+        return track[k]
+    back = min(span, last)
+    velocity = (track[last] - track[last - back]) / back if back > 0 else 0.0 * track[last]
+    return track[last] + (k - last) * velocity
+
+
+def wrap(angle: float) -> float:
+    return float((angle + np.pi) % (2 * np.pi) - np.pi)
+
+
+URGENT_RISE = 0.85  # share of the heel rise limit past which the other foot must step now
+EASE_FRAMES = 8  # a leg eases from planted into an animator's hard key over this many frames
+
+
+def eased_share(keep: np.ndarray, radius: int) -> np.ndarray:
+    """(W,) bool kept frames -> (W,) share of the planted solution: 0 on them, rising to 1 ``radius`` frames away."""
+    idx = np.flatnonzero(keep)
+    frames = np.arange(len(keep))
+    dist = np.abs(frames[:, None] - idx[None, :]).min(1) if len(idx) else np.full(len(keep), radius + 1)
+    return np.clip(dist / (radius + 1), 0.0, 1.0)
+
+
+def blend_rotations(r0: np.ndarray, r1: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """(...,3,3) rotations, (...) shares -> the rotations ``share`` of the way from r0 to r1 (geodesic)."""
+    rel = np.swapaxes(r0, -1, -2) @ r1
+    aa = matrix_to_aa(rel)
+    angle = np.linalg.norm(aa, axis=-1)
+    axis = aa / angle.clip(1e-12)[..., None]
+    return r0 @ axis_angle(axis, angle * np.asarray(share))
+
+
+class LegSkeleton:
+    """What the planter needs of the body: rest offsets, leg lengths, the flat foot's geometry."""
+
+    def __init__(self, body, sole_lift_m: float) -> None:
+        from hosig.frames import heading_to_orient
+
+        parents = np.asarray(body.parents, dtype=np.int64)
+        rest = np.asarray(body.rest_joints_y, dtype=np.float64)
+        off = rest.copy()
+        off[1:] -= rest[parents[1:]]
+        self.parents = parents[:N_JOINTS]
+        self.offsets = off[:N_JOINTS]  # (22,3) model frame
+        self.lengths = [(float(np.linalg.norm(off[k])), float(np.linalg.norm(off[a]))) for _h, k, a, _b in LEGS]
+        # heights over the floor of the ankle and ball joints of a flat, standing foot
+        floor_y = float(body.floor_y)
+        self.ankle_height = [float(rest[a, 1] - floor_y) + sole_lift_m for _h, _k, a, _b in LEGS]
+        self.ball_height = [float(rest[b, 1] - floor_y) + sole_lift_m for _h, _k, _a, b in LEGS]
+        self._flat0 = np.asarray(heading_to_orient(0.0), dtype=np.float64)
+        # the heel rises about the foot's lateral axis; its sign is the one that lifts the ankle
+        flat = self.flat_rotation(0.0)
+        lateral = flat @ np.array([1.0, 0.0, 0.0])
+        ball = self.offsets[LEGS[0][3]]
+        up = (axis_angle(lateral, 0.2) @ flat @ ball)[2] < (flat @ ball)[2]
+        self.heel_axis_model = np.array([1.0, 0.0, 0.0]) * (1.0 if up else -1.0)
+
+    def flat_rotation(self, yaw: float) -> np.ndarray:
+        """(3,3) global rotation of a foot standing flat, facing ``yaw`` (the rest foot turned)."""
+        return rotation_z(yaw) @ self._flat0
+
+    def fk(self, rot: np.ndarray, pelvis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """rot (T,>=22,3,3) local (rot[:,0] global), pelvis (T,3) -> global rot (T,22,3,3), pos (T,22,3)."""
+        t = rot.shape[0]
+        g = np.zeros((t, N_JOINTS, 3, 3))
+        p = np.zeros((t, N_JOINTS, 3))
+        g[:, 0], p[:, 0] = rot[:, 0], pelvis
+        for j in range(1, N_JOINTS):
+            q = self.parents[j]
+            g[:, j] = g[:, q] @ rot[:, j]
+            p[:, j] = p[:, q] + g[:, q] @ self.offsets[j]
+        return g, p
+
+    def planted_ankle(self, side: int, ball: np.ndarray, yaw: float, rise: float) -> tuple[np.ndarray, np.ndarray]:
+        """(ankle position (3,), ankle global rotation (3,3)) of a foot on its ball with the heel raised ``rise`` rad."""
+        flat = self.flat_rotation(yaw)
+        rot = flat @ axis_angle(self.heel_axis_model, rise)
+        return ball - rot @ self.offsets[LEGS[side][3]], rot
+
+
+class FootPlanter:
+    """Stateful across windows: call `plant` on each window's new frames, in order."""
+
+    def __init__(self, body, floor_z: float = 0.0, fps: float = 30.0, cfg: PlantConfig = PlantConfig(),
+                 clearance=None) -> None:
+        """``clearance(points (N,3) world) -> (N,)``: distance to the furniture (a scene SDF's
+        ``query_np``); a step never lands a foot where it is closer than `PlantConfig.foot_clearance_m`."""
+        self.cfg = cfg
+        self.clearance = clearance
+        self.fps = fps
+        self.floor_z = float(floor_z)
+        self.legs = LegSkeleton(body, cfg.sole_lift_m)
+        self.feet: list[_Foot] | None = None
+
+    # ---------------------------------------------------------------- decisions
+    def heel_rise(self, side: int, foot: _Foot, hip: np.ndarray, limit: float) -> tuple[float, bool]:
+        """(heel rise a leg needs to reach its planted foot from ``hip`` stretched to ``limit`` m, whether it can)."""
+
+        def gap(rise: float) -> float:
+            ankle, _ = self.legs.planted_ankle(side, foot.ball, foot.yaw, rise)
+            return float(np.linalg.norm(ankle - hip)) - limit
+
+        if gap(0.0) <= 0:
+            return 0.0, True
+        hi = self.cfg.max_heel_rise
+        if gap(hi) > 0:
+            return hi, False
+        lo = 0.0
+        for _ in range(24):  # bisection: the gap shrinks monotonically as the heel rises
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if gap(mid) > 0 else (lo, mid)
+        return hi, True
+
+    def reach_limit(self, side: int, sampled: float) -> float:
+        """How far a leg may stretch: `PlantConfig.reach` of its length, or as far as the sampled leg does."""
+        length = sum(self.legs.lengths[side])
+        return float(np.clip(sampled, self.cfg.reach * length, 0.999 * length))
+
+    def _landing(self, side: int, ref_ball: np.ndarray, ref_yaw: float, hip: np.ndarray, limit: float) -> tuple[np.ndarray, float]:
+        """Where a step lands: the sampled foot's place, pulled horizontally into reach of ``hip``."""
+        ball = np.array([ref_ball[0], ref_ball[1], self.floor_z + self.legs.ball_height[side]])
+        foot = _Foot(ball, ref_yaw, 0)
+        if self.heel_rise(side, foot, hip, limit)[0] == 0.0:
+            return ball, ref_yaw
+        lo, hi = 0.0, 1.0  # share of the way from under the hip to the wanted place
+        under = np.array([hip[0], hip[1], ball[2]])
+        for _ in range(24):
+            mid = 0.5 * (lo + hi)
+            ankle, _ = self.legs.planted_ankle(side, under + mid * (ball - under), ref_yaw, 0.0)
+            lo, hi = (mid, hi) if np.linalg.norm(ankle - hip) <= limit else (lo, mid)
+        return under + lo * (ball - under), ref_yaw
+
+    def _clear_landing(self, side: int, ball: np.ndarray, yaw: float, current: np.ndarray) -> np.ndarray | None:
+        """``ball``, or the nearest clear place on the way back to ``current``; None if none is clear."""
+        if self.clearance is None:
+            return ball
+        for share in (1.0, 0.75, 0.5, 0.25):
+            at = current + share * (ball - current)
+            ankle, _ = self.legs.planted_ankle(side, at, yaw, 0.0)
+            if float(np.min(self.clearance(np.stack([ankle, at])))) >= self.cfg.foot_clearance_m:
+                return at
+        return None
+
+    # ---------------------------------------------------------------- the pass
+    def hip_cap(self, speed: np.ndarray) -> np.ndarray:
+        """(T,) pelvis speeds -> (T,) highest hip joint z over the floor from which a stance foot
+        `PlantConfig.stance_half_s` of travel ahead or behind is still in reach (a walk bends the knees)."""
+        length = self.cfg.hip_cap_reach * min(sum(ls) for ls in self.legs.lengths)
+        half = np.clip(np.asarray(speed) * self.cfg.stance_half_s, 0.0, 0.6 * length)
+        return self.floor_z + min(self.legs.ankle_height) + np.sqrt(length ** 2 - half ** 2)
+
+    def lowered_pelvis(self, rot: np.ndarray, pelvis: np.ndarray, new_from: int, look_to: int,
+                       keep: np.ndarray | None = None) -> np.ndarray:
+        """(W,3) pelvis lowered, smoothly, where its hips ride higher than `hip_cap` allows.
+
+        rot (W,55,3,3), pelvis (W,3): a window (any frame with z up and the floor at ``floor_z``:
+        the canonical window frame will do, so `refine` can run on the result). Why: the network
+        often walks as tall as it stands (legs straight under the hips); no planted foot a step
+        ahead or behind is then in reach. Real walks carry the pelvis 4-5 cm lower. Frames before
+        ``new_from`` are final (already lowered: the new frames continue them); frames from
+        ``look_to`` on are not read; ``keep`` (W,) bool: frames whose pelvis height is a key.
+        """
+        look = max(look_to, new_from + 1)
+        _, p = self.legs.fk(rot[:look].astype(np.float64), pelvis[:look].astype(np.float64))
+        speed = self._speed(p[:, 0, :2])
+        excess = np.clip(p[:, [LEGS[0][0], LEGS[1][0]], 2].max(1) - self.hip_cap(speed), 0.0, None)
+        # only a walk: a standing body may stretch (a reach on tiptoe) and stands near furniture
+        idle = self.cfg.idle_speed_m_s
+        u = np.clip((speed - 0.5 * idle) / idle, 0.0, 1.0)
+        excess *= u * u * (3 - 2 * u)
+        r = int(round(3 * self.cfg.smooth_sigma))
+        drop = gaussian_filter1d(maximum_filter1d(excess, 2 * r + 1, mode="nearest"), 1.5 * self.cfg.smooth_sigma, mode="nearest")
+        drop = np.concatenate([drop, np.full(len(pelvis) - look, drop[-1])])
+        drop[:new_from] = 0.0
+        if keep is not None and keep.any():
+            drop *= eased_share(keep, EASE_FRAMES)
+        out = np.array(pelvis, dtype=np.float64)
+        out[:, 2] -= drop
+        return out.astype(np.asarray(pelvis).dtype)
+
+    def _speed(self, xy: np.ndarray) -> np.ndarray:
+        """(T,2) pelvis positions -> (T,) smoothed horizontal speed (m/s)."""
+        if len(xy) < 2:
+            return np.zeros(len(xy))
+        xy = gaussian_filter1d(xy, self.cfg.smooth_sigma, axis=0, mode="nearest")
+        return np.linalg.norm(np.gradient(xy, axis=0), axis=-1) * self.fps
+
+    def plant(self, rot: np.ndarray, pelvis: np.ndarray, new_from: int, new_to: int, look_to: int,
+              offset: int, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Plant the feet on frames [new_from, new_to) of a window.
+
+        rot (W,55,3,3) local rotations (rot[:,0] global), pelvis (W,3): one window, world frame;
+        frames [new_to, look_to) are the window's prediction past them (read to place landings);
+        ``offset`` is the window's first frame in the clip (a clip may end in mid-step);
+        ``keep`` (W,2) bool: frames where a leg's rotations are hard anchors (an animator's key):
+        that leg keeps them there, the planted solution eased into them over `EASE_FRAMES`.
+        Call `lowered_pelvis` first where the sampled walk is tall (the arm IK must see the result).
+        Returns (rot with the legs re-solved on the new frames, contacts (new_to-new_from,4)).
+        """
+        cfg = self.cfg
+        look = max(look_to, new_to)
+        sig = cfg.smooth_sigma
+        g, p = self.legs.fk(rot.astype(np.float64), pelvis.astype(np.float64))
+        speed = self._speed(p[:look, 0, :2])
+        ref_ball = [gaussian_filter1d(p[:look, b], sig, axis=0, mode="nearest") if look > 1 else p[:look, b]
+                    for _h, _k, _a, b in LEGS]
+        ref_yaw = []
+        for _h, _k, a, _b in LEGS:
+            fwd = g[:look, a, :, 2]
+            yaw = np.unwrap(np.arctan2(fwd[:, 1], fwd[:, 0]))
+            ref_yaw.append(gaussian_filter1d(yaw, sig, mode="nearest") if look > 1 else yaw)
+        ahead = int(round(cfg.land_ahead_s * self.fps))
+        limit = [[self.reach_limit(side, d) for d in np.linalg.norm(p[:look, a] - p[:look, h], axis=-1)]
+                 for side, (h, _k, a, _b) in enumerate(LEGS)]
+
+        if self.feet is None:  # the first frame: both feet where the motion starts them, flat
+            self.feet = []
+            for side in range(2):
+                ball, yaw = self._landing(side, ref_ball[side][new_from], float(ref_yaw[side][new_from]),
+                                          p[new_from, LEGS[side][0]], limit[side][new_from])
+                self.feet.append(_Foot(ball, yaw, offset + new_from - cfg.min_stance_frames))
+
+        n_new = new_to - new_from
+        ankle_t = np.zeros((2, n_new, 3))
+        ankle_r = np.zeros((2, n_new, 3, 3))
+        toe_r = np.zeros((2, n_new, 3, 3))
+        contacts = np.zeros((n_new, 4), np.float32)
+        for i, t in enumerate(range(new_from, new_to)):
+            now = offset + t
+            for foot in self.feet:
+                if foot.swing is not None and now >= foot.swing.end:
+                    foot.since, foot.swing = foot.swing.end, None
+            rises = []
+            for side, foot in enumerate(self.feet):
+                rises.append(self.heel_rise(side, foot, p[t, LEGS[side][0]], limit[side][t]) if foot.swing is None else (0.0, True))
+            self._maybe_lift(t, now, look, rises, ref_ball, ref_yaw, speed, p, limit, ahead, offset)
+            for side, foot in enumerate(self.feet):
+                if foot.swing is None:
+                    rise = rises[side][0]
+                    ankle, arot = self.legs.planted_ankle(side, foot.ball, foot.yaw, rise)
+                    flat = self.legs.flat_rotation(foot.yaw)
+                    ankle_t[side, i], ankle_r[side, i], toe_r[side, i] = ankle, arot, arot.T @ flat
+                    contacts[i, 2 * side] = 1.0 if rise < 0.1 else 0.0
+                    contacts[i, 2 * side + 1] = 1.0
+                else:
+                    ankle_t[side, i], ankle_r[side, i], toe_r[side, i] = self._swing_pose(side, foot, now)
+        out = rot.astype(np.float64)
+        for side in range(2):
+            out[new_from:new_to] = self._solve_leg(out[new_from:new_to], g[new_from:new_to], p[new_from:new_to], side,
+                                                   ankle_t[side], ankle_r[side], toe_r[side])
+            if keep is not None and keep[:, side].any():
+                share = eased_share(keep[:, side], EASE_FRAMES)[new_from:new_to]
+                joints = list(LEGS[side])
+                new = out[new_from:new_to, joints]
+                old = rot[new_from:new_to, joints].astype(np.float64)
+                out[new_from:new_to, joints] = blend_rotations(old, new, share[:, None])
+        return out.astype(rot.dtype), contacts
+
+    def _maybe_lift(self, t, now, look, rises, ref_ball, ref_yaw, speed, p, limit, ahead, offset) -> None:
+        """Start at most one step at frame t: the foot that most needs it, if the other is down."""
+        cfg = self.cfg
+        swing_len = cfg.swing_frames
+        scores = []
+        for side, foot in enumerate(self.feet):
+            other = self.feet[1 - side]
+            if foot.swing is not None or other.swing is not None:
+                scores.append(0.0)
+                continue
+            if now - other.since < cfg.min_double_support or now - foot.since < cfg.min_stance_frames:
+                scores.append(0.0)
+                continue
+            rise, ok = rises[side]
+            score = 2.0 if not ok else rise / cfg.lift_heel_rise
+            score = max(score, abs(wrap(float(ref_yaw[side][t]) - foot.yaw)) / cfg.turn_drift_rad)
+            if speed[t] < cfg.idle_speed_m_s:
+                drift = float(np.linalg.norm(ref_ball[side][t][:2] - foot.ball[:2]))
+                score = max(score, drift / cfg.idle_drift_m)
+            # the other foot must carry the body through this step: go now if it could not later
+            k = t + swing_len + cfg.min_double_support
+            hip = extrapolated(p[:look, LEGS[1 - side][0]], k)
+            other_rise, other_ok = self.heel_rise(1 - side, other, hip, limit[1 - side][min(k, look - 1)])
+            if not other_ok or other_rise > URGENT_RISE * cfg.max_heel_rise:
+                score = max(score, 1.0 + other_rise / cfg.max_heel_rise)
+            scores.append(score)
+        side = int(np.argmax(scores))
+        if scores[side] < 1.0:
+            return
+        foot = self.feet[side]
+        land = now + swing_len
+        k_land = land - offset
+        k_ref = k_land + ahead
+        ball, yaw = self._landing(side, extrapolated(ref_ball[side], k_ref), float(extrapolated(ref_yaw[side], k_ref)),
+                                  extrapolated(p[:look, LEGS[side][0]], k_land), limit[side][min(k_land, look - 1)])
+        ball = self._clear_landing(side, ball, yaw, foot.ball)
+        if ball is None:  # nowhere clear to step to: the foot stays
+            return
+        ankle, arot = self.legs.planted_ankle(side, foot.ball, foot.yaw, rises[side][0])
+        toe_local = arot.T @ self.legs.flat_rotation(foot.yaw)
+        foot.swing = _Swing(now, land, ankle, arot, toe_local)
+        foot.ball, foot.yaw = ball, wrap(yaw)
+
+    def _swing_pose(self, side: int, foot: _Foot, now: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Ankle position, ankle global rotation and ball-joint local rotation of a foot in the air."""
+        sw = foot.swing
+        u = (now - sw.start) / max(sw.end - sw.start, 1)
+        ease = u * u * (3 - 2 * u)
+        end_ankle, end_rot = self.legs.planted_ankle(side, foot.ball, foot.yaw, 0.0)
+        ankle = (1 - ease) * sw.ankle + ease * end_ankle
+        ankle[2] += self.cfg.clearance_m * np.sin(np.pi * u)
+        return ankle, blend_rotations(sw.ankle_rot, end_rot, ease), blend_rotations(sw.toe_local, np.eye(3), ease)
+
+    def _solve_leg(self, rot: np.ndarray, g: np.ndarray, p: np.ndarray, side: int, ankle: np.ndarray,
+                   ankle_rot: np.ndarray, toe_local: np.ndarray) -> np.ndarray:
+        """Two-bone IK over frames: hip and knee turned so the ankle reaches ``ankle`` (F,3) with the
+        knee on the sampled side; the ankle then takes ``ankle_rot`` (F,3,3) and the ball ``toe_local``."""
+        hip, knee, ank, ball = LEGS[side]
+        l1, l2 = self.legs.lengths[side]
+        h, k0, a0 = p[:, hip], p[:, knee], p[:, ank]
+        to = ankle - h
+        dist = np.linalg.norm(to, axis=-1)
+        u = to / dist.clip(1e-9)[:, None]
+        d = dist.clip(abs(l1 - l2) + 1e-4, (l1 + l2) * (1 - 1e-4))
+        # knee direction: the sampled knee's offset from the hip-ankle line (else the body's forward)
+        bend = (k0 - h) - ((k0 - h) * u).sum(-1, keepdims=True) * u
+        fwd = g[:, 0, :, 2]
+        fwd = fwd - (fwd * u).sum(-1, keepdims=True) * u
+        weak = np.linalg.norm(bend, axis=-1) < 1e-3
+        bend[weak] = fwd[weak]
+        bend /= np.linalg.norm(bend, axis=-1, keepdims=True).clip(1e-12)
+        along = (l1 ** 2 - l2 ** 2 + d ** 2) / (2 * d)
+        across = np.sqrt(np.clip(l1 ** 2 - along ** 2, 0.0, None))
+        knee_at = h + along[:, None] * u + across[:, None] * bend
+        ankle_at = h + d[:, None] * u
+        g_hip = rotation_between(k0 - h, knee_at - h) @ g[:, hip]
+        knee_local = np.swapaxes(g[:, hip], -1, -2) @ g[:, knee]
+        g_knee = g_hip @ knee_local
+        shin = g_knee @ self.legs.offsets[ank]
+        g_knee = rotation_between(shin, ankle_at - knee_at) @ g_knee
+        out = rot.copy()
+        out[:, hip] = np.swapaxes(g[:, 0], -1, -2) @ g_hip
+        out[:, knee] = np.swapaxes(g_hip, -1, -2) @ g_knee
+        out[:, ank] = np.swapaxes(g_knee, -1, -2) @ ankle_rot
+        out[:, ball] = toe_local
+        return out
