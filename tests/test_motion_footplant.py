@@ -75,7 +75,9 @@ def test_planted_feet_do_not_slide_and_steps_alternate(body):
 def test_standing_body_keeps_its_feet_and_its_legs(body):
     n = 60
     rot, pel = gliding_walk(body, n, speed=0.0, crouch=0.0)
-    out, con = FootPlanter(body).plant(rot, pel, 0, n, n, 0)
+    planter = FootPlanter(body)
+    assert np.allclose(planter.lowered_pelvis(rot, pel, 0, n), pel)  # a stand is never lowered
+    out, con = planter.plant(rot, pel, 0, n, n, 0)
     assert (con[:, [1, 3]] > 0.5).all(), "a standing body stepped"
     before = ball_positions(body, rot, pel)
     after = ball_positions(body, out, pel)
@@ -141,7 +143,7 @@ def test_a_walk_as_tall_as_a_stand_is_lowered_so_its_feet_can_plant(body):
     planter = FootPlanter(body)
     pel = planter.lowered_pelvis(rot, tall, 0, n)
     drop = tall[:, 2] - pel[:, 2]
-    assert drop[0] < 0.015 and 0.02 < drop[60:].mean() < 0.08  # standing stays (almost) tall, walking bends
+    assert 0.02 < drop[60:].mean() <= 0.06 + 1e-9  # walking bends the knees, within the cap
     assert np.abs(np.diff(drop, 2)).max() < 0.002  # smoothly
     assert np.allclose(pel[:, :2], tall[:, :2])
     out, con = planter.plant(rot, pel, 0, n, n, 0)
@@ -167,5 +169,7 @@ def test_a_step_never_lands_a_foot_in_furniture(body):
     _, p = LegSkeleton(body, 0.0).fk(out.astype(np.float64), pel)
     ankle, ball = LEGS[0][2], LEGS[0][3]
     planted = con[:, 1] > 0.5
-    assert (clearance(p[planted][:, [ankle, ball]].reshape(-1, 3)) >= 0.02 - 1e-6).all()
+    landings = [s for s, _ in stance_runs(con, 0)]
+    assert (clearance(p[landings][:, [ankle, ball]].reshape(-1, 3)) >= 0.02 - 1e-6).all()  # where it lands
+    assert (clearance(p[planted][:, [ankle, ball]].reshape(-1, 3)) > 0.0).all()  # never inside
     assert len(stance_runs(con, 0)) >= 3  # it still walks

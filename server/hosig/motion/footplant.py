@@ -4,9 +4,9 @@ Why: the sampled legs glide. The few-step network's stance feet drift with the p
 sampler's temporal smoothing shortens the swing, and a soft foot-lock term leaves millimetres of
 drift per frame, which an animator sees as skating. This pass runs on each window's finished
 frames (world frame, before they are streamed) and decides, frame by frame, which foot is planted
-and where; it then solves each leg analytically (two-bone IK keeping the sampled knee direction)
-so that a planted foot is flat on the floor and does not move at all, its heel rising over the
-ball of the foot once the body has moved on (toe-off). A foot steps when that heel rise passes a
+and where; it then solves each leg analytically (two-bone IK, the knee over the toes) so that a
+planted foot is flat on the floor and does not move at all, its heel rising over the ball of the
+foot once the body has moved on (toe-off). A foot steps when that heel rise passes a
 threshold or cannot reach, when the body turns away from it, or, while the body stands, when the
 sampled motion puts it elsewhere. It lands, within reach, where the sampled motion puts that foot
 a moment after touchdown, so stance width, turning and foot placement stay the network's; only
@@ -29,7 +29,8 @@ N_JOINTS = 22
 @dataclass(frozen=True)
 class PlantConfig:
     swing_frames: int = 12  # a step's swing (0.4 s at 30 fps)
-    reach: float = 0.97  # share of its length a leg may stretch to
+    reach: float = 0.97  # share of its length a leg may stretch to (more if the sampled leg does, standing)
+    walk_reach: float = 0.96  # ... and at most this, walking (the knee stays bent at toe-off)
     max_heel_rise: float = 0.7  # rad: the heel may rise over the ball of the foot this far
     lift_heel_rise: float = 0.35  # rad: a foot whose heel has risen this far steps (toe-off)
     land_ahead_s: float = 0.2  # a step lands where the sampled foot is this long after touchdown
@@ -43,7 +44,9 @@ class PlantConfig:
     foot_clearance_m: float = 0.02  # a landing foot's ankle and ball stay this far from furniture
     smooth_sigma: float = 2.0  # frames: the sampled feet are followed after this smoothing
     stance_half_s: float = 0.2  # a walking stance foot is this much travel ahead of / behind the hips
-    hip_cap_reach: float = 0.99  # share of the leg's length `FootPlanter.hip_cap` allows
+    land_mid_s: float = 0.3  # a walking foot lands where its hip will be this long after touchdown
+    hip_cap_reach: float = 0.97  # share of the leg's length `FootPlanter.hip_cap` allows
+    max_drop_m: float = 0.06  # a walk is lowered by at most this (real walks: 4-5 cm under standing)
 
 
 @dataclass
@@ -113,7 +116,8 @@ def wrap(angle: float) -> float:
     return float((angle + np.pi) % (2 * np.pi) - np.pi)
 
 
-URGENT_RISE = 0.85  # share of the heel rise limit past which the other foot must step now
+URGENT_RISE = 0.85  # share of the heel rise limit past which the other foot would be stranded
+URGENT_LAG = 3  # frames: a step is urgent when waiting this long would strand the other foot
 EASE_FRAMES = 8  # a leg eases from planted into an animator's hard key over this many frames
 
 
@@ -151,6 +155,7 @@ class LegSkeleton:
         floor_y = float(body.floor_y)
         self.ankle_height = [float(rest[a, 1] - floor_y) + sole_lift_m for _h, _k, a, _b in LEGS]
         self.ball_height = [float(rest[b, 1] - floor_y) + sole_lift_m for _h, _k, _a, b in LEGS]
+        self.foot_length = [float(np.linalg.norm(off[b])) for _h, _k, _a, b in LEGS]  # ankle -> ball
         self._flat0 = np.asarray(heading_to_orient(0.0), dtype=np.float64)
         # the heel rises about the foot's lateral axis; its sign is the one that lifts the ankle
         flat = self.flat_rotation(0.0)
@@ -215,10 +220,21 @@ class FootPlanter:
             lo, hi = (mid, hi) if gap(mid) > 0 else (lo, mid)
         return hi, True
 
-    def reach_limit(self, side: int, sampled: float) -> float:
-        """How far a leg may stretch: `PlantConfig.reach` of its length, or as far as the sampled leg does."""
+    def reach_limit(self, side: int, sampled: float, walking: float) -> float:
+        """How far a leg may stretch: `PlantConfig.reach` of its length, or as far as the sampled leg
+        does — up to straight when standing (``walking`` 0), `PlantConfig.walk_reach` when walking (1).
+
+        Why not straight in a walk: a foot that leaves the floor from a straight leg snaps its knee
+        forward (the knee's offset grows like the square root of the leg's shortening: 6 m/s)."""
         length = sum(self.legs.lengths[side])
-        return float(np.clip(sampled, self.cfg.reach * length, 0.999 * length))
+        top = 0.999 + walking * (self.cfg.walk_reach - 0.999)
+        return float(np.clip(sampled, min(self.cfg.reach, top) * length, top * length))
+
+    def walking_share(self, speed: np.ndarray) -> np.ndarray:
+        """(T,) speeds -> (T,) 0 standing .. 1 walking (smooth, around `PlantConfig.idle_speed_m_s`)."""
+        idle = self.cfg.idle_speed_m_s
+        u = np.clip((np.asarray(speed) - 0.5 * idle) / idle, 0.0, 1.0)
+        return u * u * (3 - 2 * u)
 
     def _landing(self, side: int, ref_ball: np.ndarray, ref_yaw: float, hip: np.ndarray, limit: float) -> tuple[np.ndarray, float]:
         """Where a step lands: the sampled foot's place, pulled horizontally into reach of ``hip``."""
@@ -269,13 +285,14 @@ class FootPlanter:
         speed = self._speed(p[:, 0, :2])
         excess = np.clip(p[:, [LEGS[0][0], LEGS[1][0]], 2].max(1) - self.hip_cap(speed), 0.0, None)
         # only a walk: a standing body may stretch (a reach on tiptoe) and stands near furniture
-        idle = self.cfg.idle_speed_m_s
-        u = np.clip((speed - 0.5 * idle) / idle, 0.0, 1.0)
-        excess *= u * u * (3 - 2 * u)
+        excess *= self.walking_share(speed)
         r = int(round(3 * self.cfg.smooth_sigma))
         drop = gaussian_filter1d(maximum_filter1d(excess, 2 * r + 1, mode="nearest"), 1.5 * self.cfg.smooth_sigma, mode="nearest")
-        drop = np.concatenate([drop, np.full(len(pelvis) - look, drop[-1])])
+        drop = np.minimum(np.concatenate([drop, np.full(len(pelvis) - look, drop[-1])]), self.cfg.max_drop_m)
         drop[:new_from] = 0.0
+        # eased in after the final frames: the network may stand taller again right after them
+        ramp = np.clip((np.arange(len(drop)) - new_from + 1) / (EASE_FRAMES + 1), 0.0, 1.0) if new_from > 0 else 1.0
+        drop *= ramp
         if keep is not None and keep.any():
             drop *= eased_share(keep, EASE_FRAMES)
         out = np.array(pelvis, dtype=np.float64)
@@ -314,7 +331,8 @@ class FootPlanter:
             yaw = np.unwrap(np.arctan2(fwd[:, 1], fwd[:, 0]))
             ref_yaw.append(gaussian_filter1d(yaw, sig, mode="nearest") if look > 1 else yaw)
         ahead = int(round(cfg.land_ahead_s * self.fps))
-        limit = [[self.reach_limit(side, d) for d in np.linalg.norm(p[:look, a] - p[:look, h], axis=-1)]
+        walking = self.walking_share(speed)
+        limit = [[self.reach_limit(side, d, w) for d, w in zip(np.linalg.norm(p[:look, a] - p[:look, h], axis=-1), walking)]
                  for side, (h, _k, a, _b) in enumerate(LEGS)]
 
         if self.feet is None:  # the first frame: both feet where the motion starts them, flat
@@ -364,37 +382,56 @@ class FootPlanter:
         """Start at most one step at frame t: the foot that most needs it, if the other is down."""
         cfg = self.cfg
         swing_len = cfg.swing_frames
-        scores = []
+        scores, feasible = [], []
         for side, foot in enumerate(self.feet):
             other = self.feet[1 - side]
-            if foot.swing is not None or other.swing is not None:
+            if (foot.swing is not None or other.swing is not None or now - other.since < cfg.min_double_support
+                    or now - foot.since < cfg.min_stance_frames):
                 scores.append(0.0)
-                continue
-            if now - other.since < cfg.min_double_support or now - foot.since < cfg.min_stance_frames:
-                scores.append(0.0)
+                feasible.append(False)
                 continue
             rise, ok = rises[side]
+            if ok:  # a frame early: the foot leaves before its leg would have to stretch past reach
+                k1 = min(t + 1, look - 1)
+                ok = self.heel_rise(side, foot, extrapolated(p[:look, LEGS[side][0]], t + 1), limit[side][k1])[1]
             score = 2.0 if not ok else rise / cfg.lift_heel_rise
             score = max(score, abs(wrap(float(ref_yaw[side][t]) - foot.yaw)) / cfg.turn_drift_rad)
             if speed[t] < cfg.idle_speed_m_s:
                 drift = float(np.linalg.norm(ref_ball[side][t][:2] - foot.ball[:2]))
                 score = max(score, drift / cfg.idle_drift_m)
-            # the other foot must carry the body through this step: go now if it could not later
+            # the other foot carries the body through this step: can it now, and could it a moment later?
+            hip = p[:look, LEGS[1 - side][0]]
             k = t + swing_len + cfg.min_double_support
-            hip = extrapolated(p[:look, LEGS[1 - side][0]], k)
-            other_rise, other_ok = self.heel_rise(1 - side, other, hip, limit[1 - side][min(k, look - 1)])
-            if not other_ok or other_rise > URGENT_RISE * cfg.max_heel_rise:
-                score = max(score, 1.0 + other_rise / cfg.max_heel_rise)
+            holds = self.heel_rise(1 - side, other, extrapolated(hip, k), limit[1 - side][min(k, look - 1)])[1]
+            later = self.heel_rise(1 - side, other, extrapolated(hip, k + URGENT_LAG), limit[1 - side][min(k + URGENT_LAG, look - 1)])
+            if holds and (not later[1] or later[0] > URGENT_RISE * cfg.max_heel_rise):
+                score = max(score, 1.0)  # now or never: waiting would strand the other foot
             scores.append(score)
-        side = int(np.argmax(scores))
+            feasible.append(holds)
+        # the neediest foot whose step the other can carry; failing that, the neediest
+        ranked = sorted(range(2), key=lambda k: (feasible[k], scores[k]), reverse=True)
+        side = ranked[0] if scores[ranked[0]] >= 1.0 else max(range(2), key=lambda k: scores[k])
         if scores[side] < 1.0:
             return
         foot = self.feet[side]
         land = now + swing_len
         k_land = land - offset
         k_ref = k_land + ahead
-        ball, yaw = self._landing(side, extrapolated(ref_ball[side], k_ref), float(extrapolated(ref_yaw[side], k_ref)),
-                                  extrapolated(p[:look, LEGS[side][0]], k_land), limit[side][min(k_land, look - 1)])
+        wanted = extrapolated(ref_ball[side], k_ref).copy()
+        walking = float(self.walking_share(speed[min(t, look - 1)]))
+        if walking > 0:  # a walking foot lands where its hip will be at mid-stance (the sampled one only sets the width)
+            hips = p[:look, LEGS[side][0]]
+            mid = extrapolated(hips, k_land + int(round(cfg.land_mid_s * self.fps)))
+            heading = extrapolated(hips, k_land + 1)[:2] - extrapolated(hips, k_land - 1)[:2]
+            heading = heading / max(float(np.linalg.norm(heading)), 1e-9)
+            off = wanted[:2] - mid[:2]
+            lateral = off - (off @ heading) * heading
+            stride = mid[:2] + lateral + heading * 0.5 * self.legs.foot_length[side]
+            wanted[:2] = (1 - walking) * wanted[:2] + walking * stride
+        hip_land = extrapolated(p[:look, LEGS[side][0]], k_land).copy()
+        hip_land[2] = min(hip_land[2], p[t, LEGS[side][0], 2])  # a window's last frames may still ride high
+        ball, yaw = self._landing(side, wanted, float(extrapolated(ref_yaw[side], k_ref)), hip_land,
+                                  limit[side][min(k_land, look - 1)])
         ball = self._clear_landing(side, ball, yaw, foot.ball)
         if ball is None:  # nowhere clear to step to: the foot stays
             return
@@ -407,6 +444,9 @@ class FootPlanter:
         """Ankle position, ankle global rotation and ball-joint local rotation of a foot in the air."""
         sw = foot.swing
         u = (now - sw.start) / max(sw.end - sw.start, 1)
+        # world path, smoothstep in time, lifted by a sine: the foot leaves and lands at rest, so a toe
+        # still near the floor never slides. (A quintic, a sin^2 lift and a path carried along with the
+        # hip at first were measured: more acceleration, or toes dragged along the floor at lift-off.)
         ease = u * u * (3 - 2 * u)
         end_ankle, end_rot = self.legs.planted_ankle(side, foot.ball, foot.yaw, 0.0)
         ankle = (1 - ease) * sw.ankle + ease * end_ankle
@@ -424,8 +464,10 @@ class FootPlanter:
         dist = np.linalg.norm(to, axis=-1)
         u = to / dist.clip(1e-9)[:, None]
         d = dist.clip(abs(l1 - l2) + 1e-4, (l1 + l2) * (1 - 1e-4))
-        # knee direction: the sampled knee's offset from the hip-ankle line (else the body's forward)
-        bend = (k0 - h) - ((k0 - h) * u).sum(-1, keepdims=True) * u
+        # knee direction: over the toes (the foot's forward), off the hip-ankle line; the sampled
+        # knee's direction was tried and wobbles (a nearly straight sampled leg has no clear bend)
+        bend = ankle_rot[:, :, 2]
+        bend = bend - (bend * u).sum(-1, keepdims=True) * u
         fwd = g[:, 0, :, 2]
         fwd = fwd - (fwd * u).sum(-1, keepdims=True) * u
         weak = np.linalg.norm(bend, axis=-1) < 1e-3

@@ -27,6 +27,7 @@ from hosig.motion.guidance import Energy, guide_x0, smooth_in_time
 from hosig.motion.refine import REFINE_JOINTS, RefineConfig, SceneTerm, refine
 from hosig.motion.representation import (
     ANCHOR_JOINTS,
+    FOOT_CONTACT_JOINTS,
     HAND_JOINTS,
     LAYOUT,
     LEFT_HAND_JOINTS,
@@ -252,10 +253,10 @@ def synthesize(
         last = s + w >= n
         end = n if last else s + stride + ctx
         m = end - s
-        if planter is not None:  # a walk as tall as a stand cannot plant its feet: lower it first
-            keep_height = wa.hard_mask[:, 2].numpy().copy()
-            keep_height[:c] = False
-            pel_c = torch.as_tensor(planter.lowered_pelvis(rot_c.numpy(), pel_c.numpy(), c, m if last else w, keep_height))
+        planted = None
+        if planter is not None:  # feet planted first, so the correction below keeps them planted
+            rot_c, pel_c, con_c = plant_window(planter, body, wa, frame, rot_c, pel_c, con_c, c, m, m if last else w, s)
+            planted = planted_targets(body, rot_c[:m], pel_c[:m])
         if refine_pass:
             tg = [(f, j, p, wt) for f, j, p, wt in wa.guide if j != 0]
             locked = torch.stack([wa.hard_mask[:m, LAYOUT.rot_slice(j)].any(-1) for j in REFINE_JOINTS], -1)
@@ -264,18 +265,12 @@ def synthesize(
             height_free = ~wa.hard_mask[:m, 2] if scene is not None else None
             rot_c[:m], pel_c[:m] = refine(body, rot_c[:m], pel_c[:m], con_c[:m], tg, foot_floor, fixed=c,
                                          cfg=RefineConfig(), locked=locked, scene=scene, height_free=height_free,
-                                         lock_feet=planter is None)
+                                         lock_feet=planter is None, planted=planted)
         # back to world
         yaw = torch.as_tensor(frame.yaw(), dtype=torch.float32)
         rot_world = rot_c.clone()
         rot_world[:, 0] = yaw @ rot_c[:, 0]
         pel_world = frame.to_world_points_t(pel_c).float()
-        if planter is not None:  # stance feet exactly still; legs re-solved, the rest as sampled
-            keep = np.stack([leg_keys(wa.hard_mask, side) for side in range(2)], 1)
-            keep[:c] = False  # the context frames are hard for continuity, not keys
-            planted, con_p = planter.plant(rot_world.numpy(), pel_world.numpy(), c, m, m if last else w, s, keep)
-            rot_world = torch.as_tensor(planted, dtype=torch.float32)
-            con_c[c:m] = torch.as_tensor(con_p)
         if not (torch.isfinite(rot_world).all() and torch.isfinite(pel_world).all()):
             raise SynthesisError(f"motion synthesis produced NaN/inf in window {k} (frames {s}-{s + w}); try another seed")
         rot_w[s:end] = rot_world[:m].numpy()
@@ -299,6 +294,42 @@ def synthesize(
         body_identity=str(getattr(body, "identity", "")),
     )
     return clip
+
+
+LEG_JOINTS = [j for leg in LEGS for j in leg]
+
+
+def plant_window(planter: FootPlanter, body, wa: WindowAnchors, frame: CanonFrame, rot_c: torch.Tensor,
+                 pel_c: torch.Tensor, con_c: torch.Tensor, c: int, m: int, look: int, start: int):
+    """One window's feet planted (`footplant`): (rot_c, pel_c, con_c) with the walk lowered where
+    its legs cannot reach, the legs re-solved on frames [c, m) and the contacts set to the stances.
+
+    The planter keeps its state in the world (stances cross windows); leg rotations are local, so
+    they come back to the canonical frame unchanged."""
+    keep_height = wa.hard_mask[:, 2].numpy().copy()
+    keep_height[:c] = False  # the context frames are hard for continuity, not keys
+    pel_c = torch.as_tensor(planter.lowered_pelvis(rot_c.numpy(), pel_c.numpy(), c, look, keep_height))
+    rot_world = rot_c.clone()
+    rot_world[:, 0] = torch.as_tensor(frame.yaw(), dtype=torch.float32) @ rot_c[:, 0]
+    pel_world = frame.to_world_points_t(pel_c).float()
+    keep = np.stack([leg_keys(wa.hard_mask, side) for side in range(2)], 1)
+    keep[:c] = False
+    planted, con_p = planter.plant(rot_world.numpy(), pel_world.numpy(), c, m, look, start, keep)
+    rot_c = rot_c.clone()
+    rot_c[c:m, LEG_JOINTS] = torch.as_tensor(planted[c:m, LEG_JOINTS], dtype=rot_c.dtype)
+    con_c = con_c.clone()
+    con_c[c:m] = torch.as_tensor(con_p)
+    return rot_c, pel_c, con_c
+
+
+def planted_targets(body, rot: torch.Tensor, pel: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """((W,4,3) ankle and ball positions, (W,4) bool): where `refine` must hold the feet.
+
+    All frames: a planted foot must not slide, and a swinging one near the floor neither (bent by
+    the correction, a foot lifting off dragged its toes along the floor at over 1 m/s)."""
+    with torch.no_grad():
+        points = skeleton_fk(body)(rot, pel, 22)[:, FOOT_CONTACT_JOINTS].numpy()
+    return points, np.ones(points.shape[:2], bool)
 
 
 def leg_keys(hard_mask: torch.Tensor, side: int) -> np.ndarray:
@@ -362,7 +393,11 @@ def _sample_window(model, wa: WindowAnchors, frame: CanonFrame, body, scene_sdf,
     x0 = sample(denoise, (1, model.window, LAYOUT.dim), sched_cache(), n_steps, hook, gen, cancel, ddpm=ddpm)
     sigma = getattr(model.sampler, "smooth", 0.0) if smooth is None else smooth
     if sigma > 0:  # residual high-frequency noise of a few-step sampler; guidance gets the last word
-        x0 = torch.where(hard, hv, smooth_in_time(x0, sigma))
+        smoothed = smooth_in_time(x0, sigma)
+        sigma_pelvis = float(getattr(model.sampler, "smooth_pelvis", -1.0))
+        if 0 <= sigma_pelvis < sigma:  # the path is followed already: only its jitter goes
+            smoothed[..., LAYOUT.pelvis] = smooth_in_time(x0, sigma_pelvis)[..., LAYOUT.pelvis]
+        x0 = torch.where(hard, hv, smoothed)
         if energy is not None:
             x0 = guide_x0(x0, energy, stats, model.sampler.guidance_iters, model.sampler.guidance_lr)
     return ease_into_hard(x0, hv, hard)
