@@ -161,3 +161,26 @@ def test_refine_lifts_a_sunken_body_instead_of_bending_it(body):
     assert (rise > 0.001).all() and (rise < 0.01).all()
     assert torch.allclose(out_pel[:, :2], pel[:, :2])  # the path is the path
     assert (out_rot - rot).abs().max() < 0.05  # lifted, not bent
+
+
+def test_refine_bends_to_a_wrist_target_while_holding_planted_feet(body):
+    """Feet the planter set down stay put (to a fraction of a millimetre) while the correction
+    bends the body to reach: the correction must never re-open the skating the planter closed."""
+    from hosig.motion.representation import FOOT_CONTACT_JOINTS
+
+    w = 20
+    rot, pel = _standing(body, w)
+    fk = skeleton_fk(body)
+    with torch.no_grad():
+        joints = fk(rot, pel, 22)
+    feet = joints[:, FOOT_CONTACT_JOINTS].numpy()
+    target = joints[10, 21].numpy() + np.array([0.0, 0.25, -0.25])  # forward and down: the trunk must lean
+    planted = (feet, np.ones((w, 4), bool))
+    out, out_pel = refine(body, rot, pel, None, [(10, 21, target, 1.0)], np.zeros(4), lock_feet=False, planted=planted)
+    with torch.no_grad():
+        after = fk(out, out_pel, 22)
+    assert np.linalg.norm(after[10, 21].numpy() - target) < 0.015
+    assert np.abs(after[:, FOOT_CONTACT_JOINTS].numpy() - feet).max() < 0.001
+    # held feet alone never start the solver
+    same, _ = refine(body, rot, pel, None, [], np.zeros(4), lock_feet=False, planted=planted)
+    assert torch.equal(same, rot)

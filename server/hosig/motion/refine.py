@@ -184,7 +184,7 @@ def refine(
     locked: torch.Tensor | None = None,  # (W,len(REFINE_JOINTS)) bool: hard-anchored rotations stay
     scene: SceneTerm | None = None,
     height_free: torch.Tensor | None = None,  # (W,) bool: frames whose pelvis height may move
-    planted: tuple[np.ndarray, np.ndarray] | None = None,  # ((W,4,3) foot points, (W,4) bool) held still
+    planted: tuple[np.ndarray, np.ndarray] | None = None,  # ((W,4,3) foot points, (W,4) weights) held still
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Corrected (rotmats (W,55,3,3), pelvis (W,3)); the pelvis moves only in height, only where
     ``height_free`` says, and by less than `MAX_HEIGHT_SHIFT_M` (None: never).
@@ -220,7 +220,7 @@ def refine(
     foot_t = foot_m = None
     foot_weight = cfg.foot_weight
     if planted is not None:
-        foot_t, foot_m = torch.as_tensor(planted[0], dtype=torch.float32), torch.as_tensor(planted[1]).float()
+        foot_t, foot_m = torch.as_tensor(planted[0], dtype=torch.float32), torch.as_tensor(planted[1], dtype=torch.float32)
         foot_m[:fixed] = 0.0
         foot_weight = cfg.planted_weight
     elif lock_feet and contacts is not None:

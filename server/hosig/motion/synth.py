@@ -256,7 +256,7 @@ def synthesize(
         planted = None
         if planter is not None:  # feet planted first, so the correction below keeps them planted
             rot_c, pel_c, con_c = plant_window(planter, body, wa, frame, rot_c, pel_c, con_c, c, m, m if last else w, s)
-            planted = planted_targets(body, rot_c[:m], pel_c[:m])
+            planted = planted_targets(body, rot_c[:m], pel_c[:m], con_c[:m])
         if refine_pass:
             tg = [(f, j, p, wt) for f, j, p, wt in wa.guide if j != 0]
             locked = torch.stack([wa.hard_mask[:m, LAYOUT.rot_slice(j)].any(-1) for j in REFINE_JOINTS], -1)
@@ -297,6 +297,7 @@ def synthesize(
 
 
 LEG_JOINTS = [j for leg in LEGS for j in leg]
+SWING_HOLD = 0.01  # share of `RefineConfig.planted_weight` holding a swinging foot
 
 
 def plant_window(planter: FootPlanter, body, wa: WindowAnchors, frame: CanonFrame, rot_c: torch.Tensor,
@@ -322,14 +323,16 @@ def plant_window(planter: FootPlanter, body, wa: WindowAnchors, frame: CanonFram
     return rot_c, pel_c, con_c
 
 
-def planted_targets(body, rot: torch.Tensor, pel: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """((W,4,3) ankle and ball positions, (W,4) bool): where `refine` must hold the feet.
+def planted_targets(body, rot: torch.Tensor, pel: torch.Tensor, contacts: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """((W,4,3) ankle and ball positions, (W,4) weights): where `refine` must hold the feet.
 
-    All frames: a planted foot must not slide, and a swinging one near the floor neither (bent by
-    the correction, a foot lifting off dragged its toes along the floor at over 1 m/s)."""
+    A planted foot fully; a swinging one too, more loosely: left free, a foot lifting off was bent
+    by the correction and dragged its toes along the floor at over 1 m/s, and held as hard as a
+    planted one, the swinging thigh could not be bent out of a table edge."""
     with torch.no_grad():
         points = skeleton_fk(body)(rot, pel, 22)[:, FOOT_CONTACT_JOINTS].numpy()
-    return points, np.ones(points.shape[:2], bool)
+    down = contacts.numpy()[:, [1, 1, 3, 3]] > 0.5
+    return points, np.where(down, 1.0, SWING_HOLD)
 
 
 def leg_keys(hard_mask: torch.Tensor, side: int) -> np.ndarray:
