@@ -177,7 +177,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         "out": str(args.out), "action": args.action, "frames": clip.n_frames, "duration_s": clip.duration_s,
         "grasp_frame": task.grasp_frame, "release_frame": task.release_frame, "synth_ms": round(ms, 1),
         "realtime_factor": round(clip.duration_s / (ms / 1000), 3),
-        "metrics": motion_metrics(clip, task.anchors, task.path),
+        "metrics": motion_metrics(clip, task.anchors, task.path, body=body),
     }
     emit(report, args)
     return 0

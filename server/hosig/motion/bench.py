@@ -19,8 +19,11 @@ from hosig.eval.metrics import foot_skating, point_to_polyline_distance
 from hosig.motion.anchors import AnchorSet
 
 
-def motion_metrics(clip, anchors: AnchorSet | None = None, path: np.ndarray | None = None, hand: str | None = None) -> dict[str, Any]:
-    """Quality numbers of a clip: pelvis-to-path (cm), foot skating (cm/s), wrist error at the grasp frame (cm)."""
+def motion_metrics(clip, anchors: AnchorSet | None = None, path: np.ndarray | None = None, hand: str | None = None,
+                   body=None) -> dict[str, Any]:
+    """Quality numbers of a clip: pelvis-to-path (cm), foot skating (cm/s; with ``body``, also the
+    sliding of the soles touching the floor, the measure the target is set on), wrist error at the
+    grasp frame (cm)."""
     out: dict[str, Any] = {}
     j = clip.joints
     if path is not None and len(path) >= 2 and clip.grasp_frame != 0:
@@ -38,6 +41,10 @@ def motion_metrics(clip, anchors: AnchorSet | None = None, path: np.ndarray | No
                     k = 21 if side == "right" else 20
                     out["hand_error_cm"] = round(float(np.linalg.norm(j[clip.grasp_frame, k] - a.value)) * 100, 2)
     out["foot_skating_cm_s"] = round(foot_skating(j).mean_cm_s, 2)
+    if body is not None:
+        from hosig.eval.geometry import clip_sole_sliding
+
+        out["sole_sliding_cm_s"] = round(float(clip_sole_sliding(body, clip.poses, clip.trans).mean_cm_s), 2)
     vel = np.linalg.norm(np.diff(j[:, :22], axis=0), axis=-1) * 30
     out["joint_speed_mean_m_s"] = round(float(vel.mean()), 4)
     return out
@@ -81,7 +88,7 @@ def bench_motion(model, body, seconds: float = 10.0, ref_seconds: float | None =
         "realtime_factor": round(clip.duration_s / dt, 3),
         "ddim_steps": model.sampler.steps,
         "window": model.window,
-        "metrics": motion_metrics(clip, task.anchors, task.path),
+        "metrics": motion_metrics(clip, task.anchors, task.path, body=body),
     }
     if ref_seconds:
         rplan, _ = bench_walk(ref_seconds)
@@ -99,7 +106,7 @@ def bench_motion(model, body, seconds: float = 10.0, ref_seconds: float | None =
             "fast_seconds": round(t_fast, 3),
             "ddpm1000_seconds": round(t_ref, 3),
             "speedup": round(t_ref / t_fast, 2),
-            "fast_metrics": motion_metrics(fast, anchors, rtask.path),
-            "ddpm1000_metrics": motion_metrics(ref, anchors, rtask.path),
+            "fast_metrics": motion_metrics(fast, anchors, rtask.path, body=body),
+            "ddpm1000_metrics": motion_metrics(ref, anchors, rtask.path, body=body),
         }
     return report
