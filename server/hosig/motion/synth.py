@@ -260,9 +260,14 @@ def synthesize(
         if refine_pass:
             tg = [(f, j, p, wt) for f, j, p, wt in wa.guide if j != 0]
             locked = torch.stack([wa.hard_mask[:m, LAYOUT.rot_slice(j)].any(-1) for j in REFINE_JOINTS], -1)
+            if planted is not None:  # a planted leg is final: locked, not held by a stiff term
+                down = con_c[:m].numpy()[:, [1, 3]] > 0.5  # (m,2)
+                for side, leg in enumerate(LEGS):
+                    for j in leg:
+                        locked[:, REFINE_JOINTS.index(j)] |= torch.as_tensor(down[:, side])
             scene = SceneTerm(scene_sdf, frame, floor_z) if scene_sdf is not None else None
             # the pelvis height may move where it is not a hard anchor (a grasp pose's pelvis is)
-            height_free = ~wa.hard_mask[:m, 2] if scene is not None else None
+            height_free = ~wa.hard_mask[:m, 2] if scene is not None and planter is None else None
             rot_c[:m], pel_c[:m] = refine(body, rot_c[:m], pel_c[:m], con_c[:m], tg, foot_floor, fixed=c,
                                          cfg=RefineConfig(), locked=locked, scene=scene, height_free=height_free,
                                          lock_feet=planter is None, planted=planted)
