@@ -375,8 +375,9 @@ class FootPlanter:
                     ankle, arot = self.legs.planted_ankle(side, foot.ball, foot.yaw, rise)
                     flat = self.legs.flat_rotation(foot.yaw)
                     ankle_t[side, i], ankle_r[side, i], toe_r[side, i] = ankle, arot, arot.T @ flat
-                    contacts[i, 2 * side] = 1.0 if rise < 0.1 else 0.0
-                    contacts[i, 2 * side + 1] = 1.0
+                    reached = rises[side][1]  # out of reach (no step possible yet), the leg drags it: not planted
+                    contacts[i, 2 * side] = 1.0 if rise < 0.1 and reached else 0.0
+                    contacts[i, 2 * side + 1] = 1.0 if reached else 0.0
                 else:
                     ankle_t[side, i], ankle_r[side, i], toe_r[side, i] = self._swing_pose(side, foot, now)
         out = rot.astype(np.float64)
