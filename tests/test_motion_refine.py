@@ -163,9 +163,11 @@ def test_refine_lifts_a_sunken_body_instead_of_bending_it(body):
     assert (out_rot - rot).abs().max() < 0.05  # lifted, not bent
 
 
-def test_refine_bends_to_a_wrist_target_while_holding_planted_feet(body):
-    """Feet the planter set down stay put (to a fraction of a millimetre) while the correction
-    bends the body to reach: the correction must never re-open the skating the planter closed."""
+def test_refine_reaches_with_planted_legs_locked_and_never_starts_for_held_feet(body):
+    """As synthesis calls it: planted legs come locked, so the body bends to reach while the feet
+    stay exactly put (the correction must never re-open the skating the planter closed); held
+    (swinging) feet alone never start the solver."""
+    from hosig.motion.refine import REFINE_JOINTS
     from hosig.motion.representation import FOOT_CONTACT_JOINTS
 
     w = 20
@@ -175,12 +177,12 @@ def test_refine_bends_to_a_wrist_target_while_holding_planted_feet(body):
         joints = fk(rot, pel, 22)
     feet = joints[:, FOOT_CONTACT_JOINTS].numpy()
     target = joints[10, 21].numpy() + np.array([0.0, 0.25, -0.25])  # forward and down: the trunk must lean
-    planted = (feet, np.ones((w, 4), bool))
-    out, out_pel = refine(body, rot, pel, None, [(10, 21, target, 1.0)], np.zeros(4), lock_feet=False, planted=planted)
+    locked = torch.zeros(w, len(REFINE_JOINTS), dtype=torch.bool)
+    locked[:, [REFINE_JOINTS.index(j) for j in (1, 2, 4, 5, 7, 8, 10, 11)]] = True
+    out, out_pel = refine(body, rot, pel, None, [(10, 21, target, 1.0)], np.zeros(4), lock_feet=False, locked=locked)
     with torch.no_grad():
         after = fk(out, out_pel, 22)
     assert np.linalg.norm(after[10, 21].numpy() - target) < 0.015
-    assert np.abs(after[:, FOOT_CONTACT_JOINTS].numpy() - feet).max() < 0.001
-    # held feet alone never start the solver
-    same, _ = refine(body, rot, pel, None, [], np.zeros(4), lock_feet=False, planted=planted)
+    assert np.abs(after[:, FOOT_CONTACT_JOINTS].numpy() - feet).max() < 1e-5
+    same, _ = refine(body, rot, pel, None, [], np.zeros(4), lock_feet=False, held_feet=(feet, np.ones((w, 4))))
     assert torch.equal(same, rot)

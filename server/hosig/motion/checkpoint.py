@@ -36,7 +36,6 @@ class SamplerConfig:
     guidance_lr: float = 0.1
     cond_scale: float = 1.0  # classifier-free guidance scale on the anchors (1: off)
     smooth: float = 2.5  # Gaussian sigma (frames) on the final window, hard anchors re-imposed (0: off)
-    smooth_pelvis: float = -1.0  # the pelvis channels' own sigma (< 0: ``smooth``); legs are re-solved anyway
 
 
 @dataclass

@@ -18,9 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
-from hosig.motion.representation import LEFT_ANKLE, LEFT_FOOT, RIGHT_ANKLE, RIGHT_FOOT, matrix_to_aa
+from hosig.motion.representation import LEFT_ANKLE, LEFT_FOOT, RIGHT_ANKLE, RIGHT_FOOT, matrix_to_aa, skeleton_fk
 
 LEGS = ((1, 4, LEFT_ANKLE, LEFT_FOOT), (2, 5, RIGHT_ANKLE, RIGHT_FOOT))  # (hip, knee, ankle, ball) per side
 N_JOINTS = 22
@@ -147,12 +148,10 @@ class LegSkeleton:
     def __init__(self, body, sole_lift_m: float) -> None:
         from hosig.frames import heading_to_orient
 
-        parents = np.asarray(body.parents, dtype=np.int64)
         rest = np.asarray(body.rest_joints_y, dtype=np.float64)
-        off = rest.copy()
-        off[1:] -= rest[parents[1:]]
-        self.parents = parents[:N_JOINTS]
-        self.offsets = off[:N_JOINTS]  # (22,3) model frame
+        self._fk = skeleton_fk(body)  # the one skeleton FK (float32 is sub-micrometre here)
+        off = self._fk.offsets.numpy().astype(np.float64)
+        self.offsets = off[:N_JOINTS]  # (22,3) rest offsets from the parent, model frame
         self.lengths = [(float(np.linalg.norm(off[k])), float(np.linalg.norm(off[a]))) for _h, k, a, _b in LEGS]
         # heights over the floor of the ankle and ball joints of a flat, standing foot
         floor_y = float(body.floor_y)
@@ -173,15 +172,9 @@ class LegSkeleton:
 
     def fk(self, rot: np.ndarray, pelvis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """rot (T,>=22,3,3) local (rot[:,0] global), pelvis (T,3) -> global rot (T,22,3,3), pos (T,22,3)."""
-        t = rot.shape[0]
-        g = np.zeros((t, N_JOINTS, 3, 3))
-        p = np.zeros((t, N_JOINTS, 3))
-        g[:, 0], p[:, 0] = rot[:, 0], pelvis
-        for j in range(1, N_JOINTS):
-            q = self.parents[j]
-            g[:, j] = g[:, q] @ rot[:, j]
-            p[:, j] = p[:, q] + g[:, q] @ self.offsets[j]
-        return g, p
+        g, p = self._fk.transforms(torch.as_tensor(np.asarray(rot)[:, :N_JOINTS], dtype=torch.float32),
+                                   torch.as_tensor(np.asarray(pelvis), dtype=torch.float32), N_JOINTS)
+        return g.numpy().astype(np.float64), p.numpy().astype(np.float64)
 
     def planted_ankle(self, side: int, ball: np.ndarray, yaw: float, rise: float) -> tuple[np.ndarray, np.ndarray]:
         """(ankle position (3,), ankle global rotation (3,3)) of a foot on its ball with the heel raised ``rise`` rad."""

@@ -56,7 +56,7 @@ class RefineConfig:
     iters_feet: int = 10
     target_weight: float = 200.0
     foot_weight: float = 100.0
-    planted_weight: float = 30000.0  # feet `footplant` planted: held to a fraction of a millimetre
+    held_foot_weight: float = 300.0  # ``held_feet``: a swinging foot may still bend a thigh out of a table
     reg_weight: float = 0.05
     trunk_reg_scale: float = 40.0
     smooth_weight: float = 2.0
@@ -184,13 +184,14 @@ def refine(
     locked: torch.Tensor | None = None,  # (W,len(REFINE_JOINTS)) bool: hard-anchored rotations stay
     scene: SceneTerm | None = None,
     height_free: torch.Tensor | None = None,  # (W,) bool: frames whose pelvis height may move
-    planted: tuple[np.ndarray, np.ndarray] | None = None,  # ((W,4,3) foot points, (W,4) weights) held still
+    held_feet: tuple[np.ndarray, np.ndarray] | None = None,  # ((W,4,3) foot points, (W,4) weights) kept near
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Corrected (rotmats (W,55,3,3), pelvis (W,3)); the pelvis moves only in height, only where
     ``height_free`` says, and by less than `MAX_HEIGHT_SHIFT_M` (None: never).
 
-    ``planted``: feet already planted (`footplant`): they are held where they are (`RefineConfig.
-    planted_weight`) while the rest is corrected, and alone they never start the solver.
+    ``held_feet``: foot points placed by `footplant` (its swinging feet; planted legs come in
+    ``locked``), kept near where they are (`RefineConfig.held_foot_weight`); alone they never
+    start the solver, and they replace the soft foot lock.
 
     Why a height: with the pelvis fixed, a body whose soles are all a millimetre under the floor
     can only get out by bending (it twisted the torso); lifting it is the honest correction, so
@@ -219,10 +220,10 @@ def refine(
         terms.append(("targets", tf, tj, tt, tm, tw))
     foot_t = foot_m = None
     foot_weight = cfg.foot_weight
-    if planted is not None:
-        foot_t, foot_m = torch.as_tensor(planted[0], dtype=torch.float32), torch.as_tensor(planted[1], dtype=torch.float32)
+    if held_feet is not None:
+        foot_t, foot_m = torch.as_tensor(held_feet[0], dtype=torch.float32), torch.as_tensor(held_feet[1], dtype=torch.float32)
         foot_m[:fixed] = 0.0
-        foot_weight = cfg.planted_weight
+        foot_weight = cfg.held_foot_weight
     elif lock_feet and contacts is not None:
         ft, fm = contact_targets(
             joints0[:, FOOT_CONTACT_JOINTS].numpy(), contacts.detach().numpy(), fixed, np.asarray(foot_floor), cfg.contact_threshold
@@ -233,7 +234,7 @@ def refine(
     free_t = torch.zeros(w, 1)
     free_t[fixed:] = 1.0
     sinking = bool((joints0[fixed:, FOOT_CONTACT_JOINTS, 2] < floor_t - SINK_TOLERANCE_M).any()) if lock_feet else False
-    if not terms and (foot_t is None or planted is not None) and not sinking and watched is None:
+    if not terms and (foot_t is None or held_feet is not None) and not sinking and watched is None:
         return rot0, pel
     free = torch.zeros(w, len(REFINE_JOINTS), 1)
     free[fixed:] = 1.0

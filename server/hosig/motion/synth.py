@@ -253,24 +253,23 @@ def synthesize(
         last = s + w >= n
         end = n if last else s + stride + ctx
         m = end - s
-        planted = None
+        held = None
         if planter is not None:  # feet planted first, so the correction below keeps them planted
             rot_c, pel_c, con_c = plant_window(planter, body, wa, frame, rot_c, pel_c, con_c, c, m, m if last else w, s)
-            planted = planted_targets(body, rot_c[:m], pel_c[:m], con_c[:m])
+            held = swinging_feet(body, rot_c[:m], pel_c[:m], con_c[:m])
         if refine_pass:
             tg = [(f, j, p, wt) for f, j, p, wt in wa.guide if j != 0]
             locked = torch.stack([wa.hard_mask[:m, LAYOUT.rot_slice(j)].any(-1) for j in REFINE_JOINTS], -1)
-            if planted is not None:  # a planted leg is final: locked, not held by a stiff term
-                down = con_c[:m].numpy()[:, [1, 3]] > 0.5  # (m,2)
+            if planter is not None:  # a planted leg is final: locked (a stiff hold made the solver converge worse)
+                down = torch.as_tensor(con_c[:m].numpy()[:, [1, 3]] > 0.5)  # (m,2)
                 for side, leg in enumerate(LEGS):
-                    for j in leg:
-                        locked[:, REFINE_JOINTS.index(j)] |= torch.as_tensor(down[:, side])
+                    locked[:, [REFINE_JOINTS.index(j) for j in leg]] |= down[:, side:side + 1]
             scene = SceneTerm(scene_sdf, frame, floor_z) if scene_sdf is not None else None
             # the pelvis height may move where it is not a hard anchor (a grasp pose's pelvis is)
             height_free = ~wa.hard_mask[:m, 2] if scene is not None and planter is None else None
             rot_c[:m], pel_c[:m] = refine(body, rot_c[:m], pel_c[:m], con_c[:m], tg, foot_floor, fixed=c,
                                          cfg=RefineConfig(), locked=locked, scene=scene, height_free=height_free,
-                                         lock_feet=planter is None, planted=planted)
+                                         lock_feet=planter is None, held_feet=held)
         # back to world
         yaw = torch.as_tensor(frame.yaw(), dtype=torch.float32)
         rot_world = rot_c.clone()
@@ -302,7 +301,6 @@ def synthesize(
 
 
 LEG_JOINTS = [j for leg in LEGS for j in leg]
-SWING_HOLD = 0.01  # share of `RefineConfig.planted_weight` holding a swinging foot
 
 
 def plant_window(planter: FootPlanter, body, wa: WindowAnchors, frame: CanonFrame, rot_c: torch.Tensor,
@@ -328,16 +326,13 @@ def plant_window(planter: FootPlanter, body, wa: WindowAnchors, frame: CanonFram
     return rot_c, pel_c, con_c
 
 
-def planted_targets(body, rot: torch.Tensor, pel: torch.Tensor, contacts: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """((W,4,3) ankle and ball positions, (W,4) weights): where `refine` must hold the feet.
-
-    A planted foot fully; a swinging one too, more loosely: left free, a foot lifting off was bent
-    by the correction and dragged its toes along the floor at over 1 m/s, and held as hard as a
-    planted one, the swinging thigh could not be bent out of a table edge."""
+def swinging_feet(body, rot: torch.Tensor, pel: torch.Tensor, contacts: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """((W,4,3) ankle and ball positions, (W,4) weights 1 where the foot swings): `refine` holds a
+    swinging foot lightly. Left free, a foot lifting off was bent by the correction and dragged its
+    toes along the floor at over 1 m/s; held hard, the thigh could not be bent out of a table edge."""
     with torch.no_grad():
         points = skeleton_fk(body)(rot, pel, 22)[:, FOOT_CONTACT_JOINTS].numpy()
-    down = contacts.numpy()[:, [1, 1, 3, 3]] > 0.5
-    return points, np.where(down, 1.0, SWING_HOLD)
+    return points, (contacts.numpy()[:, [1, 1, 3, 3]] <= 0.5).astype(np.float64)
 
 
 def leg_keys(hard_mask: torch.Tensor, side: int) -> np.ndarray:
@@ -401,11 +396,7 @@ def _sample_window(model, wa: WindowAnchors, frame: CanonFrame, body, scene_sdf,
     x0 = sample(denoise, (1, model.window, LAYOUT.dim), sched_cache(), n_steps, hook, gen, cancel, ddpm=ddpm)
     sigma = getattr(model.sampler, "smooth", 0.0) if smooth is None else smooth
     if sigma > 0:  # residual high-frequency noise of a few-step sampler; guidance gets the last word
-        smoothed = smooth_in_time(x0, sigma)
-        sigma_pelvis = float(getattr(model.sampler, "smooth_pelvis", -1.0))
-        if 0 <= sigma_pelvis < sigma:  # the path is followed already: only its jitter goes
-            smoothed[..., LAYOUT.pelvis] = smooth_in_time(x0, sigma_pelvis)[..., LAYOUT.pelvis]
-        x0 = torch.where(hard, hv, smoothed)
+        x0 = torch.where(hard, hv, smooth_in_time(x0, sigma))
         if energy is not None:
             x0 = guide_x0(x0, energy, stats, model.sampler.guidance_iters, model.sampler.guidance_lr)
     return ease_into_hard(x0, hv, hard)
