@@ -42,7 +42,7 @@ class PlantConfig:
     min_stance_frames: int = 4
     min_double_support: int = 2  # frames both feet are down between two steps
     sole_lift_m: float = 0.002  # a planted sole sits this far over the floor
-    foot_clearance_m: float = 0.02  # a landing foot's outline stays this far from furniture
+    foot_clearance_m: float = 0.025  # a landing foot's outline stays this far from furniture (2 cm SDF grid)
     smooth_sigma: float = 2.0  # frames: the sampled feet are followed after this smoothing
     stance_half_s: float = 0.2  # a walking stance foot is this much travel ahead of / behind the hips
     land_mid_s: float = 0.3  # a walking foot lands where its hip will be this long after touchdown
@@ -121,6 +121,7 @@ URGENT_RISE = 0.85  # share of the heel rise limit past which the other foot wou
 URGENT_LAG = 3  # frames: a step is urgent when waiting this long would strand the other foot
 TOE_TIP_M = 0.07  # toe tip ahead of the ball joint, heel behind the ankle (mannequin-sized; the outline
 HEEL_M = 0.06  # is only tested against furniture, so a bigger foot gains a few millimetres of margin)
+FOOT_HALF_WIDTH_M = 0.045  # across the ball of the foot (a landed toe met a table foot 2.3 cm deep)
 BALL_LIFT_PER_RAD = 0.01  # m the ball joint rises per radian of heel rise (3 mm of toe in the floor at 0.35 rad)
 EASE_FRAMES = 8  # a leg eases from planted into an animator's hard key over this many frames
 
@@ -252,7 +253,7 @@ class FootPlanter:
     def _clear_landing(self, side: int, ball: np.ndarray, yaw: float, current: np.ndarray) -> np.ndarray | None:
         """``ball``, or the nearest clear place on the way back to ``current``; None if none is clear.
 
-        Clear: the landed foot's outline (heel, ankle, ball, toe tip) keeps `PlantConfig.
+        Clear: the landed foot's outline (heel, ankle, ball and its sides, toe tip) keeps `PlantConfig.
         foot_clearance_m` from the furniture. (Testing the swing's path too was tried: on the eval
         scenes it changed nothing, and where it bites, a cancelled step drags the planted foot.)"""
         if self.clearance is None:
@@ -262,7 +263,11 @@ class FootPlanter:
             ankle, rot = self.legs.planted_ankle(side, at, yaw, 0.0)
             forward = rot[:, 2] * np.array([1.0, 1.0, 0.0])
             forward /= max(float(np.linalg.norm(forward)), 1e-9)
-            outline = np.stack([ankle - HEEL_M * forward, ankle, at, at + TOE_TIP_M * forward])
+            side_way = np.array([-forward[1], forward[0], 0.0])
+            toe = at + TOE_TIP_M * forward
+            outline = np.stack([ankle - HEEL_M * forward, ankle, at, toe, at + FOOT_HALF_WIDTH_M * side_way,
+                                at - FOOT_HALF_WIDTH_M * side_way, toe + 0.5 * FOOT_HALF_WIDTH_M * side_way,
+                                toe - 0.5 * FOOT_HALF_WIDTH_M * side_way])
             if float(np.min(self.clearance(outline))) >= self.cfg.foot_clearance_m:
                 return at
         return None
