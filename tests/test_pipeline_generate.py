@@ -109,6 +109,12 @@ def test_events_in_order_and_clip_for_each_action(setup, action) -> None:
         assert np.all(np.abs(obj[r:, 2, 3] - obj[r - 1, 2, 3]) <= 0.05 + 1e-6)
         np.testing.assert_allclose(obj[r + 4 :], np.tile(obj[r + 4], (total - r - 4, 1, 1)), atol=1e-6)
         assert "place_error_m" in summary["metrics"]
+    # the summary's skating figure is the touching-sole measure of this very clip
+    from hosig.eval.geometry import clip_sole_sliding
+
+    sole = clip_sole_sliding(engine.body(), clip.poses, clip.trans).mean_cm_s
+    assert list(summary["metrics"])[1] == "sole_sliding_cm_s"
+    assert summary["metrics"]["sole_sliding_cm_s"] == pytest.approx(sole, abs=1e-4)
 
 
 def test_cancel_stops_within_a_window(setup) -> None:

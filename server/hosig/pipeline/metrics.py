@@ -15,8 +15,13 @@ from hosig.body.skeleton import JOINT_INDEX
 from hosig.eval.metrics import floor_penetration, foot_skating, trajectory_adherence
 
 
-def clip_metrics(clip: Any, scene: Any, grasp: Any, approach: Any, carry: Any, place_point: Any) -> dict[str, float | None]:
-    """Per-request metrics (metres, cm/s) of a finished clip."""
+def clip_metrics(clip: Any, scene: Any, grasp: Any, approach: Any, carry: Any, place_point: Any,
+                 body: Any = None) -> dict[str, float | None]:
+    """Per-request metrics (metres, cm/s) of a finished clip.
+
+    With ``body``, ``sole_sliding_cm_s`` (the soles touching the floor: what an animator sees
+    skate) comes second, where the add-on's one-line summary shows it; the height-only
+    ``foot_skating_cm_s`` also counts a swinging foot passing low over the floor."""
     out: dict[str, float | None] = {}
     if clip.n_frames == 0:
         return out
@@ -24,8 +29,12 @@ def clip_metrics(clip: Any, scene: Any, grasp: Any, approach: Any, carry: Any, p
     floor_z = float(getattr(scene, "floor_z", 0.0))
     walk_end = min(clip.n_frames, int(round(float(approach.duration_s) * clip.fps)) + 1)
     out["path_deviation_m"] = trajectory_adherence(joints, np.asarray(approach.waypoints), slice(0, walk_end))
-    out["foot_skating_cm_s"] = foot_skating(joints, floor_z=floor_z).mean_cm_s
+    if body is not None:
+        from hosig.eval.geometry import clip_sole_sliding
+
+        out["sole_sliding_cm_s"] = float(clip_sole_sliding(body, clip.poses, clip.trans, floor_z=floor_z).mean_cm_s)
     out["floor_penetration_m"] = floor_penetration(joints, floor_z)
+    out["foot_skating_cm_s"] = foot_skating(joints, floor_z=floor_z).mean_cm_s
     g = clip.grasp_frame
     if 0 <= g < clip.n_frames:
         wrist = JOINT_INDEX[f"{grasp.hand}_wrist"]

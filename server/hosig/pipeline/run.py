@@ -338,7 +338,7 @@ class _Job:
         if self.clip_path is not None:
             written = str(clip.save(self.clip_path))
         self.timings["total_ms"] = round((time.perf_counter() - self.t0) * 1000.0, 2)
-        yield Done(summary=self._summary(clip, scene, grasp, approach, carry, place_point, written))
+        yield Done(summary=self._summary(clip, scene, grasp, approach, carry, place_point, written, body))
 
     @staticmethod
     def _settler(scene: Any, target: str) -> Callable[[np.ndarray], float]:
@@ -353,7 +353,8 @@ class _Job:
 
         return settle
 
-    def _summary(self, clip: Any, scene: Any, grasp: Any, approach: Any, carry: Any, place_point: Any, written: str | None) -> dict[str, Any]:
+    def _summary(self, clip: Any, scene: Any, grasp: Any, approach: Any, carry: Any, place_point: Any, written: str | None,
+                 body: Any = None) -> dict[str, Any]:
         from hosig.pipeline.metrics import clip_metrics
 
         req = self.request
@@ -369,7 +370,7 @@ class _Job:
             "timings_ms": dict(self.timings),
             "grasp_cached": self.grasp_cached,
             "realtime_factor": round(clip.duration_s / max(self.timings.get("total_ms", 0.0) / 1000.0, 1e-9), 3),
-            "metrics": clip_metrics(clip, scene, grasp, approach, carry, place_point),
+            "metrics": clip_metrics(clip, scene, grasp, approach, carry, place_point, body),
             "grasp_frame": clip.grasp_frame,
             "release_frame": clip.release_frame,
             "body_identity": clip.body_identity,
