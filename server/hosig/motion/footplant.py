@@ -415,9 +415,11 @@ class FootPlanter:
             hip = p[:look, LEGS[1 - side][0]]
             k = t + swing_len + cfg.min_double_support
             holds = self.heel_rise(1 - side, other, extrapolated(hip, k), limit[1 - side][min(k, look - 1)])[1]
-            later = self.heel_rise(1 - side, other, extrapolated(hip, k + URGENT_LAG), limit[1 - side][min(k + URGENT_LAG, look - 1)])
-            if holds and (not later[1] or later[0] > URGENT_RISE * cfg.max_heel_rise):
-                score = max(score, 1.0)  # now or never: waiting would strand the other foot
+            if holds:
+                k = k + URGENT_LAG
+                later_rise, later_ok = self.heel_rise(1 - side, other, extrapolated(hip, k), limit[1 - side][min(k, look - 1)])
+                if not later_ok or later_rise > URGENT_RISE * cfg.max_heel_rise:
+                    score = max(score, 1.0)  # now or never: waiting would strand the other foot
             scores.append(score)
             feasible.append(holds)
         # the neediest foot whose step the other can carry; failing that, the neediest
@@ -468,10 +470,10 @@ class FootPlanter:
     def _solve_leg(self, rot: np.ndarray, g: np.ndarray, p: np.ndarray, side: int, ankle: np.ndarray,
                    ankle_rot: np.ndarray, toe_local: np.ndarray) -> np.ndarray:
         """Two-bone IK over frames: hip and knee turned so the ankle reaches ``ankle`` (F,3) with the
-        knee on the sampled side; the ankle then takes ``ankle_rot`` (F,3,3) and the ball ``toe_local``."""
+        knee over the toes; the ankle then takes ``ankle_rot`` (F,3,3) and the ball ``toe_local``."""
         hip, knee, ank, ball = LEGS[side]
         l1, l2 = self.legs.lengths[side]
-        h, k0, a0 = p[:, hip], p[:, knee], p[:, ank]
+        h, k0 = p[:, hip], p[:, knee]
         to = ankle - h
         dist = np.linalg.norm(to, axis=-1)
         u = to / dist.clip(1e-9)[:, None]

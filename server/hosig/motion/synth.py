@@ -255,7 +255,7 @@ def synthesize(
         m = end - s
         held = None
         if planter is not None:  # feet planted first, so the correction below keeps them planted
-            rot_c, pel_c, con_c = plant_window(planter, body, wa, frame, rot_c, pel_c, con_c, c, m, m if last else w, s)
+            rot_c, pel_c, con_c = plant_window(planter, wa, frame, rot_c, pel_c, con_c, c, m, m if last else w, s)
             held = swinging_feet(body, rot_c[:m], pel_c[:m], con_c[:m])
         if refine_pass:
             tg = [(f, j, p, wt) for f, j, p, wt in wa.guide if j != 0]
@@ -303,7 +303,7 @@ def synthesize(
 LEG_JOINTS = [j for leg in LEGS for j in leg]
 
 
-def plant_window(planter: FootPlanter, body, wa: WindowAnchors, frame: CanonFrame, rot_c: torch.Tensor,
+def plant_window(planter: FootPlanter, wa: WindowAnchors, frame: CanonFrame, rot_c: torch.Tensor,
                  pel_c: torch.Tensor, con_c: torch.Tensor, c: int, m: int, look: int, start: int):
     """One window's feet planted (`footplant`): (rot_c, pel_c, con_c) with the walk lowered where
     its legs cannot reach, the legs re-solved on frames [c, m) and the contacts set to the stances.
