@@ -53,7 +53,7 @@ def test_planted_feet_do_not_slide_and_steps_alternate(body):
     legs = LegSkeleton(body, 0.0)
     for side in range(2):
         runs = stance_runs(con, side)
-        assert len(runs) >= 4, f"{len(runs)} stances in 4 s of walking"
+        assert len(runs) >= 3, f"{len(runs)} stances in 4 s of walking (a stride takes about 1.2 s)"
         for s, e in runs:
             slide = np.linalg.norm(balls[s:e, side, :2] - balls[s, side, :2], axis=-1).max()
             assert slide < 1e-3, f"planted foot moved {slide * 100:.2f} cm over frames {s}-{e}"
@@ -62,7 +62,12 @@ def test_planted_feet_do_not_slide_and_steps_alternate(body):
             assert (balls[s:e, side, 2] >= flat - 1e-3).all() and (balls[s:e, side, 2] <= flat + 0.01).all()  # toe-off
         swing = ~(con[:, 2 * side + 1] > 0.5)
         assert balls[swing, side, 2].max() > legs.ball_height[side] + 0.03  # the foot lifts to step
-    assert ((con[:, 1] > 0.5) | (con[:, 3] > 0.5)).all(), "both feet in the air at once"
+    # no flight: a foot is planted, or a stance foot at the end of its reach is pulled onto its toes
+    # (at most 2 cm up) for the frame before the other lands
+    down = (con[:, 1] > 0.5) | (con[:, 3] > 0.5)
+    toes_low = (balls[:, :, 2] - np.array(legs.ball_height)[None] < 0.02).any(1)
+    assert (down | toes_low).all(), "both feet in the air at once"
+    assert (~down).sum() <= 4, f"{(~down).sum()} frames with no planted foot"
     # only the legs change, and they stay within their length
     legs_j = [j for leg in LEGS for j in leg]
     others = [j for j in range(55) if j not in legs_j]
@@ -72,6 +77,24 @@ def test_planted_feet_do_not_slide_and_steps_alternate(body):
         assert (np.linalg.norm(p[:, a] - p[:, h], axis=-1) <= sum(legs.lengths[side]) + 1e-6).all()
     # the body travels 4.4 m: the feet go with it
     assert balls[-1, :, 0].min() > 3.5
+
+
+@pytest.mark.parametrize("speed", [1.2, 1.4])
+def test_walking_legs_keep_their_bend_and_swing_smoothly(body, speed):
+    """A stance foot the hips outrun is dragged at the leg's reach, not on a straight leg, and a
+    swing leaves at the hips' pace: the knees never snap (real walking knees: 5.8 m/s² on average)."""
+    n = 150
+    rot, pel = gliding_walk(body, n, speed=speed, crouch=0.04)
+    planter = FootPlanter(body)
+    out, _con = planter.plant(rot, pel, 0, n, n, 0)
+    legs = LegSkeleton(body, 0.0)
+    _, p = legs.fk(out.astype(np.float64), pel)
+    walking = slice(20, n)  # past the first steps from rest
+    for side, (h, k, a, _b) in enumerate(LEGS):
+        stretch = np.linalg.norm(p[walking, a] - p[walking, h], axis=-1) / sum(legs.lengths[side])
+        assert stretch.max() <= planter.cfg.walk_reach + 1e-3, f"leg straightened to {stretch.max():.3f} of its length"
+    knee_acc = np.linalg.norm(np.diff(p[:, [LEGS[0][1], LEGS[1][1]]], 2, axis=0), axis=-1)[walking] * FPS ** 2
+    assert knee_acc.mean() < 8.5, f"knees accelerate {knee_acc.mean():.1f} m/s² on average"
 
 
 def test_standing_body_keeps_its_feet_and_its_legs(body):

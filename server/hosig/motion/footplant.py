@@ -29,7 +29,7 @@ N_JOINTS = 22
 
 @dataclass(frozen=True)
 class PlantConfig:
-    swing_frames: int = 12  # a step's swing (0.4 s at 30 fps)
+    swing_frames: int = 16  # a step's swing (0.53 s at 30 fps; real walks swing 0.5-0.65 s)
     reach: float = 0.97  # share of its length a leg may stretch to (more if the sampled leg does, standing)
     walk_reach: float = 0.96  # ... and at most this, walking (the knee stays bent at toe-off)
     max_heel_rise: float = 0.7  # rad: the heel may rise over the ball of the foot this far
@@ -57,6 +57,7 @@ class _Swing:
     ankle: np.ndarray  # (3,) ankle at lift-off
     ankle_rot: np.ndarray  # (3,3) ankle global rotation at lift-off
     toe_local: np.ndarray  # (3,3) ball-joint local rotation at lift-off
+    velocity: np.ndarray  # (3,) m/frame the swing leaves with: the hip's horizontal, the heel rise's upward
 
 
 @dataclass
@@ -65,6 +66,7 @@ class _Foot:
     yaw: float  # heading of the planted foot
     since: int  # frame it landed (global index)
     swing: _Swing | None = None
+    ankle: np.ndarray | None = None  # (3,) where the ankle was put on the last frame solved
 
 
 def rotation_z(angle: np.ndarray) -> np.ndarray:
@@ -378,6 +380,8 @@ class FootPlanter:
                     contacts[i, 2 * side + 1] = 1.0 if reached else 0.0
                 else:
                     ankle_t[side, i], ankle_r[side, i], toe_r[side, i] = self._swing_pose(side, foot, now)
+                ankle_t[side, i] = self._within_reach(ankle_t[side, i], p[t, LEGS[side][0]], limit[side][t])
+                foot.ankle = ankle_t[side, i].copy()
         out = rot.astype(np.float64)
         for side in range(2):
             out[new_from:new_to] = self._solve_leg(out[new_from:new_to], g[new_from:new_to], p[new_from:new_to], side,
@@ -393,7 +397,6 @@ class FootPlanter:
     def _maybe_lift(self, t, now, look, rises, ref_ball, ref_yaw, speed, p, limit, ahead, offset) -> None:
         """Start at most one step at frame t: the foot that most needs it, if the other is down."""
         cfg = self.cfg
-        swing_len = cfg.swing_frames
         scores, feasible = [], []
         for side, foot in enumerate(self.feet):
             other = self.feet[1 - side]
@@ -413,8 +416,8 @@ class FootPlanter:
                 score = max(score, drift / cfg.idle_drift_m)
             # the other foot carries the body through this step: can it now, and could it a moment later?
             hip = p[:look, LEGS[1 - side][0]]
-            k = t + swing_len + cfg.min_double_support
-            holds = self.heel_rise(1 - side, other, extrapolated(hip, k), limit[1 - side][min(k, look - 1)])[1]
+            k = t + cfg.swing_frames + cfg.min_double_support
+            holds = self._holds(1 - side, hip, k, look, limit)
             if holds:
                 k = k + URGENT_LAG
                 later_rise, later_ok = self.heel_rise(1 - side, other, extrapolated(hip, k), limit[1 - side][min(k, look - 1)])
@@ -428,7 +431,7 @@ class FootPlanter:
         if scores[side] < 1.0:
             return
         foot = self.feet[side]
-        land = now + swing_len
+        land = now + cfg.swing_frames
         k_land = land - offset
         k_ref = k_land + ahead
         wanted = extrapolated(ref_ball[side], k_ref).copy()
@@ -451,21 +454,46 @@ class FootPlanter:
             return
         ankle, arot = self.legs.planted_ankle(side, foot.ball, foot.yaw, rises[side][0])
         toe_local = arot.T @ self.legs.flat_rotation(foot.yaw)
-        foot.swing = _Swing(now, land, ankle, arot, toe_local)
+        hip = p[:look, LEGS[side][0]]
+        ankle = self._within_reach(ankle, hip[t], limit[side][t])  # where a dragged foot was drawn
+        # the foot leaves keeping pace with the hip (its heel rise kept it at a constant stretch) and
+        # rising as the heel did; leaving from rest, the hips ran away from it and snapped the knee
+        velocity = np.zeros(3)
+        velocity[:2] = (hip[t] - hip[t - 1] if t > 0 else hip[min(t + 1, look - 1)] - hip[t])[:2]
+        if foot.ankle is not None:
+            velocity[2] = max(float(ankle[2] - foot.ankle[2]), 0.0)
+        foot.swing = _Swing(now, land, ankle, arot, toe_local, velocity)
         foot.ball, foot.yaw = ball, wrap(yaw)
+
+    def _holds(self, side: int, hip: np.ndarray, k: int, look: int, limit) -> bool:
+        """Can planted foot ``side`` still reach from its hip at window frame ``k`` (``hip`` (look,3))?"""
+        return self.heel_rise(side, self.feet[side], extrapolated(hip, k), limit[side][min(k, look - 1)])[1]
 
     def _swing_pose(self, side: int, foot: _Foot, now: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Ankle position, ankle global rotation and ball-joint local rotation of a foot in the air."""
         sw = foot.swing
         u = (now - sw.start) / max(sw.end - sw.start, 1)
-        # world path, smoothstep in time, lifted by a sine: the foot leaves and lands at rest, so a toe
-        # still near the floor never slides. (A quintic, a sin^2 lift and a path carried along with the
-        # hip at first were measured: more acceleration, or toes dragged along the floor at lift-off.)
+        # world path, smoothstep in time, lifted by a sine; it lands at rest, so a toe near the floor
+        # never slides. (A quintic, a sin^2 lift and capture's own lift profile, peaking early, were
+        # measured: more acceleration, or soles skimming the floor late in the swing.)
         ease = u * u * (3 - 2 * u)
         end_ankle, end_rot = self.legs.planted_ankle(side, foot.ball, foot.yaw, 0.0)
         ankle = (1 - ease) * sw.ankle + ease * end_ankle
+        # cubic Hermite: the foot leaves with `_Swing.velocity` and lands at rest
+        ankle += (u * (1 - u) ** 2) * (sw.end - sw.start) * sw.velocity
         ankle[2] += self.cfg.clearance_m * np.sin(np.pi * u)
         return ankle, blend_rotations(sw.ankle_rot, end_rot, ease), blend_rotations(sw.toe_local, np.eye(3), ease)
+
+    @staticmethod
+    def _within_reach(ankle: np.ndarray, hip: np.ndarray, limit: float) -> np.ndarray:
+        """``ankle`` (3,), or the point ``limit`` m from ``hip`` towards it if it is further.
+
+        Why: a foot out of reach (stranded, or a swing the hips outrun) used to be left to the IK,
+        which straightened the leg fully; its knee then snapped 100 m/s² back when the foot came
+        within reach again. Dragged at the reach limit, the knee keeps its bend."""
+        to = ankle - hip
+        d = float(np.linalg.norm(to))
+        return ankle if d <= limit else hip + to * (limit / d)
 
     def _solve_leg(self, rot: np.ndarray, g: np.ndarray, p: np.ndarray, side: int, ankle: np.ndarray,
                    ankle_rot: np.ndarray, toe_local: np.ndarray) -> np.ndarray:
