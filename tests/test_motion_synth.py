@@ -209,6 +209,26 @@ def test_task_turns_the_body_round_before_a_grasp_facing_back(body):
     assert not at["pose:left_knee"] and not at["pose:right_ankle"] and not at["pose:left_shoulder"]
 
 
+def test_pick_place_turns_round_before_carrying_back_the_way_it_came(body):
+    """The place lies behind the body that picked: it turns on the spot, gradually, before the carry
+    sets off (walked backwards, then asked for a half turn at once, the sampler flipped the body)."""
+    from hosig.motion.task import build_task
+
+    leg1 = _plan([0, 0, 0], [1.5, 0, 0], 1.5)
+    leg2 = _plan([1.5, 0, 0], [0.0, 0.2, np.pi], 1.5)
+    task = build_task("pick-place", [leg1, leg2], _fake_grasp(body, leg1.stand), place_point=[-0.5, 0.2, 0.8],
+                      body=body, object_base=np.array([2.0, 0.0, 0.85]))
+    heads = sorted((a.frame, float(a.value[0])) for a in task.anchors.anchors
+                   if a.target == "heading" and task.grasp_frame <= a.frame < task.place_frame)
+    steps = [abs((b - a + np.pi) % (2 * np.pi) - np.pi) for (_, a), (_, b) in zip(heads[:-1], heads[1:])]
+    assert max(steps) < np.radians(45), f"heading jumps {np.degrees(max(steps)):.0f} degrees"
+    assert np.cos(heads[0][1]) > 0.99 and np.cos(heads[-1][1]) < -0.95  # from facing +x to walking -x
+    # the pelvis stays at the pick until the turn is done
+    turned = next(f for f, h in heads if np.cos(h) < -0.9)
+    pel = [a for a in task.anchors.anchors if a.target == "pelvis" and task.grasp_frame <= a.frame <= turned]
+    assert all(abs(a.value[0] - 1.5) < 0.05 for a in pel)
+
+
 def test_cli_motion_synth(tiny_dir, tmp_path, capsys):
     from hosig.cli.main import main
 

@@ -1,7 +1,8 @@
 """From planned walks + a grasp to the motion stage's anchor timeline (the "task").
 
 `build_task` turns the navigation legs (timed waypoints) and the grasp pose into anchors:
-walk (pelvis xy along the timed path, facing where it goes), settle at the stand point turning to
+turn on the spot if the walk sets off behind the body, walk (pelvis xy along the timed path,
+facing where it goes), settle at the stand point turning to
 face the grasp (heading anchors; a longer reach for bigger turns), reach (grasp pose at the grasp
 frame: pelvis, root, trunk and grasping-arm rotations and the finger poses hard; legs and free arm
 soft so the walk's planted feet stay; wrist position soft around it), then per action:
@@ -38,6 +39,7 @@ PULL_M = 0.20  # ... and this much towards the body: out from under the board ab
 PLACE_REACH = 24
 TURN_FRAMES_PER_RAD = 10  # extra reach frames per radian the body turns beyond 45 deg at the stand point
 TURN_EVERY = 4  # frames between heading anchors while it turns or stands
+TURN_SETTLE = 6  # frames added to a turn on the spot before a walk sets off
 WALK_HEADING_WEIGHT = 0.5
 WALK_HEADING_FROM_S = 1.0  # walk headings start this long after setting off
 HOLD_WRIST_EVERY = 2  # frames between wrist anchors while the hand lifts and holds the object
@@ -124,6 +126,35 @@ def _arrival_heading(plan, fallback: float) -> float:
     if np.linalg.norm(chord) < 0.3:
         return float(fallback)
     return float(np.arctan2(chord[1], chord[0]))
+
+
+def _departure_heading(plan, fallback: float) -> float:
+    """The direction a leg sets off in: towards where it first is 0.3 m from its start
+    (``fallback`` when it never gets so far). Not a time window: a timed walk starts slowly."""
+    start = _path_at(plan, 0.0)
+    for t in np.arange(0.1, float(plan.times[-1]) + 0.1, 0.1):
+        chord = _path_at(plan, t) - start
+        if np.linalg.norm(chord) >= 0.3:
+            return float(np.arctan2(chord[1], chord[0]))
+    return float(fallback)
+
+
+def _set_off(anchors: AnchorSet, plan, f0: int, facing: float, where: np.ndarray) -> int:
+    """Turn on the spot at ``where`` (2,) from ``facing`` towards where ``plan`` sets off, if that
+    is more than 45 degrees round; returns the frame the walk starts.
+
+    Why: a walk that starts behind the body (a pick-place whose place lies back the way it came)
+    was walked backwards for its first second, then its heading anchors asked for a half turn at
+    once: the sampler spun the body round, through upside down, in a third of a second."""
+    departure = _departure_heading(plan, fallback=facing)
+    turn = _turn_frames(facing, departure)
+    if turn == 0:
+        return f0
+    turn += TURN_SETTLE
+    _turn(anchors, f0, f0 + turn, facing, departure)
+    for f in range(f0, f0 + turn, PATH_EVERY):
+        anchors.add(f, "pelvis", [where[0], where[1], np.nan])
+    return f0 + turn
 
 
 def _wrap(angle: float) -> float:
@@ -213,8 +244,9 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
     anchors = AnchorSet(big)
     start = np.asarray(leg.start, dtype=np.float64)
     anchors.add(0, "root_orient", _stand_orient(start[2]), weight=1.0)
-    arrive = _walk(anchors, leg, 0)
-    _walk_headings(anchors, leg, 0)
+    w0 = _set_off(anchors, leg, 0, float(start[2]), start[:2])
+    arrive = _walk(anchors, leg, w0)
+    _walk_headings(anchors, leg, w0)
     stand = np.asarray(leg.stand, dtype=np.float64)
     hand = getattr(grasp, "hand", "right") if grasp is not None else "right"
     wrist_name = f"{hand}_wrist"
@@ -280,8 +312,9 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
             leg2 = legs[1]
             c0 = lf + 6
             _face(anchors, g, c0, facing)
-            arrive2 = _walk(anchors, leg2, c0)
-            _walk_headings(anchors, leg2, c0)
+            w0 = _set_off(anchors, leg2, c0, facing, pel_g[:2])
+            arrive2 = _walk(anchors, leg2, w0)
+            _walk_headings(anchors, leg2, w0)
             stand2 = np.asarray(leg2.stand, dtype=np.float64)
             arrival2 = _arrival_heading(leg2, fallback=facing)
             place_frame = arrive2 + PLACE_REACH + _turn_frames(arrival2, float(stand2[2]))
