@@ -198,3 +198,27 @@ def test_a_step_never_lands_a_foot_in_furniture(body):
     assert (clearance(p[landings][:, [ankle, ball]].reshape(-1, 3)) >= 0.02 - 1e-6).all()  # where it lands
     assert (clearance(p[planted][:, [ankle, ball]].reshape(-1, 3)) > 0.0).all()  # never inside
     assert len(stance_runs(con, 0)) >= 3  # it still walks
+
+
+def test_a_swinging_knee_keeps_out_of_furniture_at_knee_height(body):
+    """A low panel over the left foot's lane (a table's apron): the floor beyond it is free, so the
+    landing alone passes, but the knee swinging there would go through; the step lands short of it."""
+    n = 90
+    rot, pel = gliding_walk(body, n)
+    lo, hi = np.array([3.0, 0.0, 0.5]), np.array([3.1, 0.2, 0.8])  # where the free walk's left knee swings
+
+    def clearance(points: np.ndarray) -> np.ndarray:
+        d = np.maximum(lo - points, points - hi)  # box SDF
+        return np.linalg.norm(np.maximum(d, 0.0), axis=-1) + np.minimum(d.max(-1), 0.0)
+
+    class LandingOnly(FootPlanter):  # the same planter without the swing test
+        def _swing_room(self, *args) -> float:
+            return 0.0
+
+    def swinging_knee_room(planter_type) -> float:
+        out, con = planter_type(body, clearance=clearance).plant(rot, pel, 0, n, n, 0)
+        _, p = LegSkeleton(body, 0.0).fk(out.astype(np.float64), pel)
+        return float(clearance(p[con[:, 1] < 0.5, LEGS[0][1]]).min())
+
+    assert swinging_knee_room(LandingOnly) < 0.0  # the panel is where the knee would go
+    assert swinging_knee_room(FootPlanter) > 0.0

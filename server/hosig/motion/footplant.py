@@ -125,6 +125,8 @@ TOE_TIP_M = 0.07  # toe tip ahead of the ball joint, heel behind the ankle (mann
 HEEL_M = 0.06  # is only tested against furniture, so a bigger foot gains a few millimetres of margin)
 FOOT_HALF_WIDTH_M = 0.045  # across the ball of the foot (a landed toe met a table foot 2.3 cm deep)
 BALL_LIFT_PER_RAD = 0.01  # m the ball joint rises per radian of heel rise (3 mm of toe in the floor at 0.35 rad)
+# joint centre to skin, for the swinging leg's clearance (mannequin-sized, a few millimetres over)
+KNEE_RADIUS_M, SHIN_RADIUS_M, ANKLE_RADIUS_M, TOE_RADIUS_M = 0.06, 0.05, 0.045, 0.025
 EASE_FRAMES = 8  # a leg eases from planted into an animator's hard key over this many frames
 
 
@@ -252,14 +254,17 @@ class FootPlanter:
             lo, hi = (mid, hi) if np.linalg.norm(ankle - hip) <= limit else (lo, mid)
         return under + lo * (ball - under), ref_yaw
 
-    def _clear_landing(self, side: int, ball: np.ndarray, yaw: float, current: np.ndarray) -> np.ndarray | None:
+    def _clear_landing(self, side: int, ball: np.ndarray, yaw: float, current: np.ndarray,
+                       swing_room=None) -> np.ndarray | None:
         """``ball``, or the nearest clear place on the way back to ``current``; None if none is clear.
 
         Clear: the landed foot's outline (heel, ankle, ball and its sides, toe tip) keeps `PlantConfig.
-        foot_clearance_m` from the furniture. (Testing the swing's path too was tried: on the eval
-        scenes it changed nothing, and where it bites, a cancelled step drags the planted foot.)"""
+        foot_clearance_m` from the furniture, and the leg swinging there keeps clear too
+        (``swing_room(ball) -> m``, `_swing_room`); where no landing's swing is clear, the outline-clear
+        one whose swing comes least close (a cancelled step would drag the planted foot instead)."""
         if self.clearance is None:
             return ball
+        fallback, best = None, -np.inf
         for share in (1.0, 0.75, 0.5, 0.25):
             at = current + share * (ball - current)
             ankle, rot = self.legs.planted_ankle(side, at, yaw, 0.0)
@@ -270,9 +275,38 @@ class FootPlanter:
             outline = np.stack([ankle - HEEL_M * forward, ankle, at, toe, at + FOOT_HALF_WIDTH_M * side_way,
                                 at - FOOT_HALF_WIDTH_M * side_way, toe + 0.5 * FOOT_HALF_WIDTH_M * side_way,
                                 toe - 0.5 * FOOT_HALF_WIDTH_M * side_way])
-            if float(np.min(self.clearance(outline))) >= self.cfg.foot_clearance_m:
+            if float(np.min(self.clearance(outline))) < self.cfg.foot_clearance_m:
+                continue
+            room = swing_room(at) if swing_room is not None else 0.0
+            if room >= 0.0:
                 return at
-        return None
+            if room > best:
+                fallback, best = at, room
+        return fallback
+
+    def _swing_room(self, side: int, sw: _Swing, ball: np.ndarray, yaw: float, hips: np.ndarray) -> float:
+        """m the swinging leg keeps clear of the furniture beyond its skin (negative: it would enter),
+        on the way to ``ball``: knee, mid-shin, ankle and toes at a quarter, half and three quarters
+        of the swing. ``hips`` (3,3) the hip there. Why: the landing alone was tested, and a shin
+        or knee swinging past a desk's side or a table's edge went 2 cm in (4-10 % of a case's frames)."""
+        end_ankle, _ = self.legs.planted_ankle(side, ball, yaw, 0.0)
+        forward = np.array([np.cos(yaw), np.sin(yaw), 0.0])
+        l1, l2 = self.legs.lengths[side]
+        points, radii = [], []
+        for k, u in enumerate((0.25, 0.5, 0.75)):
+            ankle = self._swing_ankle(sw, end_ankle, u)
+            h = hips[k]
+            to = ankle - h
+            d = float(np.clip(np.linalg.norm(to), abs(l1 - l2) + 1e-4, (l1 + l2) * (1 - 1e-4)))
+            unit = to / max(float(np.linalg.norm(to)), 1e-9)
+            bend = forward - (forward @ unit) * unit
+            bend /= max(float(np.linalg.norm(bend)), 1e-9)
+            along = (l1 ** 2 - l2 ** 2 + d ** 2) / (2 * d)
+            knee = h + along * unit + np.sqrt(max(l1 ** 2 - along ** 2, 0.0)) * bend
+            toe = ankle + (self.legs.foot_length[side] + TOE_TIP_M) * forward
+            points += [knee, 0.5 * (knee + ankle), ankle, toe]
+            radii += [KNEE_RADIUS_M, SHIN_RADIUS_M, ANKLE_RADIUS_M, TOE_RADIUS_M]
+        return float(np.min(self.clearance(np.stack(points)) - np.array(radii)))
 
     # ---------------------------------------------------------------- the pass
     def hip_cap(self, speed: np.ndarray) -> np.ndarray:
@@ -445,16 +479,9 @@ class FootPlanter:
             lateral = off - (off @ heading) * heading
             stride = mid[:2] + lateral + heading * 0.5 * self.legs.foot_length[side]
             wanted[:2] = (1 - walking) * wanted[:2] + walking * stride
-        hip_land = extrapolated(p[:look, LEGS[side][0]], k_land).copy()
-        hip_land[2] = min(hip_land[2], p[t, LEGS[side][0], 2])  # a window's last frames may still ride high
-        ball, yaw = self._landing(side, wanted, float(extrapolated(ref_yaw[side], k_ref)), hip_land,
-                                  limit[side][min(k_land, look - 1)])
-        ball = self._clear_landing(side, ball, yaw, foot.ball)
-        if ball is None:  # nowhere clear to step to: the foot stays
-            return
+        hip = p[:look, LEGS[side][0]]
         ankle, arot = self.legs.planted_ankle(side, foot.ball, foot.yaw, rises[side][0])
         toe_local = arot.T @ self.legs.flat_rotation(foot.yaw)
-        hip = p[:look, LEGS[side][0]]
         ankle = self._within_reach(ankle, hip[t], limit[side][t])  # where a dragged foot was drawn
         # the foot leaves keeping pace with the hip (its heel rise kept it at a constant stretch) and
         # rising as the heel did; leaving from rest, the hips ran away from it and snapped the knee
@@ -462,7 +489,16 @@ class FootPlanter:
         velocity[:2] = (hip[t] - hip[t - 1] if t > 0 else hip[min(t + 1, look - 1)] - hip[t])[:2]
         if foot.ankle is not None:
             velocity[2] = max(float(ankle[2] - foot.ankle[2]), 0.0)
-        foot.swing = _Swing(now, land, ankle, arot, toe_local, velocity)
+        swing = _Swing(now, land, ankle, arot, toe_local, velocity)
+        hip_land = extrapolated(hip, k_land).copy()
+        hip_land[2] = min(hip_land[2], p[t, LEGS[side][0], 2])  # a window's last frames may still ride high
+        ball, yaw = self._landing(side, wanted, float(extrapolated(ref_yaw[side], k_ref)), hip_land,
+                                  limit[side][min(k_land, look - 1)])
+        hips = np.stack([extrapolated(hip, t + int(round(u * cfg.swing_frames))) for u in (0.25, 0.5, 0.75)])
+        ball = self._clear_landing(side, ball, yaw, foot.ball, lambda at: self._swing_room(side, swing, at, yaw, hips))
+        if ball is None:  # nowhere clear to step to: the foot stays
+            return
+        foot.swing = swing
         foot.ball, foot.yaw = ball, wrap(yaw)
 
     def _holds(self, side: int, hip: np.ndarray, k: int, look: int, limit) -> bool:
@@ -478,11 +514,17 @@ class FootPlanter:
         # measured: more acceleration, or soles skimming the floor late in the swing.)
         ease = u * u * (3 - 2 * u)
         end_ankle, end_rot = self.legs.planted_ankle(side, foot.ball, foot.yaw, 0.0)
+        ankle = self._swing_ankle(sw, end_ankle, u)
+        return ankle, blend_rotations(sw.ankle_rot, end_rot, ease), blend_rotations(sw.toe_local, np.eye(3), ease)
+
+    def _swing_ankle(self, sw: _Swing, end_ankle: np.ndarray, u: float) -> np.ndarray:
+        """(3,) the ankle ``u`` (0..1) of the way through swing ``sw`` to ``end_ankle``."""
+        ease = u * u * (3 - 2 * u)
         ankle = (1 - ease) * sw.ankle + ease * end_ankle
         # cubic Hermite: the foot leaves with `_Swing.velocity` and lands at rest
-        ankle += (u * (1 - u) ** 2) * (sw.end - sw.start) * sw.velocity
+        ankle = ankle + (u * (1 - u) ** 2) * (sw.end - sw.start) * sw.velocity
         ankle[2] += self.cfg.clearance_m * np.sin(np.pi * u)
-        return ankle, blend_rotations(sw.ankle_rot, end_rot, ease), blend_rotations(sw.toe_local, np.eye(3), ease)
+        return ankle
 
     @staticmethod
     def _within_reach(ankle: np.ndarray, hip: np.ndarray, limit: float) -> np.ndarray:
