@@ -202,7 +202,8 @@ def test_a_step_never_lands_a_foot_in_furniture(body):
 
 def test_a_swinging_knee_keeps_out_of_furniture_at_knee_height(body):
     """A low panel over the left foot's lane (a table's apron): the floor beyond it is free, so the
-    landing alone passes, but the knee swinging there would go through; the step lands short of it."""
+    landing alone passes, but the knee swinging there would go through; the step lands short of it
+    and the knee turns out of its way."""
     n = 90
     rot, pel = gliding_walk(body, n)
     lo, hi = np.array([3.0, 0.0, 0.5]), np.array([3.1, 0.2, 0.8])  # where the free walk's left knee swings
@@ -211,9 +212,12 @@ def test_a_swinging_knee_keeps_out_of_furniture_at_knee_height(body):
         d = np.maximum(lo - points, points - hi)  # box SDF
         return np.linalg.norm(np.maximum(d, 0.0), axis=-1) + np.minimum(d.max(-1), 0.0)
 
-    class LandingOnly(FootPlanter):  # the same planter without the swing test
+    class LandingOnly(FootPlanter):  # the same planter testing only where feet land
         def _swing_room(self, *args) -> float:
             return 0.0
+
+        def _swivel(self, side, hip, *args) -> np.ndarray:
+            return np.zeros(len(hip))
 
     def swinging_knee_room(planter_type) -> float:
         out, con = planter_type(body, clearance=clearance).plant(rot, pel, 0, n, n, 0)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter1d, maximum_filter1d
+from scipy.ndimage import gaussian_filter1d, maximum_filter1d, minimum_filter1d
 
 from hosig.motion.representation import LEFT_ANKLE, LEFT_FOOT, RIGHT_ANKLE, RIGHT_FOOT, matrix_to_aa, skeleton_fk
 
@@ -126,7 +126,10 @@ HEEL_M = 0.06  # is only tested against furniture, so a bigger foot gains a few 
 FOOT_HALF_WIDTH_M = 0.045  # across the ball of the foot (a landed toe met a table foot 2.3 cm deep)
 BALL_LIFT_PER_RAD = 0.01  # m the ball joint rises per radian of heel rise (3 mm of toe in the floor at 0.35 rad)
 # joint centre to skin, for the swinging leg's clearance (mannequin-sized, a few millimetres over)
-KNEE_RADIUS_M, SHIN_RADIUS_M, ANKLE_RADIUS_M, TOE_RADIUS_M = 0.06, 0.05, 0.045, 0.025
+KNEE_RADIUS_M, SHIN_RADIUS_M, ANKLE_RADIUS_M, TOE_RADIUS_M, THIGH_RADIUS_M = 0.06, 0.05, 0.045, 0.025, 0.075
+# rad a knee may turn outwards (+) or inwards to keep out of furniture, in order of preference
+SWIVELS = (0.0, 0.15, -0.15, 0.3, -0.3, 0.45, -0.45, 0.6)
+SWIVEL_EASE = 6  # frames a knee's turn is held and eased over
 EASE_FRAMES = 8  # a leg eases from planted into an animator's hard key over this many frames
 
 
@@ -204,6 +207,7 @@ class FootPlanter:
         self.floor_z = float(floor_z)
         self.legs = LegSkeleton(body, cfg.sole_lift_m)
         self.feet: list[_Foot] | None = None
+        self.last_swivel = [0.0, 0.0]  # each knee's outward turn on the last frame solved
 
     # ---------------------------------------------------------------- decisions
     def heel_rise(self, side: int, foot: _Foot, hip: np.ndarray, limit: float) -> tuple[float, bool]:
@@ -295,14 +299,7 @@ class FootPlanter:
         points, radii = [], []
         for k, u in enumerate((0.25, 0.5, 0.75)):
             ankle = self._swing_ankle(sw, end_ankle, u)
-            h = hips[k]
-            to = ankle - h
-            d = float(np.clip(np.linalg.norm(to), abs(l1 - l2) + 1e-4, (l1 + l2) * (1 - 1e-4)))
-            unit = to / max(float(np.linalg.norm(to)), 1e-9)
-            bend = forward - (forward @ unit) * unit
-            bend /= max(float(np.linalg.norm(bend)), 1e-9)
-            along = (l1 ** 2 - l2 ** 2 + d ** 2) / (2 * d)
-            knee = h + along * unit + np.sqrt(max(l1 ** 2 - along ** 2, 0.0)) * bend
+            knee = self._knee(side, hips[k:k + 1], ankle[None], forward[None], forward[None])[0][0]
             toe = ankle + (self.legs.foot_length[side] + TOE_TIP_M) * forward
             points += [knee, 0.5 * (knee + ankle), ankle, toe]
             radii += [KNEE_RADIUS_M, SHIN_RADIUS_M, ANKLE_RADIUS_M, TOE_RADIUS_M]
@@ -537,30 +534,66 @@ class FootPlanter:
         d = float(np.linalg.norm(to))
         return ankle if d <= limit else hip + to * (limit / d)
 
-    def _solve_leg(self, rot: np.ndarray, g: np.ndarray, p: np.ndarray, side: int, ankle: np.ndarray,
-                   ankle_rot: np.ndarray, toe_local: np.ndarray) -> np.ndarray:
-        """Two-bone IK over frames: hip and knee turned so the ankle reaches ``ankle`` (F,3) with the
-        knee over the toes; the ankle then takes ``ankle_rot`` (F,3,3) and the ball ``toe_local``."""
-        hip, knee, ank, ball = LEGS[side]
+    def _knee(self, side: int, hip: np.ndarray, ankle: np.ndarray, forward: np.ndarray, fallback: np.ndarray,
+              swivel: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """(knee (F,3), reached ankle (F,3)) of a leg from ``hip`` to ``ankle`` (F,3) bent towards
+        ``forward`` (F,3; ``fallback`` where it is along the leg), turned ``swivel`` rad outwards (negative: inwards).
+
+        Knee over the toes: the sampled knee's direction was tried and wobbles (a nearly straight
+        sampled leg has no clear bend)."""
         l1, l2 = self.legs.lengths[side]
-        h, k0 = p[:, hip], p[:, knee]
-        to = ankle - h
+        to = ankle - hip
         dist = np.linalg.norm(to, axis=-1)
         u = to / dist.clip(1e-9)[:, None]
         d = dist.clip(abs(l1 - l2) + 1e-4, (l1 + l2) * (1 - 1e-4))
-        # knee direction: over the toes (the foot's forward), off the hip-ankle line; the sampled
-        # knee's direction was tried and wobbles (a nearly straight sampled leg has no clear bend)
-        bend = ankle_rot[:, :, 2]
-        bend = bend - (bend * u).sum(-1, keepdims=True) * u
-        fwd = g[:, 0, :, 2]
-        fwd = fwd - (fwd * u).sum(-1, keepdims=True) * u
+        bend = forward - (forward * u).sum(-1, keepdims=True) * u
+        fb = fallback - (fallback * u).sum(-1, keepdims=True) * u
         weak = np.linalg.norm(bend, axis=-1) < 1e-3
-        bend[weak] = fwd[weak]
+        bend[weak] = fb[weak]
         bend /= np.linalg.norm(bend, axis=-1, keepdims=True).clip(1e-12)
+        # outwards: about the hip-ankle line, away from the other leg (down x forward points right)
+        out = np.cross(u, bend) * (-1.0 if side == 0 else 1.0)
+        turn = np.asarray(swivel, dtype=np.float64)[..., None]
+        bend = np.cos(turn) * bend + np.sin(turn) * out
         along = (l1 ** 2 - l2 ** 2 + d ** 2) / (2 * d)
         across = np.sqrt(np.clip(l1 ** 2 - along ** 2, 0.0, None))
-        knee_at = h + along[:, None] * u + across[:, None] * bend
-        ankle_at = h + d[:, None] * u
+        return hip + along[:, None] * u + across[:, None] * bend, hip + d[:, None] * u
+
+    def _swivel(self, side: int, hip: np.ndarray, ankle: np.ndarray, forward: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+        """(F,) rad the knee turns outwards (smooth in time, continuing the last window's) so that the
+        knee and thigh keep out of the furniture: a planted leg's knee went into a desk's side as the
+        body leant over it to pick (7 % of that case's frames), and `refine` may not move planted legs."""
+        n = len(hip)
+        raw = np.zeros(n)
+        if self.clearance is not None and n:
+            rooms = []
+            for turn in SWIVELS:
+                knee, _ = self._knee(side, hip, ankle, forward, fallback, turn)
+                pts = np.concatenate([knee, 0.5 * (knee + hip)])
+                room = self.clearance(pts) - np.repeat([KNEE_RADIUS_M, THIGH_RADIUS_M], n)
+                rooms.append(np.minimum(room[:n], room[n:]))
+            rooms = np.stack(rooms, 1)  # (F, candidates)
+            clear = rooms >= 0.0
+            first = np.where(clear.any(1), clear.argmax(1), rooms.argmax(1))
+            raw = np.asarray(SWIVELS)[first]
+        r = SWIVEL_EASE
+        padded = np.concatenate([np.full(r, self.last_swivel[side]), raw])
+        held = (maximum_filter1d(np.maximum(padded, 0.0), 2 * r + 1, mode="nearest")
+                + minimum_filter1d(np.minimum(padded, 0.0), 2 * r + 1, mode="nearest"))  # each turn held its full width
+        smooth = gaussian_filter1d(held, r / 2, mode="nearest")[r:]
+        if n:
+            self.last_swivel[side] = float(smooth[-1])
+        return smooth
+
+    def _solve_leg(self, rot: np.ndarray, g: np.ndarray, p: np.ndarray, side: int, ankle: np.ndarray,
+                   ankle_rot: np.ndarray, toe_local: np.ndarray) -> np.ndarray:
+        """Two-bone IK over frames: hip and knee turned so the ankle reaches ``ankle`` (F,3) with the
+        knee over the toes (turned out of furniture, `_swivel`); the ankle then takes ``ankle_rot``
+        (F,3,3) and the ball ``toe_local``."""
+        hip, knee, ank, ball = LEGS[side]
+        h, k0 = p[:, hip], p[:, knee]
+        forward, fallback = ankle_rot[:, :, 2], g[:, 0, :, 2]
+        knee_at, ankle_at = self._knee(side, h, ankle, forward, fallback, self._swivel(side, h, ankle, forward, fallback))
         g_hip = rotation_between(k0 - h, knee_at - h) @ g[:, hip]
         knee_local = np.swapaxes(g[:, hip], -1, -2) @ g[:, knee]
         g_knee = g_hip @ knee_local
