@@ -226,3 +226,29 @@ def test_a_swinging_knee_keeps_out_of_furniture_at_knee_height(body):
 
     assert swinging_knee_room(LandingOnly) < 0.0  # the panel is where the knee would go
     assert swinging_knee_room(FootPlanter) > 0.0
+
+
+def test_a_planted_knee_turns_out_of_furniture_beside_it(body):
+    """A cabinet side just beside a standing body's bent left knee: the knee turns about its
+    hip-ankle line out of it, eased in (no pop), and the planted foot does not move."""
+    n = 40
+    rot, pel = gliding_walk(body, n, speed=0.0, crouch=0.06)
+    free, _ = FootPlanter(body).plant(rot, pel, 0, n, n, 0)
+    _, p0 = LegSkeleton(body, 0.0).fk(free.astype(np.float64), pel)
+    knee = p0[0, LEGS[0][1]]
+    lo, hi = knee + np.array([-0.1, 0.03, -0.1]), knee + np.array([0.1, 0.3, 0.1])  # from 3 cm left of it
+
+    def clearance(points: np.ndarray) -> np.ndarray:
+        d = np.maximum(lo - points, points - hi)
+        return np.linalg.norm(np.maximum(d, 0.0), axis=-1) + np.minimum(d.max(-1), 0.0)
+
+    from hosig.motion.footplant import KNEE_RADIUS_M
+
+    assert clearance(knee[None])[0] < KNEE_RADIUS_M  # the skin of the unturned knee is in the cabinet
+    out, _ = FootPlanter(body, clearance=clearance).plant(rot, pel, 0, n, n, 0)
+    _, p = LegSkeleton(body, 0.0).fk(out.astype(np.float64), pel)
+    settled = slice(10, n)
+    assert (clearance(p[settled, LEGS[0][1]]) >= KNEE_RADIUS_M - 1e-3).all()
+    assert np.allclose(p[:, [LEGS[0][2], LEGS[0][3]]], p0[:, [LEGS[0][2], LEGS[0][3]]], atol=1e-4)  # foot stays
+    speed = np.linalg.norm(np.diff(p[:, LEGS[0][1]], axis=0), axis=-1) * FPS
+    assert speed.max() < 0.5, f"the knee moved {speed.max():.2f} m/s turning"
