@@ -297,7 +297,6 @@ class FootPlanter:
         or knee swinging past a desk's side or a table's edge went 2 cm in (4-10 % of a case's frames)."""
         end_ankle, _ = self.legs.planted_ankle(side, ball, yaw, 0.0)
         forward = np.array([np.cos(yaw), np.sin(yaw), 0.0])
-        l1, l2 = self.legs.lengths[side]
         points, radii = [], []
         for k, u in enumerate((0.25, 0.5, 0.75)):
             ankle = self._swing_ankle(sw, end_ankle, u)
