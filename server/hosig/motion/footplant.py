@@ -565,25 +565,23 @@ class FootPlanter:
         knee and thigh keep out of the furniture: a planted leg's knee went into a desk's side as the
         body leant over it to pick (7 % of that case's frames), and `refine` may not move planted legs."""
         n = len(hip)
-        raw = np.zeros(n)
-        if self.clearance is not None and n:
-            rooms = []
-            for turn in SWIVELS:
-                knee, _ = self._knee(side, hip, ankle, forward, fallback, turn)
-                pts = np.concatenate([knee, 0.5 * (knee + hip)])
-                room = self.clearance(pts) - np.repeat([KNEE_RADIUS_M, THIGH_RADIUS_M], n)
-                rooms.append(np.minimum(room[:n], room[n:]))
-            rooms = np.stack(rooms, 1)  # (F, candidates)
-            clear = rooms >= 0.0
-            first = np.where(clear.any(1), clear.argmax(1), rooms.argmax(1))
-            raw = np.asarray(SWIVELS)[first]
+        if self.clearance is None or n == 0:  # no furniture: the knee never turns
+            return np.zeros(n)
+        rooms = []
+        for turn in SWIVELS:
+            knee, _ = self._knee(side, hip, ankle, forward, fallback, turn)
+            pts = np.concatenate([knee, 0.5 * (knee + hip)])
+            room = self.clearance(pts) - np.repeat([KNEE_RADIUS_M, THIGH_RADIUS_M], n)
+            rooms.append(np.minimum(room[:n], room[n:]))
+        rooms = np.stack(rooms, 1)  # (F, candidates)
+        clear = rooms >= 0.0
+        raw = np.asarray(SWIVELS)[np.where(clear.any(1), clear.argmax(1), rooms.argmax(1))]
         r = SWIVEL_EASE
         padded = np.concatenate([np.full(r, self.last_swivel[side]), raw])
         held = (maximum_filter1d(np.maximum(padded, 0.0), 2 * r + 1, mode="nearest")
                 + minimum_filter1d(np.minimum(padded, 0.0), 2 * r + 1, mode="nearest"))  # each turn held its full width
         smooth = gaussian_filter1d(held, r / 2, mode="nearest")[r:]
-        if n:
-            self.last_swivel[side] = float(smooth[-1])
+        self.last_swivel[side] = float(smooth[-1])
         return smooth
 
     def _solve_leg(self, rot: np.ndarray, g: np.ndarray, p: np.ndarray, side: int, ankle: np.ndarray,
