@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from typing import Any, Callable
 
@@ -19,6 +20,21 @@ import numpy as np
 from hosig.errors import UsageError
 
 Handler = Callable[[argparse.Namespace], dict[str, Any]]
+
+# "-3,-2", "-1.5,2,0.7", "-.5,1e-3": a value, never an option (argparse alone knows only "-3" and "-.5").
+NEGATIVE_NUMBERS = re.compile(r"^-\.?\d[\d.,eE+-]*$")
+
+
+class HosigArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser whose options take comma-separated coordinates that start with a minus.
+
+    Every subcommand parser is of this class (``add_subparsers`` passes it on), so ``--start -3,-2``
+    and ``--start=-3,-2`` mean the same on every command.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBERS
 
 
 def add_report_flags(parser: argparse.ArgumentParser) -> None:

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("scene", help="scene file (.glb/.gltf/.obj/.ply) or add-on payload (.json)")
     p.add_argument("--target", required=True, help="name of the object to grasp")
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--stand", help="stand point X,Y,HEADING (write --stand=-1,2,0 when X is negative)")
+    where.add_argument("--stand", help="stand point X,Y,HEADING")
     where.add_argument("--start", help="start X,Y[,HEADING]: plan the stand point with navigation first")
     p.add_argument("--hand", choices=("right", "left", "auto"), default="right", help="grasping hand (auto: the side facing the object)")
     p.add_argument("--out", help="write the pose (SMPL-X parameters + joints, Z-up) to this .npz")

@@ -9,6 +9,7 @@ import sys
 import traceback
 
 from hosig import __version__
+from hosig.cli.common import HosigArgumentParser
 from hosig.errors import HosigError
 
 # Each module defines ``register(subparsers)``; each subcommand sets ``func`` (args -> int | None).
@@ -27,13 +28,13 @@ SUBCOMMAND_MODULES: list[str] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = HosigArgumentParser(
         prog="hosig",
         description="HOSIG for Blender: scene-aware human-object interaction motion, from the command line.",
     )
     parser.add_argument("--version", action="version", version=f"hosig {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=HosigArgumentParser)
     for name in SUBCOMMAND_MODULES:
         try:
             module = importlib.import_module(name)

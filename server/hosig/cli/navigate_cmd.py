@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("scene", help="scene file (.glb/.gltf/.obj/.ply) or add-on payload (.json)")
-    # let "--start -1.5,2" through: argparse takes "-1.5,2" for an option unless told it is a number
-    p._negative_number_matcher = re.compile(r"^-\d[\d.,eE+-]*$|^-\.\d[\d.,eE+-]*$")
     p.add_argument("--start", required=True, help="start X,Y or X,Y,HEADING (metres, radians)")
     goal = p.add_mutually_exclusive_group(required=True)
     goal.add_argument("--target", help="name of the object to reach")

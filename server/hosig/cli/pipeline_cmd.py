@@ -54,7 +54,7 @@ def parse_place(text: str | None) -> str | list[float] | None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     gen = subparsers.add_parser("generate", help="walk to an object and reach / pick / pick-place it; write clip.npz")
     gen.add_argument("scene", help="scene file (.glb/.gltf/.obj/.ply)")
-    gen.add_argument("--start", required=True, help="start X,Y[,HEADING] (metres, radians; Z-up world); negative x: --start=-2,1")
+    gen.add_argument("--start", required=True, help="start X,Y[,HEADING] (metres, radians; Z-up world)")
     gen.add_argument("--target", required=True, help="name of the object to act on")
     gen.add_argument("--action", choices=ACTIONS, default="pick")
     gen.add_argument("--place", default=None, help="pick-place: object name (its top) or X,Y,Z")
