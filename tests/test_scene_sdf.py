@@ -171,7 +171,9 @@ def test_grids_coarsen_for_huge_scenes():
     big = load_scene(encode_payload({"ground": (v, np.array([[0, 1, 2], [0, 2, 3]]))}), small)
     occ = big.occupancy()
     assert occ.voxel >= 0.08 and occ.grid.size <= small.max_grid_voxels
-    assert occ.query(np.array([[10.0, -15.0, 0.0]]))[0]
+    # the plane's shell is the voxel layer under its walking surface, the layer above it is free
+    assert occ.query(np.array([[10.0, -15.0, -0.01]]))[0]
+    assert not occ.query(np.array([[10.0, -15.0, 0.01]]))[0]
 
 
 def test_two_levels_agree_and_tiles_are_lazy():
@@ -227,3 +229,24 @@ def test_probe_blended_grid_equals_seven_probes():
     np.testing.assert_allclose(g_got.numpy(), g_want.numpy(), atol=1e-3)
     # inside the box the blend still points out of it
     assert float(blended.query_np(np.array([(BOX_LO + BOX_HI) / 2]))[0]) < 0
+
+
+def _floor_of_kind(kind: str, top: float) -> trimesh.Trimesh:
+    """A 4 x 4 m floor whose walking surface is at z = top: an open plane, a 2 cm or a 20 cm slab."""
+    if kind == "plane":
+        v = np.array([[-2, -2, top], [2, -2, top], [2, 2, top], [-2, 2, top]], dtype=float)
+        return trimesh.Trimesh(v, [[0, 1, 2], [0, 2, 3]], process=False)
+    thick = {"thin_slab": 0.02, "thick_slab": 0.2}[kind]
+    return trimesh.creation.box(extents=[4, 4, thick], transform=trimesh.transformations.translation_matrix([0, 0, top - thick / 2]))
+
+
+@pytest.mark.parametrize("kind", ["plane", "thin_slab", "thick_slab"])
+@pytest.mark.parametrize("top", [0.0, 0.5, -1.0, 0.013])
+def test_floor_surface_reads_its_true_height(kind: str, top: float) -> None:
+    """Whatever the floor is made of and wherever it is, a point h above it reads h (a foot 2 cm up
+    is 2 cm out of the floor, never inside it)."""
+    scene = _scene({"floor": _floor_of_kind(kind, top)})
+    assert scene.floor_z == pytest.approx(top, abs=1e-6)
+    heights = np.array([0.0, 0.01, 0.02, 0.04, 0.08, 0.15])
+    points = np.stack([np.full(6, 0.37), np.full(6, -0.61), top + heights], axis=1)
+    np.testing.assert_allclose(scene.sdf().query_np(points), heights, atol=0.005)

@@ -28,7 +28,7 @@ _SCENES: "OrderedDict[tuple[str, str], Scene]" = OrderedDict()
 _LOCK = threading.Lock()
 MAX_SCENES = 8
 MAX_DISK_BYTES = 2 * 1024**3
-FORMAT = "v1"
+FORMAT = "v2"  # v2: grids whose z lattice passes through the floor top
 
 
 def get_scene(content_hash: str, config_key: str) -> "Scene | None":

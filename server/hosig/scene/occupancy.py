@@ -5,7 +5,11 @@ column crosses adds +1 (face looking down: entering) or -1 (looking up: leaving)
 whose centre has a non-zero running sum is inside. This is exact at voxel centres, handles
 overlapping parts of one object, and costs O(projected area), not O(volume) ray tests.
 Open meshes (and objects thinner than two voxels) are voxelised from their surface: points are
-laid on every triangle at half-voxel spacing and their voxels marked.
+laid on every triangle at half-voxel spacing and their voxels marked. A face lying on a voxel
+boundary marks the voxel on its solid side only (closed objects: behind the outward normal; open
+meshes: below a near-horizontal face, so an open floor plane's shell lies under the walking
+surface). The grid's z lattice passes through the floor top, so the floor of every scene, plane,
+thin slab or thick slab, at any height, is a voxel face: its zero level is exact.
 """
 
 from __future__ import annotations
@@ -13,6 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+# Surface points are moved this fraction of a voxel to the solid side of their face, so a face on a
+# voxel boundary marks the voxel it bounds from inside, never the free one beyond it.
+_INWARD = 1e-3
 
 # Column centres are offset by this tiny amount so that they never fall exactly on a shared
 # triangle edge of axis-aligned geometry (which would count a crossing twice or not at all).
@@ -59,12 +67,14 @@ class Occupancy:
 
 
 def grid_frame(
-    bounds: np.ndarray, voxel: float, pad: float, min_height: float = 0.0
+    bounds: np.ndarray, voxel: float, pad: float, min_height: float = 0.0, floor_z: float | None = None
 ) -> tuple[np.ndarray, tuple[int, int, int]]:
     """Origin (3,) snapped to the voxel lattice and shape covering bounds (2,3) plus pad, and at
     least `min_height` above the lowest geometry (so a standing body's head is inside the grid
-    even in a scene of low furniture only)."""
+    even in a scene of low furniture only). With `floor_z`, the z lattice passes through it."""
     lo = np.floor((bounds[0] - pad) / voxel) * voxel
+    if floor_z is not None:
+        lo[2] = floor_z - np.ceil((floor_z - (bounds[0][2] - pad)) / voxel) * voxel
     top = np.array(bounds[1], dtype=np.float64)
     top[2] = max(top[2], bounds[0][2] + min_height)
     hi = np.ceil((top + pad) / voxel) * voxel
@@ -142,8 +152,22 @@ def winding_fill(tris: np.ndarray, origin: np.ndarray, voxel: float, shape: tupl
     return wind != 0
 
 
-def surface_points(tris: np.ndarray, spacing: float) -> np.ndarray:
-    """(K,3) points covering every triangle of tris (F,3,3) at most `spacing` apart."""
+def solid_side(tris: np.ndarray, closed: bool) -> np.ndarray:
+    """(F,3) unit directions from each face of tris (F,3,3) into its solid: minus the outward
+    normal of a closed mesh; for an open mesh straight down under a near-horizontal face, else 0."""
+    normal = np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])
+    length = np.linalg.norm(normal, axis=1, keepdims=True)
+    unit = np.divide(normal, length, out=np.zeros_like(normal), where=length > 0)
+    if closed:
+        return -unit
+    down = np.zeros_like(unit)
+    down[np.abs(unit[:, 2]) > 0.9, 2] = -1.0
+    return down
+
+
+def surface_points(tris: np.ndarray, spacing: float, inward: np.ndarray | None = None) -> np.ndarray:
+    """(K,3) points covering every triangle of tris (F,3,3) at most `spacing` apart, each moved by
+    its face's `inward` (F,3) offset when given."""
     edge = np.max(
         np.stack(
             [
@@ -155,6 +179,8 @@ def surface_points(tris: np.ndarray, spacing: float) -> np.ndarray:
         axis=0,
     )
     n_sub = np.maximum(np.ceil(edge / spacing).astype(np.int64), 1)
+    if inward is not None:
+        tris = tris + inward[:, None, :]
     out = [tris.reshape(-1, 3)]
     for n in np.unique(n_sub):
         sel = tris[n_sub == n]
@@ -178,9 +204,11 @@ def mark_points(grid: np.ndarray, origin: np.ndarray, voxel: float, points: np.n
     grid[idx[:, 0], idx[:, 1], idx[:, 2]] = True
 
 
-def build_occupancy(objects, voxel: float, bounds: np.ndarray, pad: float, min_height: float = 0.0) -> Occupancy:
-    """Voxelise `objects` (iterable of SceneObject) into one grid over bounds (2,3) + pad."""
-    origin, shape = grid_frame(bounds, voxel, pad, min_height)
+def build_occupancy(objects, voxel: float, bounds: np.ndarray, pad: float, min_height: float = 0.0,
+                    floor_z: float | None = None) -> Occupancy:
+    """Voxelise `objects` (iterable of SceneObject) into one grid over bounds (2,3) + pad, its z
+    lattice through `floor_z` when given."""
+    origin, shape = grid_frame(bounds, voxel, pad, min_height, floor_z)
     grid = np.zeros(shape, dtype=bool)
     slices: dict[str, tuple[slice, slice, slice]] = {}
     for obj in objects:
@@ -197,5 +225,6 @@ def build_occupancy(objects, voxel: float, bounds: np.ndarray, pad: float, min_h
         if obj.watertight:
             sub |= winding_fill(tris, sub_origin, voxel, sub_shape)  # type: ignore[arg-type]
         if not obj.watertight or float(np.min(obj.size)) < 2.0 * voxel:
-            mark_points(sub, sub_origin, voxel, surface_points(tris, 0.5 * voxel))
+            inward = _INWARD * voxel * solid_side(tris, bool(obj.watertight))
+            mark_points(sub, sub_origin, voxel, surface_points(tris, 0.5 * voxel, inward))
     return Occupancy(grid=grid, origin=origin, voxel=float(voxel), object_slices=slices)

@@ -203,7 +203,15 @@ class Scene:
 
     def _build_occ(self, ex: frozenset[str], voxel: float) -> Occupancy:
         objs = [o for n, o in self.objects.items() if n not in ex]
-        return build_occupancy(objs, voxel, self.bounds, self.config.grid_pad, self.config.grid_min_height)
+        return build_occupancy(objs, voxel, self.bounds, self.config.grid_pad, self.config.grid_min_height,
+                               self._floor_or_none())
+
+    def _floor_or_none(self) -> float | None:
+        """The floor height, or None for a scene without one (its grid then keeps the plain lattice)."""
+        try:
+            return self.floor_z
+        except InputError:
+            return None
 
     def _fit_voxel(self, voxel: float, limit: int) -> float:
         """`voxel` doubled until the scene's grid has at most `limit` voxels."""
