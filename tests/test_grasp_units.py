@@ -9,7 +9,8 @@ import trimesh
 
 from hosig.body import load_body_model
 from hosig.errors import InfeasibleError, UnreachableError
-from hosig.grasp.candidates import generate_candidates
+from hosig.grasp import generator
+from hosig.grasp.candidates import PALM_HALF_WIDTH, generate_candidates
 from hosig.grasp.config import GraspConfig
 from hosig.grasp.hand import build_hand, curl_to_hand_pose, mean_flexion
 from hosig.grasp.kin import LiteBody, forward_kinematics, local_rotations, skin
@@ -91,7 +92,9 @@ def test_candidates_side_grasp_for_bottle_and_top_for_floor_box():
     assert all(c.span <= cfg.max_width for c in cands)
     case = testscenes.box_on_floor()
     cands = generate_candidates(case.scene, case.target, case.stand, "right", cfg)
-    assert cands and cands[0].kind == "top"
+    assert any(c.kind == "top" for c in cands)
+    # a side grip of a low box keeps the palm's lower edge off the floor
+    assert all(c.point[2] - PALM_HALF_WIDTH >= cfg.approach_clearance for c in cands if c.kind == "side")
 
 
 def test_candidates_avoid_the_wall_side():
@@ -110,6 +113,47 @@ def test_candidates_reject_big_and_far_objects():
         generate_candidates(big, "crate", (0.0, 0.0, 0.0), "right", GraspConfig())
     with pytest.raises(UnreachableError, match="out of reach"):
         generate_candidates(case.scene, case.target, (-2.0, -2.0, 0.0), "right", GraspConfig())
+
+
+def test_hollow_mug_on_a_counter_is_held_round_its_body_or_on_its_rim():
+    """Side grips keep the palm's lower edge off the counter; a palm from above rests on the rim,
+    never down in the cavity."""
+    cfg = GraspConfig()
+    case = testscenes.open_mug_on_counter()
+    lo, hi = case.scene.object("mug").bounds
+    cands = generate_candidates(case.scene, "mug", case.stand, "right", cfg)
+    kinds = {c.kind for c in cands}
+    assert "side" in kinds, kinds
+    for c in cands:
+        if c.kind == "side":
+            assert c.point[2] - PALM_HALF_WIDTH >= lo[2] + cfg.approach_clearance
+            assert c.point[2] < hi[2]
+        else:
+            assert c.point[2] == pytest.approx(hi[2], abs=1e-6)
+
+
+def test_auto_hand_takes_the_other_hand_when_the_first_is_blocked(monkeypatch):
+    case = testscenes.bottle_on_table()
+    real = generator.generate_candidates
+
+    def right_blocked(scene, target, stand, side, config, sdf=None):
+        if side == "right":
+            raise InfeasibleError(f"object {target!r}: no free approach direction for the right hand (3 blocked)")
+        return real(scene, target, stand, side, config, sdf=sdf)
+
+    monkeypatch.setattr(generator, "generate_candidates", right_blocked)
+    centre = case.scene.object(case.target).center
+    side, cands = generator._candidates_for_hand(case.scene, case.target, case.stand, "auto", centre, GraspConfig(), None)
+    assert side == "left" and cands
+    with pytest.raises(InfeasibleError, match="right hand"):
+        generator._candidates_for_hand(case.scene, case.target, case.stand, "right", centre, GraspConfig(), None)
+
+    def both_blocked(scene, target, stand, side, config, sdf=None):
+        raise InfeasibleError(f"object {target!r}: no free approach direction for the {side} hand (2 blocked)")
+
+    monkeypatch.setattr(generator, "generate_candidates", both_blocked)
+    with pytest.raises(InfeasibleError, match="right hand.*left hand"):
+        generator._candidates_for_hand(case.scene, case.target, case.stand, "auto", centre, GraspConfig(), None)
 
 
 def test_pose_prior_loads_and_prefers_its_mean():

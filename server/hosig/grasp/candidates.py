@@ -75,6 +75,38 @@ def _first_hit(mesh: trimesh.Trimesh, origin: np.ndarray, direction: np.ndarray)
     return locs[k], n
 
 
+# Half the width of an open palm across its thumb-little finger axis (m).
+PALM_HALF_WIDTH = 0.045
+
+
+def side_grip_heights(bottom: float, height: float, clearance: float) -> list[float]:
+    """Heights (world z) at which a side grip (thumb up) holds an object whose bottom is at
+    ``bottom``: across its body, and, for a short object, high enough that the lower edge of the
+    palm keeps ``clearance`` from the surface it stands on (a mug on a counter is held round its
+    upper body with the little finger just over the counter)."""
+    fracs = (0.42, 0.62) if height > 0.10 else (0.5,)
+    clear = bottom + PALM_HALF_WIDTH + clearance + 0.005
+    raised = [max(bottom + f * height, clear) if clear < bottom + height else bottom + f * height for f in fracs]
+    heights: list[float] = []
+    for h in raised:
+        if all(abs(h - k) > 0.01 for k in heights):
+            heights.append(h)
+    return heights
+
+
+def top_contact(mesh: trimesh.Trimesh, centre: np.ndarray, top: float, rim_depth: float = 0.02) -> tuple[np.ndarray, np.ndarray] | None:
+    """Where a palm coming from above rests: the surface straight down through the object's centre,
+    or, on an open-top object (a mug, a glass, a bowl: that surface lies deeper than ``rim_depth``
+    below the top), the plane of its rim. None when nothing up-facing is under the palm."""
+    hit = _first_hit(mesh, np.array([centre[0], centre[1], top + 0.5]), -UP)
+    if hit is None:
+        return None
+    point, normal = hit
+    if point[2] < top - rim_depth:
+        return np.array([centre[0], centre[1], top]), UP.copy()
+    return (point, normal) if normal @ UP > 0.7 else None
+
+
 def hand_probe_points(point: np.ndarray, approach: np.ndarray, fwd: np.ndarray, thumb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """World points of an open hand and forearm at a candidate (palm/arm points, finger points)."""
     back = -approach
@@ -102,12 +134,7 @@ def generate_candidates(
 
     raw: list[Candidate] = []
     # -- side grasps --------------------------------------------------------------------------
-    if size[2] > 0.10:
-        fracs = (0.42, 0.62)
-    else:
-        fracs = (0.5,)
-    for frac in fracs:
-        h = lo[2] + frac * size[2]
+    for h in side_grip_heights(lo[2], size[2], config.approach_clearance):
         for k in range(config.side_azimuths):
             psi = 2 * np.pi * k / config.side_azimuths
             a = np.array([np.cos(psi), np.sin(psi), 0.0])
@@ -124,8 +151,8 @@ def generate_candidates(
     # -- top grasps ---------------------------------------------------------------------------
     # Tall objects (bottles) are taken from the side only; a palm on a bottle cap looks wrong.
     tall = size[2] > 1.5 * max(size[0], size[1])
-    hit = None if tall else _first_hit(mesh, np.array([centre[0], centre[1], hi[2] + 0.5]), -UP)
-    if hit is not None and hit[1] @ UP > 0.7:
+    hit = None if tall else top_contact(mesh, centre, hi[2])
+    if hit is not None:
         p, n = hit
         a = -UP
         for k in range(8):

@@ -19,7 +19,7 @@ import torch
 import trimesh
 
 from hosig.body.skeleton import JOINT_INDEX
-from hosig.errors import UsageError
+from hosig.errors import InfeasibleError, UsageError
 from hosig.grasp.candidates import Candidate, generate_candidates
 from hosig.grasp.config import GraspConfig
 from hosig.grasp.hand import HandGeometry, build_hand, mean_flexion
@@ -114,6 +114,23 @@ def choose_hand(hand: str, stand: tuple[float, float, float], point: np.ndarray)
     return "left" if cross > 0.05 * np.linalg.norm(to) else "right"
 
 
+def _candidates_for_hand(scene: Any, target: str, stand: tuple[float, float, float], hand: str, centre: np.ndarray,
+                         config: GraspConfig, scene_sdf: Any) -> tuple[str, list]:
+    """(side, candidates) for ``hand``; 'auto' tries the side facing the object, then the other one
+    (a mug whose right side is against a wall is taken with the left hand)."""
+    first = choose_hand(hand, stand, centre)
+    sides = [first] if hand != "auto" else [first, "left" if first == "right" else "right"]
+    blocked: list[str] = []
+    for side in sides:
+        try:
+            return side, generate_candidates(scene, target, stand, side, config, sdf=scene_sdf)
+        except InfeasibleError as err:
+            blocked.append(str(err))
+    if len(blocked) == 1:
+        raise InfeasibleError(blocked[0])
+    raise InfeasibleError(f"{blocked[0]}; and for the {sides[1]} hand: {blocked[1].split(': ', 1)[-1]}")
+
+
 @contextmanager
 def _single_thread() -> Iterator[None]:
     """Run on one torch thread: the grasp's tensors are small, and on a shared 2-core machine
@@ -149,16 +166,15 @@ def _generate(scene: Any, target: str, stand: Any, body: Any, hand: str, config:
     timings: dict[str, float] = {}
     stand_t = (float(stand[0]), float(stand[1]), float(stand[2]))
     obj = scene.object(target)
-    side = choose_hand(hand, stand_t, obj.center)
     prior = load_prior()
     lite, hands = _lite_and_hands(body)
-    hg = hands[side]
     floor_z = float(scene.floor_z)
     t = time.perf_counter()
     scene_sdf = LocalSDF(scene, (target,), *grasp_region(stand_t, obj.bounds, floor_z))
     timings["scene_sdf"] = (time.perf_counter() - t) * 1e3
     t = time.perf_counter()
-    cands = generate_candidates(scene, target, stand_t, side, config, sdf=scene_sdf)
+    side, cands = _candidates_for_hand(scene, target, stand_t, hand, obj.center, config, scene_sdf)
+    hg = hands[side]
     n_cands = len(cands)
     obj_sdf = ObjectSDF(obj.mesh, seed=config.seed)
     timings["candidates"] = (time.perf_counter() - t) * 1e3

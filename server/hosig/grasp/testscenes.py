@@ -42,6 +42,38 @@ def _table(cx, cy, w=1.2, d=0.8, h=0.75) -> trimesh.Trimesh:
     return trimesh.util.concatenate(parts)
 
 
+def open_vessel(x: float, y: float, z0: float, radius: float, height: float, wall: float = 0.007,
+                sections: int = 32) -> trimesh.Trimesh:
+    """An open-top thin-walled vessel (mug, cup, glass, bowl) made as exported assets are: outer
+    wall, inner wall, rim ring, outer bottom and inner floor as separate surfaces (not watertight),
+    its bottom at ``z0``."""
+    a = np.linspace(0.0, 2.0 * np.pi, sections, endpoint=False)
+    n = sections
+
+    def circle(r: float, z: float) -> np.ndarray:
+        return np.stack([x + r * np.cos(a), y + r * np.sin(a), np.full(n, z)], axis=1)
+
+    def band(lower: np.ndarray, upper: np.ndarray, inward: bool) -> trimesh.Trimesh:
+        i = np.arange(n)
+        j = (i + 1) % n
+        faces = np.concatenate([np.stack([i, j, n + i], 1), np.stack([j, n + j, n + i], 1)])
+        return trimesh.Trimesh(np.concatenate([lower, upper]), faces[:, ::-1] if inward else faces, process=False)
+
+    def disc(r: float, z: float, down: bool) -> trimesh.Trimesh:
+        i = np.arange(n)
+        faces = np.stack([np.zeros(n, int), 1 + i, 1 + (i + 1) % n], 1)
+        return trimesh.Trimesh(np.concatenate([[[x, y, z]], circle(r, z)]), faces[:, ::-1] if down else faces, process=False)
+
+    inner = radius - wall
+    return trimesh.util.concatenate([
+        band(circle(radius, z0), circle(radius, z0 + height), inward=False),
+        band(circle(inner, z0 + wall), circle(inner, z0 + height), inward=True),
+        band(circle(inner, z0 + height), circle(radius, z0 + height), inward=True),
+        disc(radius, z0, down=True),
+        disc(inner, z0 + wall, down=False),
+    ])
+
+
 def _scene(objects: dict[str, trimesh.Trimesh], config: SceneConfig | None = None) -> Scene:
     objects = {"floor": _box([-2.5, -2.5, -0.1], [2.5, 2.5, 0.0]), **objects}
     payload = encode_payload({k: (np.asarray(m.vertices), np.asarray(m.faces)) for k, m in objects.items()})
@@ -88,10 +120,21 @@ def bottle_beside_wall() -> GraspCase:
     return GraspCase("bottle_beside_wall", s, "bottle", (0.3, -0.1, 0.0))
 
 
+def open_mug_on_counter() -> GraspCase:
+    """A hollow mug 25 cm deep on a kitchen counter against a wall (its front edge at x = 0.9)."""
+    s = _scene({
+        "wall": _box([1.5, -2.0, 0.0], [1.6, 2.0, 2.4]),
+        "counter": _box([0.9, -0.6, 0.0], [1.5, 0.6, 0.9]),
+        "mug": open_vessel(1.15, 0.05, 0.9, 0.045, 0.10),
+    })
+    return GraspCase("open_mug_on_counter", s, "mug", (0.6, 0.0, 0.0))
+
+
 CASES = {
     "bottle_on_table": bottle_on_table,
     "cup_on_counter_by_wall": cup_on_counter_by_wall,
     "box_on_floor": box_on_floor,
     "book_on_high_shelf": book_on_high_shelf,
     "bottle_beside_wall": bottle_beside_wall,
+    "open_mug_on_counter": open_mug_on_counter,
 }
