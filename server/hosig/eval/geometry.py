@@ -39,6 +39,16 @@ def clip_vertices(body: Any, poses: np.ndarray, trans: np.ndarray, betas: np.nda
     return np.concatenate(chunks, axis=0) if chunks else np.zeros((0, 0, 3))
 
 
+def hand_vertex_mask(body: Any, hand: str, stride: int) -> np.ndarray:
+    """Bool mask over the strided vertices that belong to the hand (wrist + fingers by skinning)."""
+    from hosig.body.skeleton import JOINT_NAMES
+
+    weights = body.smplx.lbs_weights.detach().cpu().numpy()[::stride]  # (V',55)
+    ids = [i for i, n in enumerate(JOINT_NAMES) if n.startswith(f"{hand}_") and
+           any(k in n for k in ("wrist", "index", "middle", "ring", "pinky", "thumb"))]
+    return weights[:, ids].sum(axis=1) > 0.5
+
+
 def sole_sides(body: Any) -> tuple[np.ndarray, np.ndarray]:
     """(sole vertex indices (S,), left (S,) bool) of the body model (SMPL-X: +x is the body's left)."""
     from hosig.motion.skin import sole_vertices

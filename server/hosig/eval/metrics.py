@@ -128,11 +128,16 @@ def pop_frames(joints: np.ndarray, fps: float = FPS, limit_m_s: float = POP_SPEE
     mean velocity statistics but is what an animator sees first. Real CMU capture: per-clip maximum
     body-joint speed has median 4 m/s; walks stay under 6 m/s, only runs reach 10.
     """
-    pts = np.asarray(joints, dtype=np.float64)[:, :22]
-    if len(pts) < 2:
+    if len(joints) < 2:
         return 0, 0.0
-    speed = np.linalg.norm(np.diff(pts, axis=0), axis=-1).max(axis=1) * fps  # (T-1,)
+    speed = joint_speeds(np.asarray(joints)[:, :22], fps).max(axis=1)  # (T-1,)
     return int((speed > limit_m_s).sum()), float(speed.max())
+
+
+def joint_speeds(joints: np.ndarray, fps: float = FPS) -> np.ndarray:
+    """(T,J,3) joint positions -> (T-1,J) speed (m/s) of each joint from frame t to t+1."""
+    pts = np.asarray(joints, dtype=np.float64)
+    return np.linalg.norm(np.diff(pts, axis=0), axis=-1) * fps
 
 
 def horizontal_speed(points: np.ndarray, fps: float = FPS) -> np.ndarray:

@@ -15,7 +15,13 @@ from typing import Any, Callable
 import numpy as np
 
 from hosig.eval.cases import CaseFile, EvalCase
-from hosig.eval.geometry import clip_sole_sliding, clip_vertices, penetration_depths, surface_distance
+from hosig.eval.geometry import (  # hand_vertex_mask: kept importable from here
+    clip_sole_sliding,
+    clip_vertices,
+    hand_vertex_mask,
+    penetration_depths,
+    surface_distance,
+)
 from hosig.eval.metrics import (
     FOOT_JOINTS,
     FPS,
@@ -63,16 +69,6 @@ class CaseResult:
         out.pop("joints")
         out.pop("path")
         return out
-
-
-def hand_vertex_mask(body: Any, hand: str, stride: int) -> np.ndarray:
-    """Bool mask over the strided vertices that belong to the hand (wrist + fingers by skinning)."""
-    from hosig.body.skeleton import JOINT_NAMES
-
-    weights = body.smplx.lbs_weights.detach().cpu().numpy()[::stride]  # (V',55)
-    ids = [i for i, n in enumerate(JOINT_NAMES) if n.startswith(f"{hand}_") and
-           any(k in n for k in ("wrist", "index", "middle", "ring", "pinky", "thumb"))]
-    return weights[:, ids].sum(axis=1) > 0.5
 
 
 def measure_clip(clip: Any, scene: Any, body: Any, target: str, hand: str, approach_s: float | None,
