@@ -7,6 +7,9 @@ The carried object gets its new action only on success, its old one preserved.
 
 `GenerationQueue.step()` is the polling step: non-blocking, called from `bpy.app.timers` in the UI
 and from a plain loop by headless code (`run_blocking`).
+
+`ClipKeyer` (frames -> bone keys, chunk by chunk), `finalize_keys` and `key_carried_object` are the
+one keying path: streamed generations use them here, imported clip files in `clip_import`.
 """
 
 from __future__ import annotations
@@ -149,16 +152,11 @@ class ShotRun:
         mesh = body_mesh_for(body)
         self._new_mesh = mesh if len(bpy.data.meshes) > n_meshes else None
         self.staging = rig.build_armature(f"{shot_name} (generating)", body, coll, mesh)
-        self.rest_rot = rig.rest_rotations(self.staging, body.joint_names)
         self.writer = ActionWriter(shot_name, self.staging)
         self.writer.assign(self.staging)
-        self.bone_paths = [f'pose.bones["{n}"].rotation_quaternion' for n in body.joint_names]
-        self._last_quat: np.ndarray | None = None
+        self.keyer = ClipKeyer(body, self.staging, self.writer, options.frame_start)
         self.joints_received: list[np.ndarray] = []
         self._backlog: list[dict[str, Any]] = []  # events received but not yet handled (tick budget)
-        self._object_frames: list[np.ndarray] = []
-        self._object_mats: list[np.ndarray] = []
-        self.object_name: str | None = None
         try:
             self.stream = client.NdjsonStream(config, "/generate", request)
         except client.ServerError:
@@ -214,18 +212,8 @@ class ShotRun:
             self._rollback("CANCELLED" if code == "cancelled" else "FAILED", f"{code}: {msg}")
 
     def _key_chunk(self, chunk: FramesChunk) -> None:
-        frames = self.options.frame_start + chunk.start + np.arange(chunk.count, dtype=np.float64)
-        quats = make_continuous(bone_quaternions(self.body.full_pose(chunk.poses), self.rest_rot), self._last_quat)
-        self._last_quat = quats[-1]
-        for j, path in enumerate(self.bone_paths):
-            self.writer.set_group(path, self.body.joint_names[j], frames, quats[:, j], flush=False)
-        locs = pelvis_locations(chunk.trans, self.body.rest_joints, self.rest_rot[0])
-        self.writer.set_group(f'pose.bones["{self.body.joint_names[0]}"].location', self.body.joint_names[0], frames, locs, flush=False)
+        self.keyer.key(chunk)  # buffered: the tick's `flush` writes them within its budget
         self.joints_received.append(chunk.joints)  # (n,55,3) kept for checks (tests, bench)
-        if chunk.object_transforms is not None and chunk.object_name:
-            self.object_name = chunk.object_name
-            self._object_frames.append(frames)
-            self._object_mats.append(chunk.object_transforms)
         self.frames_received += chunk.count
         if self.first_frames_s is None:
             self.first_frames_s = time.perf_counter() - self.started
@@ -271,10 +259,7 @@ class ShotRun:
         if self.frames_received == 0:
             self._rollback("FAILED", "the server finished without sending any frames")
             return
-        if self.options.reduce:
-            self.writer.finalize(self.options.tolerance_quat, self.options.tolerance_loc)
-        else:
-            self.writer.finalize()
+        finalize_keys(self.writer, self.options)
         existing = shot.armature if shot is not None else None
         if existing is not None and existing.name in bpy.data.objects and existing.get(rig.BODY_TAG) == self.body.identity:
             preserve_action(existing)
@@ -292,13 +277,9 @@ class ShotRun:
         self.writer.action.name = self.shot_name
         self.writer.action["hosig_shot"] = self.shot_name
         keyed_object = None
-        if self.object_name and self._object_mats and self.action_kind in ("pick", "pick-place"):
-            obj = bpy.data.objects.get(self.object_name)
-            if obj is not None:
-                key_carried_object(obj, np.concatenate(self._object_frames), np.concatenate(self._object_mats),
-                                   f"{self.shot_name}_{obj.name}", self.options)
-                keyed_object = obj.name
-        end = int(self.options.frame_start + self.frames_received - 1)
+        if self.action_kind in ("pick", "pick-place"):
+            keyed_object = self.keyer.key_object(self.shot_name, self.options)
+        end = self.keyer.last_frame
         if self.scene.frame_end < end:
             self.scene.frame_end = end
         self.state = "done"
@@ -314,6 +295,75 @@ class ShotRun:
             shot.status = "DONE"
             shot.result = self.message
             shot.generations += 1
+
+
+class ClipKeyer:
+    """SMPL-X frames -> the keys of one armature's action, chunk after chunk.
+
+    The single keying path of the add-on: `ShotRun` feeds it each streamed `frames` event,
+    `clip_import` a whole clip file as one chunk. Clip frame ``i`` lands on Blender frame
+    ``frame_start + i``. Keys are buffered in the `ActionWriter` (``flush``/``finalize`` write
+    them); the carried object's transforms are collected for `key_object`.
+    """
+
+    def __init__(self, body: BodyData, armature: bpy.types.Object, writer: ActionWriter, frame_start: int) -> None:
+        self.body = body
+        self.writer = writer
+        self.frame_start = int(frame_start)
+        self.rest_rot = rig.rest_rotations(armature, body.joint_names)
+        self.bone_paths = [f'pose.bones["{n}"].rotation_quaternion' for n in body.joint_names]
+        self._last_quat: np.ndarray | None = None
+        self.frames_keyed = 0
+        self.object_name: str | None = None
+        self._object_frames: list[np.ndarray] = []
+        self._object_mats: list[np.ndarray] = []
+
+    @property
+    def last_frame(self) -> int:
+        """The Blender frame of the last keyed clip frame."""
+        return int(self.frame_start + self.frames_keyed - 1)
+
+    def key(self, chunk: FramesChunk, flush: bool = False) -> np.ndarray:
+        """Buffer the keys of clip frames ``chunk.start ..``; returns their Blender frames."""
+        body = self.body
+        frames = self.frame_start + chunk.start + np.arange(chunk.count, dtype=np.float64)
+        quats = make_continuous(bone_quaternions(body.full_pose(chunk.poses), self.rest_rot), self._last_quat)
+        self._last_quat = quats[-1]
+        for j, path in enumerate(self.bone_paths):
+            self.writer.set_group(path, body.joint_names[j], frames, quats[:, j], flush=False)
+        locs = pelvis_locations(chunk.trans, body.rest_joints, self.rest_rot[0])
+        self.writer.set_group(f'pose.bones["{body.joint_names[0]}"].location', body.joint_names[0], frames, locs, flush=False)
+        if chunk.object_transforms is not None and chunk.object_name:
+            self.object_name = chunk.object_name
+            self._object_frames.append(frames)
+            self._object_mats.append(chunk.object_transforms)
+        self.frames_keyed = max(self.frames_keyed, chunk.start + chunk.count)
+        if flush:
+            self.writer.flush()
+        return frames
+
+    def object_moves(self) -> bool:
+        """True when the collected object transforms ever differ from the identity."""
+        return any(not np.allclose(m, np.eye(4), atol=1e-6) for m in self._object_mats)
+
+    def key_object(self, action_prefix: str, options: RunOptions) -> str | None:
+        """Key the carried object named by the frames (if this file has it) to follow the hand, in a
+        new action ``<action_prefix>_<object>``; returns the object's name, or None."""
+        if not self.object_name or not self._object_mats:
+            return None
+        obj = bpy.data.objects.get(self.object_name)
+        if obj is None:
+            return None
+        key_carried_object(obj, np.concatenate(self._object_frames), np.concatenate(self._object_mats),
+                           f"{action_prefix}_{obj.name}", options)
+        return obj.name
+
+
+def finalize_keys(writer: ActionWriter, options: RunOptions) -> int:
+    """The clip is complete: Bezier keys on every frame, or the fewest within the tolerances."""
+    if options.reduce:
+        return writer.finalize(options.tolerance_quat, options.tolerance_loc)
+    return writer.finalize()
 
 
 def key_carried_object(obj: bpy.types.Object, frames: np.ndarray, deltas: np.ndarray, action_name: str,

@@ -1,12 +1,16 @@
-"""Operators: server, picking (modal), shot list editing, path preview, generate / cancel."""
+"""Operators: server, picking (modal), shot list editing, path preview, generate / cancel, and
+File › Import › HOSIG clip (.npz)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import bpy
-from bpy.props import BoolProperty, EnumProperty
+from bpy.props import BoolProperty, CollectionProperty, EnumProperty, IntProperty, StringProperty
+from bpy_extras.io_utils import ImportHelper
 
 from . import client, overlay, picking, runtime
-from .generation import CACHE, upload_scene
+from .generation import CACHE, RunOptions, get_body, upload_scene
 from .preferences import server_command, server_config
 from .rig import BODY_TAG
 from .shots import copy_shot, unique_shot_name
@@ -358,10 +362,68 @@ class HOSIG_OT_forget_server_cache(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class HOSIG_OT_import_clip(bpy.types.Operator, ImportHelper):
+    """Import HOSIG clip files (.npz) as keyed SMPL-X armatures (the body comes from the server)"""
+
+    bl_idname = "hosig.import_clip"
+    bl_label = "Import HOSIG Clip"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filename_ext = ".npz"
+    filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
+    files: CollectionProperty(type=bpy.types.OperatorFileListElement, options={"HIDDEN", "SKIP_SAVE"})
+    directory: StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
+    frame_start: IntProperty(name="Start Frame", default=1, description="Frame of the clip's first frame")
+    key_objects: BoolProperty(name="Key Carried Object", default=True,
+                              description="Key the carried object (same name in this file) to follow the hand")
+
+    def _paths(self) -> list[Path]:
+        names = [f.name for f in self.files if f.name]
+        if names:
+            return [Path(self.directory) / n for n in names]
+        if self.filepath and Path(self.filepath).is_file():
+            return [Path(self.filepath)]
+        from .clip_import import clip_paths  # a folder: every clip in it (`hosig batch` output)
+
+        return clip_paths(self.directory or self.filepath)
+
+    def execute(self, context):
+        from .clip_import import import_clips
+
+        config = server_config(context)
+        try:
+            body = get_body(config)
+        except client.ServerError as err:
+            self.report({"ERROR"}, f"HOSIG import needs the server for the body model: {err.message}")
+            return {"CANCELLED"}
+        try:
+            made = import_clips(self._paths(), body, scene_objects=self.key_objects,
+                                options=RunOptions(frame_start=self.frame_start, reduce=_settings(context).reduce_keys))
+        except (ValueError, OSError) as err:
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"imported {len(made)} clip(s): " + ", ".join(a.name for a in made))
+        return {"FINISHED"}
+
+
+def menu_import(self, context):
+    self.layout.operator(HOSIG_OT_import_clip.bl_idname, text="HOSIG clip (.npz)")
+
+
 CLASSES = (HOSIG_OT_server_check, HOSIG_OT_server_start, HOSIG_OT_pick_start, HOSIG_OT_pick_target,
            HOSIG_OT_shot_add, HOSIG_OT_shot_duplicate, HOSIG_OT_shot_remove, HOSIG_OT_shot_move,
-           HOSIG_OT_plan_preview, HOSIG_OT_generate, HOSIG_OT_cancel, HOSIG_OT_forget_server_cache)
-
+           HOSIG_OT_plan_preview, HOSIG_OT_generate, HOSIG_OT_cancel, HOSIG_OT_forget_server_cache,
+           HOSIG_OT_import_clip)
 
 # Registers CLASSES in order and unregisters them in reverse (Blender's own helper).
-register, unregister = bpy.utils.register_classes_factory(CLASSES)
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(CLASSES)
+
+
+def register() -> None:
+    _register_classes()
+    bpy.types.TOPBAR_MT_file_import.append(menu_import)
+
+
+def unregister() -> None:
+    bpy.types.TOPBAR_MT_file_import.remove(menu_import)
+    _unregister_classes()

@@ -1,4 +1,6 @@
 """`hosig blender build [--out DIR]`: the installable extension zip, built by Blender's own tool.
+`hosig blender import CLIP.npz [...] --out OUT.blend [--scene S.glb] [--sheet S.png]`: clip files
+as keyed armatures in a .blend (bpy in a subprocess, see `blender_render`).
 
 Blender's ``blender --command extension build`` is a thin wrapper around ``blender_ext.py`` (the
 ``bl_pkg`` core add-on's CLI, plain Python), which the bpy wheel ships. We run that script with
@@ -19,7 +21,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from hosig.cli.common import add_report_flags, emit
+from hosig.cli.common import add_body_flag, add_report_flags, emit
 from hosig.errors import InputError
 
 MANIFEST = "blender_manifest.toml"
@@ -125,11 +127,40 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    from hosig.cli.blender_render import import_clips
+
+    report = import_clips(args.clips, args.out, scene=args.scene, sheet=args.sheet, frames=args.frames,
+                          labels=args.labels, smplx_dir=args.smplx_dir)
+
+    def human(r: dict[str, Any]) -> str:
+        lines = [f"wrote {r['blend']}"]
+        for a in r["armatures"]:
+            obj = f", {a['object']} keyed" if a.get("object_keyed") else ""
+            lines.append(f"  {a['name']}: {a['frames']} frames ({a['frame_range'][0]}-{a['frame_range'][1]}){obj}")
+        if r.get("sheet"):
+            lines.append(f"sheet {r['sheet']}")
+        return "\n".join(lines)
+
+    emit(report, args, human=human)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("blender", help="the Blender extension (build the installable zip)")
+    parser = subparsers.add_parser("blender", help="the Blender extension (build the installable zip, import clips)")
     sub = parser.add_subparsers(dest="blender_command", metavar="ACTION")
     build = sub.add_parser("build", help="build the extension zip with Blender's own extension build command")
     build.add_argument("--out", default="dist", help="output folder (default: dist)")
     add_report_flags(build)
     build.set_defaults(func=_cmd_build)
+    imp = sub.add_parser("import", help="clip files (.npz) as keyed SMPL-X armatures in a .blend (headless Blender)")
+    imp.add_argument("clips", nargs="+", help="clip files written by hosig generate / hosig batch")
+    imp.add_argument("--out", required=True, help="the .blend to write")
+    imp.add_argument("--scene", default=None, help="a .glb/.gltf scene imported first (its carried objects get keyed)")
+    imp.add_argument("--sheet", default=None, help="also render a contact sheet PNG: one row per clip")
+    imp.add_argument("--frames", type=int, default=6, help="contact-sheet tiles per clip (default 6)")
+    imp.add_argument("--labels", nargs="+", default=None, help="one label per clip for the sheet (default: clip names)")
+    add_body_flag(imp)
+    add_report_flags(imp)
+    imp.set_defaults(func=_cmd_import)
     parser.set_defaults(func=lambda _a: (parser.print_help(sys.stderr), 2)[1])
