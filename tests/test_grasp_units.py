@@ -132,6 +132,20 @@ def test_hollow_mug_on_a_counter_is_held_round_its_body_or_on_its_rim():
             assert c.point[2] == pytest.approx(hi[2], abs=1e-6)
 
 
+def test_a_bowl_is_held_by_its_rim_and_a_phone_from_above():
+    """A bowl wider than a hand gets rim grips spanning its wall; a phone lying flat on a table is
+    taken from above (its open hand may come close to the table), never refused."""
+    cfg = GraspConfig()
+    stand = (0.0, -0.72, np.pi / 2)
+    bowl = testscenes._scene({"table": testscenes._table(0.0, 0.0), "bowl": testscenes.open_vessel(0.05, -0.2, 0.75, 0.085, 0.065)})
+    cands = generate_candidates(bowl, "bowl", stand, "right", cfg)
+    assert cands and {c.kind for c in cands} == {"rim"}
+    assert all(c.span <= cfg.max_width and c.point[2] == pytest.approx(0.815, abs=1e-6) for c in cands)
+    phone = testscenes._scene({"table": testscenes._table(0.0, 0.0), "phone": testscenes._box([0.0, -0.3, 0.75], [0.07, -0.15, 0.758])})
+    cands = generate_candidates(phone, "phone", stand, "right", cfg)
+    assert cands and {c.kind for c in cands} == {"top"}
+
+
 def test_auto_hand_takes_the_other_hand_when_the_first_is_blocked(monkeypatch):
     case = testscenes.bottle_on_table()
     real = generator.generate_candidates

@@ -9,8 +9,10 @@ Two families, chosen by shape:
 - side grasps (bottles, cups, upright books): horizontal approach from 12 azimuths at one or two
   heights, thumb up, fingers wrapping horizontally; the span across thumb and fingers is the
   object's extent along ``fwd``, measured by casting rays through the object;
-- top grasps (boxes, lying objects): approach from above, fingers over the far edge, thumb on the
-  near edge; span measured the same way.
+- top grasps (boxes, lying objects, mugs by the rim plane): approach from above, fingers over the
+  far edge, thumb on the near edge; span measured the same way;
+- rim grasps (open vessels wider than a hand: bowls): palm down on the rim, fingers into the vessel,
+  the grip spanning the wall.
 A candidate survives if its span fits a hand (<= max_width), the palm faces the surface, and the
 open hand plus forearm at that pose keep ``approach_clearance`` from the rest of the scene (scene
 SDF, target excluded). Survivors are ranked by how natural the forearm direction is from the stand
@@ -32,7 +34,7 @@ UP = np.array([0.0, 0.0, 1.0])
 
 @dataclass
 class Candidate:
-    kind: str  # "side" | "top"
+    kind: str  # "side" | "top" | "rim"
     point: np.ndarray  # (3,) palm contact point on the surface
     normal: np.ndarray  # (3,) surface normal there (outward)
     approach: np.ndarray  # (3,) palm normal target, into the object
@@ -94,17 +96,47 @@ def side_grip_heights(bottom: float, height: float, clearance: float) -> list[fl
     return heights
 
 
-def top_contact(mesh: trimesh.Trimesh, centre: np.ndarray, top: float, rim_depth: float = 0.02) -> tuple[np.ndarray, np.ndarray] | None:
+RIM_DEPTH = 0.02  # an object whose surface under its top centre lies deeper than this is open-topped
+
+
+def open_top(mesh: trimesh.Trimesh, centre: np.ndarray, top: float) -> bool:
+    """Is the object a vessel open at the top (mug, glass, bowl): looking straight down through its
+    centre, is the first surface deeper than `RIM_DEPTH` below its top?"""
+    hit = _first_hit(mesh, np.array([centre[0], centre[1], top + 0.5]), -UP)
+    return hit is not None and hit[0][2] < top - RIM_DEPTH
+
+
+def top_contact(mesh: trimesh.Trimesh, centre: np.ndarray, top: float) -> tuple[np.ndarray, np.ndarray] | None:
     """Where a palm coming from above rests: the surface straight down through the object's centre,
-    or, on an open-top object (a mug, a glass, a bowl: that surface lies deeper than ``rim_depth``
-    below the top), the plane of its rim. None when nothing up-facing is under the palm."""
+    or, on an open-top object, the plane of its rim. None when nothing up-facing is under the palm."""
+    if open_top(mesh, centre, top):
+        return np.array([centre[0], centre[1], top]), UP.copy()
     hit = _first_hit(mesh, np.array([centre[0], centre[1], top + 0.5]), -UP)
     if hit is None:
         return None
-    point, normal = hit
-    if point[2] < top - rim_depth:
-        return np.array([centre[0], centre[1], top]), UP.copy()
-    return (point, normal) if normal @ UP > 0.7 else None
+    return hit if hit[1] @ UP > 0.7 else None
+
+
+def rim_candidates(mesh: trimesh.Trimesh, centre: np.ndarray, top: float, radius: float, side: str,
+                   azimuths: int = 8) -> list[Candidate]:
+    """Grips on the rim of an open vessel: the palm on the rim facing down, fingers pointing into
+    the vessel, the span the wall's thickness (measured across the rim)."""
+    out: list[Candidate] = []
+    for k in range(azimuths):
+        psi = 2 * np.pi * k / azimuths
+        radial = np.array([np.cos(psi), np.sin(psi), 0.0])
+        probe = np.array([centre[0], centre[1], top - 0.005])
+        hit = _first_hit(mesh, probe + radial * (radius + 0.05), -radial)
+        if hit is None:
+            continue
+        outer = hit[0]
+        inner = _first_hit(mesh, outer - radial * 0.002, -radial)
+        wall = float(np.linalg.norm(inner[0] - outer)) if inner is not None else 0.01
+        point = np.array([outer[0], outer[1], top]) - radial * wall / 2
+        fwd = -radial
+        thumb = hand_thumb(side, -UP, fwd)
+        out.append(Candidate("rim", point, UP.copy(), -UP, fwd, thumb, wall + 0.01, 0.0))
+    return out
 
 
 def hand_probe_points(point: np.ndarray, approach: np.ndarray, fwd: np.ndarray, thumb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -162,6 +194,11 @@ def generate_candidates(
             span = _extent_along(mesh, np.array([centre[0], centre[1], hi[2] - min(0.02, size[2] / 2)]), f, reach)
             raw.append(Candidate("top", p, n, a, f, t, span, 0.0))
 
+    # -- rim grasps --------------------------------------------------------------------------
+    # An open vessel wider than a hand (a bowl) is held by its rim: palm down on the rim, fingers
+    # over it into the bowl, the grip spanning the wall.
+    if max(size[0], size[1]) > config.max_width and open_top(mesh, centre, hi[2]):
+        raw += rim_candidates(mesh, centre, hi[2], max(size[0], size[1]) / 2, side)
     if not raw:
         raise InfeasibleError(f"object {target!r}: no surface the palm can face (size {_fmt_size(size)})")
     fits = [c for c in raw if c.span <= config.max_width]
@@ -190,7 +227,10 @@ def generate_candidates(
         body_pts, finger_pts = hand_probe_points(c.point, c.approach, c.fwd, c.thumb)
         d_body = sdf.query_np(body_pts)
         d_fing = sdf.query_np(finger_pts)
-        if d_body.min() < config.approach_clearance or d_fing.min() < config.finger_clearance:
+        # A hand coming from above over something thin or low (a phone, a rim) lies close to the
+        # surface under it: only the fingers' clearance is asked of its open hand there.
+        body_clearance = config.approach_clearance if c.kind == "side" else config.finger_clearance
+        if d_body.min() < body_clearance or d_fing.min() < config.finger_clearance:
             continue
         if (body_pts[:, 2] < floor + 0.02).any():
             continue
@@ -206,8 +246,8 @@ def generate_candidates(
         to_obj = to_obj / (np.linalg.norm(to_obj) + 1e-9)
         fwd_xy = c.fwd[:2]
         natural = float(fwd_xy @ to_obj)  # forearm pointing from the body to the object
-        if c.kind == "top":
-            natural = 0.6 * natural + 0.2  # top grasps fine but not preferred for tall objects
+        if c.kind != "side":
+            natural = 0.6 * natural + 0.2  # top and rim grasps fine but not preferred for tall objects
         # Palm facing across the body (medial) suits the hand's side.
         lateral = np.array([-to_obj[1], to_obj[0]])  # left of the line of sight
         facing = float(c.approach[:2] @ lateral) * (1.0 if side == "right" else -1.0)
