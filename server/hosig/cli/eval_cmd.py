@@ -43,6 +43,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_report_flags(a)
     a.set_defaults(func=_eval_anchors)
 
+    st = sub.add_parser("stress", help="random furnished rooms through the pipeline, judged for gross failures",
+                        description="Draw N random rooms (sizes, corridors, floors, furniture, solid/hollow/thin objects), "
+                                    "generate each request and judge every clip from the clip and the meshes alone. "
+                                    "Writes OUT/report.json, OUT/requests/*.json (replayable), OUT/scenes, OUT/clips and "
+                                    "OUT/worst.png (the worst clips rendered with Blender).")
+    st.add_argument("--n", type=int, default=20, help="number of cases")
+    st.add_argument("--seed", type=int, default=0, help="run seed: the same seed draws the same rooms")
+    st.add_argument("--first", type=int, default=0, help="index of the first case (to replay a slice of a run)")
+    st.add_argument("--jobs", type=int, default=1, help="cases generated in parallel (processes)")
+    st.add_argument("--out", default="out/stress", help="report folder (default out/stress)")
+    st.add_argument("--plots", action="store_true", help="render the contact sheet of the worst clips (Blender)")
+    add_report_flags(st)
+    st.set_defaults(func=_eval_stress)
+
     b = subparsers.add_parser("bench", help="speed of every stage on this machine (table + JSON)")
     b.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     b.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run in tests)")
@@ -142,6 +156,22 @@ def _eval_anchors(args: argparse.Namespace) -> int:
     if not Path(args.data).is_file():
         raise InputError(f"dataset not found: {args.data}")
     emit(anchor_following(MotionModel.load(args.model), args.data, windows=args.windows, every=args.every), args)
+    return 0
+
+
+def _eval_stress(args: argparse.Namespace) -> int:
+    from hosig.eval.stress import markdown_summary, run_stress
+
+    if args.n < 1 or args.jobs < 1 or args.first < 0 or args.seed < 0:
+        raise UsageError("eval stress: --n and --jobs must be >= 1, --first and --seed >= 0")
+
+    def progress(result: Any) -> None:
+        verdict = ", ".join(result.failures) or ("ok" if result.clip else result.outcome)
+        sys.stderr.write(f"case {result.index}: {verdict} ({result.wall_s:.0f} s)\n")
+
+    report = run_stress(args.n, args.seed, Path(args.out), jobs=args.jobs, first=args.first, sheet=args.plots,
+                        on_result=None if args.json else progress)
+    emit(report["overall"], args, human=lambda _: markdown_summary(report))
     return 0
 
 

@@ -266,6 +266,14 @@ def _large(r: _Room) -> None:
     r.cube("box_floor", 0.0 + r.j(0.5), 0.0 + r.j(0.5), 0.0, s=0.3)
 
 
+# Public names of the building blocks, for other procedural scene builders
+# (hosig.eval.stress_rooms); the underscored originals stay for this module's own use.
+box = _box
+cylinder = _cyl
+merge = _merge
+Room = _Room
+
+
 _BUILDERS = {
     "kitchen": _kitchen,
     "office": _office,
