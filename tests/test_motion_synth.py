@@ -308,3 +308,22 @@ def test_planted_feet_stay_still_in_a_synthesized_walk(body):
     moved = np.linalg.norm(np.diff(glide.joints[:, [10, 11], :2], axis=0), axis=-1)
     assert moved.mean() > 5 * np.linalg.norm(np.diff(balls[:, :, :2], axis=0), axis=-1)[
         (clip.contacts[1:, [1, 3]] > 0.5) & (clip.contacts[:-1, [1, 3]] > 0.5)].mean()
+
+
+def test_a_walk_on_a_raised_or_lowered_floor_is_the_same_walk(body):
+    """The network stands on the floor wherever it is: the same request on a floor at +0.5 m or
+    -1 m gives the same motion relative to the floor (before, a raised floor read as a body 0.5 m too
+    tall and the walk leapt into the air)."""
+    model = MotionModel.load()
+    a, _ = walk_anchors(75)
+    clips = {}
+    for floor in (0.0, 0.5, -1.0):
+        shifted = AnchorSet(a.n_frames)
+        for anchor in a.anchors:
+            shifted.add(anchor.frame, anchor.target, anchor.value + np.array([0.0, 0.0, floor]), hard=anchor.hard)
+        clips[floor] = model.synthesize(shifted, body, seed=0, steps=4, floor_z=floor)
+    base = clips[0.0].joints
+    assert 0.7 < float(np.median(base[:, 0, 2])) < 1.0  # a walking pelvis, floor at 0
+    for floor in (0.5, -1.0):
+        lifted = clips[floor].joints - np.array([0.0, 0.0, floor])
+        np.testing.assert_allclose(lifted, base, atol=2e-3)

@@ -318,8 +318,7 @@ class FootPlanter:
                        keep: np.ndarray | None = None) -> np.ndarray:
         """(W,3) pelvis lowered, smoothly, where its hips ride higher than `hip_cap` allows.
 
-        rot (W,55,3,3), pelvis (W,3): a window (any frame with z up and the floor at ``floor_z``:
-        the canonical window frame will do, so `refine` can run on the result). Why: the network
+        rot (W,55,3,3), pelvis (W,3): a window in the world (the floor at ``floor_z``). Why: the network
         often walks as tall as it stands (legs straight under the hips); no planted foot a step
         ahead or behind is then in reach. Real walks carry the pelvis 4-5 cm lower. Frames before
         ``new_from`` are final (already lowered: the new frames continue them); frames from

@@ -54,7 +54,6 @@ class Energy:
     frame: CanonFrame
     foot_height: torch.Tensor  # (4,) standing height of the foot joints above the floor
     scene_sdf: object | None = None
-    floor_z: float = 0.0
     weights: GuidanceWeights = field(default_factory=GuidanceWeights)
     scene_skip: tuple[int, int] = (-1, -1)  # frames [a, b) where the wrists ignore the scene (grasping)
 
@@ -83,7 +82,7 @@ class Energy:
         if self.anchors.headings:
             parts["heading"] = self.weights.heading * self.heading_energy(rotmats)
         feet = joints[:, FOOT_CONTACT_JOINTS]  # (W,4,3)
-        sink = torch.relu(self.floor_z + self.foot_height - 0.01 - feet[..., 2])
+        sink = torch.relu(self.foot_height - 0.01 - feet[..., 2])  # the canonical floor is z = 0
         parts["floor"] = self.weights.floor * (sink ** 2).mean() * 100.0
         if contacts is not None and len(joints) > 1:
             c = ((contacts[1:] + contacts[:-1]) * 0.5 > 0.5).float()  # (W-1,4)

@@ -414,7 +414,7 @@ def _watched_points(fk, rot: torch.Tensor, pel: torch.Tensor, watched: _Watched)
 def _skin_penetration(fk, rot: torch.Tensor, pel: torch.Tensor, scene: SceneTerm, watched: _Watched) -> torch.Tensor:
     """Squared depth (m^2, summed) of the watched skin points inside the scene plus their margin."""
     pts = _watched_points(fk, rot, pel, watched)
-    dist = pts[:, 2] - scene.floor_z  # canonical z is world z; exact for soles far from furniture
+    dist = pts[:, 2] + scene.frame.z - scene.floor_z  # height over the floor plane: exact for soles far from furniture
     probe = ~watched.plane_only
     if bool(probe.any()):
         world = scene.frame.to_world_points_t(pts[probe])

@@ -126,16 +126,21 @@ def heading_of(root_mat: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class CanonFrame:
-    """Where a window sits in the world: pelvis xy of its first frame and its heading."""
+    """Where a window sits in the world: pelvis xy of its first frame, its heading and the floor.
+
+    Canonical coordinates stand on the floor (z = 0 is the floor's top, as in the training data),
+    whatever the floor's height in the world: a raised or lowered floor looks the same to the network.
+    """
 
     x: float
     y: float
     heading: float
+    z: float = 0.0  # world height of the floor
 
     def to_canon_points(self, p: np.ndarray) -> np.ndarray:
         """(...,3) world -> canonical."""
         c, s = np.cos(-self.heading), np.sin(-self.heading)
-        q = np.asarray(p, dtype=np.float64) - np.array([self.x, self.y, 0.0])
+        q = np.asarray(p, dtype=np.float64) - np.array([self.x, self.y, self.z])
         return np.stack([c * q[..., 0] - s * q[..., 1], s * q[..., 0] + c * q[..., 1], q[..., 2]], -1)
 
     def to_world_points_t(self, p: torch.Tensor) -> torch.Tensor:
@@ -143,7 +148,7 @@ class CanonFrame:
         c, s = float(np.cos(self.heading)), float(np.sin(self.heading))
         x = c * p[..., 0] - s * p[..., 1] + self.x
         y = s * p[..., 0] + c * p[..., 1] + self.y
-        return torch.stack([x, y, p[..., 2]], -1)
+        return torch.stack([x, y, p[..., 2] + self.z], -1)
 
     def yaw(self) -> np.ndarray:
         c, s = np.cos(self.heading), np.sin(self.heading)
@@ -151,8 +156,8 @@ class CanonFrame:
 
     def compose(self, inner: "CanonFrame") -> "CanonFrame":
         """The world frame of a frame given in this frame's canonical coordinates."""
-        p = self.to_world_points_t(torch.tensor([inner.x, inner.y, 0.0], dtype=torch.float64))
-        return CanonFrame(float(p[0]), float(p[1]), float(self.heading + inner.heading))
+        p = self.to_world_points_t(torch.tensor([inner.x, inner.y, inner.z], dtype=torch.float64))
+        return CanonFrame(float(p[0]), float(p[1]), float(self.heading + inner.heading), float(p[2]))
 
 
 # ---------------------------------------------------------------- encode / decode

@@ -135,8 +135,9 @@ def finger_track(anchors: AnchorSet, n: int) -> tuple[np.ndarray, np.ndarray] | 
     return aa_to_matrix(torch.as_tensor(out, dtype=torch.float32)).numpy()
 
 
-def initial_frame(anchors: AnchorSet) -> CanonFrame:
-    """World frame of the first window: frame-0 pelvis and heading (from root or path direction)."""
+def initial_frame(anchors: AnchorSet, floor_z: float = 0.0) -> CanonFrame:
+    """World frame of the first window: frame-0 pelvis and heading (from root or path direction),
+    standing on the floor at ``floor_z``."""
     pel = [a for a in anchors.joint_anchors("pelvis") if np.isfinite(a.value[:2]).all()]
     x, y = (pel[0].value[0], pel[0].value[1]) if pel else (0.0, 0.0)
     root = anchors.at(0, "root_orient")
@@ -146,7 +147,7 @@ def initial_frame(anchors: AnchorSet) -> CanonFrame:
     else:
         ahead = [a for a in pel if np.linalg.norm(a.value[:2] - np.array([x, y])) > 0.05]
         h = float(np.arctan2(ahead[0].value[1] - y, ahead[0].value[0] - x)) if ahead else 0.0
-    return CanonFrame(float(x), float(y), h)
+    return CanonFrame(float(x), float(y), h, float(floor_z))
 
 
 def _features_in_frame(rot_w: np.ndarray, pel_w: np.ndarray, con: np.ndarray, frame: CanonFrame) -> torch.Tensor:
@@ -200,13 +201,13 @@ def synthesize(
     sched = Schedule.cosine()
     fingers_learned = bool(model.meta.get("data_report", {}).get("finger_channels_valid_fraction", 1.0) > 0.05)
     fingers = None if fingers_learned else finger_track(anchors, n)
-    foot_floor = (floor_z + stats.foot_height).numpy()
+    foot_floor = stats.foot_height.numpy()  # canonical frames stand on the floor (z = 0)
 
     rot_w = np.zeros((n, 55, 3, 3), np.float32)
     pel_w = np.zeros((n, 3), np.float32)
     con_w = np.zeros((n, 4), np.float32)
     pending = None  # (feature-free) world prediction of the previous window beyond its final frames
-    frame = initial_frame(anchors)
+    frame = initial_frame(anchors, floor_z)
     emitted = 0
     s = 0
     k = 0
@@ -217,7 +218,8 @@ def synthesize(
         if cancel is not None and cancel():
             raise CancelledError("motion synthesis cancelled")
         if k > 0:
-            frame = CanonFrame(float(pel_w[s, 0]), float(pel_w[s, 1]), float(heading_of(torch.as_tensor(rot_w[s, 0]))))
+            frame = CanonFrame(float(pel_w[s, 0]), float(pel_w[s, 1]), float(heading_of(torch.as_tensor(rot_w[s, 0]))),
+                               float(floor_z))
         wa = anchors.window(s, w, frame)
         c = ctx if k > 0 else 0
         if c:
@@ -312,10 +314,13 @@ def plant_window(planter: FootPlanter, wa: WindowAnchors, frame: CanonFrame, rot
     they come back to the canonical frame unchanged."""
     keep_height = wa.hard_mask[:, 2].numpy().copy()
     keep_height[:c] = False  # the context frames are hard for continuity, not keys
-    pel_c = torch.as_tensor(planter.lowered_pelvis(rot_c.numpy(), pel_c.numpy(), c, look, keep_height))
     rot_world = rot_c.clone()
     rot_world[:, 0] = torch.as_tensor(frame.yaw(), dtype=torch.float32) @ rot_c[:, 0]
     pel_world = frame.to_world_points_t(pel_c).float()
+    lowered = torch.as_tensor(planter.lowered_pelvis(rot_world.numpy(), pel_world.numpy(), c, look, keep_height))
+    pel_c = pel_c.clone()
+    pel_c[:, 2] -= pel_world[:, 2] - lowered[:, 2]
+    pel_world = lowered
     keep = np.stack([leg_keys(wa.hard_mask, side) for side in range(2)], 1)
     keep[:c] = False
     planted, con_p = planter.plant(rot_world.numpy(), pel_world.numpy(), c, m, look, start, keep)
@@ -370,7 +375,7 @@ def _sample_window(model, wa: WindowAnchors, frame: CanonFrame, body, scene_sdf,
     energy = None
     if guidance and model.sampler.guidance_iters > 0:
         skip = (scene_skip[0] - start, scene_skip[1] - start)
-        energy = Energy(body, wa, frame, stats.foot_height, scene_sdf, floor_z, scene_skip=skip)
+        energy = Energy(body, wa, frame, stats.foot_height, scene_sdf, scene_skip=skip)
 
     cfg_scale = float(getattr(model.sampler, "cond_scale", 1.0))
     zf, zj = torch.zeros_like(fv), torch.zeros_like(jv)
