@@ -71,8 +71,8 @@ WALL_T = 0.10
 DOOR_H = 2.1
 OBJ_GAP = 0.05  # small objects keep this far from each other (footprint to footprint)
 FLOOR_OBJ_GAP = 0.10  # objects on the floor keep this far from furniture footprints (none under tables)
-LANE_HALF = 0.31  # a lane cell is this far from every footprint: lanes are >= ~0.7 m wide on the raster
-STAND_CLEAR = 0.29  # free floor a body can stand on (navigation: body radius 0.25 + grid margin)
+LANE_HALF = 0.31  # lane cells are this far from walls and (one-cell grown) footprints: furniture leaves >= 0.7 m lanes
+STAND_CLEAR = 0.30  # free floor a body can stand on (navigation: body radius 0.25 + grid and sampling margins)
 START_CLEAR = 0.40  # the start keeps this far from every wall, furniture and object footprint
 REACH_XY = 0.55  # the target's footprint is at most this far (horizontally) from standable floor
 REACH_Z = 2.0  # the product's highest reachable point above the floor (NavConfig.reach_height_max)
@@ -87,7 +87,8 @@ class StressCase:
 
     Invariants: `target` names a pickable object of `target_kind` resting on `support_name`
     (its lowest point at `support_z`); `start` is >= 0.4 m from every footprint on the floor at
-    `floor_z` and connected to a stand point of the target by free floor >= 0.58 m wide;
+    `floor_z` and connected to a stand point of the target (>= 0.3 m from every footprint, on an
+    open side of the support) through free floor whose gaps beside furniture are >= 0.7 m;
     `place` is None unless `action == "pick-place"`; `walk_m` is the raster walking distance
     from the start to the nearest stand cell of the target; `expect` is "unreachable" only for
     targets above the reach height.
@@ -232,7 +233,8 @@ def _add_room(rects: list[Rect], new: Rect, parent: Rect) -> bool:
     return True
 
 
-def _layout_box(rng: np.random.Generator, family: str, lo: float, hi: float, cell: float) -> list[Rect]:
+def _layout_box(rng: np.random.Generator, lo: float, hi: float, cell: float) -> list[Rect]:
+    """One rectangle with both sides in [lo, hi]."""
     w, d = _snap(_u(rng, lo, hi), cell), _snap(_u(rng, lo, hi), cell)
     return [(0.0, 0.0, w, d)]
 
@@ -301,11 +303,11 @@ def draw_layout(rng: np.random.Generator, family: str) -> Layout:
     cell = 0.1 if family == "hall" else 0.05
     lintels: list[Rect] = []
     if family == "room":
-        rects = _layout_box(rng, family, 3.0, 12.0, cell)
+        rects = _layout_box(rng, 3.0, 12.0, cell)
     elif family == "hall":
-        rects = _layout_box(rng, family, 12.0, 25.0, cell)
+        rects = _layout_box(rng, 12.0, 25.0, cell)
     elif family == "closet":
-        rects = _layout_box(rng, family, 1.8, 3.0, cell)
+        rects = _layout_box(rng, 1.8, 3.0, cell)
     elif family == "two_rooms":
         rects, lintels = _layout_two_rooms(rng, cell)
     elif family == "l_corridor":
@@ -411,9 +413,13 @@ class _Plan:
         cell (centre distance minus half a cell diagonal, so it holds diagonally too)."""
         return ndimage.distance_transform_edt(~blocked) * self.cell - self.cell / math.sqrt(2)
 
-    def lanes_connected(self, blocked: np.ndarray) -> bool:
-        """The cells >= LANE_HALF from every blocked cell form one connected lane (tiny pieces ignored)."""
-        lane = self.clearance(blocked) >= LANE_HALF - 1e-9
+    def lanes_connected(self, obstacles: np.ndarray) -> bool:
+        """With the `obstacles` (footprint mask) grown by one cell, the cells >= LANE_HALF from
+        every wall and obstacle form one connected lane (tiny pieces ignored). The growth makes a
+        gap between furniture and a wall pass only from 0.7 m (0.75 m between two pieces) even
+        though walls lie on the cell lattice and footprints do not."""
+        grown = ndimage.binary_dilation(obstacles, structure=np.ones((3, 3), bool))
+        lane = self.clearance(self.blocked(grown)) >= LANE_HALF - 1e-9
         labels, n = ndimage.label(lane, structure=np.ones((3, 3), bool))
         if n <= 1:
             return n == 1
@@ -518,7 +524,7 @@ class _Build:
         p = self.plan
         if not p.on_floor(foot) or not p.clear_of_furniture(foot, gap):
             return False
-        return p.lanes_connected(p.blocked(p.mark(foot, self.floor_blockers())))
+        return p.lanes_connected(p.furn | p.mark(foot, self.floor_blockers()))
 
     def commit(self, name: str, mesh: trimesh.Trimesh, foot: Rect) -> None:
         self.room.add(name, mesh)
@@ -619,7 +625,7 @@ def _board_heights(rng: np.random.Generator, high: bool) -> list[float]:
     return boards
 
 
-def _chair_surface(b: _Build, name: str, cx: float, cy: float, facing: float) -> Surface:
+def _chair_surface(name: str, cx: float, cy: float, facing: float) -> Surface:
     """Seat rectangle of a demo chair (0.45 m square at 0.45 m), without the backrest strip."""
     s = 0.45 / 2 - 0.02
     bx, by = -math.cos(facing), -math.sin(facing)
@@ -640,7 +646,7 @@ def _add_chair(b: _Build, cx: float, cy: float, facing: float) -> bool:
     name = b.name("chair")
     b.room.chair(name, cx, cy, facing)
     b.plan.furn[b.plan.slices(foot)] = True
-    b.surfaces.append(_chair_surface(b, name, cx, cy, facing))
+    b.surfaces.append(_chair_surface(name, cx, cy, facing))
     return True
 
 
@@ -922,7 +928,7 @@ def _object_fits(b: _Build, surface: Surface, foot: Rect, z0: float, z1: float, 
         return False
     if z1 - z0 < BLOCK_H:
         return True
-    return p.lanes_connected(p.blocked(p.mark(foot, b.floor_blockers())))
+    return p.lanes_connected(p.furn | p.mark(foot, b.floor_blockers()))
 
 
 def place_object(b: _Build, surface: Surface, kind: str | None = None, tries: int = 8) -> Item | None:
