@@ -252,3 +252,22 @@ def test_a_planted_knee_turns_out_of_furniture_beside_it(body):
     assert np.allclose(p[:, [LEGS[0][2], LEGS[0][3]]], p0[:, [LEGS[0][2], LEGS[0][3]]], atol=1e-4)  # foot stays
     speed = np.linalg.norm(np.diff(p[:, LEGS[0][1]], axis=0), axis=-1) * FPS
     assert speed.max() < 0.5, f"the knee moved {speed.max():.2f} m/s turning"
+
+
+def test_a_hop_on_the_spot_is_brought_down_to_the_floor_and_tiptoe_is_kept(body):
+    """A standing body whose hips the sampler lifts 18 cm (a hop while turning) comes down until a
+    straight leg on tiptoe reaches the floor; a 5 cm rise onto the toes (a reach) is left alone."""
+    n = 60
+    rot, pel = gliding_walk(body, n, speed=0.0, crouch=0.0)
+    planter = FootPlanter(body)
+    rise = 0.18 * np.sin(np.linspace(0.0, np.pi, n)) ** 2
+    hop = pel.copy()
+    hop[:, 2] += rise
+    lowered = planter.lowered_pelvis(rot, hop, 0, n)
+    _, joints = LegSkeleton(body, 0.0).fk(rot.astype(np.float64), lowered.astype(np.float64))
+    hips = joints[:, [LEGS[0][0], LEGS[1][0]], 2].max(1)
+    assert hips.max() <= planter.tiptoe_cap() + 0.005
+    assert np.abs(np.diff(lowered[:, 2], 2)).max() < 0.004  # brought down smoothly
+    reach = pel.copy()
+    reach[:, 2] += 0.05 * np.sin(np.linspace(0.0, np.pi, n)) ** 2
+    assert np.allclose(planter.lowered_pelvis(rot, reach, 0, n), reach)

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from hosig.errors import UsageError
+from hosig.jsonable import to_jsonable  # noqa: F401 - re-exported for the subcommands
 
 Handler = Callable[[argparse.Namespace], dict[str, Any]]
 
@@ -49,23 +50,6 @@ def add_body_flag(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="folder (or file) with a real SMPLX_NEUTRAL.npz/.pkl; default $HOSIG_SMPLX_DIR, else the mannequin",
     )
-
-
-def to_jsonable(value: Any) -> Any:
-    """Numpy scalars/arrays and dataclass-ish objects -> plain JSON types (NaN -> None)."""
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return to_jsonable(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "to_json") and callable(value.to_json):
-        return to_jsonable(value.to_json())
-    return value
 
 
 def emit(report: dict[str, Any], args: argparse.Namespace, human: Callable[[dict[str, Any]], str] | None = None) -> None:

@@ -25,6 +25,7 @@ import trimesh
 from hosig.body.skeleton import JOINT_INDEX, JOINT_NAMES, PARENTS
 from hosig.eval.geometry import clip_vertices, hand_vertex_mask, penetration_depths, surface_distance
 from hosig.eval.metrics import FPS, horizontal_speed, joint_speeds
+from hosig.jsonable import to_jsonable
 
 FEET_OFF_FLOOR_S = 0.2  # no foot on the floor for longer than this (> 6 frames at 30 fps) is a failure
 FOOT_CONTACT_M = 0.05  # a foot whose lowest skin point is within this above the surface under it is on the floor
@@ -70,24 +71,7 @@ class GrossVerdict:
         return not self.failures
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok(), "failures": list(self.failures), "details": _jsonable(self.details)}
-
-
-def _jsonable(value: Any) -> Any:
-    """Numpy scalars/arrays and non-finite floats -> plain JSON values (NaN/inf become None)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    return value
+        return {"ok": self.ok(), "failures": list(self.failures), "details": to_jsonable(self.details)}
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -112,21 +112,13 @@ def measure_clip(clip: Any, scene: Any, body: Any, target: str, hand: str, appro
     }
 
 
-def run_case(case: EvalCase, workdir: Path, engine: Any = None) -> CaseResult:
-    """Generate one case through the pipeline (``engine``: default one if None) and measure it."""
-    from hosig.clip import MotionClip
+def generate_for_eval(request: dict[str, Any], engine: Any, clip_path: Path) -> tuple[dict[str, Any] | None, Any, Any]:
+    """Run one request through the pipeline, writing its clip; (done summary or None, error event
+    or None, the approach leg's plan event or None)."""
     from hosig.pipeline.events import Error, Plan
-    from hosig.pipeline.run import default_engine, run
+    from hosig.pipeline.run import run
 
-    request = {"scene": str(case.scene), "start": list(case.start), "target": case.target,
-               "action": case.action, "seed": case.seed}
-    if case.place is not None:
-        request["place"] = case.place if isinstance(case.place, str) else list(case.place)
-    clip_path = workdir / f"case_{case.index:03d}.npz"
-    summary: dict[str, Any] | None = None
-    error: Any = None
-    approach: Any = None
-    engine = engine or default_engine()
+    summary = error = approach = None
     for event in run(request, engine=engine, clip_path=clip_path):
         if isinstance(event, Plan) and event.leg == "approach":
             approach = event
@@ -134,6 +126,21 @@ def run_case(case: EvalCase, workdir: Path, engine: Any = None) -> CaseResult:
             error = event
         elif getattr(event, "type", "") == "done":
             summary = event.summary
+    return summary, error, approach
+
+
+def run_case(case: EvalCase, workdir: Path, engine: Any = None) -> CaseResult:
+    """Generate one case through the pipeline (``engine``: default one if None) and measure it."""
+    from hosig.clip import MotionClip
+    from hosig.pipeline.run import default_engine
+
+    request = {"scene": str(case.scene), "start": list(case.start), "target": case.target,
+               "action": case.action, "seed": case.seed}
+    if case.place is not None:
+        request["place"] = case.place if isinstance(case.place, str) else list(case.place)
+    clip_path = workdir / f"case_{case.index:03d}.npz"
+    engine = engine or default_engine()
+    summary, error, approach = generate_for_eval(request, engine, clip_path)
     result = CaseResult(case.index, case.label, case.expect, "ok", False)
     if error is not None:
         result.outcome = error.code

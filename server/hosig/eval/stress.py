@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from hosig.eval.report import measure_clip
+from hosig.eval.report import generate_for_eval, measure_clip
 
 REFUSALS = ("unreachable", "infeasible")  # the answers a request may correctly get instead of a clip
 WORST_SHOWN = 6  # clips on the contact sheet
@@ -92,20 +92,8 @@ def _write_request(case: Any, scene_path: Path, out_dir: Path) -> tuple[dict[str
 
 
 def _generate(request: dict[str, Any], out_dir: Path, clip_path: Path, engine: Any) -> tuple[Any, Any, Any]:
-    """Run the pipeline from the report folder; (done summary or None, error event or None, approach plan)."""
-    from hosig.pipeline.events import Error, Plan
-    from hosig.pipeline.run import run
-
-    absolute = dict(request, scene=str(out_dir / request["scene"]))
-    summary = error = approach = None
-    for event in run(absolute, engine=engine, clip_path=clip_path):
-        if isinstance(event, Plan) and event.leg == "approach":
-            approach = event
-        elif isinstance(event, Error):
-            error = event
-        elif getattr(event, "type", "") == "done":
-            summary = event.summary
-    return summary, error, approach
+    """`report.generate_for_eval` with the request's scene path taken from the report folder."""
+    return generate_for_eval(dict(request, scene=str(out_dir / request["scene"])), engine, clip_path)
 
 
 def too_wide_for_a_hand(scene_path: Path, target: str) -> bool:

@@ -50,6 +50,7 @@ class PlantConfig:
     land_mid_s: float = 0.3  # a walking foot lands where its hip will be this long after touchdown
     hip_cap_reach: float = 0.97  # share of the leg's length `FootPlanter.hip_cap` allows
     max_drop_m: float = 0.06  # a walk is lowered by at most this (real walks: 4-5 cm under standing)
+    tiptoe_rise_m: float = 0.08  # the most a heel lifts the ankle (on tiptoe): hips never ride higher than this over a straight leg
 
 
 @dataclass
@@ -327,12 +328,13 @@ class FootPlanter:
         look = max(look_to, new_from + 1)
         _, p = self.legs.fk(rot[:look].astype(np.float64), pelvis[:look].astype(np.float64))
         speed = self._speed(p[:, 0, :2])
-        excess = np.clip(p[:, [LEGS[0][0], LEGS[1][0]], 2].max(1) - self.hip_cap(speed), 0.0, None)
-        # only a walk: a standing body may stretch (a reach on tiptoe) and stands near furniture
-        excess *= self.walking_share(speed)
-        r = int(round(3 * self.cfg.smooth_sigma))
-        drop = gaussian_filter1d(maximum_filter1d(excess, 2 * r + 1, mode="nearest"), 1.5 * self.cfg.smooth_sigma, mode="nearest")
-        drop = np.minimum(np.concatenate([drop, np.full(len(pelvis) - look, drop[-1])]), self.cfg.max_drop_m)
+        hips = p[:, [LEGS[0][0], LEGS[1][0]], 2].max(1)
+        # a walk bends its knees; a standing body may stretch (a reach on tiptoe) and stands near furniture
+        walk_excess = np.clip(hips - self.hip_cap(speed), 0.0, None) * self.walking_share(speed)
+        drop = np.minimum(self._smooth_excess(walk_excess, len(pelvis)), self.cfg.max_drop_m)
+        # at any speed: a body whose hips ride higher than a straight leg on tiptoe floats (a hop)
+        float_excess = np.clip(hips - self.tiptoe_cap(), 0.0, None)
+        drop = np.maximum(drop, self._smooth_excess(float_excess, len(pelvis)))
         drop[:new_from] = 0.0
         # eased in after the final frames: the network may stand taller again right after them
         ramp = np.clip((np.arange(len(drop)) - new_from + 1) / (EASE_FRAMES + 1), 0.0, 1.0) if new_from > 0 else 1.0
@@ -342,6 +344,17 @@ class FootPlanter:
         out = np.array(pelvis, dtype=np.float64)
         out[:, 2] -= drop
         return out.astype(np.asarray(pelvis).dtype)
+
+    def tiptoe_cap(self) -> float:
+        """Highest hip joint z a body standing on the floor can have: a straight leg on tiptoe."""
+        length = min(sum(ls) for ls in self.legs.lengths)
+        return self.floor_z + min(self.legs.ankle_height) + length + self.cfg.tiptoe_rise_m
+
+    def _smooth_excess(self, excess: np.ndarray, n: int) -> np.ndarray:
+        """(L,) per-frame excess height -> (n,) a smooth drop covering it (held past frame L)."""
+        r = int(round(3 * self.cfg.smooth_sigma))
+        drop = gaussian_filter1d(maximum_filter1d(excess, 2 * r + 1, mode="nearest"), 1.5 * self.cfg.smooth_sigma, mode="nearest")
+        return np.concatenate([drop, np.full(n - len(drop), drop[-1])])
 
     def _speed(self, xy: np.ndarray) -> np.ndarray:
         """(T,2) pelvis positions -> (T,) smoothed horizontal speed (m/s)."""
