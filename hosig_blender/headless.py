@@ -187,14 +187,18 @@ def setup_preview(scene: bpy.types.Scene, region: np.ndarray | None = None, targ
             obj.color = (0.7, 0.7, 0.7, 1.0)
 
 
-def pelvis_path(scene: bpy.types.Scene, arm: bpy.types.Object, samples: int = 60) -> np.ndarray:
-    """(n,3) world positions of the armature's pelvis over its action (at most ``samples`` frames)."""
-    return sample_joints(scene, arm, ["pelvis"], samples)[:, 0]
+def pelvis_path(scene: bpy.types.Scene, arm: bpy.types.Object, samples: int = 60,
+                span: tuple[int, int] | None = None) -> np.ndarray:
+    """(n,3) world positions of the armature's pelvis over its action, or over the scene frames
+    ``span`` (first, last) of it (at most ``samples`` frames)."""
+    return sample_joints(scene, arm, ["pelvis"], samples, span)[:, 0]
 
 
-def sample_joints(scene: bpy.types.Scene, arm: bpy.types.Object, names: list[str], samples: int = 60) -> np.ndarray:
-    """(n,k,3) world positions of the bones ``names`` at up to ``samples`` frames of the action."""
-    first, last = clip_import.keyed_range(arm)
+def sample_joints(scene: bpy.types.Scene, arm: bpy.types.Object, names: list[str], samples: int = 60,
+                  span: tuple[int, int] | None = None) -> np.ndarray:
+    """(n,k,3) world positions of the bones ``names`` at up to ``samples`` frames of the action
+    (or of its scene frames ``span``)."""
+    first, last = span or clip_import.keyed_range(arm)
     bones = [arm.pose.bones.get(n) or arm.pose.bones[1] for n in names]
     frames = np.unique(np.linspace(first, last, min(samples, last - first + 1)).round().astype(int))
     current = scene.frame_current
@@ -331,13 +335,16 @@ def render_contact_sheet(scene: bpy.types.Scene, frames: list[int], path: str | 
     return save_sheet([tiles[i:i + columns] for i in range(0, len(tiles), columns)], path)
 
 
-def clip_frames(arm: bpy.types.Object, n: int) -> list[int]:
-    """``n`` frames evenly spaced over the armature's keyed range (first and last included)."""
+def clip_frames(arm: bpy.types.Object, n: int | list[int]) -> list[int]:
+    """Scene frames of the armature's keyed range: ``n`` evenly spaced (first and last included),
+    or the clip's own frames ``n`` (0 = its first), clamped to the range."""
     first, last = clip_import.keyed_range(arm)
+    if isinstance(n, list):
+        return [int(min(max(first + f, first), last)) for f in n]
     return [int(v) for v in np.linspace(first, last, max(1, n)).round()]
 
 
-def render_clip_row(scene: bpy.types.Scene, arm: bpy.types.Object, frames: int, folder: str | Path,
+def render_clip_row(scene: bpy.types.Scene, arm: bpy.types.Object, frames: int | list[int], folder: str | Path,
                     label: str | None = None, target: str | None = None, size: tuple[int, int] = TILE) -> list[np.ndarray]:
     """One contact-sheet row for one clip's armature: only its body shown (orange), ``target``
     blue, the camera on the clip's path region, ``frames`` tiles stamped with the label and frame."""
@@ -350,9 +357,12 @@ def render_clip_row(scene: bpy.types.Scene, arm: bpy.types.Object, frames: int, 
                 o.hide_render = o.parent != arm
         scene.render.resolution_x, scene.render.resolution_y = size
         targets = [target] if target else []
-        setup_preview(scene, region=clip_region(pelvis_path(scene, arm)), targets=targets)
+        picks = clip_frames(arm, frames)
+        # chosen frames (a failure): the camera on the body there; else on the clip's whole path
+        span = (min(picks), max(picks)) if isinstance(frames, list) else None
+        setup_preview(scene, region=clip_region(pelvis_path(scene, arm, span=span)), targets=targets)
         hide_occluders(scene, arm, keep=set(targets))
-        return render_tiles(scene, clip_frames(arm, frames), folder, size, note=label or arm.name)
+        return render_tiles(scene, picks, folder, size, note=label or arm.name)
     finally:
         for o in meshes:
             o.hide_render = hidden[o.name]
@@ -523,8 +533,9 @@ def run_sheet(body_json: str | Path, items: list[dict[str, Any]], out: str | Pat
             arm = clip_import.import_clip(item["clip"], body)
             label = str(item.get("label") or arm.name)
             target = item.get("target") or carried_object(arm)
-            rows.append(render_clip_row(scene, arm, frames, Path(tmp) / str(i), label, target, tile))
-            report.append({"label": label, "clip": str(item["clip"]), "frames": clip_frames(arm, frames), "target": target})
+            picks = [int(f) for f in item["frames"]] if item.get("frames") else frames
+            rows.append(render_clip_row(scene, arm, picks, Path(tmp) / str(i), label, target, tile))
+            report.append({"label": label, "clip": str(item["clip"]), "frames": clip_frames(arm, picks), "target": target})
     reset()
     path = save_sheet(rows, out)
     return {"sheet": str(path), "rows": report, "wall_s": round(time.perf_counter() - t0, 2)}

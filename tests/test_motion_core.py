@@ -186,3 +186,31 @@ def test_every_optional_model_in_models_loads_for_the_shipped_body(body):
         with torch.no_grad():
             out = m.net(x, torch.tensor([999]), z, z, torch.zeros(1, m.window, 18), torch.zeros(1, m.window, 18))
         assert torch.isfinite(out).all(), folder.name
+
+
+def test_heading_guidance_has_no_shortcut_through_a_flipped_trunk():
+    """Turning the heading round by pitching the trunk over costs more than turning it about the
+    vertical, and a pelvis turned over is penalised (bodies folded at sharp turns)."""
+    from types import SimpleNamespace
+
+    from hosig.frames import heading_to_orient
+    from hosig.motion.guidance import Energy
+
+    target = np.array([np.cos(2.0), np.sin(2.0)])  # a heading 115 deg from where the body faces
+    me = SimpleNamespace(anchors=SimpleNamespace(headings=[(0, target, 1.0)]))
+
+    def energies(orient: np.ndarray) -> tuple[float, float]:
+        rot = torch.eye(3).repeat(1, 55, 1, 1)
+        rot[0, 0] = torch.as_tensor(orient, dtype=torch.float32)
+        return float(Energy.heading_energy(me, rot)), float(Energy.upright_energy(me, rot))
+
+    upright = heading_to_orient(0.0)
+    turned = heading_to_orient(2.0)
+    about_side = lambda a: Rotation.from_rotvec([0.0, a, 0.0]).as_matrix()  # noqa: E731 - pitch about the body's side (world y)
+    assert energies(turned) == pytest.approx((0.0, 0.0), abs=1e-5)
+    assert energies(upright)[1] == 0.0
+    # half way over, the forward points at the floor: no heading is gained there
+    assert energies(about_side(np.pi / 2) @ upright)[0] == pytest.approx(1.0, abs=1e-5)
+    # all the way over, the forward points back: the turned-over pelvis pays for it
+    heading, tilt = energies(about_side(np.pi) @ upright)
+    assert heading < energies(upright)[0] and tilt > 2.0

@@ -121,8 +121,9 @@ def import_clips(clips: list[str | Path], out: str | Path, scene: str | Path | N
 def render_sheet(items: list[dict[str, Any]], out_png: str | Path, frames: int = 5, smplx_dir: str | None = None,
                  tile: tuple[int, int] = TILE) -> Path:
     """One contact sheet of several clips, one row each: ``items`` are ``{"scene": glb path or None,
-    "clip": npz path, "label": str, "target": object name or None}``; each row is rendered in a
-    fresh Blender file with its own scene and clip (``frames`` tiles evenly over the clip, body
+    "clip": npz path, "label": str, "target": object name or None, "frames": clip frames or absent}``;
+    each row is rendered in a fresh Blender file with its own scene and clip (its own frames, or
+    ``frames`` tiles evenly over the clip — every row needs the same count —, body
     orange, target blue — default the clip's carried object —, label and frame stamped), in one
     headless subprocess. Returns the PNG's path (``sheet_size(len(items), frames)`` pixels)."""
     from hosig.body.model import load_body_model
@@ -137,7 +138,8 @@ def render_sheet(items: list[dict[str, Any]], out_png: str | Path, frames: int =
         if scene is not None and not Path(scene).is_file():
             raise InputError(f"scene file {str(scene)!r} does not exist")
         norm.append({"scene": str(Path(scene).resolve()) if scene else None, "clip": str(Path(item["clip"]).resolve()),
-                     "label": str(item.get("label") or Path(item["clip"]).stem), "target": item.get("target")})
+                     "label": str(item.get("label") or Path(item["clip"]).stem), "target": item.get("target"),
+                     "frames": [int(f) for f in item.get("frames") or []]})
     check_clips([n["clip"] for n in norm], load_body_model(smplx_dir).identity)
     out_png = Path(out_png).resolve()
     with tempfile.TemporaryDirectory(prefix="hosig-blender-") as tmp:

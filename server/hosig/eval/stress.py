@@ -64,6 +64,17 @@ class StressResult:
                 + 10.0 * float(d.get("feet_off_floor", {}).get("longest_airborne_s") or 0.0)
                 + 100.0 * float(d.get("penetration", {}).get("max_depth_m") or 0.0))
 
+    def failure_frame(self) -> int:
+        """The frame a person should look at: where the first failure found happens."""
+        keys = {"feet_off_floor": "first_frame", "pop": "frame", "penetration": "frame", "trunk_flip": "frame",
+                "trunk_twist": "frame", "trunk_fold": "frame", "crouch_walk": "first_frame"}
+        for name in self.failures:
+            frame = self.details.get(name, {}).get(keys.get(name, ""), None)
+            if isinstance(frame, int) and frame >= 0:
+                return frame
+        grasp = self.details.get("hand_miss", {}).get("grasp_frame")
+        return int(grasp) if isinstance(grasp, int) and grasp >= 0 else self.frames // 2
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -239,8 +250,17 @@ def render_worst(results: list[StressResult], out_dir: Path, shown: int = WORST_
     from hosig.cli.blender_render import render_sheet
 
     items = [{"scene": str(out_dir / "scenes" / f"case_{r.index:03d}.glb"), "clip": str(out_dir / r.clip),
-              "label": f"case {r.index}: {', '.join(r.failures)}", "target": r.case.get("target")} for r in worst]
-    return render_sheet(items, out_dir / "worst.png")
+              "label": f"case {r.index}: {', '.join(r.failures)}", "target": r.case.get("target"),
+              "frames": around(r.failure_frame(), r.frames)} for r in worst]
+    return render_sheet(items, out_dir / "worst.png", frames=len(SHEET_OFFSETS))
+
+
+SHEET_OFFSETS = (-20, -8, 0, 8, 20)  # frames shown around a failure (2/3 s either side)
+
+
+def around(frame: int, n_frames: int) -> list[int]:
+    """Clip frames around ``frame``, kept inside the clip."""
+    return [int(min(max(frame + d, 0), max(n_frames - 1, 0))) for d in SHEET_OFFSETS]
 
 
 def run_stress(n: int, seed: int, out_dir: Path, jobs: int = 1, first: int = 0, sheet: bool = True,

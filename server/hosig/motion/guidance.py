@@ -34,12 +34,16 @@ JOINT_RADIUS = np.array([
 ], dtype=np.float32)
 
 
+MAX_PELVIS_TILT_RAD = np.pi / 3  # the pelvis tilts at most this far from upright (a deep stoop)
+
+
 @dataclass
 class GuidanceWeights:
     pelvis: float = 2.0
     joints: float = 1.0
     hand_rot: float = 0.5
     heading: float = 2.0
+    upright: float = 2.0
     scene: float = 4.0
     floor: float = 2.0
     skate: float = 0.002
@@ -81,6 +85,7 @@ class Energy:
             parts["hand_rot"] = parts.get("hand_rot", zero) + self.weights.hand_rot * w * ((rotmats[f, idx] - target) ** 2).mean()
         if self.anchors.headings:
             parts["heading"] = self.weights.heading * self.heading_energy(rotmats)
+            parts["upright"] = self.weights.upright * self.upright_energy(rotmats)
         feet = joints[:, FOOT_CONTACT_JOINTS]  # (W,4,3)
         sink = torch.relu(self.foot_height - 0.01 - feet[..., 2])  # the canonical floor is z = 0
         parts["floor"] = self.weights.floor * (sink ** 2).mean() * 100.0
@@ -94,13 +99,22 @@ class Energy:
         return total, parts
 
     def heading_energy(self, rotmats: torch.Tensor) -> torch.Tensor:
-        """1 - cos of the angle between the body's horizontal forward and each heading anchor."""
+        """1 - the body's forward projected on each heading anchor (a unit horizontal direction).
+
+        The forward is not renormalised after dropping its height: a trunk pitched through the
+        vertical would otherwise turn its heading round for free (bodies folded at sharp turns)."""
         frames = torch.tensor([h[0] for h in self.anchors.headings], dtype=torch.long)
         target = torch.as_tensor(np.stack([h[1] for h in self.anchors.headings]))  # (H,2)
         weight = torch.tensor([h[2] for h in self.anchors.headings], dtype=torch.float32)
         forward = rotmats[frames, 0][:, :2, 2]  # the model's +Z (its forward) in the canonical frame, (H,2)
-        cos = (forward * target).sum(-1) / forward.norm(dim=-1).clamp_min(1e-6)
-        return ((1.0 - cos) * weight).sum() / weight.sum().clamp_min(1e-6)
+        along = (forward * target).sum(-1)
+        return ((1.0 - along) * weight).sum() / weight.sum().clamp_min(1e-6)
+
+    def upright_energy(self, rotmats: torch.Tensor) -> torch.Tensor:
+        """Squared shortfall of the pelvis's up axis (the model's +Y) below `MAX_PELVIS_TILT_RAD` from
+        vertical, over the window: a stoop tilts the pelvis, nothing we make turns it over."""
+        up_z = rotmats[:, 0, 2, 1]  # (W,)
+        return (torch.relu(float(np.cos(MAX_PELVIS_TILT_RAD)) - up_z) ** 2).mean() * 100.0
 
     def scene_energy(self, joints: torch.Tensor) -> torch.Tensor:
         """Penetration of body points (joints + bone midpoints) into the scene, squared metres."""
