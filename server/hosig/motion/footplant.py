@@ -127,6 +127,7 @@ URGENT_LAG = 3  # frames: a step is urgent when waiting this long would strand t
 TOE_TIP_M = 0.07  # toe tip ahead of the ball joint, heel behind the ankle (mannequin-sized; the outline
 HEEL_M = 0.06  # is only tested against furniture, so a bigger foot gains a few millimetres of margin)
 FOOT_HALF_WIDTH_M = 0.045  # across the ball of the foot (a landed toe met a table foot 2.3 cm deep)
+FLOOR_SDF_TOLERANCE_M = 0.01  # a scene distance this close to a point's height over the floor is the floor's
 BALL_LIFT_PER_RAD = 0.01  # m the ball joint rises per radian of heel rise (3 mm of toe in the floor at 0.35 rad)
 # joint centre to skin, for the swinging leg's clearance (mannequin-sized, a few millimetres over)
 KNEE_RADIUS_M, SHIN_RADIUS_M, ANKLE_RADIUS_M, TOE_RADIUS_M, THIGH_RADIUS_M = 0.06, 0.05, 0.045, 0.025, 0.075
@@ -202,15 +203,26 @@ class FootPlanter:
 
     def __init__(self, body, floor_z: float = 0.0, fps: float = 30.0, cfg: PlantConfig = PlantConfig(),
                  clearance=None) -> None:
-        """``clearance(points (N,3) world) -> (N,)``: distance to the furniture (a scene SDF's
-        ``query_np``); a step never lands a foot where it is closer than `PlantConfig.foot_clearance_m`."""
+        """``clearance(points (N,3) world) -> (N,)``: distance to the scene (a scene SDF's
+        ``query_np``; the floor may be part of it); a step never lands a foot where furniture is
+        closer than `PlantConfig.foot_clearance_m`."""
         self.cfg = cfg
-        self.clearance = clearance
+        self.scene_distance = clearance
+        self.clearance = None if clearance is None else self.furniture_distance
         self.fps = fps
         self.floor_z = float(floor_z)
         self.legs = LegSkeleton(body, cfg.sole_lift_m)
         self.feet: list[_Foot] | None = None
         self.last_swivel = [0.0, 0.0]  # each knee's outward turn on the last frame solved
+
+    def furniture_distance(self, points: np.ndarray) -> np.ndarray:
+        """(N,3) world points -> (N,) distance to the scene other than the floor under them: where
+        the nearest surface is the floor itself (the scene distance is the height over it, within
+        the grid's error), nothing is in the way there (a foot lands on the floor; only furniture
+        nearer than the floor can block it)."""
+        d = np.asarray(self.scene_distance(points), dtype=np.float64)
+        height = np.asarray(points)[:, 2] - self.floor_z
+        return np.where(d >= height - FLOOR_SDF_TOLERANCE_M, np.inf, d)
 
     # ---------------------------------------------------------------- decisions
     def heel_rise(self, side: int, foot: _Foot, hip: np.ndarray, limit: float) -> tuple[float, bool]:

@@ -99,20 +99,20 @@ class Energy:
         return total, parts
 
     def heading_energy(self, rotmats: torch.Tensor) -> torch.Tensor:
-        """1 - the body's forward projected on each heading anchor (a unit horizontal direction).
-
-        The forward is not renormalised after dropping its height: a trunk pitched through the
-        vertical would otherwise turn its heading round for free (bodies folded at sharp turns)."""
+        """1 - cos of the angle between the body's horizontal forward and each heading anchor
+        (a stooping pelvis keeps its heading; `upright_energy` bars turning it over instead)."""
         frames = torch.tensor([h[0] for h in self.anchors.headings], dtype=torch.long)
         target = torch.as_tensor(np.stack([h[1] for h in self.anchors.headings]))  # (H,2)
         weight = torch.tensor([h[2] for h in self.anchors.headings], dtype=torch.float32)
         forward = rotmats[frames, 0][:, :2, 2]  # the model's +Z (its forward) in the canonical frame, (H,2)
-        along = (forward * target).sum(-1)
-        return ((1.0 - along) * weight).sum() / weight.sum().clamp_min(1e-6)
+        cos = (forward * target).sum(-1) / forward.norm(dim=-1).clamp_min(1e-6)
+        return ((1.0 - cos) * weight).sum() / weight.sum().clamp_min(1e-6)
 
     def upright_energy(self, rotmats: torch.Tensor) -> torch.Tensor:
         """Squared shortfall of the pelvis's up axis (the model's +Y) below `MAX_PELVIS_TILT_RAD` from
-        vertical, over the window: a stoop tilts the pelvis, nothing we make turns it over."""
+        vertical, over the window: a stoop tilts the pelvis, nothing we make turns it over (the heading
+        term alone could turn a heading round by pitching the trunk through the vertical, where its
+        horizontal forward flips for free: bodies folded at sharp turns)."""
         up_z = rotmats[:, 0, 2, 1]  # (W,)
         return (torch.relu(float(np.cos(MAX_PELVIS_TILT_RAD)) - up_z) ** 2).mean() * 100.0
 
