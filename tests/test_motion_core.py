@@ -212,3 +212,24 @@ def test_a_pelvis_turned_over_is_penalised_and_a_stoop_is_not():
     heading, tilt = energies(about_side(np.pi) @ upright)  # turned over: the heading term gains...
     assert heading < energies(upright)[0]
     assert tilt > 2.0  # ...and the upright term pays far more
+
+
+def test_a_jump_at_a_window_seam_is_eased_out_and_a_key_is_kept():
+    """An arm solved afresh at a window's first new frame continues the streamed frames' motion;
+    the correction fades out, and a hard key (a grasp pose) is left exactly as it is."""
+    from hosig.motion.synth import SEAM_EASE_FRAMES, SEAM_JOINTS, ease_seam
+
+    w, c = 40, 8
+    shoulder = SEAM_JOINTS.index(17)  # left_shoulder
+    angle = np.r_[np.linspace(0.0, 0.07, c), 0.35 + np.linspace(0.08, 0.4, w - c)]  # a 0.34 rad jump at frame c
+    rot = torch.eye(3).repeat(w, 55, 1, 1)
+    rot[:, 17] = torch.as_tensor(Rotation.from_rotvec(np.outer(angle, [0.0, 0.0, 1.0])).as_matrix(), dtype=torch.float32)
+    held = np.zeros((w, len(SEAM_JOINTS)), bool)
+    eased = ease_seam(rot, c, held)
+    turned = Rotation.from_matrix(eased[:, 17].numpy().astype(np.float64)).as_rotvec()[:, 2]
+    steps = np.diff(turned)
+    assert abs(steps[c - 1] - steps[c - 2]) < 0.02  # frame c continues the context's pace
+    assert np.allclose(turned[c + SEAM_EASE_FRAMES:], angle[c + SEAM_EASE_FRAMES:], atol=1e-5)  # beyond: untouched
+    held[c + 2, shoulder] = True
+    kept = ease_seam(rot, c, held)
+    assert torch.allclose(kept[c + 2, 17], rot[c + 2, 17], atol=1e-6)

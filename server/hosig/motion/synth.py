@@ -22,7 +22,7 @@ from hosig.clip import MotionClip
 from hosig.errors import CancelledError, HosigError, UnreachableError
 from hosig.motion.anchors import AnchorSet, WindowAnchors, parse_target
 from hosig.motion.diffusion import Schedule, sample
-from hosig.motion.footplant import LEGS, FootPlanter
+from hosig.motion.footplant import LEGS, FootPlanter, blend_rotations, eased_share
 from hosig.motion.guidance import Energy, guide_x0, smooth_in_time
 from hosig.motion.refine import REFINE_JOINTS, RefineConfig, SceneTerm, refine
 from hosig.motion.representation import (
@@ -32,6 +32,7 @@ from hosig.motion.representation import (
     LAYOUT,
     LEFT_HAND_JOINTS,
     RIGHT_HAND_JOINTS,
+    ROT_JOINTS,
     CanonFrame,
     aa_to_matrix,
     decode,
@@ -272,6 +273,10 @@ def synthesize(
             rot_c[:m], pel_c[:m] = refine(body, rot_c[:m], pel_c[:m], con_c[:m], tg, foot_floor, fixed=c,
                                          cfg=RefineConfig(), locked=locked, scene=scene, height_free=height_free,
                                          lock_feet=planter is None, held_feet=held)
+        if c >= 2:  # the first new frame continues the streamed ones, whatever planting and refine did
+            held = torch.stack([wa.hard_mask[:m, LAYOUT.rot_slice(j)].any(-1) for j in SEAM_JOINTS], -1).numpy()
+            held[:c] = False  # the context is hard for continuity, not a key
+            rot_c[:m] = ease_seam(rot_c[:m], c, held)
         # back to world
         yaw = torch.as_tensor(frame.yaw(), dtype=torch.float32)
         rot_world = rot_c.clone()
@@ -303,6 +308,35 @@ def synthesize(
 
 
 LEG_JOINTS = [j for leg in LEGS for j in leg]
+# eased at window seams: the trunk, head, arms and fingers (the planter continues the legs itself;
+# the root carries the planted legs)
+SEAM_JOINTS = [j for j in ROT_JOINTS if j != 0 and j not in LEG_JOINTS]
+SEAM_EASE_FRAMES = 8  # a jump at a window seam fades out over this many frames (~0.27 s)
+
+
+def ease_seam(rot: torch.Tensor, c: int, held: np.ndarray, radius: int = SEAM_EASE_FRAMES) -> torch.Tensor:
+    """Inertialization at a window seam: (W,55,3,3) -> (W,55,3,3) with the `SEAM_JOINTS` of frames
+    [c, c+radius) turned so frame c continues frames c-2, c-1 at their angular velocity, the
+    correction fading out (the new frames keep their own motion beyond). ``held`` (W,len(SEAM_JOINTS))
+    bool: hard keys (a grasp pose), kept exactly and eased into.
+
+    Why: planting and `refine` work on a window's new frames with its context fixed but not
+    continued: an arm solved afresh at the first new frame jumped up to 10 m/s (most pops of
+    random rooms sat on a seam)."""
+    end = min(c + radius, rot.shape[0])
+    if end <= c:
+        return rot
+    r = rot.numpy().astype(np.float64)
+    joints = np.asarray(SEAM_JOINTS)
+    before, last = r[c - 2, joints], r[c - 1, joints]
+    predicted = last @ (np.swapaxes(before, -1, -2) @ last)  # frame c at the context's angular velocity
+    offset = np.swapaxes(r[c, joints], -1, -2) @ predicted  # (J,3,3): new frame c -> predicted
+    out = r.copy()
+    keep = np.stack([eased_share(held[:, i], radius) for i in range(len(joints))], -1)  # (W,J)
+    for k, t in enumerate(range(c, end)):
+        share = (1.0 - k / radius) * keep[t]  # (J,)
+        out[t, joints] = r[t, joints] @ blend_rotations(np.broadcast_to(np.eye(3), offset.shape), offset, share)
+    return torch.as_tensor(out, dtype=rot.dtype)
 
 
 def plant_window(planter: FootPlanter, wa: WindowAnchors, frame: CanonFrame, rot_c: torch.Tensor,
