@@ -685,17 +685,29 @@ def add_table(b: _Build, coffee: bool = False) -> bool:
     return True
 
 
+def _against_wall(b: _Build, kind: str, L: float, D: float, h: float, mesh: trimesh.Trimesh,
+                  front_depth: float) -> tuple[float, float, int] | None:
+    """Put a worktop ``mesh`` (L x D, top at ``h``, built centred at the origin with its front at
+    -y) against a free stretch of wall; its front ``front_depth`` m carry objects. (cx, cy, quarter
+    turn) or None when no wall has room."""
+    slot = b.wall_slot(L, D)
+    if slot is None or not b.fits(slot[3]):
+        return None
+    cx, cy, q, foot = slot
+    name = b.name(kind)
+    b.commit(name, _turn_mesh(mesh, q, cx, cy), foot)
+    rect = _turn_rect((-L / 2 + 0.03, -D / 2 + 0.02, L / 2 - 0.03, -D / 2 + front_depth), q, cx, cy)
+    b.surfaces.append(Surface(name, kind, h, rect, math.inf, (_front(q),)))
+    return cx, cy, q
+
+
 def add_desk(b: _Build) -> bool:
     """A desk (0.72-0.76 m, legs) against a wall, objects on its front 35 cm, a chair in front."""
     L, D, h = _u(b.rng, 1.0, 1.6), _u(b.rng, 0.6, 0.75), _u(b.rng, 0.72, 0.76)
-    slot = b.wall_slot(L, D)
-    if slot is None or not b.fits(slot[3]):
+    placed = _against_wall(b, "desk", L, D, h, _table_mesh(L, D, h), 0.37)
+    if placed is None:
         return False
-    cx, cy, q, foot = slot
-    name = b.name("desk")
-    b.commit(name, _turn_mesh(_table_mesh(L, D, h), q, cx, cy), foot)
-    rect = _turn_rect((-L / 2 + 0.03, -D / 2 + 0.02, L / 2 - 0.03, -D / 2 + 0.37), q, cx, cy)
-    b.surfaces.append(Surface(name, "desk", h, rect, math.inf, (_front(q),)))
+    cx, cy, q = placed
     if b.rng.random() < 0.7:
         front = _quarter(q) @ np.array([0.0, -1.0])
         g = D / 2 + _u(b.rng, 0.1, 0.25) + 0.225
@@ -706,15 +718,7 @@ def add_desk(b: _Build) -> bool:
 def add_counter(b: _Build) -> bool:
     """A kitchen counter block (0.85-0.95 m) against a wall; objects within 30 cm of its front."""
     L, D, h = _u(b.rng, 1.2, 3.0), _u(b.rng, 0.55, 0.65), _u(b.rng, 0.85, 0.95)
-    slot = b.wall_slot(L, D)
-    if slot is None or not b.fits(slot[3]):
-        return False
-    cx, cy, q, foot = slot
-    name = b.name("counter")
-    b.commit(name, _turn_mesh(box([-L / 2, -D / 2, 0], [L / 2, D / 2, h]), q, cx, cy), foot)
-    rect = _turn_rect((-L / 2 + 0.03, -D / 2 + 0.02, L / 2 - 0.03, -D / 2 + 0.34), q, cx, cy)
-    b.surfaces.append(Surface(name, "counter", h, rect, math.inf, (_front(q),)))
-    return True
+    return _against_wall(b, "counter", L, D, h, box([-L / 2, -D / 2, 0], [L / 2, D / 2, h]), 0.34) is not None
 
 
 def add_shelf(b: _Build, high: bool = False) -> str | None:
