@@ -81,13 +81,15 @@ def _first_hit(mesh: trimesh.Trimesh, origin: np.ndarray, direction: np.ndarray)
 PALM_HALF_WIDTH = 0.045
 
 
-def side_grip_heights(bottom: float, height: float, clearance: float) -> list[float]:
+def side_grip_heights(bottom: float, height: float, clearance: float, raise_short: bool = False) -> list[float]:
     """Heights (world z) at which a side grip (thumb up) holds an object whose bottom is at
-    ``bottom``: across its body, and, for a short object, high enough that the lower edge of the
-    palm keeps ``clearance`` from the surface it stands on (a mug on a counter is held round its
-    upper body with the little finger just over the counter)."""
+    ``bottom``: across its body; with ``raise_short``, a short object's grip high enough that the
+    lower edge of the palm keeps ``clearance`` from the surface it stands on (a mug on a counter
+    held round its upper body, the little finger just over the counter)."""
     fracs = (0.42, 0.62) if height > 0.10 else (0.5,)
     clear = bottom + PALM_HALF_WIDTH + clearance + 0.005
+    if not raise_short:
+        return [bottom + f * height for f in fracs]
     raised = [max(bottom + f * height, clear) if clear < bottom + height else bottom + f * height for f in fracs]
     heights: list[float] = []
     for h in raised:
@@ -152,7 +154,22 @@ def hand_probe_points(point: np.ndarray, approach: np.ndarray, fwd: np.ndarray, 
 def generate_candidates(
     scene: object, target: str, stand: tuple[float, float, float], side: str, config: GraspConfig, sdf: object | None = None
 ) -> list[Candidate]:
-    """Feasible, ranked grasp candidates for ``side``; raises when none exist (with the reason)."""
+    """Feasible, ranked grasp candidates for ``side``; raises when none exist (with the reason).
+
+    Side grips raised clear of the support (`side_grip_heights`) are the fallback for an object
+    every ordinary grip of which is blocked: where an ordinary one is free it is kept (a raised
+    grip of a cup by a wall led the carry into the counter)."""
+    try:
+        return _ranked_candidates(scene, target, stand, side, config, sdf, raise_short=False)
+    except InfeasibleError as err:
+        if "no free approach" not in str(err):
+            raise
+        return _ranked_candidates(scene, target, stand, side, config, sdf, raise_short=True)
+
+
+def _ranked_candidates(scene: object, target: str, stand: tuple[float, float, float], side: str, config: GraspConfig,
+                       sdf: object | None, raise_short: bool) -> list[Candidate]:
+    """`generate_candidates` with side grips at `side_grip_heights` (``raise_short`` as given)."""
     obj = scene.object(target)  # type: ignore[attr-defined]
     mesh: trimesh.Trimesh = obj.mesh
     lo, hi = obj.bounds
@@ -166,7 +183,7 @@ def generate_candidates(
 
     raw: list[Candidate] = []
     # -- side grasps --------------------------------------------------------------------------
-    for h in side_grip_heights(lo[2], size[2], config.approach_clearance):
+    for h in side_grip_heights(lo[2], size[2], config.approach_clearance, raise_short):
         for k in range(config.side_azimuths):
             psi = 2 * np.pi * k / config.side_azimuths
             a = np.array([np.cos(psi), np.sin(psi), 0.0])
