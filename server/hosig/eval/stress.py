@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from hosig.eval.report import generate_for_eval, measure_clip
+from hosig.jsonable import to_jsonable
 
 REFUSALS = ("unreachable", "infeasible")  # the answers a request may correctly get instead of a clip
 WORST_SHOWN = 6  # clips on the contact sheet
@@ -283,17 +284,8 @@ def run_stress(n: int, seed: int, out_dir: Path, jobs: int = 1, first: int = 0, 
             report["overall"]["worst_sheet"] = os.path.relpath(path, out_dir) if path else None
         except Exception as err:  # noqa: BLE001 - the figures stand without the picture
             report["overall"]["worst_sheet_error"] = f"{type(err).__name__}: {err}"
-    (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=_plain))
+    (out_dir / "report.json").write_text(json.dumps(to_jsonable(report), indent=1))
     return report
-
-
-def _plain(value: Any) -> Any:
-    """json.dumps fallback for numpy values."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON-able: {type(value).__name__}")
 
 
 def markdown_summary(report: dict[str, Any]) -> str:
