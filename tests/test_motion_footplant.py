@@ -271,3 +271,24 @@ def test_a_hop_on_the_spot_is_brought_down_to_the_floor_and_tiptoe_is_kept(body)
     reach = pel.copy()
     reach[:, 2] += 0.05 * np.sin(np.linspace(0.0, np.pi, n)) ** 2
     assert np.allclose(planter.lowered_pelvis(rot, reach, 0, n), reach)
+
+
+def test_a_stance_foot_the_hips_outrun_stays_on_the_floor(body):
+    """Windows planted one after another, each seeing only its own frames, while the pelvis
+    lurches ahead (2.4 m/s for 0.4 s, as a window that lags its path catches up): at every frame
+    a foot is on the floor — a stranded foot slides after the body, it is not lifted off."""
+    n, window = 150, 12
+    rot, pel = gliding_walk(body, n, speed=1.0, crouch=0.05)
+    t = np.arange(n)
+    lurch = np.clip((t - 70) / 12.0, 0.0, 1.0) * 0.56  # 0.56 m more in 12 frames
+    pel[:, 0] += lurch
+    planter = FootPlanter(body)
+    out = rot.copy()
+    for start in range(0, n, window):
+        end = min(start + window, n)
+        out[start:end] = planter.plant(rot[start:end], pel[start:end], 0, end - start, end - start, start)[0]
+    balls = ball_positions(body, out, pel)
+    legs = LegSkeleton(body, 0.0)
+    height = balls[:, :, 2] - np.array(legs.ball_height)[None]
+    lowest = height.min(1)
+    assert lowest.max() < 0.03, f"both feet {lowest.max() * 100:.1f} cm off the floor at frame {lowest.argmax()}"

@@ -50,7 +50,6 @@ class PlantConfig:
     land_mid_s: float = 0.3  # a walking foot lands where its hip will be this long after touchdown
     hip_cap_reach: float = 0.97  # share of the leg's length `FootPlanter.hip_cap` allows
     max_drop_m: float = 0.06  # a walk is lowered by at most this (real walks: 4-5 cm under standing)
-    tiptoe_rise_m: float = 0.08  # the most a heel lifts the ankle (on tiptoe): hips never ride higher than this over a straight leg
 
 
 @dataclass
@@ -344,8 +343,8 @@ class FootPlanter:
         # a walk bends its knees; a standing body may stretch (a reach on tiptoe) and stands near furniture
         walk_excess = np.clip(hips - self.hip_cap(speed), 0.0, None) * self.walking_share(speed)
         drop = np.minimum(self._smooth_excess(walk_excess, len(pelvis)), self.cfg.max_drop_m)
-        # at any speed: a body whose hips ride higher than a straight leg on tiptoe floats (a hop)
-        float_excess = np.clip(hips - self.tiptoe_cap(), 0.0, None)
+        # at any speed: a body whose hips ride higher than its legs reach the floor from floats (a hop)
+        float_excess = np.clip(hips - self.tiptoe_cap(self.walking_share(speed)), 0.0, None)
         drop = np.maximum(drop, self._smooth_excess(float_excess, len(pelvis)))
         drop[:new_from] = 0.0
         # eased in after the final frames: the network may stand taller again right after them
@@ -357,10 +356,15 @@ class FootPlanter:
         out[:, 2] -= drop
         return out.astype(np.asarray(pelvis).dtype)
 
-    def tiptoe_cap(self) -> float:
-        """Highest hip joint z a body standing on the floor can have: a straight leg on tiptoe."""
+    def tiptoe_cap(self, walking: np.ndarray | float = 0.0) -> np.ndarray | float:
+        """Highest hip joint z from which a leg still reaches the floor: the foot on its ball with
+        the heel risen `PlantConfig.max_heel_rise`, the leg stretched to `reach_limit` (straight
+        standing, ``walking`` 0; `PlantConfig.walk_reach` walking, 1). ``walking`` (...,) -> (...,)."""
         length = min(sum(ls) for ls in self.legs.lengths)
-        return self.floor_z + min(self.legs.ankle_height) + length + self.cfg.tiptoe_rise_m
+        top = 0.999 + np.asarray(walking, dtype=np.float64) * (self.cfg.walk_reach - 0.999)
+        ankle = min(self.legs.planted_ankle(side, np.array([0.0, 0.0, self.legs.ball_height[side]]), 0.0,
+                                            self.cfg.max_heel_rise)[0][2] for side in range(2))
+        return self.floor_z + ankle + top * length
 
     def _smooth_excess(self, excess: np.ndarray, n: int) -> np.ndarray:
         """(L,) per-frame excess height -> (n,) a smooth drop covering it (held past frame L)."""
@@ -427,11 +431,13 @@ class FootPlanter:
             self._maybe_lift(t, now, look, rises, ref_ball, ref_yaw, speed, p, limit, ahead, offset)
             for side, foot in enumerate(self.feet):
                 if foot.swing is None:
-                    rise = rises[side][0]
+                    rise, reached = rises[side]
+                    if not reached:
+                        self._slide_into_reach(side, foot, rise, p[t, LEGS[side][0]], limit[side][t])
                     ankle, arot = self.legs.planted_ankle(side, foot.ball, foot.yaw, rise)
                     flat = self.legs.flat_rotation(foot.yaw)
                     ankle_t[side, i], ankle_r[side, i], toe_r[side, i] = ankle, arot, arot.T @ flat
-                    reached = rises[side][1]  # out of reach (no step possible yet), the leg drags it: not planted
+                    # out of reach (no step possible yet), the leg slides it: not planted
                     contacts[i, 2 * side] = 1.0 if rise < 0.1 and reached else 0.0
                     contacts[i, 2 * side + 1] = 1.0 if reached else 0.0
                 else:
@@ -547,6 +553,22 @@ class FootPlanter:
         ankle = ankle + (u * (1 - u) ** 2) * (sw.end - sw.start) * sw.velocity
         ankle[2] += self.cfg.clearance_m * np.sin(np.pi * u)
         return ankle
+
+    def _slide_into_reach(self, side: int, foot: _Foot, rise: float, hip: np.ndarray, limit: float) -> None:
+        """Slide a planted foot the hips have outrun along the floor, towards the point under the
+        hip, just far enough that the leg reaches it (``foot.ball`` moves; it stays there).
+
+        A stranded foot stays on the floor: pulled up towards the hip, it left the body with both
+        feet in the air until the next step landed (a float of up to a second)."""
+        ankle, _ = self.legs.planted_ankle(side, foot.ball, foot.yaw, rise)
+        drop = float(hip[2] - ankle[2])
+        if drop >= limit:  # the hips are too high for any foot on the floor: `_within_reach` lifts it
+            return
+        radius = np.sqrt(limit ** 2 - drop ** 2) * (1.0 - 1e-6)
+        away = ankle[:2] - hip[:2]
+        dist = float(np.linalg.norm(away))
+        if dist > radius:
+            foot.ball = foot.ball + np.append(away * (radius / dist) - away, 0.0)
 
     @staticmethod
     def _within_reach(ankle: np.ndarray, hip: np.ndarray, limit: float) -> np.ndarray:
