@@ -327,3 +327,51 @@ def test_a_walk_on_a_raised_or_lowered_floor_is_the_same_walk(body):
     for floor in (0.5, -1.0):
         lifted = clips[floor].joints - np.array([0.0, 0.0, floor])
         np.testing.assert_allclose(lifted, base, atol=2e-3)
+
+
+def test_a_hard_run_is_eased_into_its_free_neighbours():
+    """A channel anchored from the window's start (a walk's path) up to frame 52, then free and
+    10 cm away: the gap is spread over the following frames, never one frame's jump; a channel
+    hard only in the context is left to the blend."""
+    from hosig.motion.synth import EASE_FRAMES, ease_into_hard
+
+    w, d = 64, 3
+    x0 = torch.zeros(1, w, d)
+    x0[0, 52:, 1] = -0.1
+    x0[0, :, 2] = 0.5
+    hard = torch.zeros(1, w, d, dtype=torch.bool)
+    hard[0, :52, 1] = True
+    hard[0, :8, :] = True  # the context: every channel
+    out = ease_into_hard(x0, torch.zeros(1, w, d), hard)[0]
+    steps = (out[1:, 1] - out[:-1, 1]).abs()
+    assert steps.max() <= 0.1 / (EASE_FRAMES + 1) + 1e-6, f"a {steps.max() * 100:.1f} cm step"
+    assert torch.allclose(out[52 + EASE_FRAMES:, 1], torch.tensor(-0.1))  # the free motion beyond
+    assert torch.allclose(out[8:, 2], torch.tensor(0.5))  # only hard in the context: untouched
+
+
+def test_a_walk_follows_its_timed_path_on_every_frame(body):
+    """The task anchors the pelvis on every frame of a walk (hard): a body cannot fall behind
+    its path and sprint to catch it up at the next window."""
+    from hosig.motion.task import _walk
+
+    plan = SimpleNamespace(times=np.array([0.0, 2.0, 4.0]), waypoints=np.array([[0.0, 0.0], [2.0, 0.0], [2.0, 2.0]]))
+    anchors = AnchorSet(200)
+    end = _walk(anchors, plan, 10)
+    pelvis = sorted((a for a in anchors.anchors if a.target == "pelvis"), key=lambda a: a.frame)
+    assert [a.frame for a in pelvis] == list(range(10, end + 1)) and all(a.hard for a in pelvis)
+    xy = np.stack([a.value[:2] for a in pelvis])
+    assert np.linalg.norm(np.diff(xy, axis=0), axis=1).max() <= 1.0 / 30 + 1e-9  # the plan's pace, 1 m/s
+
+
+def test_a_target_on_a_lowered_floor_is_within_reach_of_a_body_standing_on_it():
+    """A cup on a floor 1.26 m below z = 0, the body standing beside it: reachable there; the
+    same cup seen from a floor at z = 0 (1.26 m under the feet) is not."""
+    from hosig.motion.synth import check_reach
+
+    floor = -1.26
+    anchors = AnchorSet(60)
+    anchors.add(50, "pelvis", [0.0, 0.0, np.nan])
+    anchors.add(50, "right_wrist", [0.3, 0.1, floor + 0.08])
+    check_reach(anchors, floor)
+    with pytest.raises(UnreachableError):
+        check_reach(anchors, 0.0)

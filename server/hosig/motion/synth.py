@@ -25,6 +25,7 @@ from hosig.motion.diffusion import Schedule, sample
 from hosig.motion.footplant import LEGS, FootPlanter, blend_rotations, eased_share
 from hosig.motion.guidance import Energy, guide_x0, smooth_in_time
 from hosig.motion.refine import REFINE_JOINTS, RefineConfig, SceneTerm, refine
+from hosig.motion.task import STANDING_PELVIS_M
 from hosig.motion.representation import (
     ANCHOR_JOINTS,
     FOOT_CONTACT_JOINTS,
@@ -69,8 +70,9 @@ class MotionChunk:
         return int(self.poses.shape[0])
 
 
-def check_reach(anchors: AnchorSet) -> None:
-    """Wrist/hand targets the body cannot reach from its pelvis path -> UnreachableError."""
+def check_reach(anchors: AnchorSet, floor_z: float = 0.0) -> None:
+    """Wrist/hand targets the body cannot reach from its pelvis path -> UnreachableError (a
+    pelvis anchor without a height stands `STANDING_PELVIS_M` over the floor at ``floor_z``)."""
     pelvis = [a for a in anchors.anchors if a.target == "pelvis" and np.isfinite(a.value[:2]).all()]
     if not pelvis:
         return
@@ -83,7 +85,7 @@ def check_reach(anchors: AnchorSet) -> None:
         p = pelvis[k].value
         gap_s = abs(pf[k] - a.frame) / 30.0
         horiz = float(np.linalg.norm(np.nan_to_num(a.value[:2]) - p[:2])) if np.isfinite(a.value[:2]).all() else 0.0
-        vert = float(abs(a.value[2] - (p[2] if np.isfinite(p[2]) else 0.95))) if np.isfinite(a.value[2]) else 0.0
+        vert = float(abs(a.value[2] - (p[2] if np.isfinite(p[2]) else floor_z + STANDING_PELVIS_M))) if np.isfinite(a.value[2]) else 0.0
         dist = float(np.hypot(horiz, max(0.0, vert - 0.6)))
         if dist > MAX_REACH_M + MAX_SPEED_M_S * gap_s:
             raise UnreachableError(
@@ -190,7 +192,7 @@ def synthesize(
     """
     anchors.validate()
     model.check_body(getattr(body, "identity", ""))
-    check_reach(anchors)
+    check_reach(anchors, floor_z)
     n = anchors.n_frames
     w = model.window
     sc = model.sampler
@@ -449,20 +451,23 @@ def ease_into_hard(x0: torch.Tensor, hv: torch.Tensor, hard: torch.Tensor, radiu
 
     Inpainting overwrites the anchored frames only, so the frames around a grasp pose can differ
     from it by several centimetres: a pop at every grasp (walk clips: most joint accelerations
-    over 60 m/s^2 sat within 4 frames of the grasp). For each run of hard frames after the
-    window's start (the streamed context is continued by the blend instead), the jump between the
-    anchored value and its free neighbours is spread over ``radius`` frames on each side, fading
-    linearly (offset blending, as in inertialization).
+    over 60 m/s^2 sat within 4 frames of the grasp). For each run of hard frames that reaches
+    past the window's context (its leading frames where every channel is hard: the blend
+    continues those), the jump between the anchored value and its free neighbours is spread over
+    ``radius`` frames on each side, fading linearly (offset blending, as in inertialization). A
+    run that starts in the context (a walk's pelvis path, anchored on every frame) is eased where it ends.
     """
     h = hard[0].numpy()  # (W,D)
     out = x0[0].clone()
     w = h.shape[0]
+    context = int(np.argmin(h.all(1))) if not h.all() else w
     for d in np.flatnonzero(h[1:].any(0)):
         for a, b in true_runs(h[:, d]):
-            if a == 0 or b - a == w:
+            if b <= context or b - a == w:
                 continue
-            left = out[a - 1, d]
-            right = out[b, d] if b < w else left
+            # values, not views: `out` changes below; a run at an end of the window has one side
+            left = float(out[a - 1, d]) if a > 0 else float(out[b, d])
+            right = float(out[b, d]) if b < w else left
             if b - a == 1:  # a single anchored frame: its free estimate lies between the neighbours
                 left = right = 0.5 * (left + right)
             for k in range(radius):

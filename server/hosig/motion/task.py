@@ -1,7 +1,7 @@
 """From planned walks + a grasp to the motion stage's anchor timeline (the "task").
 
 `build_task` turns the navigation legs (timed waypoints) and the grasp pose into anchors:
-turn on the spot if the walk sets off behind the body, walk (pelvis xy along the timed path,
+turn on the spot if the walk sets off behind the body, walk (pelvis xy hard on every frame of the timed path,
 facing where it goes), settle at the stand point turning to
 face the grasp (heading anchors; a longer reach for bigger turns), reach (grasp pose at the grasp
 frame: pelvis, root, trunk and grasping-arm rotations and the finger poses hard; legs and free arm
@@ -53,7 +53,7 @@ STEP_BACK = 30
 STEP_BACK_M = 0.35
 ARRIVAL_S = 1.0  # the walking direction at arrival: the chord over the walk's last second
 CARRY_ABOVE_PELVIS_M = 0.05  # a carried object's wrist height above the standing pelvis
-STANDING_PELVIS_M = 0.93  # when no body is given
+STANDING_PELVIS_M = 0.93  # pelvis height over the floor of a standing adult, when no body is given
 TOE_HEIGHT_M = 0.05  # toe joint above the sole, when no body is given
 
 
@@ -91,11 +91,16 @@ def _path_at(plan, t: float) -> np.ndarray:
 
 
 def _walk(anchors: AnchorSet, plan, f0: int, weight: float = 1.0) -> int:
-    """Pelvis xy anchors along a timed NavPlan starting at frame f0; returns its last frame."""
+    """Pelvis xy anchors along a timed NavPlan starting at frame f0, hard on every frame (the
+    guidance weighs every `PATH_EVERY`-th); returns its last frame.
+
+    Hard: where the body walks, and when, is the navigation's (its path keeps the body's width
+    clear of the furniture). Soft, a body whose arm brushed a chair fell behind its path and
+    sprinted up to 7 m/s to catch it up at the next window."""
     n = int(round(float(plan.times[-1]) * FPS))
-    for f in list(range(0, n, PATH_EVERY)) + [n]:
+    for f in range(n + 1):
         x, y = _path_at(plan, f / FPS)
-        anchors.add(f0 + f, "pelvis", [x, y, np.nan], weight=weight)
+        anchors.add(f0 + f, "pelvis", [x, y, np.nan], hard=True, weight=weight if f % PATH_EVERY == 0 or f == n else 0.0)
     return f0 + n
 
 
