@@ -31,6 +31,8 @@ SINK_TOLERANCE_M = -0.006
 
 # legs, spine and arms (SMPL-X indices): what the correction may bend
 REFINE_JOINTS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 18, 19, 20, 21]
+# elbows and wrists: where a correction that jumps between frames shows as a pop
+SMOOTH_JOINTS = [18, 19, 20, 21]
 # spine, neck and collars cost more to bend: a hand grazing a table is lifted by its own arm, not
 # by twisting the torso (which would swing the free arm and the head along)
 TRUNK_JOINTS = (3, 6, 9, 12, 13, 14)
@@ -53,13 +55,14 @@ class SceneTerm:
 @dataclass
 class RefineConfig:
     iters: int = 30  # L-BFGS iterations with joint targets (arm IK); foot cleanup alone uses iters_feet
-    iters_feet: int = 10
+    iters_feet: int = 10  # ... and foot cleanup with no scene: a scene couples the frames (`RefineConfig.accel_weight`)
     target_weight: float = 200.0
     foot_weight: float = 100.0
     held_foot_weight: float = 300.0  # ``held_feet``: a swinging foot may still bend a thigh out of a table
     reg_weight: float = 0.05
     trunk_reg_scale: float = 40.0
     smooth_weight: float = 2.0
+    accel_weight: float = 300.0  # the correction's acceleration at `SMOOTH_JOINTS` (m/frame², squared): arms move smoothly
     contact_threshold: float = 0.5
     height_reg: float = 20.0  # pelvis height offsets (``height_free``): 1 cm costs like 0.06 rad of a limb
     height_smooth: float = 2000.0
@@ -114,7 +117,8 @@ def eased_targets(targets: list[Target], joints0: np.ndarray, fixed: int, radius
     let a wrist target bend the arm at the anchored frames only; when the sampled hand lagged the
     grasp or sagged between sparse hold anchors, it snapped there and back (a 20-80 cm pop). The
     offset (target - sampled) is spread like inertialization: interpolated between targets closer
-    than 2*radius+1 frames, faded linearly to zero over ``radius`` frames outside them.
+    than 2*radius+1 frames, faded to zero over ``radius`` frames outside them (smoothstep: a
+    limb eases into and out of its target, no kink for the correction's acceleration term).
     """
     w = joints0.shape[0]
     out = list(targets)
@@ -136,13 +140,19 @@ def eased_targets(targets: list[Target], joints0: np.ndarray, fixed: int, radius
                 off[np.isnan(offset[prev]) & np.isnan(offset[nxt])] = np.nan
                 wt = min(at[prev][1], at[nxt][1])
             elif prev is not None and f - prev <= radius:
-                off, wt = offset[prev] * (1 - (f - prev) / (radius + 1)), at[prev][1]
+                off, wt = offset[prev] * smoothstep(1 - (f - prev) / (radius + 1)), at[prev][1]
             elif nxt is not None and nxt - f <= radius:
-                off, wt = offset[nxt] * (1 - (nxt - f) / (radius + 1)), at[nxt][1]
+                off, wt = offset[nxt] * smoothstep(1 - (nxt - f) / (radius + 1)), at[nxt][1]
             else:
                 continue
             out.append((f, j, joints0[f, j] + off, wt))
     return out
+
+
+def smoothstep(u: float) -> float:
+    """0..1 -> 0..1 with zero slope at both ends."""
+    u = min(max(float(u), 0.0), 1.0)
+    return u * u * (3 - 2 * u)
 
 
 MAX_HEIGHT_SHIFT_M = 0.01  # refine moves the pelvis height by less than this
@@ -263,6 +273,9 @@ def refine(
         p = pelvis_now(dz)
         joints = fk(rot, p, nj)
         loss = (reg * d ** 2).sum() + cfg.smooth_weight * ((d[1:] - d[:-1]) ** 2).sum()
+        # among the frames it may change (`ease_seam` continues the streamed ones across the seam)
+        change = (joints - joints0)[fixed:, SMOOTH_JOINTS]
+        loss = loss + cfg.accel_weight * ((change[2:] - 2 * change[1:-1] + change[:-2]) ** 2).sum()
         z = MAX_HEIGHT_SHIFT_M * torch.tanh(dz / MAX_HEIGHT_SHIFT_M) * zfree
         loss = loss + cfg.height_reg * (z ** 2).sum() + cfg.height_smooth * ((z[1:] - z[:-1]) ** 2).sum()
         for _name, tf, tj, tt, tm, tw in terms:
@@ -290,7 +303,7 @@ def refine(
                                 tolerance_grad=1e-9, tolerance_change=1e-12)
         opt.step(closure)
 
-    solve(cfg.iters if terms else cfg.iters_feet)
+    solve(cfg.iters if terms or watched is not None else cfg.iters_feet)
     for _round in range(3):  # polish until targets are met (<= 1.5 cm) and nothing new went inside
         again = False
         rot, p = current()
