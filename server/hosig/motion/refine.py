@@ -155,6 +155,7 @@ def smoothstep(u: float) -> float:
     return u * u * (3 - 2 * u)
 
 
+POLISH_DEPTH_M = 0.01  # skin still this deep inside the scene after a solve gets another round
 MAX_HEIGHT_SHIFT_M = 0.01  # refine moves the pelvis height by less than this
 
 
@@ -273,7 +274,7 @@ def refine(
         p = pelvis_now(dz)
         joints = fk(rot, p, nj)
         loss = (reg * d ** 2).sum() + cfg.smooth_weight * ((d[1:] - d[:-1]) ** 2).sum()
-        # among the frames it may change (`ease_seam` continues the streamed ones across the seam)
+        # among the frames it may change (a limb already inside at the first may need to jump out)
         change = (joints - joints0)[fixed:, SMOOTH_JOINTS]
         loss = loss + cfg.accel_weight * ((change[2:] - 2 * change[1:-1] + change[:-2]) ** 2).sum()
         z = MAX_HEIGHT_SHIFT_M * torch.tanh(dz / MAX_HEIGHT_SHIFT_M) * zfree
@@ -318,6 +319,9 @@ def refine(
                 merged = now if watched is None else watched.union(now)
                 again = again or watched is None or len(merged.keys) > len(watched.keys)
                 watched = merged
+            if watched is not None and not again:  # the frame-coupled problem converges slowly: go on while it is inside
+                with torch.no_grad():
+                    again = float(_watched_depths(fk, rot, p, scene, watched).max()) > POLISH_DEPTH_M
         if not again:
             break
         solve(cfg.iters)
@@ -426,6 +430,11 @@ def _watched_points(fk, rot: torch.Tensor, pel: torch.Tensor, watched: _Watched)
 
 def _skin_penetration(fk, rot: torch.Tensor, pel: torch.Tensor, scene: SceneTerm, watched: _Watched) -> torch.Tensor:
     """Squared depth (m^2, summed) of the watched skin points inside the scene plus their margin."""
+    return (torch.relu(_watched_depths(fk, rot, pel, scene, watched)) ** 2).sum()
+
+
+def _watched_depths(fk, rot: torch.Tensor, pel: torch.Tensor, scene: SceneTerm, watched: _Watched) -> torch.Tensor:
+    """(N,) how far each watched skin point is inside the scene plus its margin (m; negative: clear)."""
     pts = _watched_points(fk, rot, pel, watched)
     dist = pts[:, 2] + scene.frame.z - scene.floor_z  # height over the floor plane: exact for soles far from furniture
     probe = ~watched.plane_only
@@ -435,7 +444,7 @@ def _skin_penetration(fk, rot: torch.Tensor, pel: torch.Tensor, scene: SceneTerm
         # soles: the floor plane exactly; furniture (a table's foot) only beyond the grid's error there
         floor_d = torch.minimum(dist[probe], scene_d + FLOOR_GRID_SLACK_M)
         dist = dist.masked_scatter(probe, torch.where(watched.on_floor[probe], floor_d, scene_d))
-    return (torch.relu(watched.margin - dist) ** 2).sum()
+    return watched.margin - dist
 
 
 FLOOR_WATCH_M = 0.01  # soles higher than this above the floor are not watched until they go below it

@@ -262,6 +262,10 @@ def synthesize(
         if planter is not None:  # feet planted first, so the correction below keeps them planted
             rot_c, pel_c, con_c = plant_window(planter, wa, frame, rot_c, pel_c, con_c, c, m, m if last else w, s)
             held = swinging_feet(body, rot_c[:m], pel_c[:m], con_c[:m])
+        if c >= 2:  # the first new frame continues the streamed ones; `refine` then keeps it out of the furniture
+            keys = torch.stack([wa.hard_mask[:m, LAYOUT.rot_slice(j)].any(-1) for j in SEAM_JOINTS], -1).numpy()
+            keys[:c] = False  # the context is hard for continuity, not a key
+            rot_c[:m] = ease_seam(rot_c[:m], c, keys)
         if refine_pass:
             tg = [(f, j, p, wt) for f, j, p, wt in wa.guide if j != 0]
             locked = torch.stack([wa.hard_mask[:m, LAYOUT.rot_slice(j)].any(-1) for j in REFINE_JOINTS], -1)
@@ -275,10 +279,6 @@ def synthesize(
             rot_c[:m], pel_c[:m] = refine(body, rot_c[:m], pel_c[:m], con_c[:m], tg, foot_floor, fixed=c,
                                          cfg=RefineConfig(), locked=locked, scene=scene, height_free=height_free,
                                          lock_feet=planter is None, held_feet=held)
-        if c >= 2:  # the first new frame continues the streamed ones, whatever planting and refine did
-            held = torch.stack([wa.hard_mask[:m, LAYOUT.rot_slice(j)].any(-1) for j in SEAM_JOINTS], -1).numpy()
-            held[:c] = False  # the context is hard for continuity, not a key
-            rot_c[:m] = ease_seam(rot_c[:m], c, held)
         # back to world
         yaw = torch.as_tensor(frame.yaw(), dtype=torch.float32)
         rot_world = rot_c.clone()
