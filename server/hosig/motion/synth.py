@@ -3,10 +3,10 @@
 Window k covers frames [s_k, s_k + W). Its first ``context`` frames are the previous window's
 final frames, inpainted exactly (all channels), so the motion continues; the next ``blend`` frames
 cross-fade from the previous window's prediction to the new one; the rest is new. Per window:
-few-step DDIM with hard anchors (inpainting) and guidance at every step, then the short analytic
-correction (`refine`: arm IK to the targets, body out of the furniture) and the planted feet
+few-step DDIM with hard anchors (inpainting) and guidance at every step, then the planted feet
 (`footplant`: a walk lowered to where its legs reach, stance feet still, steps re-timed; with
-``plant_feet=False``, `refine`'s soft foot lock instead). Frames become final as soon as no later
+``plant_feet=False``, `refine`'s soft foot lock instead), the seam eased (`ease_seam`), and the
+short analytic correction (`refine`: arm IK to the targets, body out of the furniture). Frames become final as soon as no later
 window can change them and are handed to ``on_window`` (a `MotionChunk`) for streaming.
 """
 
