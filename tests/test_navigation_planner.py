@@ -261,3 +261,15 @@ def test_raised_floor_gives_the_same_plan(scenes):
     assert np.allclose(a.stand, b.stand, atol=1e-6)
     assert b.target_point[2] == pytest.approx(a.target_point[2] + 1.0, abs=1e-6)
     assert b.length_m == pytest.approx(a.length_m, abs=1e-6)
+
+
+def test_object_above_the_shoulder_on_a_deep_board_is_reached_over_its_edge():
+    """A cup 25 cm back on a 40 cm deep board at 1.7 m: every line from the shoulder cuts the
+    board's front, but a hand rising over the body and going in level reaches it."""
+    from navigation_scenes import box, cube, make_scene, room
+
+    board = box([0.0, 1.6, 1.68], [5.0, 2.0, 1.7])  # wall to wall: no way round its edge
+    parts = room(0, 0, 5, 4, {"cup": cube(3.0, 1.85, 1.75, s=0.1), "board": board,
+                              "back": box([0.0, 2.0, 0.0], [5.0, 2.02, 1.9])})
+    plan = plan_to_object(make_scene(parts, "cup"), StartPose(1.0, 1.0), "cup")
+    assert plan.stand[1] < 1.6  # in front of the board, not under it

@@ -236,7 +236,9 @@ def _refine(fmap: FloorMap, xy: np.ndarray, tp: np.ndarray, config: NavConfig) -
 
 def free_line(cands: Candidates, target: TargetGeometry, floor_z: float, config: NavConfig) -> np.ndarray:
     """(C,) bool: a straight line from the body to the target point misses the rest of the scene,
-    either level at the point's height or down/up from the shoulder."""
+    either level at the point's height or down/up from the shoulder — or the hand can rise
+    straight up over the body to the point's height and go in level (an object above the
+    shoulder on a deep shelf board: a line from the shoulder would cut the board's front)."""
     if len(cands.xy) == 0:
         return np.zeros(0, dtype=bool)
     end = cands.target_point + np.array([0.0, 0.0, target.los_lift])
@@ -251,4 +253,12 @@ def free_line(cands: Candidates, target: TargetGeometry, floor_z: float, config:
         length = np.linalg.norm(d, axis=1, keepdims=True)
         b_short = a + d * np.clip((length - _LOS_STOP) / np.maximum(length, 1e-9), 0.0, 1.0)
         ok[np.nonzero(todo)[0]] = target.voxels.segments_clear(a, b_short)
+    todo = np.flatnonzero(~ok & (end[:, 2] > floor_z + config.shoulder_height))
+    if len(todo):
+        shoulder = np.concatenate([cands.xy[todo], np.full((len(todo), 1), floor_z + config.shoulder_height)], axis=1)
+        above = np.concatenate([cands.xy[todo], end[todo, 2:3]], axis=1)
+        d = end[todo] - above
+        length = np.linalg.norm(d, axis=1, keepdims=True)
+        b_short = above + d * np.clip((length - _LOS_STOP) / np.maximum(length, 1e-9), 0.0, 1.0)
+        ok[todo] = target.voxels.segments_clear(shoulder, above) & target.voxels.segments_clear(above, b_short)
     return ok
