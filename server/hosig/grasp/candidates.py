@@ -81,6 +81,10 @@ def _first_hit(mesh: trimesh.Trimesh, origin: np.ndarray, direction: np.ndarray)
 PALM_HALF_WIDTH = 0.045
 
 
+class NoFreeApproachError(InfeasibleError):
+    """Every reachable grasp pose of one hand is blocked by the scene (the hand may still fit)."""
+
+
 def side_grip_heights(bottom: float, height: float, clearance: float, raise_short: bool = False) -> list[float]:
     """Heights (world z) at which a side grip (thumb up) holds an object whose bottom is at
     ``bottom``: across its body; with ``raise_short``, a short object's grip high enough that the
@@ -161,9 +165,7 @@ def generate_candidates(
     grip of a cup by a wall led the carry into the counter)."""
     try:
         return _ranked_candidates(scene, target, stand, side, config, sdf, raise_short=False)
-    except InfeasibleError as err:
-        if "no free approach" not in str(err):
-            raise
+    except NoFreeApproachError:
         return _ranked_candidates(scene, target, stand, side, config, sdf, raise_short=True)
 
 
@@ -253,7 +255,7 @@ def _ranked_candidates(scene: object, target: str, stand: tuple[float, float, fl
             continue
         free.append(c)
     if not free:
-        raise InfeasibleError(
+        raise NoFreeApproachError(
             f"object {target!r}: no free approach direction for the {side} hand "
             f"({len(reachable)} reachable grasp poses all blocked by the scene)"
         )

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d, minimum_filter1d
 
+from hosig.easing import smoothstep
 from hosig.motion.representation import LEFT_ANKLE, LEFT_FOOT, RIGHT_ANKLE, RIGHT_FOOT, matrix_to_aa, skeleton_fk
 
 LEGS = ((1, 4, LEFT_ANKLE, LEFT_FOOT), (2, 5, RIGHT_ANKLE, RIGHT_FOOT))  # (hip, knee, ankle, ball) per side
@@ -255,8 +256,7 @@ class FootPlanter:
     def walking_share(self, speed: np.ndarray) -> np.ndarray:
         """(T,) speeds -> (T,) 0 standing .. 1 walking (smooth, around `PlantConfig.idle_speed_m_s`)."""
         idle = self.cfg.idle_speed_m_s
-        u = np.clip((np.asarray(speed) - 0.5 * idle) / idle, 0.0, 1.0)
-        return u * u * (3 - 2 * u)
+        return smoothstep((np.asarray(speed) - 0.5 * idle) / idle)
 
     def _landing(self, side: int, ref_ball: np.ndarray, ref_yaw: float, hip: np.ndarray, limit: float) -> tuple[np.ndarray, float]:
         """Where a step lands: the sampled foot's place, pulled horizontally into reach of ``hip``."""
@@ -540,14 +540,14 @@ class FootPlanter:
         # world path, smoothstep in time, lifted by a sine; it lands at rest, so a toe near the floor
         # never slides. (A quintic, a sin^2 lift and capture's own lift profile, peaking early, were
         # measured: more acceleration, or soles skimming the floor late in the swing.)
-        ease = u * u * (3 - 2 * u)
+        ease = smoothstep(u)
         end_ankle, end_rot = self.legs.planted_ankle(side, foot.ball, foot.yaw, 0.0)
         ankle = self._swing_ankle(sw, end_ankle, u)
         return ankle, blend_rotations(sw.ankle_rot, end_rot, ease), blend_rotations(sw.toe_local, np.eye(3), ease)
 
     def _swing_ankle(self, sw: _Swing, end_ankle: np.ndarray, u: float) -> np.ndarray:
         """(3,) the ankle ``u`` (0..1) of the way through swing ``sw`` to ``end_ankle``."""
-        ease = u * u * (3 - 2 * u)
+        ease = smoothstep(u)
         ankle = (1 - ease) * sw.ankle + ease * end_ankle
         # cubic Hermite: the foot leaves with `_Swing.velocity` and lands at rest
         ankle = ankle + (u * (1 - u) ** 2) * (sw.end - sw.start) * sw.velocity

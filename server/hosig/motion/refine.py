@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from hosig.easing import smoothstep
 from hosig.motion.representation import FOOT_CONTACT_JOINTS, CanonFrame, aa_to_matrix, matrix_to_aa, skeleton_fk
 from hosig.motion.skin import carried_local, skin_points, world_points
 from hosig.runs import true_runs
@@ -147,12 +148,6 @@ def eased_targets(targets: list[Target], joints0: np.ndarray, fixed: int, radius
                 continue
             out.append((f, j, joints0[f, j] + off, wt))
     return out
-
-
-def smoothstep(u: float) -> float:
-    """0..1 -> 0..1 with zero slope at both ends."""
-    u = min(max(float(u), 0.0), 1.0)
-    return u * u * (3 - 2 * u)
 
 
 POLISH_DEPTH_M = 0.01  # skin still this deep inside the scene after a solve gets another round

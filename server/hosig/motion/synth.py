@@ -6,8 +6,9 @@ cross-fade from the previous window's prediction to the new one; the rest is new
 few-step DDIM with hard anchors (inpainting) and guidance at every step, then the planted feet
 (`footplant`: a walk lowered to where its legs reach, stance feet still, steps re-timed; with
 ``plant_feet=False``, `refine`'s soft foot lock instead), the seam eased (`ease_seam`), and the
-short analytic correction (`refine`: arm IK to the targets, body out of the furniture). Frames become final as soon as no later
-window can change them and are handed to ``on_window`` (a `MotionChunk`) for streaming.
+short analytic correction (`refine`: arm IK to the targets, body out of the furniture). Frames
+become final as soon as no later window can change them and are handed to ``on_window`` (a
+`MotionChunk`) for streaming.
 """
 
 from __future__ import annotations
@@ -263,12 +264,12 @@ def synthesize(
             rot_c, pel_c, con_c = plant_window(planter, wa, frame, rot_c, pel_c, con_c, c, m, m if last else w, s)
             held = swinging_feet(body, rot_c[:m], pel_c[:m], con_c[:m])
         if c >= 2:  # the first new frame continues the streamed ones; `refine` then keeps it out of the furniture
-            keys = torch.stack([wa.hard_mask[:m, LAYOUT.rot_slice(j)].any(-1) for j in SEAM_JOINTS], -1).numpy()
+            keys = keyed_rotations(wa.hard_mask[:m], SEAM_JOINTS).numpy()
             keys[:c] = False  # the context is hard for continuity, not a key
             rot_c[:m] = ease_seam(rot_c[:m], c, keys)
         if refine_pass:
             tg = [(f, j, p, wt) for f, j, p, wt in wa.guide if j != 0]
-            locked = torch.stack([wa.hard_mask[:m, LAYOUT.rot_slice(j)].any(-1) for j in REFINE_JOINTS], -1)
+            locked = keyed_rotations(wa.hard_mask[:m], REFINE_JOINTS)
             if planter is not None:  # a planted leg is final: locked (a stiff hold made the solver converge worse)
                 down = torch.as_tensor(con_c[:m].numpy()[:, [1, 3]] > 0.5)  # (m,2)
                 for side, leg in enumerate(LEGS):
@@ -376,9 +377,14 @@ def swinging_feet(body, rot: torch.Tensor, pel: torch.Tensor, contacts: torch.Te
     return points, (contacts.numpy()[:, [1, 1, 3, 3]] <= 0.5).astype(np.float64)
 
 
+def keyed_rotations(hard_mask: torch.Tensor, joints) -> torch.Tensor:
+    """(W,D) hard mask, J joints -> (W,J) bool: frames where each joint's rotation is a hard anchor."""
+    return torch.stack([hard_mask[:, LAYOUT.rot_slice(j)].any(-1) for j in joints], -1)
+
+
 def leg_keys(hard_mask: torch.Tensor, side: int) -> np.ndarray:
     """(W,) bool: frames where any rotation of one leg (0 left, 1 right) is a hard anchor."""
-    return np.stack([hard_mask[:, LAYOUT.rot_slice(j)].any(-1).numpy() for j in LEGS[side]], 1).any(1)
+    return keyed_rotations(hard_mask, LEGS[side]).any(1).numpy()
 
 
 def _chunk(body, rot_w, pel_w, con_w, a: int, b: int, rest_pelvis) -> MotionChunk:

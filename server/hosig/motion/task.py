@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from hosig.body.skeleton import JOINT_NAMES, LEFT_LEG, RIGHT_LEG
+from hosig.easing import smoothstep
 from hosig.errors import UsageError
 from hosig.frames import heading_to_orient, orient_to_heading
 from hosig.motion.anchors import AnchorSet
@@ -183,7 +184,7 @@ def _turn(anchors: AnchorSet, f0: int, f1: int, arrival: float, facing: float) -
     span = max(1, f1 - f0)
     for f in list(range(f0, f1, TURN_EVERY)) + [f1]:
         u = (f - f0) / span
-        u = u * u * (3 - 2 * u)  # smoothstep: start and stop turning gently
+        u = smoothstep(u)  # start and stop turning gently
         anchors.add(f, "heading", [arrival + u * turn])
 
 
@@ -225,7 +226,7 @@ def _wrist_path(anchors: AnchorSet, wrist_name: str, f0: int, f1: int, p0: np.nd
     span = max(1, f1 - f0)
     for f in list(range(f0, f1, HOLD_WRIST_EVERY)) + [f1]:
         u = (f - f0) / span
-        u = u * u * (3 - 2 * u)
+        u = smoothstep(u)
         anchors.add(f, wrist_name, (1 - u) * p0 + u * p1, weight=weight)
 
 

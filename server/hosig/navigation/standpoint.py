@@ -248,17 +248,17 @@ def free_line(cands: Candidates, target: TargetGeometry, floor_z: float, config:
         if not todo.any():
             break
         a = np.concatenate([cands.xy[todo], z[todo, None]], axis=1)
-        b = end[todo]
-        d = b - a
-        length = np.linalg.norm(d, axis=1, keepdims=True)
-        b_short = a + d * np.clip((length - _LOS_STOP) / np.maximum(length, 1e-9), 0.0, 1.0)
-        ok[np.nonzero(todo)[0]] = target.voxels.segments_clear(a, b_short)
+        ok[np.nonzero(todo)[0]] = target.voxels.segments_clear(a, _stopped_short(a, end[todo]))
     todo = np.flatnonzero(~ok & (end[:, 2] > floor_z + config.shoulder_height))
     if len(todo):
         shoulder = np.concatenate([cands.xy[todo], np.full((len(todo), 1), floor_z + config.shoulder_height)], axis=1)
         above = np.concatenate([cands.xy[todo], end[todo, 2:3]], axis=1)
-        d = end[todo] - above
-        length = np.linalg.norm(d, axis=1, keepdims=True)
-        b_short = above + d * np.clip((length - _LOS_STOP) / np.maximum(length, 1e-9), 0.0, 1.0)
-        ok[todo] = target.voxels.segments_clear(shoulder, above) & target.voxels.segments_clear(above, b_short)
+        ok[todo] = target.voxels.segments_clear(shoulder, above) & target.voxels.segments_clear(above, _stopped_short(above, end[todo]))
     return ok
+
+
+def _stopped_short(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(K,3) segment ends ``b`` moved `_LOS_STOP` back towards ``a`` (the line stops at the object's skin)."""
+    d = b - a
+    length = np.linalg.norm(d, axis=1, keepdims=True)
+    return a + d * np.clip((length - _LOS_STOP) / np.maximum(length, 1e-9), 0.0, 1.0)

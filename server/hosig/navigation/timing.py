@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from hosig.easing import smoothstep
 from hosig.navigation.config import NavConfig
 from hosig.navigation.smoothing import arc_length, curvature
 
@@ -104,19 +105,14 @@ def headings_along(
     h = path_h.copy()
     if start_heading is not None:
         dist = max(min(config.start_turn_distance, 0.5 * total), 1e-6)
-        w = _smoothstep(1.0 - s / dist)  # 1 at the start, 0 after `dist`
+        w = smoothstep(1.0 - s / dist)  # 1 at the start, 0 after `dist`
         h = h + w * wrap(start_heading - path_h)
     dist = max(min(config.end_turn_distance, 0.5 * total), 1e-6)
-    w = _smoothstep((s - (total - dist)) / dist)  # 0 before, 1 at the stand point
+    w = smoothstep((s - (total - dist)) / dist)  # 0 before, 1 at the stand point
     h = h + w * wrap(final_heading - h)
     h = np.unwrap(np.asarray(wrap(h)))
     h[-1] = h[-1] + float(wrap(final_heading - h[-1]))
     return h
-
-
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
 
 
 def turn_then_walk(
@@ -131,7 +127,7 @@ def turn_then_walk(
     k = max(1, int(round(config.fps * 0.5 / max(config.turn_rate, 1e-3))))  # ~0.5 rad per waypoint
     n_frames = max(1, int(math.ceil(abs(delta) / config.turn_rate * config.fps)))
     frames = np.unique(np.concatenate([np.arange(0, n_frames, k), [n_frames]]))
-    turn_h = start_heading + delta * _smoothstep(frames / n_frames)
+    turn_h = start_heading + delta * smoothstep(frames / n_frames)
     shift = n_frames / float(config.fps)
     out_way = np.concatenate([np.repeat(way[:1], len(frames) - 1, axis=0), way])
     out_t = np.concatenate([frames[:-1] / float(config.fps), np.asarray(times) + shift])
