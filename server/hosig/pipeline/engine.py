@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hosig import diskcache
 from hosig.errors import UsageError
-from hosig.pipeline.scenes import SceneStore, default_cache_dir
+from hosig.pipeline.scenes import DEFAULT_MEMORY_BYTES, SceneStore, default_cache_dir
 
 if TYPE_CHECKING:
     from hosig.body.model import BodyModel
@@ -23,13 +24,16 @@ if TYPE_CHECKING:
 @dataclass
 class EngineConfig:
     """What to load: the default body (None = $HOSIG_SMPLX_DIR or the mannequin), the motion
-    checkpoint (None = the committed default), the torch device and the cache folder."""
+    checkpoint (None = the committed default), the torch device, the cache folder and its caps
+    (disk: `hosig.diskcache`, $HOSIG_CACHE_MAX_MB; memory: scenes kept by estimated bytes)."""
 
     smplx_dir: str | None = None
     motion_checkpoint: str | None = None
     device: str = "cpu"
     cache_dir: Path = field(default_factory=default_cache_dir)
     max_scenes: int = 16
+    cache_max_bytes: int = field(default_factory=diskcache.max_bytes)  # uploads + grasps + grids on disk
+    scene_memory_bytes: int = DEFAULT_MEMORY_BYTES  # loaded scenes kept in memory (estimated)
     nav: Any = None  # NavConfig (None = defaults)
     grasp: Any = None  # GraspConfig (None = defaults for the quality)
     quality: str = "final"  # "final" | "preview" (fewer grasp candidates/iterations, fewer sampler steps)
@@ -49,7 +53,8 @@ class Engine:
         self.config = config or EngineConfig()
         if self.config.quality not in QUALITIES:
             raise UsageError(f"quality must be one of {', '.join(QUALITIES)}, got {self.config.quality!r}")
-        self.scenes = SceneStore(self.config.cache_dir, self.config.max_scenes)
+        self.scenes = SceneStore(self.config.cache_dir, self.config.max_scenes, self.config.cache_max_bytes,
+                                 self.config.scene_memory_bytes)
         self._lock = threading.RLock()
         self._motion: Any = None
         self._motion_identity: str | None = None
@@ -122,13 +127,17 @@ class Engine:
         with self._lock:
             if key in self._grasps:
                 self._grasps.move_to_end(key)
+                diskcache.touch(path)
                 return self._grasps[key], True
         result = load_grasp(path)
         cached = result is not None
-        if result is None:
+        if cached:
+            diskcache.touch(path)
+        else:
             result = generate_grasp(scene, target, stand, body, hand=hand, config=self.grasp_config())
             try:
                 save_grasp(path, result)
+                diskcache.prune(self.config.cache_dir, self.config.cache_max_bytes, keep=(path,))
             except OSError:  # a read-only cache only costs the optimisation next time
                 pass
         with self._lock:

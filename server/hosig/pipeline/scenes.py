@@ -4,6 +4,12 @@ WHY: the add-on uploads the scene once (POST /scenes) and then refers to it by i
 and /generate call; re-uploading identical bytes must be free. Raw uploads are also written to the
 cache folder so that a restarted server still knows an id it handed out. Uploaded bytes are only
 ever *parsed* by `hosig.scene.load_scene` (glb / mesh payload), never executed.
+
+Invariants: a scene id is 64 lower-case hex digits (sha256); anything else is an unknown scene
+before any file is looked at, so no path is built from a client's string. Parsing happens outside
+the store's lock, so a large upload never holds up requests for other scenes. The stored uploads
+share the cache's size cap (`hosig.diskcache`, least recently used first; every use touches the
+file), and the scenes kept in memory are bounded by count and by estimated bytes.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hosig import diskcache
 from hosig.errors import InputError, UsageError
 
 if TYPE_CHECKING:  # the scene package is imported lazily (heavy: trimesh, scipy)
@@ -26,6 +33,8 @@ GLB_TYPE = "model/gltf-binary"
 MESH_JSON_TYPE = "application/vnd.hosig.mesh+json"
 CONTENT_TYPES: dict[str, str] = {GLB_TYPE: "glb", MESH_JSON_TYPE: "json"}
 SCENE_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
+SCENE_ID = re.compile(r"[0-9a-f]{64}")  # Scene.content_hash: a sha256 hex digest
+DEFAULT_MEMORY_BYTES = 1024**3
 
 
 class UnknownSceneError(InputError):
@@ -40,16 +49,33 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "hosig"
 
 
-def _safe_name(scene_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", scene_id)
+def is_scene_id(ref: str) -> bool:
+    """True for a string shaped like a scene id (64 lower-case hex digits)."""
+    return SCENE_ID.fullmatch(ref) is not None
+
+
+def _shown(ref: str, limit: int = 80) -> str:
+    """A client's string for an error message: quoted, cut to ``limit`` characters."""
+    return repr(ref[:limit]) + ("..." if len(ref) > limit else "")
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. a name longer than the file system allows
+        return False
 
 
 class SceneStore:
     """Thread-safe LRU of loaded scenes keyed by the scene's content hash (its public id)."""
 
-    def __init__(self, cache_dir: Path | None = None, max_scenes: int = 16) -> None:
-        self.cache_dir = (cache_dir or default_cache_dir()) / "scenes"
+    def __init__(self, cache_dir: Path | None = None, max_scenes: int = 16, max_disk_bytes: int | None = None,
+                 max_memory_bytes: int = DEFAULT_MEMORY_BYTES) -> None:
+        self.cache_root = cache_dir or default_cache_dir()
+        self.cache_dir = self.cache_root / "scenes"
         self.max_scenes = max_scenes
+        self.max_disk_bytes = diskcache.max_bytes() if max_disk_bytes is None else max_disk_bytes
+        self.max_memory_bytes = max_memory_bytes
         self._scenes: "OrderedDict[str, Scene]" = OrderedDict()
         self._raw_to_id: dict[str, str] = {}  # sha256 of uploaded bytes -> scene id
         self._path_to_id: dict[tuple[str, int, int], str] = {}  # (path, mtime_ns, size) -> scene id
@@ -59,12 +85,21 @@ class SceneStore:
         return len(self._scenes)
 
     def _remember(self, scene: "Scene") -> "Scene":
+        from hosig.scene.cache import evict_lru
+
         with self._lock:
             self._scenes[scene.content_hash] = scene
             self._scenes.move_to_end(scene.content_hash)
-            while len(self._scenes) > self.max_scenes:
-                self._scenes.popitem(last=False)
+            evict_lru(self._scenes, self.max_scenes, self.max_memory_bytes)
         return scene
+
+    def _stored(self, scene_id: str) -> list[tuple[Path, str]]:
+        """(file, kind) where an upload with this id is (or would be) kept."""
+        return [(self.cache_dir / f"{scene_id}.{kind}", kind) for kind in ("glb", "json")]
+
+    def _touch(self, scene_id: str) -> None:
+        for path, _ in self._stored(scene_id):
+            diskcache.touch(path)
 
     def add_bytes(self, data: bytes, content_type: str) -> "Scene":
         """Parse an uploaded scene (glb bytes or the add-on's mesh payload) and keep it."""
@@ -80,11 +115,13 @@ class SceneStore:
             known = self._raw_to_id.get(raw_hash)
             if known is not None and known in self._scenes:
                 self._scenes.move_to_end(known)
+                self._touch(known)
                 return self._scenes[known]
-            scene = load_scene(self._decode(data, kind))
+        scene = load_scene(self._decode(data, kind))  # outside the lock: other requests go on
+        with self._lock:
             self._raw_to_id[raw_hash] = scene.content_hash
-            self._persist(scene.content_hash, data, kind)
-            return self._remember(scene)
+        self._persist(scene.content_hash, data, kind)
+        return self._remember(scene)
 
     @staticmethod
     def _decode(data: bytes, kind: str) -> bytes | dict[str, Any]:
@@ -101,11 +138,14 @@ class SceneStore:
     def _persist(self, scene_id: str, data: bytes, kind: str) -> None:
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-            target = self.cache_dir / f"{_safe_name(scene_id)}.{kind}"
-            if not target.exists():
-                tmp = target.with_suffix(target.suffix + ".tmp")
-                tmp.write_bytes(data)
-                tmp.replace(target)
+            target = self.cache_dir / f"{scene_id}.{kind}"
+            if target.exists():
+                diskcache.touch(target)
+                return
+            tmp = target.with_suffix(target.suffix + ".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(target)
+            diskcache.prune(self.cache_root, self.max_disk_bytes, keep=(target,))
         except OSError:  # a read-only cache only costs re-uploads after a restart
             pass
 
@@ -114,7 +154,7 @@ class SceneStore:
         from hosig.scene import load_scene
 
         path = Path(path)
-        if not path.is_file():
+        if not _is_file(path):
             raise InputError(f"scene file {str(path)!r} does not exist")
         stat = path.stat()
         key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
@@ -122,25 +162,40 @@ class SceneStore:
             known = self._path_to_id.get(key)
             if known is not None and known in self._scenes:
                 return self._scenes[known]
-            scene = load_scene(path)
+        scene = load_scene(path)  # outside the lock: other requests go on
+        with self._lock:
             self._path_to_id[key] = scene.content_hash
-            return self._remember(scene)
+        return self._remember(scene)
 
     def get(self, ref: str, allow_paths: bool = True) -> "Scene":
         """A scene by id (memory, then the upload cache) or, when allowed, by file path."""
-        with self._lock:
-            if ref in self._scenes:
-                self._scenes.move_to_end(ref)
-                return self._scenes[ref]
-            for kind in ("glb", "json"):
-                cached = self.cache_dir / f"{_safe_name(ref)}.{kind}"
-                if cached.is_file():
-                    from hosig.scene import load_scene
-
-                    scene = load_scene(self._decode(cached.read_bytes(), kind))
-                    if scene.content_hash == ref:
-                        return self._remember(scene)
-        if allow_paths and (Path(ref).is_file() or Path(ref).suffix.lower() in SCENE_SUFFIXES):
+        if is_scene_id(ref):
+            scene = self._get_by_id(ref)
+            if scene is not None:
+                return scene
+        if allow_paths and (_is_file(Path(ref)) or Path(ref).suffix.lower() in SCENE_SUFFIXES):
             return self.add_path(ref)  # a missing file says "does not exist", not "unknown id"
         hint = "upload it with POST /scenes" if not allow_paths else "give a scene file path or an id from POST /scenes"
-        raise UnknownSceneError(f"unknown scene {ref!r}: not a known scene id ({hint})")
+        raise UnknownSceneError(f"unknown scene {_shown(ref)}: not a known scene id ({hint})")
+
+    def _get_by_id(self, scene_id: str) -> "Scene | None":
+        """A scene from memory, else parsed again from its stored upload; None when unknown."""
+        with self._lock:
+            scene = self._scenes.get(scene_id)
+            if scene is not None:
+                self._scenes.move_to_end(scene_id)
+        if scene is not None:
+            self._touch(scene_id)
+            return scene
+        for path, kind in self._stored(scene_id):
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            from hosig.scene import load_scene
+
+            scene = load_scene(self._decode(data, kind))  # outside the lock, like uploads
+            if scene.content_hash == scene_id:
+                diskcache.touch(path)
+                return self._remember(scene)
+        return None

@@ -5,6 +5,9 @@ are shared by the planner, grasp and motion stages within a process. Occupancy g
 costly part; the SDF's far field is rebuilt from them in a fraction of that) are also written to `$HOSIG_CACHE_DIR` (default ~/.cache/hosig) as plain npz (no pickle), keyed
 by scene hash + config + exclusion set + voxel, so a new process on the same scene skips the
 distance transform. Files are written atomically; unreadable cache files are ignored and rebuilt.
+The folder shares the cache's size cap (`hosig.diskcache`): a read touches its file, a write prunes
+the least recently used files. In memory at most `MAX_SCENES` scenes and about `MAX_MEMORY_BYTES`
+of arrays (`Scene.nbytes`, derived grids included) are kept; the newest scene always stays.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from hosig import diskcache
 from hosig.scene.occupancy import Occupancy
 
 if TYPE_CHECKING:
@@ -27,7 +31,7 @@ if TYPE_CHECKING:
 _SCENES: "OrderedDict[tuple[str, str], Scene]" = OrderedDict()
 _LOCK = threading.Lock()
 MAX_SCENES = 8
-MAX_DISK_BYTES = 2 * 1024**3
+MAX_MEMORY_BYTES = 1024**3
 FORMAT = "v2"  # v2: grids whose z lattice passes through the floor top
 
 
@@ -42,8 +46,18 @@ def get_scene(content_hash: str, config_key: str) -> "Scene | None":
 def put_scene(scene: "Scene") -> None:
     with _LOCK:
         _SCENES[(scene.content_hash, scene.config.key())] = scene
-        while len(_SCENES) > MAX_SCENES:
-            _SCENES.popitem(last=False)
+        evict_lru(_SCENES, MAX_SCENES, MAX_MEMORY_BYTES)
+
+
+def evict_lru(scenes: "OrderedDict", max_count: int, max_bytes: int) -> None:
+    """Drop the least recently used scenes (first entries) until at most ``max_count`` remain and
+    their estimated memory (`Scene.nbytes`, re-read now: grids grow lazily) is at most
+    ``max_bytes``; the most recent scene always stays."""
+    sizes = {key: scene.nbytes() for key, scene in scenes.items()}
+    total = sum(sizes.values())
+    while len(scenes) > 1 and (len(scenes) > max_count or total > max_bytes):
+        key, _ = scenes.popitem(last=False)
+        total -= sizes[key]
 
 
 def clear_memory() -> None:
@@ -92,7 +106,9 @@ def cached_grid(scene: "Scene", kind: str, exclude: frozenset[str], voxel: float
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as data:
-                return load(data)
+                value = load(data)
+            diskcache.touch(path)
+            return value
         except Exception:  # noqa: BLE001 - a damaged cache entry is rebuilt, never fatal
             pass
     value = build()
@@ -102,18 +118,7 @@ def cached_grid(scene: "Scene", kind: str, exclude: frozenset[str], voxel: float
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **save(path, value))
         os.replace(tmp, path)
-        _prune(path.parent)
+        diskcache.prune(scene.config.resolved_cache_dir(), diskcache.max_bytes(), keep=(path,))
     except OSError:
         pass
     return value
-
-
-def _prune(folder: Path) -> None:
-    """Keep the on-disk grid cache under MAX_DISK_BYTES by dropping the oldest files."""
-    files = sorted(folder.glob("*.npz"), key=lambda p: p.stat().st_mtime)
-    total = sum(p.stat().st_size for p in files)
-    for p in files:
-        if total <= MAX_DISK_BYTES:
-            break
-        total -= p.stat().st_size
-        p.unlink(missing_ok=True)

@@ -243,6 +243,14 @@ class Scene:
                 self._derived[key] = build_sdf(self.occupancy(ex, voxel=v), c.sdf_clamp, c.sdf_band, far)
             return self._derived[key]  # type: ignore[return-value]
 
+    def nbytes(self) -> int:
+        """Estimated memory held: the objects' arrays and the derived grids (occupancy, SDF far
+        field and the near-field tiles built so far); what the in-memory caches are bounded by."""
+        with self._lock:
+            derived = list(self._derived.values())
+        seen: set[int] = set()
+        return sum(array_nbytes(v, seen) for v in [*self.objects.values(), *derived])
+
     def summary(self) -> dict:
         """JSON-able description (used by `hosig scene inspect` and the server)."""
         pick = set(self.pickable())
@@ -254,6 +262,29 @@ class Scene:
             "triangles": self.triangle_count,
             "objects": [dict(o.to_json(), pickable=o.name in pick) for o in self.objects.values()],
         }
+
+
+def array_nbytes(value: object, seen: set[int], depth: int = 3) -> int:
+    """Bytes of the numpy arrays and torch tensors reachable from ``value`` through attributes,
+    dicts, lists and tuples (``depth`` levels; each object counted once via ``seen``)."""
+    if id(value) in seen:
+        return 0
+    seen.add(id(value))
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if hasattr(value, "element_size") and hasattr(value, "nelement"):  # a torch tensor
+        return int(value.element_size() * value.nelement())
+    if depth <= 0:
+        return 0
+    if isinstance(value, dict):
+        items: Iterable[object] = value.values()
+    elif isinstance(value, (list, tuple)):
+        items = value
+    elif hasattr(value, "__dict__") and not isinstance(value, type):
+        items = vars(value).values()
+    else:
+        return 0
+    return sum(array_nbytes(v, seen, depth - 1) for v in items)
 
 
 def validate_objects(objects: dict[str, SceneObject], where: str, config: SceneConfig) -> None:
