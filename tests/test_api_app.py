@@ -23,7 +23,8 @@ def kitchen(tmp_path_factory) -> Path:
 
 def make_client(tmp_path: Path, **config) -> TestClient:
     engine = Engine(EngineConfig(cache_dir=tmp_path / "cache"))
-    return TestClient(create_app(engine, ServerConfig(warm=False, prefetch_grasp=False, **config)))
+    app = create_app(engine, ServerConfig(warm=False, prefetch_grasp=False, **config))
+    return TestClient(app, base_url="http://localhost")  # a loopback Host, as a local client sends
 
 
 @pytest.fixture()

@@ -22,8 +22,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from hosig import __version__
-from hosig.api.jobs import Job, JobQueue, QueueFull
-from hosig.api.security import TokenMiddleware
+from hosig.api.jobs import Job, JobQueue, QueueFull, ShuttingDown
+from hosig.api.security import HostMiddleware, TokenMiddleware
 from hosig.errors import HosigError
 from hosig.pipeline.engine import Engine
 from hosig.pipeline.events import Accepted, Plan
@@ -52,9 +52,11 @@ STATUS_BY_CODE: dict[str, int] = {
 
 @dataclass
 class ServerConfig:
-    """Server policy: token (None = none required), upload limit, queue bound, warm start."""
+    """Server policy: token (None = none required), Host names answered besides loopback ("*" =
+    any), upload limit, queue bound, warm start."""
 
     token: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD
     max_queued: int = 4
     warm: bool = True
@@ -118,6 +120,7 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None)
             except Exception as err:  # noqa: BLE001 - serve anyway; each job reports the problem itself
                 log.warning("could not preload the models (%s: %s); jobs will report it", type(err).__name__, err)
         yield
+        jobs.shutdown()  # open streams end with an `error` line (code "shutdown"), then the worker stops
         await run_in_threadpool(jobs.stop, 2.0)
 
     app = FastAPI(
@@ -129,6 +132,7 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None)
     app.state.engine, app.state.jobs, app.state.config = engine, jobs, config
     if config.token:
         app.add_middleware(TokenMiddleware, token=config.token)
+    app.add_middleware(HostMiddleware, allowed=config.allowed_hosts)  # added last = runs first
 
     @app.exception_handler(HosigError)
     async def _hosig_error(_: Request, err: HosigError) -> JSONResponse:
@@ -232,6 +236,8 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None)
             job = jobs.submit(req, sink)
         except QueueFull as full:
             raise _HTTPProblem(503, "busy", str(full), {"Retry-After": str(full.retry_after_s)}) from None
+        except ShuttingDown as stopping:
+            raise _HTTPProblem(503, "shutdown", str(stopping)) from None
 
         async def stream():
             finished = False

@@ -5,6 +5,8 @@ once makes both slower and doubles memory. A bounded queue turns overload into a
 `QueueFull` (HTTP 503 + Retry-After) instead of a hang. Each job has a cancel flag, checked by the
 pipeline between stages and after every motion window, so a cancelled or abandoned job frees the
 worker quickly. Events go to a per-job ``sink`` callable (the HTTP stream); ``None`` ends it.
+On shutdown every open job's stream is ended at once with an ``error`` event (code ``shutdown``):
+a closed job's sink receives nothing more, whatever the worker is still doing.
 
 Framework-free on purpose (no FastAPI here), so it is tested directly.
 """
@@ -36,6 +38,13 @@ class QueueFull(Exception):
         self.retry_after_s = retry_after_s
 
 
+class ShuttingDown(Exception):
+    """The server is stopping: no new jobs are taken."""
+
+
+SHUTDOWN_MESSAGE = "the server is shutting down; the job was stopped (start the server again and retry)"
+
+
 @dataclass
 class Job:
     """One generation request on its way through the queue."""
@@ -47,9 +56,22 @@ class Job:
     state: str = "queued"  # queued | running | finished
     outcome: str | None = None  # when finished: "done", or the error code ("cancelled", "unreachable", ...)
     submitted: float = field(default_factory=time.monotonic)
+    closed: bool = False  # the sink has had its final None: nothing more is delivered
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def cancelled(self) -> bool:
         return self.cancel_event.is_set()
+
+    def close(self, event: Any) -> None:
+        """Deliver ``event`` as the stream's last line and end the stream (once; later events drop)."""
+        self.cancel_event.set()
+        with self.lock:
+            if self.closed:
+                return
+            _record_outcome(self, event)
+            _send(self, event)
+            _send(self, None)
+            self.closed = True
 
 
 class JobQueue:
@@ -67,6 +89,7 @@ class JobQueue:
         self.completed = 0
         self._prefetch: Callable[[], Any] | None = None  # idle-time work (latest wins)
         self.prefetched = 0
+        self._closing = False  # set by shutdown(): submit refuses
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -86,6 +109,16 @@ class JobQueue:
         if self._thread is not None:
             self._thread.join(timeout=timeout)
 
+    def shutdown(self) -> None:
+        """Refuse new jobs and end every queued or running job's stream now with an ``error``
+        event (code ``shutdown``); the worker stops at its next cancel check."""
+        with self._lock:
+            self._closing = True
+            self._prefetch = None
+            open_jobs = [job for job in self._jobs.values() if job.state != "finished"]
+        for job in open_jobs:
+            job.close(Error(code="shutdown", message=SHUTDOWN_MESSAGE))
+
     # -- client side ----------------------------------------------------------------------------
     @property
     def length(self) -> int:
@@ -94,9 +127,11 @@ class JobQueue:
             return sum(1 for j in self._jobs.values() if j.state in ("queued", "running"))
 
     def submit(self, request: Any, sink: Sink) -> Job:
-        """Enqueue a job or raise `QueueFull` at once (never blocks)."""
+        """Enqueue a job or raise `QueueFull` / `ShuttingDown` at once (never blocks)."""
         job = Job(request=request, sink=sink)
         with self._lock:
+            if self._closing:
+                raise ShuttingDown("the server is shutting down and takes no new jobs")
             self._jobs[job.id] = job
         try:
             self._queue.put_nowait(job)
@@ -182,11 +217,25 @@ class JobQueue:
 
 
 def _deliver(job: Job, event: Any) -> bool:
-    """Hand an event to the job's sink; False when the sink is gone (client disconnected)."""
+    """Hand an event to the job's sink; False when the sink is gone (client disconnected) or the
+    job was closed (shutdown)."""
+    with job.lock:
+        if job.closed:
+            return False
+        _record_outcome(job, event)
+        if event is None:
+            job.closed = True
+        return _send(job, event)
+
+
+def _record_outcome(job: Job, event: Any) -> None:
     if isinstance(event, Error):
         job.outcome = event.code
     elif isinstance(event, Done):
         job.outcome = "done"
+
+
+def _send(job: Job, event: Any) -> bool:
     try:
         job.sink(event)
         return True

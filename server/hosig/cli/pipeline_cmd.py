@@ -84,6 +84,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     srv.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     srv.add_argument("--queue", type=int, default=4, help="jobs that may wait behind the running one before 503")
     srv.add_argument("--max-upload-mb", type=float, default=256.0, help="largest scene upload accepted")
+    srv.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                     help="also answer requests whose Host header is NAME (repeatable; '*' = any; also $HOSIG_ALLOW_HOSTS, "
+                          "comma-separated); other non-loopback Hosts get 421 bad_host")
+    srv.add_argument("--cache-max-mb", type=float, default=None,
+                     help="cap on the disk cache (uploads, grasps, grids; least recently used pruned); "
+                          "default $HOSIG_CACHE_MAX_MB or 2048")
     add_model_flag(srv)
     add_body_flag(srv)
     srv.set_defaults(func=cmd_serve)
@@ -174,5 +180,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from hosig.api.serve import ServeOptions, serve
 
     serve(ServeOptions(host=args.host, port=args.port, token=args.token, device=args.device, queue=args.queue,
-                       smplx_dir=args.smplx_dir, max_upload_mb=args.max_upload_mb, model=args.model, quality=args.quality))
+                       smplx_dir=args.smplx_dir, max_upload_mb=args.max_upload_mb, model=args.model, quality=args.quality,
+                       allow_hosts=tuple(args.allow_host), cache_max_mb=args.cache_max_mb))
     return 0
