@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from hosig.api.jobs import JobQueue, QueueFull
+from hosig.api.jobs import JobQueue, QueueFull, ShuttingDown
 from hosig.pipeline.events import Accepted, Done, Error, Progress
 
 
@@ -175,3 +175,24 @@ def test_prefetch_runs_when_idle_and_never_before_a_queued_job() -> None:
     q.submit("after", after)
     assert after.finished.wait(5) and isinstance(after.events[-1], Done)
     q.stop()
+
+
+def test_shutdown_ends_running_and_queued_jobs_with_a_shutdown_error() -> None:
+    gate = threading.Event()  # never opened: the first job stays running until cancelled
+    runner, started = make_runner(gate)
+    q = JobQueue(runner, max_queued=4)
+    q.start()
+    running, queued = Recorder(), Recorder()
+    first = q.submit("first", running)
+    q.submit("second", queued)
+    while first.state != "running":
+        time.sleep(0.01)
+    q.shutdown()
+    for rec in (running, queued):
+        assert rec.finished.wait(5)
+        assert rec.events[-1] == Error(code="shutdown", message=rec.events[-1].message)
+    with pytest.raises(ShuttingDown):
+        q.submit("third", Recorder())
+    q.stop(5)
+    assert running.events[-1].code == "shutdown"  # the worker's own "cancelled" came after the end: dropped
+    assert first.outcome == "shutdown" and started == ["first"]

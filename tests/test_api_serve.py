@@ -30,40 +30,49 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """Start `hosig serve` with a token and a queue of 2; yield (base_url, scene glb path)."""
-    tmp = tmp_path_factory.mktemp("serve")
+def start_server(tmp: Path, args: list[str], env: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """Start `hosig serve` (tiny motion checkpoint, preview quality) on a free loopback port with
+    ``args`` added; wait until /health answers; return (process, base URL). Output: tmp/server.log."""
     ckpt = tiny_motion_checkpoint(tmp / "ckpt")
     port = free_port()
-    env = dict(os.environ, PYTHONUNBUFFERED="1")  # same $HOSIG_CACHE_DIR: shares cached grasps with the other tests
+    env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
     log = open(tmp / "server.log", "wb")
     proc = subprocess.Popen(
-        HOSIG + ["serve", "--port", str(port), "--token", TOKEN, "--queue", "2", "--max-upload-mb", "1",
-                 "--model", str(ckpt), "--quality", "preview"],
+        HOSIG + ["serve", "--port", str(port), "--model", str(ckpt), "--quality", "preview", *args],
         stdout=log, stderr=subprocess.STDOUT, env=env,
     )
+    log.close()  # the child keeps its own handle
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"hosig serve exited with {proc.returncode}: {(tmp / 'server.log').read_text()[-2000:]}")
         try:
-            if httpx.get(f"{base}/health", headers=AUTH, timeout=1.0).status_code == 200:
-                break
+            if httpx.get(f"{base}/health", headers=headers, timeout=1.0).status_code == 200:
+                return proc, base
         except httpx.HTTPError:
             time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("hosig serve did not answer /health within 90 s")
-    scene = write_demo_scene(tmp / "kitchen.glb", "kitchen", 0)
-    yield base, scene
+    proc.kill()
+    pytest.fail("hosig serve did not answer /health within 90 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
-    log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """Start `hosig serve` with a token and a queue of 2; yield (base_url, scene glb path)."""
+    tmp = tmp_path_factory.mktemp("serve")
+    # same $HOSIG_CACHE_DIR: shares cached grasps with the other tests
+    proc, base = start_server(tmp, ["--token", TOKEN, "--queue", "2", "--max-upload-mb", "1"], headers=AUTH)
+    scene = write_demo_scene(tmp / "kitchen.glb", "kitchen", 0)
+    yield base, scene
+    stop_server(proc)
 
 
 def upload(base: str, path: Path) -> str:
