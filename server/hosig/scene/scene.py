@@ -246,8 +246,9 @@ class Scene:
     def nbytes(self) -> int:
         """Estimated memory held: the objects' arrays and the derived grids (occupancy, SDF far
         field and the near-field tiles built so far); what the in-memory caches are bounded by."""
-        with self._lock:
-            derived = list(self._derived.values())
+        # Not under self._lock: a grid being built holds it for seconds, and the caches call this
+        # under their own locks. Copying a dict's values is atomic under the GIL.
+        derived = tuple(self._derived.values())
         seen: set[int] = set()
         return sum(array_nbytes(v, seen) for v in [*self.objects.values(), *derived])
 
