@@ -62,7 +62,7 @@ def allowed_hosts(options: ServeOptions, environ: dict[str, str] | None = None) 
     """Hosts answered besides loopback: --allow-host, $HOSIG_ALLOW_HOSTS and a specific bind address."""
     env = (os.environ if environ is None else environ).get(ALLOW_HOSTS_ENV, "")
     names = [*options.allow_hosts, *(h.strip() for h in env.split(","))]
-    if options.host not in ("0.0.0.0", "::", ""):
+    if options.host not in ("0.0.0.0", "::", "") and not is_loopback(options.host):
         names.append(options.host)  # clients of a specific address name it in Host
     return tuple(dict.fromkeys(n for n in names if n))
 
