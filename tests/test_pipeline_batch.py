@@ -153,3 +153,19 @@ def test_a_clip_write_killed_midway_leaves_the_previous_clip_whole(tmp_path) -> 
     assert MotionClip.load(path).n_frames == 4  # the old clip, never a partial one at the final name
     assert [p.name for p in tmp_path.iterdir() if p.name != "shot.npz"] == [p.name for p in tmp_path.glob(".shot.npz.*.tmp")]
 
+
+def test_batch_ray_without_ray_names_the_cluster_extra(tmp_path, monkeypatch, capsys) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError, as without the extra
+    code = main(["batch", str(tmp_path / "shots.toml"), "--out", str(tmp_path / "out"), "--ray"])
+    assert code == 2
+    assert "pip install '.[cluster]'" in capsys.readouterr().err
+
+
+def test_the_local_batch_never_imports_ray() -> None:
+    import subprocess
+    import sys
+
+    probe = "import sys, hosig.cli.main, hosig.pipeline.batch; sys.exit(3 if 'ray' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", probe], timeout=120).returncode == 0
