@@ -15,9 +15,9 @@ Invariants:
 - Torch runs in each worker with the thread count a local batch in the driver would use
   (`torch.get_num_threads()` here, unless given): CPU results depend on the thread count, and with
   the same seed, device and threads a clip's arrays equal the local batch's.
-- A worker process that dies is restarted by Ray (``max_restarts``) and its shot retried
-  (``max_task_retries``); an actor gone for good is replaced and the shot resubmitted, so a shot
-  fails for a lost worker only after ``retries`` more attempts.
+- A shot whose worker process dies is resubmitted to a fresh actor that replaces the dead one, at
+  most ``retries`` times; the driver counts the attempts (Ray's own actor restarts and task
+  retries are off, so the two layers never multiply), and only then is the shot failed.
 
 This module is the only one that imports Ray, and only when called: `require_ray` turns a missing
 install into an error naming the fix.
@@ -290,7 +290,8 @@ def _run_pool(
         jobs.append(_Job(index, shot, key, scenes[scene_path]))
     model = ship_model(ray, config)
     worker_config = replace(config, device=device)
-    actor_class = ray.remote(max_restarts=options.retries, max_task_retries=options.retries, **resources)(ShotWorker)
+    # Retries are the driver's alone (see the module docstring): no restarts inside Ray.
+    actor_class = ray.remote(max_restarts=0, max_task_retries=0, **resources)(ShotWorker)
 
     def new_actor() -> Any:
         return actor_class.remote(worker_config, threads)
@@ -316,7 +317,7 @@ def _run_pool(
                     jobs.appendleft(job)
                     continue
                 result, data = ShotResult(job.shot.name, "failed", error_code=LOST_WORKER_CODE,
-                                          error=f"worker lost {job.attempts} times: {type(err).__name__}: {err}"), None
+                                          error=f"its worker died in each of {job.attempts} attempts: {type(err).__name__}: {err}"), None
             except ray.exceptions.RayError as err:
                 idle.append(actor)
                 result, data = ShotResult(job.shot.name, "failed", error_code="internal", error=f"{type(err).__name__}: {err}"), None
