@@ -188,6 +188,7 @@ def _batch_on_ray(args: argparse.Namespace, console: Any) -> Any:
     """`hosig batch --ray`: the shots on a Ray actor pool, a progress bar over shots on stderr."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
 
+    from hosig.pipeline.batch import load_shot_list
     from hosig.pipeline.cluster import ClusterOptions, require_ray, run_batch_ray
 
     require_ray()  # before any work: the error names the extra to install
@@ -197,11 +198,11 @@ def _batch_on_ray(args: argparse.Namespace, console: Any) -> Any:
     options = ClusterOptions(address=args.ray, workers=args.workers, threads=args.threads)
     with Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
              console=console, disable=args.json and not console.is_terminal) as bar:
-        task = bar.add_task("shots", total=None)
+        task = bar.add_task("shots", total=len(load_shot_list(args.shotlist)))
 
         def on_shot(i: int, n: int, shot: Any, result: Any) -> None:
             extra = f" ({result.error_code}: {result.error})" if result.status == "failed" else ""
-            bar.update(task, total=n, advance=1, description=f"{shot.name}: {result.status}")
+            bar.update(task, advance=1, description=f"{shot.name}: {result.status}")
             bar.console.print(f"[{i + 1}/{n}] {shot.name}: {result.status} in {result.elapsed_s:.1f} s{extra}", highlight=False)
 
         # the driver's engine only makes shot keys (CPU); the workers' device follows the cluster

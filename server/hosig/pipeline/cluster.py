@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from hosig.atomic import atomic_write_bytes
-from hosig.errors import CheckpointError, HosigError, UsageError
+from hosig.errors import CheckpointError, HosigError, InputError, UsageError
 from hosig.pipeline.batch import (
     BatchReport, Shot, ShotResult, check_shot, clip_path_for, execute_shot, load_shot_list, read_manifest, record_shot,
 )
@@ -195,7 +195,10 @@ def ray_session(ray: Any, address: str, num_cpus: int | None = None) -> Iterator
         except ConnectionError:
             ray.init(num_cpus=num_cpus, **quiet)
     else:
-        ray.init(address=address, logging_level="warning")
+        try:
+            ray.init(address=address, logging_level="warning")
+        except Exception as err:  # noqa: BLE001 - Ray raises several kinds for an unreachable cluster
+            raise InputError(f"--ray {address}: cannot connect to a Ray cluster there ({type(err).__name__}: {err})") from None
     try:
         yield
     finally:
