@@ -8,7 +8,8 @@ a clip (`execute_shot`) runs remotely, as one task on a pool of Ray actors.
 Invariants:
 
 - Each actor (`ShotWorker`) holds one `Engine`: the body and motion models load once per worker
-  (on its first shot), not once per shot. An actor takes one GPU where the cluster has GPUs, else ``threads`` CPUs.
+  (on its first shot), not once per shot. An actor takes one GPU where the cluster has GPUs, else
+  ``threads`` CPUs.
 - Workers need no shared disk: every scene file (and a ``--model`` checkpoint) goes to the object
   store once, by content; a worker writes it under its cache folder by sha256 and loads it from
   there. The clip comes back as bytes and only the driver writes under ``--out``.
@@ -44,7 +45,7 @@ from hosig.pipeline.batch import (
 from hosig.pipeline.engine import Engine, EngineConfig, default_engine
 from hosig.pipeline.scenes import default_cache_dir
 
-INSTALL_HINT = "install the cluster extra: pip install '.[cluster]' (or pip install 'hosig[cluster]')"
+INSTALL_HINT = "install the cluster extra: pip install '.[cluster]' (in the hosig source folder)"
 # Test hook: "<shot name>:<marker file>" makes a worker process exit hard in that shot, once (the
 # marker records that it happened), to prove a lost worker's shot is retried and completes.
 EXIT_ONCE_ENV = "HOSIG_CLUSTER_TEST_EXIT_ONCE"
