@@ -117,3 +117,55 @@ def test_batch_command_reports_failures_with_exit_code(world, capsys) -> None:
     code = main(["batch", str(shotlist), "--out", str(d / "cli_out"), "--json", "--model", str(ckpt), "--quality", "preview"])
     report = json.loads(capsys.readouterr().out)
     assert code == 1 and report["failed"] == 1 and report["shots"][0]["error_code"] == "unreachable"
+
+
+KILLED_MID_WRITE = """
+import os, sys
+import numpy as np
+from hosig.clip import MotionClip
+import hosig.clip
+
+path = sys.argv[1]
+clip = MotionClip(poses=np.ones((4, 165)), trans=np.ones((4, 3)), joints=np.ones((4, 55, 3)))
+clip.save(path)  # a whole clip at the final name
+
+
+def dying_savez(fh, **arrays):
+    fh.write(b"PK\\x03\\x04 half a zip")
+    fh.flush()
+    os._exit(9)  # killed mid-write
+
+
+hosig.clip.np.savez = dying_savez
+MotionClip(poses=np.zeros((8, 165)), trans=np.zeros((8, 3)), joints=np.zeros((8, 55, 3))).save(path)
+"""
+
+
+def test_a_clip_write_killed_midway_leaves_the_previous_clip_whole(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from hosig.clip import MotionClip
+
+    path = tmp_path / "shot.npz"
+    proc = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 9, proc.stderr
+    assert MotionClip.load(path).n_frames == 4  # the old clip, never a partial one at the final name
+    assert [p.name for p in tmp_path.iterdir() if p.name != "shot.npz"] == [p.name for p in tmp_path.glob(".shot.npz.*.tmp")]
+
+
+def test_batch_ray_without_ray_names_the_cluster_extra(tmp_path, monkeypatch, capsys) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError, as without the extra
+    code = main(["batch", str(tmp_path / "shots.toml"), "--out", str(tmp_path / "out"), "--ray"])
+    assert code == 2
+    assert "pip install '.[cluster]'" in capsys.readouterr().err
+
+
+def test_the_local_batch_never_imports_ray() -> None:
+    import subprocess
+    import sys
+
+    probe = "import sys, hosig.cli.main, hosig.pipeline.batch; sys.exit(3 if 'ray' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", probe], timeout=120).returncode == 0

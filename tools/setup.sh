@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up of .venv (Python 3.11): torch 2.13.0 first (CPU wheel where one lies on disk;
-# any unpinned torch would pull a multi-GB CUDA build), then the project with its extras.
+# any unpinned torch would pull a multi-GB CUDA build), then the project with its extras (Ray pinned too).
 # Near-instant when nothing changed (a stamp file keyed on pyproject.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +41,8 @@ fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check "torch==2.13.0"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[blender,test]"
+# Ray for `hosig batch --ray` and its tests: the tested release, pinned like torch (ray needs no torch).
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check "ray==2.58.0"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[blender,test,cluster]"
 touch "$STAMP"
 echo "setup: .venv ready" >&2

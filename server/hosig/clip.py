@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hosig.atomic import atomic_open
 from hosig.npz import read_npz
 from hosig.errors import InputError
 
@@ -104,7 +105,7 @@ class MotionClip:
         )
 
     def save(self, path: str | Path) -> Path:
-        """Write the clip file (npz, no pickled objects). Returns the path written."""
+        """Write the clip file (npz, no pickled objects) atomically. Returns the path written."""
         self.validate()
         path = Path(path)
         t = self.n_frames
@@ -129,8 +130,7 @@ class MotionClip:
             "contacts": self.contacts if self.contacts is not None else np.zeros((0, 4), np.float32),
             "n_frames": np.array(t),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as fh:
+        with atomic_open(path) as fh:  # never a partial clip at the final name
             np.savez(fh, **arrays)
         return path
 

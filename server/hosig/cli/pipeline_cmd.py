@@ -8,8 +8,10 @@ batch report) as one JSON object on stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from hosig.cli.common import add_body_flag, add_report_flags, emit, parse_floats
@@ -71,7 +73,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bat.add_argument("shotlist", help="shot list .toml ([[shot]] tables)")
     bat.add_argument("--out", required=True, help="output folder (clips + manifest.json)")
     bat.add_argument("--force", action="store_true", help="re-generate shots even when unchanged")
-    bat.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    bat.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                     help="default cpu; with --ray, cuda where the cluster has GPUs")
+    bat.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
+                     help="run the shots on a Ray cluster: 'auto' (the default value: a running cluster, else a local "
+                          "one) or its address; needs the cluster extra (docs/CLUSTER.md)")
+    bat.add_argument("--workers", type=int, default=None, help="--ray: at most this many workers (default: all the cluster fits)")
+    bat.add_argument("--threads", type=int, default=None,
+                     help="--ray: torch threads per worker (default: this machine's, so clips equal a local run's)")
     add_model_flag(bat)
     add_body_flag(bat)
     add_report_flags(bat)
@@ -101,10 +110,10 @@ def add_model_flag(parser: argparse.ArgumentParser) -> None:
                         help="preview: fewer grasp candidates/iterations and sampler steps, for blocking out shots")
 
 
-def _engine(args: argparse.Namespace):
+def _engine(args: argparse.Namespace, device: str | None = None):
     from hosig.pipeline.engine import Engine, EngineConfig
 
-    return Engine(EngineConfig(smplx_dir=args.smplx_dir, device=args.device, motion_checkpoint=args.model, quality=args.quality))
+    return Engine(EngineConfig(smplx_dir=args.smplx_dir, device=device or args.device, motion_checkpoint=args.model, quality=args.quality))
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -161,7 +170,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
             extra = f" ({result.error_code}: {result.error})" if result.status == "failed" else ""
             console.print(f"[{i + 1}/{n}] {shot.name}: {result.status} in {result.elapsed_s:.1f} s{extra}", highlight=False)
 
-    report = run_batch(args.shotlist, args.out, engine=_engine(args), on_shot=on_shot, force=args.force)
+    if args.ray is not None:
+        report = _batch_on_ray(args, console)
+    elif args.workers is not None or args.threads is not None:
+        raise UsageError("--workers and --threads apply to --ray only")
+    else:
+        report = run_batch(args.shotlist, args.out, engine=_engine(args, args.device or "cpu"), on_shot=on_shot, force=args.force)
     data = report.to_json()
     if args.json:
         emit(data, args)
@@ -174,6 +188,49 @@ def cmd_batch(args: argparse.Namespace) -> int:
             table.add_row(s.name, s.status, str(s.frames or ""), f"{s.duration_s:.1f}" if s.duration_s else "", f"{s.elapsed_s:.1f}", detail)
         console.print(table)
     return 1 if report.failed else 0
+
+
+def _batch_on_ray(args: argparse.Namespace, console: Any) -> Any:
+    """`hosig batch --ray`: the shots on a Ray actor pool, a progress bar over shots on stderr."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+
+    from hosig.pipeline.batch import load_shot_list
+    from hosig.pipeline.cluster import ClusterOptions, require_ray, run_batch_ray
+
+    require_ray()  # before any work: the error names the extra to install
+    for flag, value in (("--workers", args.workers), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+    options = ClusterOptions(address=args.ray, workers=args.workers, threads=args.threads)
+    with Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+             console=console, disable=args.json and not console.is_terminal) as bar:
+        task = bar.add_task("shots", total=len(load_shot_list(args.shotlist)))
+
+        def on_shot(i: int, n: int, shot: Any, result: Any) -> None:
+            extra = f" ({result.error_code}: {result.error})" if result.status == "failed" else ""
+            bar.update(task, advance=1, description=f"{shot.name}: {result.status}")
+            bar.console.print(f"[{i + 1}/{n}] {shot.name}: {result.status} in {result.elapsed_s:.1f} s{extra}", highlight=False)
+
+        # the driver's engine only makes shot keys (CPU); the workers' device follows the cluster
+        with _stdout_to_stderr():
+            return run_batch_ray(args.shotlist, args.out, engine=_engine(args, "cpu"), options=options, on_shot=on_shot,
+                                 force=args.force, device=args.device)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send whatever is printed in the block, by Python or native code, to stderr: Ray prints its
+    workers' and raylet's messages on the driver's stdout, which `--json` keeps for one object."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -4,7 +4,10 @@ WHY a manifest: an animator edits one shot and re-runs the list; only that shot 
 A shot is skipped when its key — hash of the scene file's bytes, the shot's fields, the body
 model's identity, the motion model's identity and the quality — matches the manifest and its clip
 still exists.
-A failing shot is recorded and the others still run.
+A failing shot is recorded and the others still run. Clips and the manifest are written atomically
+(`hosig.atomic`): a killed run leaves whole files or none at their final names.
+`hosig.pipeline.cluster` runs the same shots on a Ray cluster through the same steps
+(`check_shot`, `execute_shot`, `record_shot`); this module never imports Ray.
 
 Format::
 
@@ -30,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hosig.atomic import atomic_write_bytes
 from hosig.errors import InputError, UsageError
 from hosig.pipeline.engine import Engine, default_engine
 from hosig.pipeline.request import GenerateRequest, parse_request
@@ -146,7 +150,8 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _read_manifest(out_dir: Path) -> dict[str, Any]:
+def read_manifest(out_dir: Path) -> dict[str, Any]:
+    """The manifest's shots (name -> key, status, frames, ...); empty when missing or damaged."""
     path = out_dir / MANIFEST_NAME
     if not path.is_file():
         return {}
@@ -158,10 +163,57 @@ def _read_manifest(out_dir: Path) -> dict[str, Any]:
 
 
 def _write_manifest(out_dir: Path, shots: dict[str, Any]) -> None:
-    path = out_dir / MANIFEST_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"format": MANIFEST_FORMAT, "shots": shots}, indent=1, sort_keys=True), encoding="utf-8")
-    tmp.replace(path)
+    text = json.dumps({"format": MANIFEST_FORMAT, "shots": shots}, indent=1, sort_keys=True)
+    atomic_write_bytes(out_dir / MANIFEST_NAME, text.encode("utf-8"))
+
+
+def clip_path_for(out_dir: Path, shot: Shot) -> Path:
+    """Where a shot's clip goes: ``<out>/<name>.npz``."""
+    return out_dir / f"{shot.name}.npz"
+
+
+def engine_key(shot: Shot, engine: Engine) -> str:
+    """The shot's key under this engine's body model, motion model and quality."""
+    return shot_key(shot, engine.body(shot.request.smplx_dir).identity, engine.motion_identity(), engine.config.quality)
+
+
+def check_shot(shot: Shot, out_dir: Path, engine: Engine, manifest: dict[str, Any], force: bool) -> tuple[str | None, ShotResult | None]:
+    """(key, None) when the shot must be generated, or (key, result) when it is done without
+    generating: skipped (unchanged and its clip still there) or failed (its key cannot be made,
+    key None)."""
+    try:
+        key = engine_key(shot, engine)
+    except Exception as err:  # noqa: BLE001 - a bad shot must not stop the batch
+        return None, ShotResult(shot.name, "failed", error_code=getattr(err, "code", "internal"), error=str(err))
+    previous = manifest.get(shot.name, {})
+    clip_path = clip_path_for(out_dir, shot)
+    if not force and previous.get("key") == key and previous.get("status") == "ok" and clip_path.is_file():
+        return key, ShotResult(shot.name, "skipped", clip=str(clip_path), frames=previous.get("frames"), duration_s=previous.get("duration_s"))
+    return key, None
+
+
+def execute_shot(shot: Shot, engine: Engine, clip_path: Path) -> ShotResult:
+    """Generate one shot's clip at ``clip_path`` (written atomically by the pipeline)."""
+    res = generate(shot.request, engine=engine, clip_path=clip_path)
+    if res.summary is not None:
+        return ShotResult(
+            shot.name, "ok", clip=res.summary.get("clip"), frames=res.summary.get("frames"),
+            duration_s=res.summary.get("duration_s"), summary=res.summary,
+        )
+    err_event = res.error
+    return ShotResult(
+        shot.name, "failed", error_code=err_event.code if err_event else "internal",
+        error=err_event.message if err_event else "no result",
+    )
+
+
+def record_shot(out_dir: Path, manifest: dict[str, Any], shot: Shot, key: str, result: ShotResult) -> None:
+    """Enter a generated (or failed) shot in the manifest and rewrite it (atomically)."""
+    manifest[shot.name] = {
+        "key": key, "status": result.status, "frames": result.frames, "duration_s": result.duration_s,
+        "error": result.error, "clip": clip_path_for(out_dir, shot).name if result.status == "ok" else None,
+    }
+    _write_manifest(out_dir, manifest)
 
 
 def run_batch(
@@ -177,40 +229,18 @@ def run_batch(
     shots = load_shot_list(shot_list)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    manifest = _read_manifest(out)
+    manifest = read_manifest(out)
     report = BatchReport()
     t_batch = time.perf_counter()
     for i, shot in enumerate(shots):
         if on_shot:
             on_shot(i, len(shots), shot, None)
         t = time.perf_counter()
-        clip_path = out / f"{shot.name}.npz"
-        try:
-            key = shot_key(shot, engine.body(shot.request.smplx_dir).identity, engine.motion_identity(), engine.config.quality)
-        except Exception as err:  # noqa: BLE001 - a bad shot must not stop the batch
-            result = ShotResult(shot.name, "failed", error_code=getattr(err, "code", "internal"), error=str(err))
-        else:
-            previous = manifest.get(shot.name, {})
-            if not force and previous.get("key") == key and previous.get("status") == "ok" and clip_path.is_file():
-                result = ShotResult(shot.name, "skipped", clip=str(clip_path), frames=previous.get("frames"), duration_s=previous.get("duration_s"))
-            else:
-                res = generate(shot.request, engine=engine, clip_path=clip_path)
-                if res.summary is not None:
-                    result = ShotResult(
-                        shot.name, "ok", clip=res.summary.get("clip"), frames=res.summary.get("frames"),
-                        duration_s=res.summary.get("duration_s"), summary=res.summary,
-                    )
-                else:
-                    err_event = res.error
-                    result = ShotResult(
-                        shot.name, "failed", error_code=err_event.code if err_event else "internal",
-                        error=err_event.message if err_event else "no result",
-                    )
-                manifest[shot.name] = {
-                    "key": key, "status": result.status, "frames": result.frames, "duration_s": result.duration_s,
-                    "error": result.error, "clip": clip_path.name if result.status == "ok" else None,
-                }
-                _write_manifest(out, manifest)
+        key, result = check_shot(shot, out, engine, manifest, force)
+        if result is None:
+            assert key is not None  # check_shot: no result means a key to generate under
+            result = execute_shot(shot, engine, clip_path_for(out, shot))
+            record_shot(out, manifest, shot, key, result)
         result.elapsed_s = round(time.perf_counter() - t, 3)
         report.shots.append(result)
         if on_shot:

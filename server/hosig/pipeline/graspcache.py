@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from hosig.atomic import atomic_open
+
 
 @lru_cache(maxsize=1)
 def grasp_code_hash() -> str:
@@ -60,10 +62,8 @@ def save_grasp(path: Path, result: Any) -> None:
             arrays[f.name] = value
         else:
             scalars[f.name] = value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, __scalars__=np.array(json.dumps(scalars)), **arrays)
-    tmp.replace(path)
+    with atomic_open(path) as fh:  # batch workers sharing a cache folder may write one key at once
+        np.savez(fh, __scalars__=np.array(json.dumps(scalars)), **arrays)
 
 
 def load_grasp(path: Path) -> Any | None:
