@@ -509,14 +509,26 @@ def export_fbx(target: bpy.types.Object, path: str | Path, action: bpy.types.Act
     path.parent.mkdir(parents=True, exist_ok=True)
     if action is not None:
         _assign_slot(target, action)
+    act = target.animation_data.action if target.animation_data else None
+    scene = bpy.context.scene
+    span = (scene.frame_start, scene.frame_end)
+    if act is not None:  # the take is the shot's frames (the exporter bakes the scene range)
+        scene.frame_start, scene.frame_end = (int(round(v)) for v in act.frame_range)
     _select_only([target, *deformed_meshes(target)])
+    try:
+        _fbx(path)
+    finally:
+        scene.frame_start, scene.frame_end = span
+    return path
+
+
+def _fbx(path: Path) -> None:
     bpy.ops.export_scene.fbx(
         filepath=str(path), use_selection=True, object_types={"ARMATURE", "MESH"}, add_leaf_bones=False,
         bake_anim=True, bake_anim_use_all_bones=True, bake_anim_use_nla_strips=False, bake_anim_use_all_actions=False,
         bake_anim_force_startend_keying=True, bake_anim_step=1.0, bake_anim_simplify_factor=0.0,
         axis_forward="-Z", axis_up="Y", apply_unit_scale=True, apply_scale_options="FBX_SCALE_ALL",
         primary_bone_axis="Y", secondary_bone_axis="X", armature_nodetype="NULL", use_armature_deform_only=False)
-    return path
 
 
 def export_bvh(target: bpy.types.Object, path: str | Path, frame_start: int, frame_end: int,

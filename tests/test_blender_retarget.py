@@ -1,0 +1,286 @@
+"""Retargeting a keyed SMPL-X armature onto the animator's own rig (issue #19).
+
+Rigs are built in bpy (no downloaded assets): a Mixamo-named T-pose rig with longer legs and
+rolled bones, a UE5-named A-pose rig with shorter legs, a root bone, in-between spine and twist
+bones, and Rigify's human metarig when the bundled `rigify` add-on loads. The clip is a planted
+walk that grasps and carries a box (`retarget_support.walk_clip`). Everything is measured from the
+evaluated bones in world space.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+import retarget_support as rs  # noqa: E402
+
+from hosig.cli.main import main  # noqa: E402
+from hosig_blender import bonemaps, clip_import  # noqa: E402
+from hosig_blender import retarget as core  # noqa: E402
+from hosig_blender import retarget_blender as rb  # noqa: E402
+
+pytestmark = pytest.mark.blender
+
+SLIDE_MARGIN_CM_S = 1.0
+FLOOR_CM = 1.0
+HAND_CM = 3.0
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("retarget")
+    path, body, box_at, joints = rs.walk_clip(folder)
+    return {"folder": folder, "path": path, "body": body, "box_at": box_at, "joints": joints}
+
+
+def _fresh():
+    import hosig_blender
+
+    hosig_blender.unregister()
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    hosig_blender.register()
+    bpy.context.scene.render.fps = 30  # as the headless runs set it (clips are 30 fps)
+
+
+def _box(at) -> bpy.types.Object:
+    import bmesh
+
+    mesh = bpy.data.meshes.new("box")
+    bm = bmesh.new()
+    bmesh.ops.create_cube(bm, size=0.08)
+    bm.to_mesh(mesh)
+    bm.free()
+    box = bpy.data.objects.new("box", mesh)
+    box.location = tuple(at)
+    bpy.context.scene.collection.objects.link(box)
+    return box
+
+
+def _metarig() -> bpy.types.Object:
+    try:
+        bpy.ops.preferences.addon_enable(module="rigify")
+        bpy.ops.object.armature_human_metarig_add()
+    except (RuntimeError, AttributeError) as err:  # pragma: no cover - depends on the wheel
+        pytest.skip(f"rigify not available in this bpy: {err}")
+    arm = bpy.context.object
+    bpy.ops.object.mode_set(mode="OBJECT")
+    return arm
+
+
+RIGS = {"mixamo": lambda body: rs.mixamo_rig(bpy, body), "unreal": lambda body: rs.unreal_rig(bpy, body),
+        "rigify_metarig": lambda body: _metarig()}
+
+
+def _scene_with(clip, rig: str):
+    _fresh()
+    box = _box(clip["box_at"])
+    src = clip_import.import_clip(clip["path"], clip["body"])
+    target = RIGS[rig](clip["body"])
+    return src, target, box
+
+
+def _world(items, frames) -> np.ndarray:
+    return rb.sample_world(bpy.context.scene, items, frames)
+
+
+# -- bone maps ------------------------------------------------------------------------------------
+
+def test_presets_are_detected_and_the_automatic_map_agrees(clip) -> None:
+    _fresh()
+    for rig, preset in (("mixamo", "mixamo"), ("unreal", "unreal")):
+        arm = RIGS[rig](clip["body"])
+        names = [b.name for b in arm.data.bones]
+        found, m = bonemaps.detect_preset(names)
+        assert found == preset
+        assert set(bonemaps.CORE) <= set(m) and len(m) == 22 + 30  # body + both hands' fingers
+        r = rb.rig_of(arm)
+        auto = bonemaps.auto_map(bonemaps.Skeleton(r.names, r.parents, r.rest_heads_world()))
+        assert auto == m, {k: (auto.get(k), m.get(k)) for k in set(auto) | set(m) if auto.get(k) != m.get(k)}
+    # other prefixes and the UE4 spine (spine_01..03)
+    assert bonemaps.preset_map("mixamo", ["mixamorig1:Hips", "Armature|Spine"]) == {"pelvis": "mixamorig1:Hips", "spine1": "Armature|Spine"}
+    ue4 = bonemaps.preset_map("unreal", ["pelvis", "spine_01", "spine_02", "spine_03"])
+    assert (ue4["spine1"], ue4["spine2"], ue4["spine3"]) == ("spine_01", "spine_02", "spine_03")
+    assert bonemaps.detect_preset([f"bone{i}" for i in range(30)]) == (None, {})
+
+
+def test_not_a_humanoid_is_refused_by_name() -> None:
+    names = [f"tentacle.{i:03d}" for i in range(12)]
+    heads = np.array([[0.0, 0.0, 0.1 * i] for i in range(12)])
+    with pytest.raises(bonemaps.NotHumanoidError, match="legs"):
+        bonemaps.auto_map(bonemaps.Skeleton(names, [-1, *range(11)], heads))
+
+
+# -- the retarget: contacts ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rig", ["mixamo", "unreal", "rigify_metarig"])
+def test_retarget_keeps_contacts(clip, rig) -> None:
+    src, target, box = _scene_with(clip, rig)
+    result = rb.retarget(src, target)
+    assert result.preset == rig
+    assert result.grasp_frame == rs.GRASP and result.grasp_side == "right"
+    ad = target.animation_data
+    assert ad.action == result.action and (not hasattr(ad, "action_slot") or ad.action_slot is not None)
+    frames = result.frames
+    m = result.bone_map
+    items = [(src, "left_foot"), (src, "right_foot"), (target, m["left_foot"]), (target, m["right_foot"]),
+             (src, "right_wrist"), (target, m["right_wrist"]), (box, None), (src, "head"), (target, m["head"])]
+    w = _world(items, frames)
+    pos = w[..., :3, 3]
+    for k in range(2):
+        mask = result.planted[:, k]
+        assert mask.sum() > 20  # the walk has stances on both feet
+        src_slide = core.slide_cm_s(pos[:, k], mask)
+        tgt_slide = core.slide_cm_s(pos[:, 2 + k], mask)
+        assert tgt_slide <= src_slide + SLIDE_MARGIN_CM_S, (k, src_slide, tgt_slide)
+        # the planted ball stays at its standing height over the floor (z = 0)
+        standing = (target.matrix_world @ target.data.bones[m[("left_foot", "right_foot")[k]]].head_local).z
+        assert np.abs(pos[mask, 2 + k, 2] - standing).max() < FLOOR_CM / 100
+    g = rs.GRASP
+    assert np.linalg.norm(pos[g, 5] - clip["box_at"]) < HAND_CM / 100  # the hand meets the box
+    # the box rides with the target's hand after the grasp (its offset from the wrist is constant)
+    rel = pos[g:, 6] - pos[g:, 5]
+    assert np.abs(rel - rel[0]).max() < 2e-3
+    # rotation changes carry over: the head turns as the source's does, whatever the rests
+    src_rest = np.array(src.matrix_world @ src.data.bones["head"].matrix_local)[:3, :3]
+    tgt_rest = np.array(target.matrix_world @ target.data.bones[m["head"]].matrix_local)[:3, :3]
+    for f in (0, 30, g):
+        change_s = w[f, 7, :3, :3] @ src_rest.T
+        change_t = w[f, 8, :3, :3] @ np.linalg.inv(tgt_rest)
+        assert np.abs(change_s - change_t).max() < 2e-3
+    # the source is untouched and the object's own clip action still exists
+    assert src.animation_data.action.name == src.name
+    assert result.object_action == f"{target.name}_box"
+
+
+def test_retarget_refuses_a_non_smplx_source_and_nla_push(clip) -> None:
+    src, target, _box = _scene_with(clip, "mixamo")
+    with pytest.raises(rb.RetargetError, match="not a HOSIG SMPL-X armature"):
+        rb.retarget(target, src)
+    result = rb.retarget(src, target, rb.RetargetOptions(nla=True))
+    tracks = target.animation_data.nla_tracks
+    assert len(tracks) == 1 and tracks[0].strips[0].action == result.action
+    assert target.animation_data.action is None
+
+
+# -- export round trips ------------------------------------------------------------------------------
+
+def _heads(arm, frames) -> np.ndarray:
+    names = [b.name for b in arm.data.bones]
+    return _world([(arm, n) for n in names], frames)[..., :3, 3], names
+
+
+def test_fbx_and_bvh_round_trip(clip, tmp_path) -> None:
+    src, target, _box = _scene_with(clip, "unreal")
+    result = rb.retarget(src, target)
+    frames = result.frames[::7]
+    before, names = _heads(target, frames)
+    fbx = rb.export_fbx(target, tmp_path / "shot.fbx", result.action)
+    bvh = rb.export_bvh(target, tmp_path / "shot.bvh", int(result.frames[0]), int(result.frames[-1]), result.action)
+    assert fbx.stat().st_size > 0 and bvh.stat().st_size > 0
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.context.scene.render.fps = 30
+    bpy.ops.import_scene.fbx(filepath=str(fbx), anim_offset=0.0)  # FBX time f/fps is frame f
+    arm = next(o for o in bpy.data.objects if o.type == "ARMATURE")
+    assert sorted(b.name for b in arm.data.bones) == sorted(names)  # no leaf bones added
+    after = _world([(arm, n) for n in names], frames)[..., :3, 3]
+    err = np.abs(after - before).max(axis=(0, 2))
+    assert err.max() < 1e-3, {n: round(float(e), 4) for n, e in zip(names, err) if e > 1e-3}
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.context.scene.render.fps = 30
+    bpy.ops.import_anim.bvh(filepath=str(bvh), axis_forward="Y", axis_up="Z", frame_start=int(result.frames[0]),
+                            rotate_mode="NATIVE", update_scene_fps=False, update_scene_duration=True)
+    arm = next(o for o in bpy.data.objects if o.type == "ARMATURE")
+    after = _world([(arm, n) for n in names], frames)[..., :3, 3]
+    err = np.abs(after - before).max(axis=(0, 2))
+    assert err.max() < 1e-3, {n: round(float(e), 4) for n, e in zip(names, err) if e > 1e-3}
+
+
+# -- the headless command ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def rig_file(clip, tmp_path_factory):
+    """A .blend with the Mixamo and UE5 rigs, a non-humanoid armature and the box."""
+    _fresh()
+    rs.mixamo_rig(bpy, clip["body"])
+    rs.unreal_rig(bpy, clip["body"])
+    _box(clip["box_at"])
+    data = bpy.data.armatures.new("Tentacle")
+    obj = bpy.data.objects.new("Tentacle", data)
+    bpy.context.scene.collection.objects.link(obj)
+    bpy.context.view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="EDIT")
+    prev = None
+    for i in range(12):
+        b = data.edit_bones.new(f"seg.{i:02d}")
+        b.head, b.tail = (2.0, 0.0, 0.1 * i), (2.0, 0.0, 0.1 * (i + 1))
+        b.parent = prev
+        prev = b
+    bpy.ops.object.mode_set(mode="OBJECT")
+    path = tmp_path_factory.mktemp("rigs") / "rigs.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    return path
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_cli_retarget_reports_map_and_contacts(clip, rig_file, tmp_path, capsys) -> None:
+    before = _digest(rig_file)
+    out, fbx, bvh = tmp_path / "shot.blend", tmp_path / "shot.fbx", tmp_path / "shot.bvh"
+    code = main(["blender", "retarget", str(clip["path"]), "--rig", str(rig_file), "--armature", "UE5", "--out", str(out),
+                 "--fbx", str(fbx), "--bvh", str(bvh), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    assert report["preset"] == "unreal" and report["bone_map"]["left_knee"] == "calf_l"
+    assert "root" in report["unmapped"] and "thigh_twist_01_l" in report["unmapped"]
+    shot = report["shots"][0]
+    for side in ("left", "right"):
+        feet = shot["contacts"]["feet"][side]
+        assert feet["target_slide_cm_s"] <= feet["source_slide_cm_s"] + SLIDE_MARGIN_CM_S
+        assert feet["target_height_error_cm"] < FLOOR_CM
+    assert shot["contacts"]["grasp"]["hand_object_cm"] < HAND_CM
+    assert out.is_file() and fbx.is_file() and bvh.is_file()
+    assert _digest(rig_file) == before  # the user's rig file is never written
+    bpy.ops.wm.open_mainfile(filepath=str(out))
+    ue = bpy.data.objects["UE5"]
+    assert ue.animation_data.action.name == shot["action"]
+    assert bpy.data.objects[shot["source"]].hide_get()
+
+
+@pytest.mark.parametrize("case", ["not_humanoid", "no_such_armature", "missing_bone", "other_body", "out_is_rig"])
+def test_cli_bad_input_one_line_nothing_written(clip, rig_file, tmp_path, capsys, case) -> None:
+    from hosig.clip import MotionClip
+
+    before = _digest(rig_file)
+    out = tmp_path / "out.blend"
+    clip_path, armature, extra = str(clip["path"]), "Mixamo", []
+    words = {"not_humanoid": "not a humanoid", "no_such_armature": "'Nobody' does not exist",
+             "missing_bone": "has no bone for", "other_body": "sha256:00000000feedface", "out_is_rig": "never written"}[case]
+    if case == "not_humanoid":
+        armature = "Tentacle"
+    elif case == "no_such_armature":
+        armature = "Nobody"
+    elif case == "missing_bone":
+        extra = ["--preset", "unreal"]  # the Mixamo rig has none of the UE names
+    elif case == "other_body":
+        other = MotionClip.load(clip["path"])
+        other.body_identity = "sha256:00000000feedface"
+        clip_path = str(other.save(tmp_path / "other.npz"))
+    elif case == "out_is_rig":
+        out = rig_file
+    code = main(["blender", "retarget", clip_path, "--rig", str(rig_file), "--armature", armature, "--out", str(out), *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 1 and words in err[0], err
+    assert _digest(rig_file) == before
+    if case != "out_is_rig":
+        assert not out.exists()
