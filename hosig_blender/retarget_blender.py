@@ -44,6 +44,7 @@ class RetargetOptions:
     nla: bool = False
     grasp_frame: int | None = None
     action_name: str | None = None
+    bone_map: dict[str, str] | None = None  # a complete map (the panel's): used as is, no preset
 
 
 @dataclass
@@ -107,7 +108,10 @@ def resolve_map(target: bpy.types.Object, options: RetargetOptions) -> tuple[str
         raise RetargetError(f"{getattr(target, 'name', target)!r} is not an armature")
     rig = rig_of(target)
     try:
-        name, m = bonemaps.resolve_map(rig.names, rig.parents, rig.rest_heads_world(), options.preset, options.overrides)
+        if options.bone_map:
+            name, m = "custom", {j: b for j, b in options.bone_map.items() if b}
+        else:
+            name, m = bonemaps.resolve_map(rig.names, rig.parents, rig.rest_heads_world(), options.preset, options.overrides)
         bonemaps.check_map(m, rig.names, f"armature {target.name!r}")
     except bonemaps.NotHumanoidError as err:
         raise RetargetError(f"armature {target.name!r} is not a humanoid this can retarget onto: {err}") from None

@@ -167,6 +167,36 @@ def test_retarget_refuses_a_non_smplx_source_and_nla_push(clip) -> None:
     assert target.animation_data.action is None
 
 
+def test_panel_operators_map_retarget_preset_and_export(clip, tmp_path, monkeypatch) -> None:
+    from hosig_blender import retarget_ui
+
+    src, target, _box = _scene_with(clip, "mixamo")
+    monkeypatch.setattr(retarget_ui, "presets_dir", lambda create=False: tmp_path)
+    s = bpy.context.window_manager.hosig_retarget
+    s.source, s.target = src, target
+    assert bpy.ops.hosig.retarget_detect() == {"FINISHED"}
+    rows = {item.name: item.bone for item in s.bone_map}
+    assert rows["left_knee"] == "mixamorig:LeftLeg" and rows["left_thumb3"] == "mixamorig:LeftHandThumb3"
+    s.preset_name = "mine"
+    assert bpy.ops.hosig.bonemap_save() == {"FINISHED"}
+    assert json.loads((tmp_path / "mine.json").read_text())["map"]["pelvis"] == "mixamorig:Hips"
+    for item in s.bone_map:  # unmap the fingers: they stay at rest
+        if item.name[-1].isdigit() and not item.name.startswith("spine"):
+            item.bone = ""
+    assert bpy.ops.hosig.retarget() == {"FINISHED"}
+    action = target.animation_data.action
+    assert action is not None and action.get(rb.RETARGET_TAG) == src.name
+    bpy.context.scene.frame_set(40)
+    assert target.pose.bones["mixamorig:LeftHandIndex2"].rotation_quaternion[0] == pytest.approx(1.0)
+    assert bpy.ops.hosig.bonemap_load() == {"FINISHED"}  # the saved map comes back, fingers included
+    assert {i.name: i.bone for i in s.bone_map}["left_index2"] == "mixamorig:LeftHandIndex2"
+    assert bpy.ops.hosig.retarget_export_fbx(filepath=str(tmp_path / "a.fbx")) == {"FINISHED"}
+    assert bpy.ops.hosig.retarget_export_bvh(filepath=str(tmp_path / "a.bvh")) == {"FINISHED"}
+    assert (tmp_path / "a.fbx").stat().st_size > 0 and (tmp_path / "a.bvh").stat().st_size > 0
+    s.target = None
+    s.bone_map.clear()
+
+
 # -- export round trips ------------------------------------------------------------------------------
 
 def _heads(arm, frames) -> np.ndarray:
