@@ -31,6 +31,16 @@ MAP_ORDER = ("pelvis", "spine3", "spine2", "spine1", "neck", "head",
              *[f"{s}_{f}{k}" for s in SIDES for f in FINGERS for k in (1, 2, 3)])
 
 
+# The joint each joint's bone points at (its limb direction), used to line up rests that differ
+# (T-pose vs A-pose): the pelvis and the chain ends have none, nor the feet — a foot keeps its own
+# rest attitude to the floor (flat on it), whatever the heel-to-ball slope of either skeleton.
+CHILD = {"spine1": "spine2", "spine2": "spine3", "spine3": "neck", "neck": "head",
+         **{f"{s}_{a}": f"{s}_{b}" for s in SIDES for a, b in (("hip", "knee"), ("knee", "ankle"),
+                                                                ("collar", "shoulder"), ("shoulder", "elbow"),
+                                                                ("elbow", "wrist"), ("wrist", "middle1"))},
+         **{f"{s}_{f}{k}": f"{s}_{f}{k + 1}" for s in SIDES for f in FINGERS for k in (1, 2)}}
+
+
 def _sided(table: dict[str, list[str]], left: tuple[str, str], right: tuple[str, str]) -> dict[str, list[str]]:
     """Expand ``{joint: [pattern]}`` where ``{S}`` / ``{s}`` is the side token into both sides."""
     out: dict[str, list[str]] = {}

@@ -5,8 +5,12 @@ Matrices follow Blender's pose conventions. For a bone ``b`` with parent ``p``, 
 armature-space pose matrix is ``M_b = M_p L_p^-1 L_b X_b`` (``M_b = L_b X_b`` for a root bone).
 
 What carries over (for each mapped pair, world space, ``S`` source, ``T`` target):
-``T_world(t) = S_world(t) S_rest^-1 T_rest`` — the change of each bone's orientation from its rest,
-so T-pose vs A-pose rests, other bone rolls and axes do not matter. The hips move as the source
+``T_world(t) = S_world(t) S_rest^-1 A T_rest`` — the change of each bone's orientation from its
+rest, so other bone rolls and axes do not matter. ``A`` lines the rests up first: the smallest
+rotation turning the target's rest limb direction (head to the mapped child's head) onto the
+source's. Without it (``A = I``) a T-pose source lowering its arms by 70 degrees would lower an
+A-pose target's arms 70 degrees from *its* rest, crossing them over the body; with it the
+limbs point where the source's do, and ``A = I`` wherever the rests already agree. The hips move as the source
 pelvis scaled by the leg-length ratio ``s`` about a pivot (the grasping hand at the grasp frame, so
 a smaller or larger body still arrives at the object). Then contacts are restored analytically:
 two-bone IK on each leg puts the ball of the foot where the source's, scaled, is (held fixed while
@@ -213,14 +217,34 @@ class Transfer:
     src_world: np.ndarray
     hips: int
     hips_world: np.ndarray
+    align: np.ndarray | None = None  # (m,3,3) world rest alignments (`rest_alignment`), None = I
 
     def desired(self) -> np.ndarray:
         """(T,m,3,3) armature-space rotations of the mapped target bones:
-        ``A^-1 S_world(t) S_rest^-1 A L_T`` (rotation parts; A the target object's rotation)."""
+        ``W^-1 S_world(t) S_rest^-1 A W L_T`` (rotation parts; W the target object's rotation)."""
         ra = self.rig.world_rot
         change = self.src_world @ np.swapaxes(self.src_rest_world, -1, -2)[None]  # (T,m,3,3) world
-        rest_t = self.rig.rest[self.targets, :3, :3]
-        return ra.T @ change @ ra @ rest_t[None]
+        rest_t = ra @ self.rig.rest[self.targets, :3, :3]  # (m,3,3) world
+        if self.align is not None:
+            rest_t = self.align @ rest_t
+        return ra.T @ change @ rest_t[None]
+
+
+def rest_alignment(joints: list[str], children: dict[str, str], src_heads: np.ndarray, tgt_heads: np.ndarray) -> np.ndarray:
+    """(m,3,3) world rotations turning each target rest limb onto the source's: for mapped joint
+    ``joints[k]`` with a mapped child ``children[joints[k]]``, from the target's head-to-child
+    direction to the source's (``src_heads``/``tgt_heads`` (m,3) world rest heads in ``joints``
+    order); identity for joints without a mapped child."""
+    index = {j: k for k, j in enumerate(joints)}
+    out = np.tile(np.eye(3), (len(joints), 1, 1))
+    for k, j in enumerate(joints):
+        c = index.get(children.get(j, ""))
+        if c is None:
+            continue
+        d_t, d_s = tgt_heads[c] - tgt_heads[k], src_heads[c] - src_heads[k]
+        if np.linalg.norm(d_t) > 1e-6 and np.linalg.norm(d_s) > 1e-6:
+            out[k] = rotation_between(d_t, d_s)
+    return out
 
 
 def solve_pose(rig: Rig, mapped: np.ndarray, rotations: np.ndarray, hips: int, hips_pos: np.ndarray) -> np.ndarray:

@@ -329,7 +329,8 @@ def retarget(source: bpy.types.Object, target: bpy.types.Object, options: Retarg
 
     hips_w = scaled(head["pelvis"])
     hips = tgt_rig.index[bone_map["pelvis"]]
-    transfer = core.Transfer(tgt_rig, t_idx, src_rest_w[s_idx, :3, :3], src_world[:, s_idx, :3, :3], hips, hips_w)
+    align = core.rest_alignment(joints, bonemaps.CHILD, src_rest_w[s_idx, :3, 3], tgt_rest_heads[t_idx])
+    transfer = core.Transfer(tgt_rig, t_idx, src_rest_w[s_idx, :3, :3], src_world[:, s_idx, :3, :3], hips, hips_w, align)
     rotations = transfer.desired()
     hips_local = tgt_rig.to_local(hips_w)
     mats = core.solve_pose(tgt_rig, t_idx, rotations, hips, hips_local)
@@ -456,15 +457,11 @@ def _key_object(obj: bpy.types.Object, source: bpy.types.Object, target: bpy.typ
     from .generation import RunOptions, key_carried_object
 
     shift = tgt_wrist - src_wrist  # (T,3)
-    moving = np.abs(obj_world - obj_world[:1]).max(axis=(1, 2)) > 1e-5
-    last = int(np.flatnonzero(moving).max()) if moving.any() else grasp
-    release = last
-    still = np.abs(obj_world[last:] - obj_world[last]).max(axis=(1, 2)) < 1e-6 if last < len(frames) else np.array([])
-    if still.all() and last > grasp:
-        release = last
+    steps = np.abs(np.diff(obj_world, axis=0)).max(axis=(1, 2)) > 1e-6  # (T-1,) it moved into frame t+1
+    release = max(int(np.flatnonzero(steps).max()) + 1 if steps.any() else grasp, grasp)  # last frame it moves
     delta = np.zeros((len(frames), 3))
     delta[grasp:release + 1] = shift[grasp:release + 1]
-    delta[release + 1:] = shift[release]
+    delta[release + 1:] = shift[release]  # put down: it stays where the target let go
     delta[grasp:] -= shift[grasp]  # continuous at the grasp (the IK puts the hands together there)
     wanted = obj_world.copy()
     wanted[:, :3, 3] += delta

@@ -152,6 +152,14 @@ def test_retarget_keeps_contacts(clip, rig) -> None:
         change_s = w[f, 7, :3, :3] @ src_rest.T
         change_t = w[f, 8, :3, :3] @ np.linalg.inv(tgt_rest)
         assert np.abs(change_s - change_t).max() < 2e-3
+    # limbs point where the source's do, whatever the rest (T-pose, A-pose): the free (left) arm
+    arm_items = [(src, "left_shoulder"), (src, "left_elbow"), (src, "left_wrist"),
+                 (target, m["left_shoulder"]), (target, m["left_elbow"]), (target, m["left_wrist"])]
+    a = _world(arm_items, frames[::10])[..., :3, 3]
+    for lo, hi in ((0, 1), (1, 2)):
+        d_s, d_t = a[:, hi] - a[:, lo], a[:, 3 + hi] - a[:, 3 + lo]
+        cos = np.sum(d_s * d_t, -1) / np.linalg.norm(d_s, axis=-1) / np.linalg.norm(d_t, axis=-1)
+        assert np.degrees(np.arccos(np.clip(cos, -1, 1))).max() < 3.0
     # the source is untouched and the object's own clip action still exists
     assert src.animation_data.action.name == src.name
     assert result.object_action == f"{target.name}_box"
