@@ -117,7 +117,22 @@ def resolve_map(target: bpy.types.Object, options: RetargetOptions) -> tuple[str
         raise RetargetError(f"armature {target.name!r} is not a humanoid this can retarget onto: {err}") from None
     except ValueError as err:
         raise RetargetError(str(err)) from None
+    check_unconstrained(target, m)
     return name, m
+
+
+def check_unconstrained(target: bpy.types.Object, bone_map: dict[str, str]) -> None:
+    """Keys on a bone that a constraint drives would be overridden (a generated control rig's
+    deform bones follow its controls): refuse such a map with the bones named."""
+    driven = [b for b in bone_map.values()
+              if any(c.enabled and c.influence > 0 for c in target.pose.bones[b].constraints)]
+    if not driven:
+        return
+    hint = ("it is a generated Rigify rig: retarget onto its metarig (or a deform-only export)"
+            if target.data.get("rig_id") is not None else "retarget onto a deform-only copy of the rig")
+    raise RetargetError(f"armature {target.name!r}: {len(driven)} mapped bones are driven by constraints "
+                        f"({', '.join(driven[:3])}{', ...' if len(driven) > 3 else ''}), so keys on them would be "
+                        f"overridden; {hint}")
 
 
 # -- sampling -----------------------------------------------------------------------------------

@@ -205,6 +205,21 @@ def test_panel_operators_map_retarget_preset_and_export(clip, tmp_path, monkeypa
     s.bone_map.clear()
 
 
+def test_generated_rigify_rig_is_refused_with_the_reason(clip) -> None:
+    src, meta, _box = _scene_with(clip, "rigify_metarig")
+    bpy.context.view_layer.objects.active = meta
+    try:
+        bpy.ops.pose.rigify_generate()
+    except RuntimeError as err:  # pragma: no cover - depends on the wheel
+        pytest.skip(f"rigify cannot generate headless here: {err}")
+    rig = next(o for o in bpy.data.objects if o.type == "ARMATURE" and o not in (src, meta))
+    n_actions = len(bpy.data.actions)
+    with pytest.raises(rb.RetargetError, match="driven by constraints.*metarig"):
+        rb.retarget(src, rig)
+    assert len(bpy.data.actions) == n_actions
+    assert rig.animation_data is None or rig.animation_data.action is None
+
+
 # -- export round trips ------------------------------------------------------------------------------
 
 def _heads(arm, frames) -> np.ndarray:
