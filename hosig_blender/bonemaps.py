@@ -130,17 +130,22 @@ def preset_map(preset: str, bone_names: list[str]) -> dict[str, str]:
 
 
 def detect_preset(bone_names: list[str]) -> tuple[str | None, dict[str, str]]:
-    """(preset name, map) of the preset covering the core joints best; (None, {}) when none covers
-    every core joint (then `auto_map` is the way)."""
+    """(preset name, map) of the preset covering the core joints best; (None, {}) when none
+    covers most of them (then `auto_map` is the way). A rig that is clearly one of the presets
+    (60 % of the core joints) but lacks some of its bones raises `NotHumanoidError` naming them —
+    guessing around a missing bone would key the wrong ones."""
     best: tuple[int, int, str | None, dict[str, str]] = (-1, -1, None, {})
     for name in PRESETS:
         m = preset_map(name, bone_names)
         core = sum(j in m for j in CORE)
         if (core, len(m)) > best[:2]:
             best = (core, len(m), name, m)
-    if best[0] < len(CORE):
-        return None, {}
-    return best[2], best[3]
+    if best[0] == len(CORE):
+        return best[2], best[3]
+    if best[0] >= 0.6 * len(CORE):
+        missing = [f"{PRESETS[best[2]][j][0]} ({j})" for j in CORE if j not in best[3]]
+        raise NotHumanoidError(f"it looks like a {best[2]} rig but has no bone {', '.join(missing)}")
+    return None, {}
 
 
 @dataclass

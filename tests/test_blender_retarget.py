@@ -108,6 +108,17 @@ def test_presets_are_detected_and_the_automatic_map_agrees(clip) -> None:
     assert bonemaps.detect_preset([f"bone{i}" for i in range(30)]) == (None, {})
 
 
+def test_a_preset_rig_missing_a_bone_is_refused_naming_it(clip) -> None:
+    _fresh()
+    arm = RIGS["mixamo"](clip["body"])
+    bpy.context.view_layer.objects.active = arm
+    bpy.ops.object.mode_set(mode="EDIT")
+    arm.data.edit_bones.remove(arm.data.edit_bones["mixamorig:LeftForeArm"])
+    bpy.ops.object.mode_set(mode="OBJECT")
+    with pytest.raises(rb.RetargetError, match=r"mixamo rig but has no bone LeftForeArm \(left_elbow\)"):
+        rb.resolve_map(arm, rb.RetargetOptions())
+
+
 def test_not_a_humanoid_is_refused_by_name() -> None:
     names = [f"tentacle.{i:03d}" for i in range(12)]
     heads = np.array([[0.0, 0.0, 0.1 * i] for i in range(12)])
