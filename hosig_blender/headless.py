@@ -554,12 +554,14 @@ def _find_armature(name: str, rig_path: str | Path) -> bpy.types.Object:
     return obj
 
 
-def _export_path(path: str | None, clip: str, several: bool) -> Path | None:
-    """``--fbx OUT.fbx`` for one clip; ``OUT_<clip>.fbx`` beside it for each of several."""
+def _export_path(path: str | None, shot: str, several: bool) -> Path | None:
+    """``--fbx OUT.fbx`` for one clip; ``OUT_<shot>.fbx`` beside it for each of several (the shot
+    is the source armature's name: unique even when two clips share a file name)."""
     if not path:
         return None
     p = Path(path)
-    return p.with_name(f"{p.stem}_{Path(clip).stem}{p.suffix}") if several else p
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in shot)
+    return p.with_name(f"{p.stem}_{safe}{p.suffix}") if several else p
 
 
 def run_retarget(body_json: str | Path, clips: list[str], rig: str | Path, armature: str, out: str | Path,
@@ -605,10 +607,10 @@ def run_retarget(body_json: str | Path, clips: list[str], rig: str | Path, armat
         shot = {"clip": str(clip), "source": src.name, "action": result.action.name, "frames": [first, last],
                 "keys": result.keys, "scale": round(result.scale, 4), "object": result.object_name,
                 "object_action": result.object_action, "contacts": contacts, "retarget_s": round(retarget_s, 3)}
-        fbx_path = _export_path(fbx, clip, len(clips) > 1)
+        fbx_path = _export_path(fbx, src.name, len(clips) > 1)
         if fbx_path is not None:
             shot["fbx"] = str(rb.export_fbx(target, fbx_path, result.action))
-        bvh_path = _export_path(bvh, clip, len(clips) > 1)
+        bvh_path = _export_path(bvh, src.name, len(clips) > 1)
         if bvh_path is not None:
             shot["bvh"] = str(rb.export_bvh(target, bvh_path, first, last, result.action))
         src.hide_set(True)

@@ -494,7 +494,8 @@ def contact_report(source: bpy.types.Object, target: bpy.types.Object, result: R
     """Contacts measured from the evaluated bones (world space): per foot the slide of its ball
     (cm/s, mean and max over planted frames) on source and target, the target ball's height error
     over its standing height on the floor (cm), and the target wrist's distance to the source
-    wrist at the grasp frame (the grasp point on the object, cm)."""
+    wrist at the grasp frame (the grasp point on the object, cm), and both wrists' distances to
+    the carried object's origin there when the file has the object."""
     scene = bpy.context.scene
     m = result.bone_map
     items: list[tuple[bpy.types.Object, str | None]] = []
@@ -524,6 +525,12 @@ def contact_report(source: bpy.types.Object, target: bpy.types.Object, result: R
         g = result.grasp_frame
         report["grasp"] = {"frame": int(result.frames[g]), "hand": side,
                            "hand_object_cm": round(float(np.linalg.norm(world[g, -1] - world[g, -2])) * 100, 3)}
+        obj = bpy.data.objects.get(result.object_name or "")
+        if obj is not None:  # to the object's origin, as the target's object action places it
+            scene.frame_set(int(result.frames[g]))
+            at = np.array(obj.matrix_world.translation)
+            report["grasp"]["source_wrist_object_origin_cm"] = round(float(np.linalg.norm(world[g, -2] - at)) * 100, 3)
+            report["grasp"]["target_wrist_object_origin_cm"] = round(float(np.linalg.norm(world[g, -1] - at)) * 100, 3)
     return report
 
 
@@ -555,8 +562,7 @@ def export_fbx(target: bpy.types.Object, path: str | Path, action: bpy.types.Act
     Unity metres); primary bone axis Y, secondary X (Blender's own bone axes)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if action is not None:
-        _assign_slot(target, action)
+    restore = _play(target, action)
     act = target.animation_data.action if target.animation_data else None
     scene = bpy.context.scene
     span = (scene.frame_start, scene.frame_end)
@@ -567,6 +573,7 @@ def export_fbx(target: bpy.types.Object, path: str | Path, action: bpy.types.Act
         _fbx(path)
     finally:
         scene.frame_start, scene.frame_end = span
+        restore()
     return path
 
 
@@ -584,16 +591,32 @@ def export_bvh(target: bpy.types.Object, path: str | Path, frame_start: int, fra
     """The target armature's motion as BVH (Blender's exporter, rotations XYZ, root translation)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if action is not None:
-        _assign_slot(target, action)
+    restore = _play(target, action)
     _select_only([target])
-    bpy.ops.export_anim.bvh(filepath=str(path), frame_start=int(frame_start), frame_end=int(frame_end),
-                            global_scale=1.0, rotate_mode="NATIVE", root_transform_only=False)
+    try:
+        bpy.ops.export_anim.bvh(filepath=str(path), frame_start=int(frame_start), frame_end=int(frame_end),
+                                global_scale=1.0, rotate_mode="NATIVE", root_transform_only=False)
+    finally:
+        restore()
     return path
 
 
-def _assign_slot(obj: bpy.types.Object, action: bpy.types.Action) -> None:
+def _play(obj: bpy.types.Object, action: bpy.types.Action | None):
+    """Make ``action`` the object's active action alone (NLA muted) for an export; returns the
+    function that puts the object's animation back as it was."""
+    if action is None:
+        return lambda: None
     ad = obj.animation_data or obj.animation_data_create()
-    ad.action = action
-    if hasattr(ad, "action_slot") and len(getattr(action, "slots", [])):
-        ad.action_slot = action.slots[0]
+    before = (ad.action, getattr(ad, "action_slot", None), [t.mute for t in ad.nla_tracks])
+    for t in ad.nla_tracks:
+        t.mute = True
+    _assign(obj, action)
+
+    def restore() -> None:
+        ad.action = before[0]
+        if before[0] is not None and before[1] is not None and hasattr(ad, "action_slot"):
+            ad.action_slot = before[1]
+        for t, m in zip(ad.nla_tracks, before[2]):
+            t.mute = m
+
+    return restore

@@ -320,6 +320,26 @@ def test_cli_retarget_reports_map_and_contacts(clip, rig_file, tmp_path, capsys)
     assert bpy.data.objects[shot["source"]].hide_get()
 
 
+def test_cli_two_clips_human_report_and_one_file_each(clip, rig_file, tmp_path, capsys) -> None:
+    import shutil
+
+    second = tmp_path / "take_2.npz"
+    shutil.copy(clip["path"], second)
+    out, bvh = tmp_path / "two.blend", tmp_path / "shot.bvh"
+    code = main(["blender", "retarget", str(clip["path"]), str(second), "--rig", str(rig_file), "--armature", "Mixamo",
+                 "--out", str(out), "--bvh", str(bvh), "--nla"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    lines = captured.err.strip().splitlines()
+    assert lines[0].startswith(f"wrote {out}") and "bone map mixamo" in lines[0]
+    assert len(lines) == 3 and all("planted-foot slide" in ln for ln in lines[1:])
+    assert sorted(p.name for p in tmp_path.glob("shot_*.bvh")) == ["shot_take_2.bvh", "shot_walk_grasp.bvh"]
+    bpy.ops.wm.open_mainfile(filepath=str(out))
+    ad = bpy.data.objects["Mixamo"].animation_data
+    assert len(ad.nla_tracks) == 2 and ad.action is None  # the exports left the strips as they were
+    assert not any(t.mute for t in ad.nla_tracks)
+
+
 @pytest.mark.parametrize("case", ["not_humanoid", "no_such_armature", "missing_bone", "other_body", "out_is_rig"])
 def test_cli_bad_input_one_line_nothing_written(clip, rig_file, tmp_path, capsys, case) -> None:
     from hosig.clip import MotionClip
