@@ -228,3 +228,13 @@ def unreal_rig(bpy, body, name: str = "UE5") -> "bpy.types.Object":
     """UE5 mannequin names, A-pose (arms 40 degrees down), shorter legs, root bone, twist bones."""
     pos = role_positions(body, leg=0.9, torso=0.95, arm=0.92, a_pose_deg=40.0)
     return build_rig(bpy, name, pos, UE_NAMES, roll=-0.4, extras="ue")
+
+
+def generic_rig(bpy, body, name: str = "Generic") -> "bpy.types.Object":
+    """Bones named ``Bone.000`` ... (no side or part tokens: only the hierarchy tells), A-pose 30
+    degrees, long torso, short arms: the automatic map's case. ``GENERIC_NAMES`` maps roles."""
+    pos = role_positions(body, leg=0.97, torso=1.12, arm=0.9, a_pose_deg=30.0)
+    return build_rig(bpy, name, pos, GENERIC_NAMES, roll=1.1, extras="none")
+
+
+GENERIC_NAMES = {role: f"Bone.{k:03d}" for k, role in enumerate(["hips", *_PARENT_ROLE])}

@@ -73,7 +73,8 @@ def _metarig() -> bpy.types.Object:
 
 
 RIGS = {"mixamo": lambda body: rs.mixamo_rig(bpy, body), "unreal": lambda body: rs.unreal_rig(bpy, body),
-        "rigify_metarig": lambda body: _metarig()}
+        "rigify_metarig": lambda body: _metarig(), "generic": lambda body: rs.generic_rig(bpy, body)}
+PRESET_OF = {"generic": "auto"}
 
 
 def _scene_with(clip, rig: str):
@@ -108,6 +109,16 @@ def test_presets_are_detected_and_the_automatic_map_agrees(clip) -> None:
     assert bonemaps.detect_preset([f"bone{i}" for i in range(30)]) == (None, {})
 
 
+def test_automatic_map_from_hierarchy_alone(clip) -> None:
+    _fresh()
+    arm = RIGS["generic"](clip["body"])
+    name, m = rb.resolve_map(arm, rb.RetargetOptions())
+    assert name == "auto"
+    # every body joint by its place in the hierarchy; no fingers (their names carry no tokens)
+    body = {j: rs.GENERIC_NAMES[r] for r, j in rs.SMPLX_CHAIN.items() if not j[-1].isdigit() or j.startswith("spine")}
+    assert m == body, {k: (m.get(k), body.get(k)) for k in set(m) | set(body) if m.get(k) != body.get(k)}
+
+
 def test_a_preset_rig_missing_a_bone_is_refused_naming_it(clip) -> None:
     _fresh()
     arm = RIGS["mixamo"](clip["body"])
@@ -128,11 +139,11 @@ def test_not_a_humanoid_is_refused_by_name() -> None:
 
 # -- the retarget: contacts ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("rig", ["mixamo", "unreal", "rigify_metarig"])
+@pytest.mark.parametrize("rig", ["mixamo", "unreal", "rigify_metarig", "generic"])
 def test_retarget_keeps_contacts(clip, rig) -> None:
     src, target, box = _scene_with(clip, rig)
     result = rb.retarget(src, target)
-    assert result.preset == rig
+    assert result.preset == PRESET_OF.get(rig, rig)
     assert result.grasp_frame == rs.GRASP and result.grasp_side == "right"
     ad = target.animation_data
     assert ad.action == result.action and (not hasattr(ad, "action_slot") or ad.action_slot is not None)
