@@ -238,3 +238,18 @@ def generic_rig(bpy, body, name: str = "Generic") -> "bpy.types.Object":
 
 
 GENERIC_NAMES = {role: f"Bone.{k:03d}" for k, role in enumerate(["hips", *_PARENT_ROLE])}
+
+
+def as_fbx_import(bpy, arm) -> "bpy.types.Object":
+    """The rig as Blender's FBX importer leaves a Mixamo download: bones in centimetres, Y up,
+    the object rotated 90 degrees about X and scaled 0.01 (same rest in the world)."""
+    from mathutils import Matrix
+
+    m = Matrix.Rotation(np.pi / 2, 4, "X") @ Matrix.Scale(0.01, 4)
+    bpy.context.view_layer.objects.active = arm
+    bpy.ops.object.mode_set(mode="EDIT")
+    for eb in arm.data.edit_bones:
+        eb.transform(m.inverted())
+    bpy.ops.object.mode_set(mode="OBJECT")
+    arm.matrix_world = m
+    return arm

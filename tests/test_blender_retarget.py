@@ -73,8 +73,9 @@ def _metarig() -> bpy.types.Object:
 
 
 RIGS = {"mixamo": lambda body: rs.mixamo_rig(bpy, body), "unreal": lambda body: rs.unreal_rig(bpy, body),
-        "rigify_metarig": lambda body: _metarig(), "generic": lambda body: rs.generic_rig(bpy, body)}
-PRESET_OF = {"generic": "auto"}
+        "rigify_metarig": lambda body: _metarig(), "generic": lambda body: rs.generic_rig(bpy, body),
+        "mixamo_fbx": lambda body: rs.as_fbx_import(bpy, rs.mixamo_rig(bpy, body))}
+PRESET_OF = {"generic": "auto", "mixamo_fbx": "mixamo"}
 
 
 def _scene_with(clip, rig: str):
@@ -139,7 +140,7 @@ def test_not_a_humanoid_is_refused_by_name() -> None:
 
 # -- the retarget: contacts ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("rig", ["mixamo", "unreal", "rigify_metarig", "generic"])
+@pytest.mark.parametrize("rig", ["mixamo", "unreal", "rigify_metarig", "generic", "mixamo_fbx"])
 def test_retarget_keeps_contacts(clip, rig) -> None:
     src, target, box = _scene_with(clip, rig)
     result = rb.retarget(src, target)
