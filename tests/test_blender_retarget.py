@@ -332,6 +332,29 @@ def test_cli_retarget_reports_map_and_contacts(clip, rig_file, tmp_path, capsys)
     assert bpy.data.objects[shot["source"]].hide_get()
 
 
+def test_cli_scene_file_brings_the_carried_object(clip, tmp_path, capsys) -> None:
+    _fresh()
+    box = _box(clip["box_at"])  # the only object: the whole scene is the room
+    glb = tmp_path / "room.glb"
+    bpy.ops.export_scene.gltf(filepath=str(glb), export_format="GLB")
+    bpy.data.objects.remove(box)
+    rs.unreal_rig(bpy, clip["body"])
+    rig = tmp_path / "ue.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(rig))
+    out = tmp_path / "shot.blend"
+    code = main(["blender", "retarget", str(clip["path"]), "--rig", str(rig), "--armature", "UE5", "--scene", str(glb),
+                 "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    grasp = json.loads(captured.out.strip().splitlines()[-1])["shots"][0]["contacts"]["grasp"]  # (the glTF export above prints too)
+    assert grasp["hand_object_cm"] < HAND_CM
+    assert "source_wrist_object_origin_cm" in grasp, captured.out[-3000:]
+    # the box sits at the source wrist at the grasp; the target's wrist meets it
+    assert grasp["source_wrist_object_origin_cm"] < 0.5 and grasp["target_wrist_object_origin_cm"] < HAND_CM
+    bpy.ops.wm.open_mainfile(filepath=str(out))
+    assert bpy.data.objects["box"].animation_data.action.name == "UE5_box"
+
+
 def test_cli_two_clips_human_report_and_one_file_each(clip, rig_file, tmp_path, capsys) -> None:
     import shutil
 
