@@ -310,8 +310,7 @@ def retarget(source: bpy.types.Object, target: bpy.types.Object, options: Retarg
     t_idx = np.array([tgt_rig.index[bone_map[j]] for j in joints])
     src_world = src_rig.world @ core.forward_kinematics(src_rig, source_bases(source, frames))  # (T,n,4,4)
     src_rest_w = src_rig.world @ src_rig.rest
-    head = {j: src_world[:, src_rig.index[j], :3, 3] for j in ("pelvis", "left_foot", "right_foot", "left_ankle",
-                                                               "right_ankle", "left_wrist", "right_wrist")}
+    head = {j: src_world[:, src_rig.index[j], :3, 3] for j in SMPLX_JOINTS}
     # proportions: hip heights over each rig's own rest floor
     floor = options.floor_z
     src_floor = rest_floor(source, ["left_foot", "right_foot"])
@@ -362,9 +361,8 @@ def retarget(source: bpy.types.Object, target: bpy.types.Object, options: Retarg
         goal = core.held_goal(goal, masks[:, k])
         ankle_b, ball_b = tgt_rig.index[bone_map[f"{sd}_ankle"]], tgt_rig.index[bone_map[ball_j]]
         offset = mats[:, ball_b, :3, 3] - mats[:, ankle_b, :3, 3]  # rigid with the foot's rotation
-        forward = offset if ball_b != ankle_b else np.tile([0.0, -1.0, 0.0], (T, 1))
         limbs.append(core.Limb(tgt_rig.index[bone_map[f"{sd}_hip"]], tgt_rig.index[bone_map[f"{sd}_knee"]], ankle_b,
-                               tgt_rig.to_local(goal) - offset, np.ones(T), forward))
+                               tgt_rig.to_local(goal) - offset, np.ones(T), _bend(tgt_rig, head, sd, "hip", "knee", "ankle")))
     rotations, mats = _reach(tgt_rig, t_idx, rotations, hips, hips_w, limbs, bone_map, side, grasp, head)
     basis = core.pose_to_basis(tgt_rig, mats)
     quats, locs = core.basis_channels(basis)
@@ -380,6 +378,17 @@ def retarget(source: bpy.types.Object, target: bpy.types.Object, options: Retarg
                           obj.name if obj is not None else None, obj_action_name, keys)
 
 
+def _bend(rig: core.Rig, head: dict[str, np.ndarray], side: str, root: str, mid: str, end: str) -> np.ndarray:
+    """(T,3) armature-space direction the source's knee/elbow points to off its limb's line: the
+    way a straight target limb bends when IK shortens it."""
+    d = head[f"{side}_{mid}"] - (head[f"{side}_{root}"] + head[f"{side}_{end}"]) / 2
+    # a straight source limb: knees bend forward, elbows back (the body's facing from its hips)
+    forward = np.cross(head["left_hip"] - head["right_hip"], [0.0, 0.0, 1.0])
+    forward /= np.maximum(np.linalg.norm(forward, axis=-1, keepdims=True), 1e-9)
+    d = d + 1e-3 * (forward if mid == "knee" else -forward)
+    return d @ rig.world_rot  # world -> armature space: R^T d, row-wise
+
+
 def _reach(rig: core.Rig, t_idx: np.ndarray, rotations: np.ndarray, hips: int, hips_w: np.ndarray, legs: list[core.Limb],
            bone_map: dict[str, str], side: str | None, grasp: int | None, head: dict[str, np.ndarray],
            rounds: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -393,7 +402,7 @@ def _reach(rig: core.Rig, t_idx: np.ndarray, rotations: np.ndarray, hips: int, h
         weight = core.smoothstep(1.0 - np.abs(np.arange(T) - grasp) / core.GRASP_EASE)
         wrist = rig.index[bone_map[f"{side}_wrist"]]
         limbs.append(core.Limb(rig.index[bone_map[f"{side}_shoulder"]], rig.index[bone_map[f"{side}_elbow"]], wrist,
-                               rig.to_local(head[f"{side}_wrist"]), weight, np.tile([0.0, 1.0, -0.5], (T, 1))))
+                               rig.to_local(head[f"{side}_wrist"]), weight, _bend(rig, head, side, "shoulder", "elbow", "wrist")))
     shift = np.zeros((T, 3))
     for _ in range(rounds if side is not None else 1):
         hips_local = rig.to_local(hips_w + shift)
