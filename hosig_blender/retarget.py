@@ -191,6 +191,22 @@ def two_bone_ik(root: np.ndarray, mid: np.ndarray, end: np.ndarray, goal: np.nda
 
 
 @dataclass
+class Proportion:
+    """Where source world points go for a body ``scale`` times the source's: horizontally about
+    ``pivot`` (3,), vertically over the floor at ``floor`` (a planted foot stays on the floor)."""
+
+    pivot: np.ndarray
+    scale: float
+    floor: float = 0.0
+
+    def __call__(self, track: np.ndarray) -> np.ndarray:
+        """(...,3) source world points -> (...,3) the target's."""
+        out = self.pivot + self.scale * (np.asarray(track, dtype=np.float64) - self.pivot)
+        out[..., 2] = self.floor + self.scale * (track[..., 2] - self.floor)
+        return out
+
+
+@dataclass
 class Limb:
     """One two-bone chain on the target: bone indices and its end goal (T,3) armature space with
     per-frame weight (T,) (0: leave as transferred, 1: reach the goal)."""

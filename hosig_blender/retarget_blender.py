@@ -301,81 +301,88 @@ def retarget(source: bpy.types.Object, target: bpy.types.Object, options: Retarg
     options = options or RetargetOptions()
     check_source(source)
     preset, bone_map = resolve_map(target, options)
-    scene = bpy.context.scene
     frames = keyed_frames(source)
-    T = len(frames)
     src_rig, tgt_rig = rig_of(source), rig_of(target)
     joints = list(bone_map)
     s_idx = np.array([src_rig.index[j] for j in joints])
     t_idx = np.array([tgt_rig.index[bone_map[j]] for j in joints])
     src_world = src_rig.world @ core.forward_kinematics(src_rig, source_bases(source, frames))  # (T,n,4,4)
     src_rest_w = src_rig.world @ src_rig.rest
-    head = {j: src_world[:, src_rig.index[j], :3, 3] for j in SMPLX_JOINTS}
-    # proportions: hip heights over each rig's own rest floor
-    floor = options.floor_z
-    src_floor = rest_floor(source, ["left_foot", "right_foot"])
-    tgt_floor = rest_floor(target, [bone_map.get("left_foot", bone_map["left_ankle"])])
-    src_hip_h = float(src_rest_w[src_rig.index["pelvis"], 2, 3] - src_floor)
-    tgt_rest_heads = tgt_rig.rest_heads_world()
-    tgt_hip_h = float(tgt_rest_heads[tgt_rig.index[bone_map["pelvis"]], 2] - tgt_floor)
-    if src_hip_h <= 0.05 or tgt_hip_h <= 0.05:
-        raise RetargetError(f"hip heights {src_hip_h:.2f} m (source) / {tgt_hip_h:.2f} m ({target.name!r}) over the rest floor: "
-                            "is the rig standing upright with Z up?")
-    scale = tgt_hip_h / src_hip_h
-    # the carried object and the grasp
-    obj, obj_action = carried_object(source)
-    obj_world_src = None
-    if obj is not None and obj_action is not None:
-        obj_world_src = object_world_from_action(obj, obj_action, frames)
-    grasp = options.grasp_frame if options.grasp_frame is not None else grasp_from_clip(source)
-    if grasp is None and obj_world_src is not None:
-        grasp = grasp_from_object(obj_world_src)
-    if grasp is not None and not 0 <= grasp < T:
-        grasp = None
-    side = _grasp_side(head, obj_world_src, grasp) if grasp is not None else None
-    pivot = head[f"{side}_wrist"][grasp].copy() if side else head["pelvis"][0].copy()
-
-    def scaled(track: np.ndarray) -> np.ndarray:
-        """Source world points -> the target's: about the pivot horizontally, over the floor vertically."""
-        out = pivot + scale * (track - pivot)
-        out[..., 2] = floor + scale * (track[..., 2] - floor)
-        return out
-
-    hips_w = scaled(head["pelvis"])
+    head = {j: src_world[:, src_rig.index[j], :3, 3] for j in SMPLX_JOINTS}  # (T,3) each, world
+    floors = (rest_floor(source, ["left_foot", "right_foot"]), rest_floor(target, [bone_map.get("left_foot", bone_map["left_ankle"])]))
+    scale = _scale(src_rig, tgt_rig, bone_map, floors, target.name)
+    obj, obj_world_src, grasp, side = _grasp(source, head, frames, options)
+    pivot = head[f"{side}_wrist"][grasp] if side else head["pelvis"][0]
+    place = core.Proportion(pivot.copy(), scale, options.floor_z)
     hips = tgt_rig.index[bone_map["pelvis"]]
+    hips_w = place(head["pelvis"])
+    tgt_rest_heads = tgt_rig.rest_heads_world()
     align = core.rest_alignment(joints, bonemaps.CHILD, src_rest_w[s_idx, :3, 3], tgt_rest_heads[t_idx])
     transfer = core.Transfer(tgt_rig, t_idx, src_rest_w[s_idx, :3, :3], src_world[:, s_idx, :3, :3], hips, hips_w, align)
     rotations = transfer.desired()
-    hips_local = tgt_rig.to_local(hips_w)
-    mats = core.solve_pose(tgt_rig, t_idx, rotations, hips, hips_local)
-    # contacts: legs (always, planted runs held) and the grasping arm (around the grasp)
-    masks = np.zeros((T, 2), bool)
-    limbs = []
-    for k, sd in enumerate(("left", "right")):
-        ball_j = f"{sd}_foot" if f"{sd}_foot" in bone_map else f"{sd}_ankle"
-        masks[:, k] = core.planted(head[f"{sd}_foot"])
-        src_rest_h = float(src_rest_w[src_rig.index[ball_j], 2, 3] - src_floor)
-        tgt_rest_h = float(tgt_rest_heads[tgt_rig.index[bone_map[ball_j]], 2] - tgt_floor)
-        goal = scaled(head[ball_j])
-        goal[:, 2] += tgt_rest_h - scale * src_rest_h
-        goal = core.held_goal(goal, masks[:, k])
-        ankle_b, ball_b = tgt_rig.index[bone_map[f"{sd}_ankle"]], tgt_rig.index[bone_map[ball_j]]
-        offset = mats[:, ball_b, :3, 3] - mats[:, ankle_b, :3, 3]  # rigid with the foot's rotation
-        limbs.append(core.Limb(tgt_rig.index[bone_map[f"{sd}_hip"]], tgt_rig.index[bone_map[f"{sd}_knee"]], ankle_b,
-                               tgt_rig.to_local(goal) - offset, np.ones(T), _bend(tgt_rig, head, sd, "hip", "knee", "ankle")))
-    rotations, mats = _reach(tgt_rig, t_idx, rotations, hips, hips_w, limbs, bone_map, side, grasp, head)
-    basis = core.pose_to_basis(tgt_rig, mats)
-    quats, locs = core.basis_channels(basis)
+    mats = core.solve_pose(tgt_rig, t_idx, rotations, hips, tgt_rig.to_local(hips_w))
+    masks, legs = _legs(src_rig, tgt_rig, bone_map, head, mats, place, floors)
+    rotations, mats = _reach(tgt_rig, t_idx, rotations, hips, hips_w, legs, bone_map, side, grasp, head)
+    quats, locs = core.basis_channels(core.pose_to_basis(tgt_rig, mats))
     name = options.action_name or f"{source.name}_{target.name}"
     action, keys = _key_target(target, name, frames, quats, locs, hips, tgt_rig, options)
     action[RETARGET_TAG] = source.name
     obj_action_name = None
     if obj is not None and obj_world_src is not None and side is not None:
-        obj_action_name = _key_object(obj, source, target, frames, obj_world_src, head[f"{side}_wrist"],
-                                      tgt_rig.to_world(mats[:, tgt_rig.index[bone_map[f"{side}_wrist"]], :3, 3]), grasp, options)
+        tgt_wrist = tgt_rig.to_world(mats[:, tgt_rig.index[bone_map[f"{side}_wrist"]], :3, 3])
+        obj_action_name = _key_object(obj, target, frames, obj_world_src, head[f"{side}_wrist"], tgt_wrist, grasp, options)
     unmapped = sorted(set(tgt_rig.names) - set(bone_map.values()))
     return RetargetResult(action, preset, bone_map, unmapped, scale, frames, masks, grasp, side,
                           obj.name if obj is not None else None, obj_action_name, keys)
+
+
+def _scale(src_rig: core.Rig, tgt_rig: core.Rig, bone_map: dict[str, str], floors: tuple[float, float], name: str) -> float:
+    """The leg-length ratio: target hip height over its rest floor / the source's."""
+    src_h = float(src_rig.rest_heads_world()[src_rig.index["pelvis"], 2] - floors[0])
+    tgt_h = float(tgt_rig.rest_heads_world()[tgt_rig.index[bone_map["pelvis"]], 2] - floors[1])
+    if src_h <= 0.05 or tgt_h <= 0.05:
+        raise RetargetError(f"hip heights {src_h:.2f} m (source) / {tgt_h:.2f} m ({name!r}) over the rest floor: "
+                            "is the rig standing upright with Z up?")
+    return tgt_h / src_h
+
+
+def _grasp(source: bpy.types.Object, head: dict[str, np.ndarray], frames: np.ndarray, options: RetargetOptions):
+    """(carried object or None, its source world matrices (T,4,4) or None, grasp clip frame or
+    None, grasping side or None): the grasp frame from the options, the clip file, or the first
+    frame the object moves."""
+    obj, obj_action = carried_object(source)
+    obj_world = object_world_from_action(obj, obj_action, frames) if obj is not None and obj_action is not None else None
+    grasp = options.grasp_frame if options.grasp_frame is not None else grasp_from_clip(source)
+    if grasp is None and obj_world is not None:
+        grasp = grasp_from_object(obj_world)
+    if grasp is not None and not 0 <= grasp < len(frames):
+        grasp = None
+    side = _grasp_side(head, obj_world, grasp) if grasp is not None else None
+    return obj, obj_world, grasp, side
+
+
+def _legs(src_rig: core.Rig, tgt_rig: core.Rig, bone_map: dict[str, str], head: dict[str, np.ndarray], mats: np.ndarray,
+          place: core.Proportion, floors: tuple[float, float]) -> tuple[np.ndarray, list[core.Limb]]:
+    """((T,2) source planted masks, the two leg limbs): each target ball of foot goes where the
+    source's does (placed by ``place``, at the target's own standing height), held while planted;
+    the ankle goal is that minus the ball's offset from the ankle (rigid with the foot's rotation)."""
+    T = mats.shape[0]
+    masks = np.zeros((T, 2), bool)
+    limbs = []
+    src_heads, tgt_heads = src_rig.rest_heads_world(), tgt_rig.rest_heads_world()
+    for k, sd in enumerate(("left", "right")):
+        ball_j = f"{sd}_foot" if f"{sd}_foot" in bone_map else f"{sd}_ankle"
+        masks[:, k] = core.planted(head[f"{sd}_foot"])
+        src_rest_h = float(src_heads[src_rig.index[ball_j], 2] - floors[0])
+        tgt_rest_h = float(tgt_heads[tgt_rig.index[bone_map[ball_j]], 2] - floors[1])
+        goal = place(head[ball_j])
+        goal[:, 2] += tgt_rest_h - place.scale * src_rest_h
+        goal = core.held_goal(goal, masks[:, k])
+        ankle_b, ball_b = tgt_rig.index[bone_map[f"{sd}_ankle"]], tgt_rig.index[bone_map[ball_j]]
+        offset = mats[:, ball_b, :3, 3] - mats[:, ankle_b, :3, 3]
+        limbs.append(core.Limb(tgt_rig.index[bone_map[f"{sd}_hip"]], tgt_rig.index[bone_map[f"{sd}_knee"]], ankle_b,
+                               tgt_rig.to_local(goal) - offset, np.ones(T), _bend(tgt_rig, head, sd, "hip", "knee", "ankle")))
+    return masks, limbs
 
 
 def _bend(rig: core.Rig, head: dict[str, np.ndarray], side: str, root: str, mid: str, end: str) -> np.ndarray:
@@ -472,7 +479,7 @@ def push_to_nla(obj: bpy.types.Object, action: bpy.types.Action, start: int) -> 
     return strip
 
 
-def _key_object(obj: bpy.types.Object, source: bpy.types.Object, target: bpy.types.Object, frames: np.ndarray,
+def _key_object(obj: bpy.types.Object, target: bpy.types.Object, frames: np.ndarray,
                 obj_world: np.ndarray, src_wrist: np.ndarray, tgt_wrist: np.ndarray, grasp: int,
                 options: RetargetOptions) -> str:
     """Key the carried object to follow the target's hand: from the grasp on it moves with the
