@@ -188,6 +188,24 @@ def test_retarget_keeps_contacts(clip, rig) -> None:
     assert result.object_action == f"{target.name}_box"
 
 
+def test_a_walk_without_grasp_keeps_its_feet(clip) -> None:
+    src, target, box = _scene_with(clip, "unreal")
+    for key in (clip_import.CLIP_TAG, clip_import.OBJECT_TAG, clip_import.OBJECT_ACTION_TAG):
+        del src[key]  # an armature made some other way: no clip file, no object
+    result = rb.retarget(src, target)
+    assert result.grasp_frame is None and result.grasp_side is None and result.object_action is None
+    report = rb.contact_report(src, target, result)
+    assert "grasp" not in report
+    for feet in report["feet"].values():
+        assert feet["target_slide_cm_s"] <= feet["source_slide_cm_s"] + SLIDE_MARGIN_CM_S
+        assert feet["target_height_error_cm"] < FLOOR_CM
+    # the walk starts where the source starts (the pivot is the first pelvis position)
+    bpy.context.scene.frame_set(int(result.frames[0]))
+    hips = target.matrix_world @ target.pose.bones[result.bone_map["pelvis"]].head
+    pelvis = src.matrix_world @ src.pose.bones["pelvis"].head
+    assert abs(hips.x - pelvis.x) < 1e-4 and abs(hips.y - pelvis.y) < 1e-4
+
+
 def test_retarget_refuses_a_non_smplx_source_and_nla_push(clip) -> None:
     src, target, _box = _scene_with(clip, "mixamo")
     with pytest.raises(rb.RetargetError, match="not a HOSIG SMPL-X armature"):
