@@ -103,14 +103,25 @@ def forward_kinematics(rig: Rig, basis: np.ndarray) -> np.ndarray:
     return out
 
 
+def rigid_inverse(m: np.ndarray) -> np.ndarray:
+    """(...,4,4) rotation + translation matrices -> their inverses (``[R^T, -R^T t]``)."""
+    out = np.zeros_like(m)
+    rt = np.swapaxes(m[..., :3, :3], -1, -2)
+    out[..., :3, :3] = rt
+    out[..., :3, 3] = -np.einsum("...ij,...j->...i", rt, m[..., :3, 3])
+    out[..., 3, 3] = 1.0
+    return out
+
+
 def pose_to_basis(rig: Rig, mats: np.ndarray) -> np.ndarray:
-    """(T,n,4,4) armature-space pose matrices -> (T,n,4,4) bases (inverse of `forward_kinematics`)."""
+    """(T,n,4,4) armature-space pose matrices (rigid: bones are not scaled) -> (T,n,4,4) bases
+    (inverse of `forward_kinematics`)."""
     out = np.empty_like(mats)
-    inv_rel = np.linalg.inv(rig.rest_rel)
+    inv_rel = rigid_inverse(rig.rest_rel)
+    inv_mats = rigid_inverse(mats)
     for b in range(len(rig.names)):
         p = rig.parents[b]
-        parent = np.eye(4) if p < 0 else np.linalg.inv(mats[:, p])
-        out[:, b] = inv_rel[b] @ (parent @ mats[:, b])
+        out[:, b] = inv_rel[b] @ (mats[:, b] if p < 0 else inv_mats[:, p] @ mats[:, b])
     return out
 
 

@@ -325,7 +325,8 @@ def retarget(source: bpy.types.Object, target: bpy.types.Object, options: Retarg
     rotations, mats = _reach(tgt_rig, t_idx, rotations, hips, hips_w, legs, bone_map, side, grasp, head)
     quats, locs = core.basis_channels(core.pose_to_basis(tgt_rig, mats))
     name = options.action_name or f"{source.name}_{target.name}"
-    action, keys = _key_target(target, name, frames, quats, locs, hips, tgt_rig, options)
+    keyed = _moving_bones(quats, t_idx, hips)
+    action, keys = _key_target(target, name, frames, quats, locs, hips, tgt_rig, keyed, options)
     action[RETARGET_TAG] = source.name
     obj_action_name = None
     if obj is not None and obj_world_src is not None and side is not None:
@@ -439,10 +440,20 @@ def _grasp_side(head: dict[str, np.ndarray], obj_world: np.ndarray | None, grasp
     return min(err, key=err.get)
 
 
+def _moving_bones(quats: np.ndarray, mapped: np.ndarray, hips: int) -> np.ndarray:
+    """(n,) bool: bones that get keys — the mapped ones, the hips, and any other whose pose is not
+    its rest on some frame (unmapped bones normally stay at rest: face, twist, in-between bones)."""
+    moving = np.abs(np.abs(quats[..., 0]) - 1.0).max(axis=0) > 1e-9
+    moving[mapped] = True
+    moving[hips] = True
+    return moving
+
+
 def _key_target(target: bpy.types.Object, name: str, frames: np.ndarray, quats: np.ndarray, locs: np.ndarray, hips: int,
-                rig: core.Rig, options: RetargetOptions) -> tuple[bpy.types.Action, int]:
-    """One new action on ``target``: a quaternion per bone on every frame, the hips' location;
-    other channels of the pose reset to rest (the keys assume them). Returns (action, key count)."""
+                rig: core.Rig, keyed: np.ndarray, options: RetargetOptions) -> tuple[bpy.types.Action, int]:
+    """One new action on ``target``: a quaternion per ``keyed`` bone (n,) on every frame, the
+    hips' location; every pose channel not keyed is reset to rest (the keys assume it). Returns
+    (action, key count)."""
     preserve_action(target)
     writer = ActionWriter(name, target)
     quats = make_continuous(quats)
@@ -452,6 +463,9 @@ def _key_target(target: bpy.types.Object, name: str, frames: np.ndarray, quats: 
             pb.rotation_mode = "QUATERNION"
         pb.location = (0.0, 0.0, 0.0)
         pb.scale = (1.0, 1.0, 1.0)
+        pb.rotation_quaternion = (1.0, 0.0, 0.0, 0.0)
+        if not keyed[b]:
+            continue
         path = f'pose.bones["{bone}"]'
         writer.set_group(f"{path}.rotation_quaternion", bone, frames, quats[:, b], flush=False)
         if b == hips:
