@@ -130,3 +130,9 @@ def test_side_tokens() -> None:
     for name, side in (("thigh.L", "left"), ("thigh_l", "left"), ("LeftUpLeg", "left"), ("L_thigh", "left"),
                        ("thigh.R", "right"), ("calf_r", "right"), ("RightArm", "right"), ("spine", None)):
         assert bonemaps._side_of_name(name) == side, name
+
+
+def test_cli_preset_choices_match_the_add_on() -> None:
+    from hosig.cli.blender_cmd import RETARGET_PRESETS
+
+    assert set(RETARGET_PRESETS) == {"auto", *bonemaps.PRESETS}

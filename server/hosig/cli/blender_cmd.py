@@ -27,6 +27,8 @@ from hosig.cli.common import add_body_flag, add_report_flags, emit
 from hosig.errors import InputError
 
 MANIFEST = "blender_manifest.toml"
+# hosig_blender.bonemaps.PRESETS and "auto" (the engine does not import the add-on)
+RETARGET_PRESETS = ("auto", "mixamo", "unreal", "rigify_metarig", "rigify_def", "auto_rig_pro")
 
 
 def addon_source_dir() -> Path:
@@ -195,7 +197,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ret.add_argument("--scene", default=None, help="a .glb/.gltf scene imported first (its carried objects follow the hand)")
     ret.add_argument("--fbx", default=None, help="also export FBX (OUT_<clip>.fbx for several clips)")
     ret.add_argument("--bvh", default=None, help="also export BVH (OUT_<clip>.bvh for several clips)")
-    ret.add_argument("--preset", default=None, help="bone map: auto, mixamo, unreal, rigify_metarig, rigify_def, auto_rig_pro (default: detect)")
+    ret.add_argument("--preset", default=None, choices=RETARGET_PRESETS,
+                     help="bone map (default: detect from the bone names, else automatic from the hierarchy)")
     ret.add_argument("--nla", action="store_true", help="push each clip's action onto an NLA strip")
     add_body_flag(ret)
     add_report_flags(ret)
