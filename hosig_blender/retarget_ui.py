@@ -120,6 +120,8 @@ class HOSIG_OT_retarget(bpy.types.Operator):
         if s.source is None or s.target is None:
             self.report({"ERROR"}, "choose a source shot armature and a target armature")
             return {"CANCELLED"}
+        if context.object is not None and context.object.mode != "OBJECT":
+            bpy.ops.object.mode_set(mode="OBJECT")  # bones edited in Edit Mode reach the data only now
         try:
             if not len(s.bone_map):
                 detect(s)
