@@ -257,20 +257,45 @@ class Transfer:
         return ra.T @ change @ rest_t[None]
 
 
+def facing(heads: dict[str, np.ndarray]) -> np.ndarray | None:
+    """(3,) horizontal unit direction a rest skeleton faces: from the ankles toward the balls of
+    the feet (``heads`` joint -> (3,) world), else None."""
+    pairs = [(heads.get(f"{s}_ankle"), heads.get(f"{s}_foot")) for s in ("left", "right")]
+    steps = [b - a for a, b in pairs if a is not None and b is not None]
+    if not steps:
+        return None
+    d = np.mean(steps, axis=0) * [1.0, 1.0, 0.0]
+    n = np.linalg.norm(d)
+    return d / n if n > 1e-6 else None
+
+
+def yaw_between(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray:
+    """(3,3) rotation about +Z turning horizontal direction ``a`` onto ``b`` (identity if either
+    is unknown)."""
+    if a is None or b is None:
+        return np.eye(3)
+    angle = np.arctan2(a[0] * b[1] - a[1] * b[0], a[0] * b[0] + a[1] * b[1])
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
 def rest_alignment(joints: list[str], children: dict[str, str], src_heads: np.ndarray, tgt_heads: np.ndarray) -> np.ndarray:
-    """(m,3,3) world rotations turning each target rest limb onto the source's: for mapped joint
-    ``joints[k]`` with a mapped child ``children[joints[k]]``, from the target's head-to-child
-    direction to the source's (``src_heads``/``tgt_heads`` (m,3) world rest heads in ``joints``
-    order); identity for joints without a mapped child."""
+    """(m,3,3) world rotations lining each target rest bone up with the source's: first a turn
+    about +Z so the target faces where the source faces (feet: ankle to ball), then, for mapped
+    joint ``joints[k]`` with a mapped child ``children[joints[k]]``, the smallest rotation from
+    the target's head-to-child direction to the source's (``src_heads``/``tgt_heads`` (m,3)
+    world rest heads in ``joints`` order). Joints without a mapped child get the turn alone."""
     index = {j: k for k, j in enumerate(joints)}
-    out = np.tile(np.eye(3), (len(joints), 1, 1))
+    turn = yaw_between(facing({j: tgt_heads[k] for j, k in index.items()}), facing({j: src_heads[k] for j, k in index.items()}))
+    tgt_heads = tgt_heads @ turn.T
+    out = np.tile(turn, (len(joints), 1, 1))
     for k, j in enumerate(joints):
         c = index.get(children.get(j, ""))
         if c is None:
             continue
         d_t, d_s = tgt_heads[c] - tgt_heads[k], src_heads[c] - src_heads[k]
         if np.linalg.norm(d_t) > 1e-6 and np.linalg.norm(d_s) > 1e-6:
-            out[k] = rotation_between(d_t, d_s)
+            out[k] = rotation_between(d_t, d_s) @ turn
     return out
 
 

@@ -253,3 +253,16 @@ def as_fbx_import(bpy, arm) -> "bpy.types.Object":
     bpy.ops.object.mode_set(mode="OBJECT")
     arm.matrix_world = m
     return arm
+
+
+def turned_around(bpy, arm) -> "bpy.types.Object":
+    """The rig facing +Y instead of Blender's -Y (its bones turned 180 degrees about Z, the
+    object untouched): the retarget must turn it to face where the source faces."""
+    from mathutils import Matrix
+
+    bpy.context.view_layer.objects.active = arm
+    bpy.ops.object.mode_set(mode="EDIT")
+    for eb in arm.data.edit_bones:
+        eb.transform(Matrix.Rotation(np.pi, 4, "Z"))
+    bpy.ops.object.mode_set(mode="OBJECT")
+    return arm

@@ -74,8 +74,9 @@ def _metarig() -> bpy.types.Object:
 
 RIGS = {"mixamo": lambda body: rs.mixamo_rig(bpy, body), "unreal": lambda body: rs.unreal_rig(bpy, body),
         "rigify_metarig": lambda body: _metarig(), "generic": lambda body: rs.generic_rig(bpy, body),
-        "mixamo_fbx": lambda body: rs.as_fbx_import(bpy, rs.mixamo_rig(bpy, body))}
-PRESET_OF = {"generic": "auto", "mixamo_fbx": "mixamo"}
+        "mixamo_fbx": lambda body: rs.as_fbx_import(bpy, rs.mixamo_rig(bpy, body)),
+        "unreal_facing_y": lambda body: rs.turned_around(bpy, rs.unreal_rig(bpy, body))}
+PRESET_OF = {"generic": "auto", "mixamo_fbx": "mixamo", "unreal_facing_y": "unreal"}
 
 
 def _scene_with(clip, rig: str):
@@ -140,7 +141,7 @@ def test_not_a_humanoid_is_refused_by_name() -> None:
 
 # -- the retarget: contacts ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("rig", ["mixamo", "unreal", "rigify_metarig", "generic", "mixamo_fbx"])
+@pytest.mark.parametrize("rig", ["mixamo", "unreal", "rigify_metarig", "generic", "mixamo_fbx", "unreal_facing_y"])
 def test_retarget_keeps_contacts(clip, rig) -> None:
     src, target, box = _scene_with(clip, rig)
     result = rb.retarget(src, target)
@@ -168,13 +169,14 @@ def test_retarget_keeps_contacts(clip, rig) -> None:
     # the box rides with the target's hand after the grasp (its offset from the wrist is constant)
     rel = pos[g:, 6] - pos[g:, 5]
     assert np.abs(rel - rel[0]).max() < 2e-3
-    # rotation changes carry over: the head turns as the source's does, whatever the rests
+    # rotation changes carry over: the head turns from frame to frame as the source's does,
+    # whatever the rests (a constant rest alignment cancels out)
     src_rest = np.array(src.matrix_world @ src.data.bones["head"].matrix_local)[:3, :3]
     tgt_rest = np.array(target.matrix_world @ target.data.bones[m["head"]].matrix_local)[:3, :3]
-    for f in (0, 30, g):
-        change_s = w[f, 7, :3, :3] @ src_rest.T
-        change_t = w[f, 8, :3, :3] @ np.linalg.inv(tgt_rest)
-        assert np.abs(change_s - change_t).max() < 2e-3
+    change_s = w[:, 7, :3, :3] @ src_rest.T
+    change_t = w[:, 8, :3, :3] @ np.linalg.inv(tgt_rest)
+    for f in (30, g):
+        assert np.abs(change_s[f] @ change_s[0].T - change_t[f] @ np.linalg.inv(change_t[0])).max() < 2e-3
     # limbs point where the source's do, whatever the rest (T-pose, A-pose): the free (left) arm
     arm_items = [(src, "left_shoulder"), (src, "left_elbow"), (src, "left_wrist"),
                  (target, m["left_shoulder"]), (target, m["left_elbow"]), (target, m["left_wrist"])]
@@ -183,6 +185,12 @@ def test_retarget_keeps_contacts(clip, rig) -> None:
         d_s, d_t = a[:, hi] - a[:, lo], a[:, 3 + hi] - a[:, 3 + lo]
         cos = np.sum(d_s * d_t, -1) / np.linalg.norm(d_s, axis=-1) / np.linalg.norm(d_t, axis=-1)
         assert np.degrees(np.arccos(np.clip(cos, -1, 1))).max() < 3.0
+    # the target faces where the source faces (ankle -> ball of each foot, horizontally)
+    feet_items = [(src, "left_ankle"), (src, "left_foot"), (target, m["left_ankle"]), (target, m["left_foot"])]
+    f = _world(feet_items, frames[::10])[..., :3, 3] * [1, 1, 0]
+    d_s, d_t = f[:, 1] - f[:, 0], f[:, 3] - f[:, 2]
+    cos = np.sum(d_s * d_t, -1) / np.linalg.norm(d_s, axis=-1) / np.linalg.norm(d_t, axis=-1)
+    assert (cos > np.cos(np.radians(15))).all(), np.degrees(np.arccos(np.clip(cos, -1, 1)))
     # the source is untouched and the object's own clip action still exists
     assert src.animation_data.action.name == src.name
     assert result.object_action == f"{target.name}_box"

@@ -104,6 +104,16 @@ def test_rest_alignment_turns_an_a_pose_arm_onto_a_t_pose_arm() -> None:
     assert np.allclose(align[2], np.eye(3))  # the wrist's child (middle1) is not mapped
 
 
+def test_rest_alignment_turns_a_rig_facing_the_other_way() -> None:
+    joints = ["left_ankle", "left_foot", "right_ankle", "right_foot", "head"]
+    src = np.array([[0.1, 0, 0.08], [0.1, -0.12, 0.02], [-0.1, 0, 0.08], [-0.1, -0.12, 0.02], [0, 0, 1.6]])  # faces -Y
+    tgt = src * [-1, -1, 1]  # the same body facing +Y
+    align = core.rest_alignment(joints, bonemaps.CHILD, src, tgt)
+    half_turn = np.diag([-1.0, -1.0, 1.0])
+    assert np.allclose(align, half_turn, atol=1e-9)  # no limb children here: the turn alone
+    assert core.facing({"left_ankle": src[0], "left_foot": src[1]}) == pytest.approx([0, -1, 0])
+
+
 def test_rotation_helpers_agree_with_scipy() -> None:
     q = Rotation.random(8, random_state=5).as_quat()  # x, y, z, w
     assert np.allclose(quat_to_mat(q[:, [3, 0, 1, 2]]), Rotation.from_quat(q).as_matrix())
