@@ -12,9 +12,9 @@ _registered = False
 
 
 def _modules():
-    from . import operators, overlay, panels, preferences, shots
+    from . import operators, overlay, panels, preferences, retarget_ui, shots
 
-    return (preferences, shots, operators, panels, overlay)
+    return (preferences, shots, operators, panels, overlay, retarget_ui)
 
 
 def register() -> None:

@@ -10,6 +10,9 @@ animator's clicks do. Three modes, each printing one ``HOSIG_SUMMARY {json}`` li
 - ``import --body BODY.json --clips A.npz [B.npz ...] [--scene SCENE.glb] --out OUT.blend
   [--sheet SHEET.png --frames 6 --labels ...]``: clip files as keyed armatures (BODY.json is the
   server's `/body` answer), saved as a .blend, optionally a contact sheet (one row per clip).
+- ``retarget --body BODY.json --clips A.npz [...] --rig RIG.blend --armature NAME --out OUT.blend
+  [--scene S.glb] [--fbx OUT.fbx] [--bvh OUT.bvh] [--preset P] [--nla]``: clips retargeted onto a
+  rig (`retarget_blender`), saved beside the rig (never over it), optionally exported.
 - ``sheet --body BODY.json --items ITEMS.json --out SHEET.png [--frames 5]``: ITEMS.json is a list
   of ``{"scene": glb or null, "clip": npz, "label": str, "target": name or null}``; each item gets
   a fresh file (its scene, its clip) and one row of the sheet.
@@ -541,6 +544,89 @@ def run_sheet(body_json: str | Path, items: list[dict[str, Any]], out: str | Pat
     return {"sheet": str(path), "rows": report, "wall_s": round(time.perf_counter() - t0, 2)}
 
 
+def _find_armature(name: str, rig_path: str | Path) -> bpy.types.Object:
+    """The armature object ``name`` of the opened rig file; ``ValueError`` naming the ones there."""
+    obj = bpy.data.objects.get(name)
+    armatures = sorted(o.name for o in bpy.data.objects if o.type == "ARMATURE")
+    if obj is None or obj.type != "ARMATURE":
+        what = "is not an armature" if obj is not None else "does not exist"
+        raise ValueError(f"armature {name!r} {what} in {str(rig_path)!r} (armatures there: {', '.join(armatures) or 'none'})")
+    return obj
+
+
+def _export_path(path: str | None, shot: str, several: bool) -> Path | None:
+    """``--fbx OUT.fbx`` for one clip; ``OUT_<shot>.fbx`` beside it for each of several (the shot
+    is the source armature's name: unique even when two clips share a file name)."""
+    if not path:
+        return None
+    p = Path(path)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in shot)
+    return p.with_name(f"{p.stem}_{safe}{p.suffix}") if several else p
+
+
+def run_retarget(body_json: str | Path, clips: list[str], rig: str | Path, armature: str, out: str | Path,
+                 scene_path: str | None = None, fbx: str | None = None, bvh: str | None = None,
+                 preset: str | None = None, nla: bool = False) -> dict[str, Any]:
+    """Clip files retargeted onto the armature ``armature`` of the rig file ``rig``, saved as
+    ``out`` (never over ``rig``): one action per clip on the target (the last one active), the
+    SMPL-X sources hidden; optionally each shot as FBX / BVH. Every input is checked (clips, rig
+    file, armature, bone map) before anything is written. Returns the summary."""
+    from . import retarget_blender as rb
+
+    t0 = time.perf_counter()
+    rig, out = Path(rig).resolve(), Path(out).resolve()
+    if not rig.is_file():
+        raise ValueError(f"rig file {str(rig)!r} does not exist")
+    if out == rig:
+        raise ValueError(f"--out {str(out)!r} is the rig file itself; the rig file is never written: name another file")
+    for path in (fbx, bvh):
+        if path and Path(path).resolve() in (rig, out):
+            raise ValueError(f"export path {path!r} would overwrite a .blend")
+    body = _read_body(body_json)
+    for path in clips:  # every file checked before Blender changes anything
+        clip_import.check_identity(clip_import.read_clip(path), body)
+    unregister()
+    bpy.ops.wm.open_mainfile(filepath=str(rig), load_ui=False)
+    register()
+    target = _find_armature(armature, rig)
+    options = rb.RetargetOptions(preset=preset, nla=nla)
+    preset_used, bone_map = rb.resolve_map(target, options)
+    scene = bpy.context.scene
+    scene.render.fps = 30
+    scene.frame_start = scene.frame_current = 1
+    if scene_path:
+        import_scene(scene_path)
+    sources = clip_import.import_clips(clips, body)
+    shots = []
+    for src, clip in zip(sources, clips):
+        t1 = time.perf_counter()
+        result = rb.retarget(src, target, options)
+        retarget_s = time.perf_counter() - t1
+        contacts = rb.contact_report(src, target, result)
+        first, last = int(result.frames[0]), int(result.frames[-1])
+        shot = {"clip": str(clip), "source": src.name, "action": result.action.name, "frames": [first, last],
+                "keys": result.keys, "scale": round(result.scale, 4), "object": result.object_name,
+                "object_action": result.object_action, "contacts": contacts, "retarget_s": round(retarget_s, 3)}
+        fbx_path = _export_path(fbx, src.name, len(clips) > 1)
+        if fbx_path is not None:
+            shot["fbx"] = str(rb.export_fbx(target, fbx_path, result.action))
+        bvh_path = _export_path(bvh, src.name, len(clips) > 1)
+        if bvh_path is not None:
+            shot["bvh"] = str(rb.export_bvh(target, bvh_path, first, last, result.action))
+        src.hide_set(True)
+        src.hide_render = True
+        for child in src.children:
+            child.hide_set(True)
+            child.hide_render = True
+        shots.append(shot)
+    scene.frame_end = max(s["frames"][1] for s in shots)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(out))
+    unmapped = sorted(set(b.name for b in target.data.bones) - set(bone_map.values()))
+    return {"blend": str(out), "rig": str(rig), "armature": target.name, "preset": preset_used, "bone_map": bone_map,
+            "unmapped": unmapped, "shots": shots, "body_identity": body.identity, "wall_s": round(time.perf_counter() - t0, 2)}
+
+
 def _emit(summary: dict[str, Any]) -> None:
     sys.stdout.write("HOSIG_SUMMARY " + json.dumps(summary) + "\n")
     sys.stdout.flush()
@@ -588,8 +674,32 @@ def main_sheet(argv: list[str]) -> int:
     return 0
 
 
+def main_retarget(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hosig_blender.headless retarget")
+    parser.add_argument("--body", required=True, help="the server's /body answer (JSON file)")
+    parser.add_argument("--clips", required=True, nargs="+", help="clip files (.npz)")
+    parser.add_argument("--rig", required=True, help="the .blend holding the target armature (never written)")
+    parser.add_argument("--armature", required=True, help="the target armature object's name")
+    parser.add_argument("--out", required=True, help="the .blend to write")
+    parser.add_argument("--scene", default=None, help="a .glb/.gltf scene imported first")
+    parser.add_argument("--fbx", default=None, help="also export each shot as FBX")
+    parser.add_argument("--bvh", default=None, help="also export each shot as BVH")
+    parser.add_argument("--preset", default=None, help="bone map: auto or a preset name (default: detect)")
+    parser.add_argument("--nla", action="store_true", help="push each shot's action onto an NLA strip")
+    args = parser.parse_args(argv)
+    try:
+        summary = run_retarget(args.body, args.clips, args.rig, args.armature, args.out, args.scene, args.fbx, args.bvh,
+                               args.preset, args.nla)
+    except (ValueError, OSError, RuntimeError, KeyError, ProtocolError) as err:
+        return _fail(str(err))
+    _emit(summary)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "retarget":
+        return main_retarget(argv[1:])
     if argv and argv[0] == "import":
         return main_import(argv[1:])
     if argv and argv[0] == "sheet":

@@ -149,3 +149,36 @@ def reduce_keys(values: np.ndarray, tolerance: float) -> np.ndarray:
             stack.append((a, mid))
             stack.append((mid, b))
     return np.flatnonzero(keep)
+
+
+def quat_to_mat(q: np.ndarray) -> np.ndarray:
+    """(...,4) quaternions (w, x, y, z) -> (...,3,3) rotation matrices (normalised first)."""
+    q = np.asarray(q, dtype=np.float64)
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    w, x, y, z = np.moveaxis(q, -1, 0)
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+    ], -2)
+
+
+def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(...,3),(...,3) -> (...,3,3): the smallest rotation turning direction ``a`` onto ``b``.
+
+    Antiparallel inputs turn 180 degrees about an axis normal to ``a``."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12)
+    axis = np.cross(a, b)
+    cos = np.clip(np.sum(a * b, axis=-1), -1.0, 1.0)
+    # antiparallel: any axis normal to a
+    other = np.where(np.abs(a[..., :1]) < 0.9, np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))
+    normal = np.cross(a, other)
+    normal /= np.maximum(np.linalg.norm(normal, axis=-1, keepdims=True), 1e-12)
+    flip = (cos < -0.999999)[..., None]
+    axis = np.where(flip, normal, axis)
+    # quaternion (1 + cos, axis) normalised is the half-angle rotation
+    q = np.concatenate([np.where(flip[..., 0], 0.0, 1.0 + cos)[..., None], axis], axis=-1)
+    return quat_to_mat(q)

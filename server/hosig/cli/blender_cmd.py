@@ -1,6 +1,8 @@
 """`hosig blender build [--out DIR]`: the installable extension zip, built by Blender's own tool.
 `hosig blender import CLIP.npz [...] --out OUT.blend [--scene S.glb] [--sheet S.png]`: clip files
 as keyed armatures in a .blend (bpy in a subprocess, see `blender_render`).
+`hosig blender retarget CLIP.npz [...] --rig RIG.blend --armature NAME --out OUT.blend [--fbx F] [--bvh B]`:
+the clips on the animator's own rig (the add-on's `retarget_blender`, headless).
 
 Blender's ``blender --command extension build`` is a thin wrapper around ``blender_ext.py`` (the
 ``bl_pkg`` core add-on's CLI, plain Python), which the bpy wheel ships. We run that script with
@@ -25,6 +27,8 @@ from hosig.cli.common import add_body_flag, add_report_flags, emit
 from hosig.errors import InputError
 
 MANIFEST = "blender_manifest.toml"
+# hosig_blender.bonemaps.PRESETS and "auto" (the engine does not import the add-on)
+RETARGET_PRESETS = ("auto", "mixamo", "unreal", "rigify_metarig", "rigify_def", "auto_rig_pro")
 
 
 def addon_source_dir() -> Path:
@@ -146,6 +150,28 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_retarget(args: argparse.Namespace) -> int:
+    from hosig.cli.blender_render import retarget_clips
+
+    report = retarget_clips(args.clips, args.rig, args.armature, args.out, scene=args.scene, fbx=args.fbx, bvh=args.bvh,
+                            preset=args.preset, nla=args.nla, smplx_dir=args.smplx_dir)
+
+    def human(r: dict[str, Any]) -> str:
+        lines = [f"wrote {r['blend']} ({r['armature']}, bone map {r['preset']}, {len(r['bone_map'])} bones mapped, "
+                 f"{len(r['unmapped'])} left at rest)"]
+        for s in r["shots"]:
+            feet = s["contacts"]["feet"]
+            slide = max(f["target_slide_cm_s"] for f in feet.values())
+            grasp = s["contacts"].get("grasp")
+            hand = f", hand-object {grasp['hand_object_cm']:.1f} cm" if grasp else ""
+            lines.append(f"  {s['action']}: frames {s['frames'][0]}-{s['frames'][1]}, scale {s['scale']:.3f}, "
+                         f"planted-foot slide {slide:.2f} cm/s{hand}" + "".join(f", {k} {s[k]}" for k in ("fbx", "bvh") if s.get(k)))
+        return "\n".join(lines)
+
+    emit(report, args, human=human)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("blender", help="the Blender extension (build the installable zip, import clips)")
     sub = parser.add_subparsers(dest="blender_command", metavar="ACTION")
@@ -163,4 +189,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_body_flag(imp)
     add_report_flags(imp)
     imp.set_defaults(func=_cmd_import)
+    ret = sub.add_parser("retarget", help="clip files retargeted onto your own rig (Mixamo, Unreal, Rigify, any humanoid); FBX/BVH export")
+    ret.add_argument("clips", nargs="+", help="clip files written by hosig generate / hosig batch")
+    ret.add_argument("--rig", required=True, help="the .blend holding your armature (read only: never written)")
+    ret.add_argument("--armature", required=True, help="the armature object's name in the rig file")
+    ret.add_argument("--out", required=True, help="the .blend to write (the rig with one action per clip)")
+    ret.add_argument("--scene", default=None, help="a .glb/.gltf scene imported first (its carried objects follow the hand)")
+    ret.add_argument("--fbx", default=None, help="also export FBX (OUT_<clip>.fbx for several clips)")
+    ret.add_argument("--bvh", default=None, help="also export BVH (OUT_<clip>.bvh for several clips)")
+    ret.add_argument("--preset", default=None, choices=RETARGET_PRESETS,
+                     help="bone map (default: detect from the bone names, else automatic from the hierarchy)")
+    ret.add_argument("--nla", action="store_true", help="push each clip's action onto an NLA strip")
+    add_body_flag(ret)
+    add_report_flags(ret)
+    ret.set_defaults(func=_cmd_retarget)
     parser.set_defaults(func=lambda _a: (parser.print_help(sys.stderr), 2)[1])

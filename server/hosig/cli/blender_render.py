@@ -118,6 +118,39 @@ def import_clips(clips: list[str | Path], out: str | Path, scene: str | Path | N
         return run_headless(args)
 
 
+def retarget_clips(clips: list[str | Path], rig: str | Path, armature: str, out: str | Path,
+                   scene: str | Path | None = None, fbx: str | Path | None = None, bvh: str | Path | None = None,
+                   preset: str | None = None, nla: bool = False, smplx_dir: str | None = None) -> dict[str, Any]:
+    """Clip files retargeted onto the armature ``armature`` of ``rig`` (.blend, never written),
+    saved as ``out``; ``fbx`` / ``bvh``: export each shot too. Returns the headless summary (bone
+    map, unmapped bones, contact figures per shot)."""
+    from hosig.body.model import load_body_model
+
+    clips = [Path(c) for c in clips]
+    if not clips:
+        raise InputError("no clip files given")
+    if not Path(rig).is_file():
+        raise InputError(f"rig file {str(rig)!r} does not exist")
+    if Path(out).resolve() == Path(rig).resolve():
+        raise InputError(f"--out {str(out)!r} is the rig file itself; the rig file is never written: name another file")
+    if scene is not None and not Path(scene).is_file():
+        raise InputError(f"scene file {str(scene)!r} does not exist")
+    check_clips(clips, load_body_model(smplx_dir).identity)
+    with tempfile.TemporaryDirectory(prefix="hosig-blender-") as tmp:
+        body_json = Path(tmp) / "body.json"
+        body_json.write_text(json.dumps(body_payload(smplx_dir)))
+        args = ["retarget", "--body", str(body_json), "--clips", *[str(c.resolve()) for c in clips],
+                "--rig", str(Path(rig).resolve()), "--armature", armature, "--out", str(Path(out).resolve())]
+        for flag, value in (("--scene", scene), ("--fbx", fbx), ("--bvh", bvh)):
+            if value is not None:
+                args += [flag, str(Path(value).resolve())]
+        if preset:
+            args += ["--preset", preset]
+        if nla:
+            args.append("--nla")
+        return run_headless(args)
+
+
 def render_sheet(items: list[dict[str, Any]], out_png: str | Path, frames: int = 5, smplx_dir: str | None = None,
                  tile: tuple[int, int] = TILE) -> Path:
     """One contact sheet of several clips, one row each: ``items`` are ``{"scene": glb path or None,
