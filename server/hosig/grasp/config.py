@@ -22,6 +22,13 @@ class GraspConfig:
     finger_clearance: float = 0.008
     max_reach_height: float = 2.05  # above the floor, for the grasp point
     max_reach_distance: float = 0.95  # horizontal, stand point to grasp point
+    # A grasp point lower than this above the floor starts from a squat (hips, knees, ankles and
+    # trunk bent by these angles, rad): from straight legs the optimiser only stoops, and a
+    # straight-legged stoop to the floor folds the trunk and throws the arms.
+    crouch_below: float = 0.4
+    crouch_hip: float = 1.4
+    crouch_knee: float = 1.9
+    crouch_lean: float = 0.35
     # Phase 1 (body)
     iters: int = 100
     lr: float = 0.04
@@ -43,7 +50,7 @@ class GraspConfig:
     # next-ranked candidate; up to `finalise_tries` are measured (each ~50 ms).
     max_scene_penetration: float = 0.006
     finalise_tries: int = 4
-    w_feet: float = 1000.0
+    w_feet: float = 5000.0  # soles flat on the floor: weaker, a squat lifted both feet 6 cm to reach further
     w_stand: float = 80.0
     stand_slack: float = 0.08
     w_heading: float = 0.5

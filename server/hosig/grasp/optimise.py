@@ -142,6 +142,48 @@ def initial_state(lite: LiteBody, prior: PosePrior, stand: tuple[float, float, f
     )
 
 
+def crouch_state(lite: LiteBody, orient: torch.Tensor, transl: torch.Tensor, pose: torch.Tensor, rows: list[int],
+                 floor_z: float, config: GraspConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Squat the bodies of ``rows``: (B,3) transl and (B,63) pose -> new tensors.
+
+    Hips flex by ``crouch_hip``, knees by ``crouch_knee``, ankles keep the soles flat and the
+    trunk leans by ``crouch_lean``; the body is then moved so its lowest vertex rests on the floor
+    and its ankles stand where they stood upright; the body is lowered so its
+    soles rest on the floor (the stand point keeps its meaning).
+    """
+    if not rows:
+        return transl, pose
+    idx = torch.as_tensor(rows, dtype=torch.long)
+    pose, transl = pose.clone(), transl.clone()
+    bent = pose[idx].reshape(len(rows), 21, 3)
+    shin = config.crouch_hip - config.crouch_knee  # shin's forward tilt from vertical (negative: knee ahead of ankle)
+    for side in ("left", "right"):
+        bent[:, JOINT_INDEX[f"{side}_hip"] - 1] = torch.tensor([-config.crouch_hip, 0.0, 0.0])  # -x flexes a hip
+        bent[:, JOINT_INDEX[f"{side}_knee"] - 1] = torch.tensor([config.crouch_knee, 0.0, 0.0])  # +x flexes a knee
+        bent[:, JOINT_INDEX[f"{side}_ankle"] - 1] = torch.tensor([shin, 0.0, 0.0])  # foot flat on the floor
+    bent[:, JOINT_INDEX["spine1"] - 1] = torch.tensor([config.crouch_lean, 0.0, 0.0])  # +x leans forward
+    ankles = [JOINT_INDEX["left_ankle"], JOINT_INDEX["right_ankle"]]
+    feet = [JOINT_INDEX[f"{s}_{p}"] for s in ("left", "right") for p in ("ankle", "foot")]
+    foot_verts = torch.as_tensor(np.flatnonzero(np.isin(lite.lbs_weights.numpy().argmax(1), feet)))
+    zeros = torch.zeros(len(rows), 45)
+    with torch.no_grad():
+        _, up_pos = forward_kinematics(lite, local_rotations(lite, orient[idx], pose[idx], zeros, zeros), transl[idx])
+        new_pose = bent.reshape(len(rows), 63)
+        g_rot, g_pos = forward_kinematics(lite, local_rotations(lite, orient[idx], new_pose, zeros, zeros), transl[idx])
+        verts = skin(lite, g_rot, g_pos, foot_verts)
+    shift = torch.zeros(len(rows), 3)
+    shift[:, :2] = (up_pos[:, ankles, :2] - g_pos[:, ankles, :2]).mean(1)
+    shift[:, 2] = floor_z - verts[..., 2].min(1).values
+    pose[idx] = new_pose
+    transl[idx] = transl[idx] + shift
+    return transl, pose
+
+
+def low_candidates(cands: list[Candidate], floor_z: float, config: GraspConfig) -> list[int]:
+    """Indices of candidates whose grasp point lies below ``config.crouch_below`` over the floor."""
+    return [i for i, c in enumerate(cands) if float(c.point[2]) - floor_z < config.crouch_below]
+
+
 def _align(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """(3,3) smallest rotation taking unit vector u to unit vector v."""
     from scipy.spatial.transform import Rotation
@@ -213,6 +255,7 @@ def optimise_body(
     """Phase 1: whole-body reach for every candidate at once."""
     bsz = len(cands)
     orient, transl, pose = initial_state(lite, prior, stand, floor_z, bsz)
+    transl, pose = crouch_state(lite, orient, transl, pose, low_candidates(cands, floor_z, config), floor_z, config)
     pose0 = pose.clone()
     pose = reach_init(lite, hand, orient, transl, pose, cands)
     other = "left" if hand.side == "right" else "right"

@@ -6,7 +6,7 @@ facing where it goes), settle at the stand point turning to
 face the grasp (heading anchors; a longer reach for bigger turns), reach (grasp pose at the grasp
 frame: pelvis, root, trunk and grasping-arm rotations and the finger poses hard; legs and free arm
 soft so the walk's planted feet stay; wrist position soft around it), then per action:
-  reach       touch and hold
+  reach       touch and hold still (the grasp pose kept hard to the end)
   pick        grasp, lift the object towards the body, hold
   pick-place  grasp, lift, carry along the second leg, put the object down at the place point,
               release (fingers open), step back
@@ -208,13 +208,31 @@ def _walk_headings(anchors: AnchorSet, plan, f0: int) -> None:
             anchors.add(f0 + f, "heading", [float(np.arctan2(step[1], step[0]))], weight=WALK_HEADING_WEIGHT)
 
 
-def _grasp_pose_anchors(anchors: AnchorSet, frame: int, body_pose: np.ndarray, hand: str) -> None:
-    """The grasp's 21 body rotations at ``frame``: trunk and grasping arm hard, legs and free arm soft."""
+def _grasp_pose_anchors(anchors: AnchorSet, frame: int, body_pose: np.ndarray, hand: str,
+                        free_arm_hard: bool = False) -> None:
+    """The grasp's 21 body rotations at ``frame``: trunk and grasping arm hard, legs soft, the free
+    arm soft unless ``free_arm_hard``."""
     rot = np.asarray(body_pose, dtype=np.float64).reshape(21, 3)
-    free = FREE_ARM["left" if hand == "right" else "right"]
+    free = () if free_arm_hard else FREE_ARM["left" if hand == "right" else "right"]
     for k in range(21):
         name = JOINT_NAMES[k + 1]
         anchors.add(frame, f"pose:{name}", rot[k], hard=k + 1 not in SOFT_GRASP_LEGS and name not in free)
+
+
+def _hold_grasp_pose(anchors: AnchorSet, first: int, end: int, grasp, hand: str) -> None:
+    """Keep the grasp pose over frames [first, end): pelvis, root, trunk, both arms and fingers hard
+    (the grasp stage checked that whole pose against the scene; the planted legs stay the planter's).
+
+    A touch is held still: left to the sampler between sparse soft anchors, a body stooped over a
+    floor object untwisted and re-twisted its trunk by up to 170 degrees while the hand stayed put."""
+    joints = np.asarray(grasp.joints, dtype=np.float64)
+    orient = np.asarray(grasp.global_orient, dtype=np.float64)
+    hand_pose = np.asarray(grasp.right_hand_pose if hand == "right" else grasp.left_hand_pose, dtype=np.float64)
+    for f in range(first, end):
+        anchors.add(f, "pelvis", joints[0], hard=True, weight=1.0 if f % PATH_EVERY == 0 else 0.0)
+        anchors.add(f, "root_orient", orient, hard=True)
+        _grasp_pose_anchors(anchors, f, grasp.body_pose, hand, free_arm_hard=True)
+        anchors.add(f, f"{hand}_hand_pose", hand_pose, hard=True)
 
 
 def _wrist_path(anchors: AnchorSet, wrist_name: str, f0: int, f1: int, p0: np.ndarray, p1: np.ndarray,
@@ -287,10 +305,11 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
         _face(anchors, g, end, facing)
         for f in range(g + 3, end, 4):
             anchors.add(f, wrist_name, wrist, weight=0.5)
-            if hand_pose is not None:
-                anchors.add(f, f"{hand}_hand_pose", hand_pose)
-        for f in _hold_frames(g + PATH_EVERY, end):
-            anchors.add(f, "pelvis", [joints[0][0], joints[0][1], np.nan] if grasp is not None else [stand[0], stand[1], np.nan])
+        if grasp is not None:
+            _hold_grasp_pose(anchors, g + 1, end, grasp, hand)
+        else:
+            for f in _hold_frames(g + PATH_EVERY, end):
+                anchors.add(f, "pelvis", [stand[0], stand[1], np.nan])
         attached = (g, g)
     else:
         pel_g = joints[0]
