@@ -147,9 +147,8 @@ def crouch_state(lite: LiteBody, orient: torch.Tensor, transl: torch.Tensor, pos
     """Squat the bodies of ``rows``: (B,3) transl and (B,63) pose -> new tensors.
 
     Hips flex by ``crouch_hip``, knees by ``crouch_knee``, ankles keep the soles flat and the
-    trunk leans by ``crouch_lean``; the body is then moved so its lowest vertex rests on the floor
-    and its ankles stand where they stood upright; the body is lowered so its
-    soles rest on the floor (the stand point keeps its meaning).
+    trunk leans by ``crouch_lean``; the body is then moved so its soles rest on the floor and its
+    ankles stand where they stood upright (the stand point keeps its meaning).
     """
     if not rows:
         return transl, pose
