@@ -135,12 +135,20 @@ class HOSIG_OT_retarget(bpy.types.Operator):
 
 
 class _ExportShot:
-    def _target(self, context):
+    """One execute for the export operators: check the target has an action, then `export`."""
+
+    def execute(self, context):
         s = settings(context)
-        if s.target is None or s.target.animation_data is None or s.target.animation_data.action is None:
+        target = s.target
+        if target is None or target.animation_data is None or target.animation_data.action is None:
             self.report({"ERROR"}, "the target armature has no action: retarget first")
-            return None
-        return s.target
+            return {"CANCELLED"}
+        try:
+            self.export(target)
+        except (RuntimeError, OSError) as err:
+            self.report({"ERROR"}, f"export failed: {err}")
+            return {"CANCELLED"}
+        return {"FINISHED"}
 
 
 class HOSIG_OT_retarget_export_fbx(_ExportShot, bpy.types.Operator, ExportHelper):
@@ -151,14 +159,10 @@ class HOSIG_OT_retarget_export_fbx(_ExportShot, bpy.types.Operator, ExportHelper
     filename_ext = ".fbx"
     filter_glob: StringProperty(default="*.fbx", options={"HIDDEN"})
 
-    def execute(self, context):
+    def export(self, target) -> None:
         from . import retarget_blender as rb
 
-        target = self._target(context)
-        if target is None:
-            return {"CANCELLED"}
         rb.export_fbx(target, self.filepath)
-        return {"FINISHED"}
 
 
 class HOSIG_OT_retarget_export_bvh(_ExportShot, bpy.types.Operator, ExportHelper):
@@ -169,15 +173,11 @@ class HOSIG_OT_retarget_export_bvh(_ExportShot, bpy.types.Operator, ExportHelper
     filename_ext = ".bvh"
     filter_glob: StringProperty(default="*.bvh", options={"HIDDEN"})
 
-    def execute(self, context):
+    def export(self, target) -> None:
         from . import retarget_blender as rb
 
-        target = self._target(context)
-        if target is None:
-            return {"CANCELLED"}
         lo, hi = target.animation_data.action.frame_range
         rb.export_bvh(target, self.filepath, int(round(lo)), int(round(hi)))
-        return {"FINISHED"}
 
 
 class HOSIG_OT_bonemap_save(bpy.types.Operator):
