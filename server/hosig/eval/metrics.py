@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hosig.clip import FPS
 from hosig.body.skeleton import JOINT_NAMES
 
-FPS = 30.0
 # Foot points used for contact and skating: ankles (heel side) and the toe joints.
 FOOT_JOINTS: tuple[str, ...] = ("left_ankle", "left_foot", "right_ankle", "right_foot")
 CONTACT_HEIGHT_M = 0.05  # a foot point closer than this to its standing height is in contact

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from hosig.clip import FPS
 from hosig.body.skeleton import JOINT_NAMES, LEFT_LEG, RIGHT_LEG
 from hosig.easing import smoothstep
 from hosig.errors import UsageError
 from hosig.frames import heading_to_orient, orient_to_heading
 from hosig.motion.anchors import AnchorSet
 
-FPS = 30
 ACTIONS = ("reach", "pick", "pick-place")
 PATH_EVERY = 8  # frames between pelvis anchors along a walk
 SETTLE = 6  # frames standing at the stand point before the reach completes

@@ -45,10 +45,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hosig.clip import FPS
 from hosig.errors import InputError
 
 FORMAT_VERSION = 1
-FPS = 30
 NUM_JOINTS = 55
 POSE_DIM = 165
 
