@@ -186,10 +186,10 @@ def check_feasible(anchor: EditAnchor, ctx: Feasibility, pelvis_at: Callable[[in
     if anchor.position is None:
         return None
     p = anchor.position
-    if _unreachable(anchor, ctx, pelvis_at(f)):
-        return "unreachable"
     if ctx.sdf is not None and float(ctx.sdf(p[None])[0]) < 0.0:
         return "inside_furniture"
+    if _unreachable(anchor, ctx, pelvis_at(f)):
+        return "unreachable"
     if _too_fast(anchor, ctx):
         return "too_fast"
     return None

@@ -7,9 +7,9 @@ The range [first, last] is inpainted by the same sampler that made the clip (`sy
   `refine` keep them, and `synth.ease_into_hard` fades the new motion into them, so the seams
   continue the base clip's motion. Frames outside the range are then copied from the base clip
   bit for bit.
-- Inside the range the base clip's pelvis path (xy) stays hard, as a walk's is in `task._walk`,
-  except within `KEY_CLEAR_FRAMES` of a pelvis key (there the sampler finds the way, eased into
-  the key and back onto the path); its heading (every `GUIDE_EVERY` frames) and the carrying wrist
+- Inside the range the pelvis path (xy) is hard, as a walk's is in `task._walk`: the base clip's,
+  carried to each pelvis key and back over `KEY_CLEAR_FRAMES` (`eased_offsets`), so moving the
+  hips never makes them race; the base clip's heading (every `GUIDE_EVERY` frames) and the carrying wrist
   while an object is held guide softly away from the animator's keys; the fingers are kept.
 - The animator's keys (`edits.EditAnchor`): a pelvis position is a hard anchor (met exactly),
   other joint positions are weighted guidance targets met by a final `refine` pass (arm and leg
@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from hosig.clip import MotionClip
+from hosig.easing import smoothstep
 from hosig.errors import UsageError
 from hosig.motion.anchors import AnchorSet
 from hosig.motion.edits import (
@@ -175,12 +176,14 @@ def _base_guidance(anchors: AnchorSet, base: MotionClip, lo: int, first: int, la
     joints = np.asarray(base.joints, dtype=np.float64)
     root = axis_angle_to_matrix(np.asarray(base.poses, dtype=np.float64)[:, 0:3])
     pelvis_keys = [a for a in keys if a.joint == 0]
+    moved = {a.frame: a.position[:2] - joints[a.frame, 0, :2] for a in pelvis_keys if a.position is not None}
+    path = joints[first:last + 1, 0, :2] + eased_offsets(moved, first, last, KEY_CLEAR_FRAMES)
     for f in range(first, last + 1):
-        if _near_key(pelvis_keys, f, (0,)):
-            continue
         guide = (f - first) % GUIDE_EVERY == 0 or f == last
-        anchors.add(f - lo, "pelvis", [joints[f, 0, 0], joints[f, 0, 1], np.nan], hard=True, weight=1.0 if guide else 0.0)
-        if guide:
+        if f not in moved:
+            x, y = path[f - first]
+            anchors.add(f - lo, "pelvis", [x, y, np.nan], hard=True, weight=1.0 if guide else 0.0)
+        if guide and not _near_key(pelvis_keys, f, (0,)):
             forward = root[f][:, 2]  # the body faces its root's +Z
             anchors.add(f - lo, "heading", [float(np.arctan2(forward[1], forward[0]))], weight=0.5)
     if hand is None:
@@ -190,6 +193,30 @@ def _base_guidance(anchors: AnchorSet, base: MotionClip, lo: int, first: int, la
     for f in range(max(first, base.grasp_frame), min(last, release - 1) + 1, 2):
         if not _near_key(keys, f, (wrist,)):
             anchors.add(f - lo, f"{hand}_wrist", joints[f, wrist])
+
+
+def eased_offsets(moved: dict[int, np.ndarray], first: int, last: int, radius: int) -> np.ndarray:
+    """(last-first+1, 2) pelvis xy offsets from the base path: each pelvis key's offset at its
+    frame, interpolated between keys closer than ``2*radius+1`` frames, faded out (smoothstep)
+    over ``radius`` frames elsewhere. Bounded speed: 10 cm over 15 frames adds under 0.4 m/s."""
+    out = np.zeros((last - first + 1, 2))
+    if not moved:
+        return out
+    frames = np.array(sorted(moved))
+    for f in range(first, last + 1):
+        k = int(np.searchsorted(frames, f))
+        prev = int(frames[k - 1]) if k > 0 else None
+        nxt = int(frames[k]) if k < len(frames) else None
+        if nxt == f:
+            out[f - first] = moved[f]
+        elif prev is not None and nxt is not None and nxt - prev <= 2 * radius + 1:
+            u = (f - prev) / (nxt - prev)
+            out[f - first] = (1 - u) * moved[prev] + u * moved[nxt]
+        elif prev is not None and f - prev <= radius:
+            out[f - first] = moved[prev] * smoothstep(1 - (f - prev) / (radius + 1))
+        elif nxt is not None and nxt - f <= radius:
+            out[f - first] = moved[nxt] * smoothstep(1 - (nxt - f) / (radius + 1))
+    return out
 
 
 def _add_key(anchors: AnchorSet, a: EditAnchor, lo: int) -> None:
