@@ -4,7 +4,8 @@
 base clip's frames before the range at once (they never change, so the add-on keys them while the
 range is sampled), then the regenerated range and the frames after it, then ``done`` with each
 anchor's outcome, the seams and, for ``variations`` > 1, every take ranked best first by its
-gross-failure score (`score_take`; the best take is the one streamed and written).
+gross-failure score (`score_take`, on the regenerated frames and their seams; the best take is
+the one streamed and written).
 """
 
 from __future__ import annotations
@@ -69,18 +70,38 @@ def load_base(request: GenerateRequest, body: Any, allow_paths: bool) -> Any:
                       grasp_frame=base.grasp_frame, release_frame=base.release_frame, body_identity=body.identity)
 
 
-def score_take(result: Any, scene: Any, body: Any) -> tuple[float, list[str]]:
+def score_take(result: Any, scene: Any, body: Any, first: int, last: int) -> tuple[float, list[str]]:
     """(score, gross failures) of a take: the stress evaluation's detectors (penetration, feet off
-    the floor, pops, hand and object) on the whole clip, plus its anchors not met."""
+    the floor, pops, hand and object when the grasp lies there) on the regenerated frames and
+    their seams (the rest is the base clip's, the same for every take), plus its anchors not met."""
     from hosig.eval.gross import judge_clip
 
-    clip = result.clip
-    target = clip.object_name if clip.object_name in scene.objects else None
+    clip = _window(result.clip, first, last)
+    target = clip.object_name if clip.object_name in scene.objects and clip.grasp_frame >= 0 else None
     action = "pick-place" if clip.release_frame >= 0 else "pick"
     verdict = judge_clip(clip, scene, body, target, action=action) if target else judge_clip(clip, scene, body, None)
     not_met = sum(not o.met for o in result.outcomes)
     score = FAILURE_WEIGHT * len(verdict.failures) + NOT_MET_WEIGHT * not_met + result.seams["max_joint_speed_m_s"] / 8.0
     return float(score), list(verdict.failures)
+
+
+SCORE_MARGIN = 8  # frames of the base clip judged on each side of the range (its seams)
+
+
+def _window(clip: Any, first: int, last: int) -> Any:
+    """The clip's frames [first - margin, last + margin] as a clip (grasp/release moved, or -1 outside)."""
+    from hosig.clip import MotionClip
+
+    a, b = max(0, first - SCORE_MARGIN), min(clip.n_frames, last + 1 + SCORE_MARGIN)
+
+    def moved(f: int) -> int:
+        return f - a if a <= f < b else -1
+
+    obj = None if clip.object_transforms is None else clip.object_transforms[a:b]
+    return MotionClip(poses=clip.poses[a:b], trans=clip.trans[a:b], joints=clip.joints[a:b], betas=clip.betas,
+                      gender=clip.gender, object_name=clip.object_name, object_transforms=obj,
+                      grasp_frame=moved(clip.grasp_frame), release_frame=moved(clip.release_frame),
+                      body_identity=clip.body_identity, fps=clip.fps)
 
 
 def _frames(clip: Any, a: int, b: int) -> Iterator[Frames]:
@@ -122,7 +143,7 @@ def regenerate_events(request: GenerateRequest, engine: Any, cancelled: Callable
                               steps=engine.sampler_steps())
         result = regenerate(model, body, spec, scene_sdf=scene_sdf, cancel=cancelled)
         ms = _ms(t)
-        score, failures = score_take(result, scene, body)
+        score, failures = score_take(result, scene, body, int(first), int(last))
         takes.append(Take(request.seed + i, result, score, failures, ms))
         yield Progress(stage="regenerate", fraction=(i + 1) / request.variations)
     takes.sort(key=lambda tk: tk.score)
