@@ -323,6 +323,7 @@ class ShotRun:
             shot.result = self.message
             shot.generations += 1
             add_take(shot, self.writer.action, self.kind, self.seed, self.summary)
+        push_undo(f"HOSIG {self.kind} {self.shot_name}")
 
     def _take(self) -> edits.Take:
         """The streamed frames as one take (clip frame 0 at the run's start frame)."""
@@ -337,7 +338,15 @@ class ShotRun:
         )
 
 
-TAKE_KEYS = ("hosig_poses", "hosig_trans", "hosig_object_transforms")
+def push_undo(message: str) -> bool:
+    """Make the finished take one undo step (Ctrl+Z goes back to before it). The keys arrive from a
+    timer, outside any operator's own undo step; headless Blender has no undo stack (False)."""
+    if bpy.app.background:
+        return False
+    try:
+        return "FINISHED" in bpy.ops.ed.undo_push(message=message)
+    except (RuntimeError, AttributeError):
+        return False
 
 
 def store_take(action: bpy.types.Action, take: "edits.Take", kind: str, seed: int, summary: dict[str, Any]) -> None:
