@@ -1,6 +1,6 @@
 """Benchmark of issue #20: regenerate a 2 s range of a long clip around an animator's keys.
 
-    HOSIG_CACHE_DIR=$(mktemp -d) .venv/bin/python tools/bench_regenerate.py --out /tmp/bench_regen [--json]
+    HOSIG_CACHE_DIR=$(mktemp -d) .venv/bin/python tools/bench_regenerate.py --out /tmp/bench_regen [--threads 1] [--json]
 
 Generates a long pick-place in the 10 m x 10 m demo hall (default model, final quality), then
 regenerates 2 s in its middle with the right hand moved 15 cm up, the pelvis 10 cm sideways and the
@@ -59,7 +59,12 @@ def main() -> int:
     parser.add_argument("--out", default="/tmp/bench_regen")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     from hosig.clip import MotionClip
     from hosig.pipeline.engine import Engine, EngineConfig
     from hosig.scene.demo import write_demo_scene
@@ -87,6 +92,8 @@ def main() -> int:
             "realtime_factor": s["realtime_factor"], "anchors": s["anchors"], "seams": s["seams"], "failures": s["failures"],
         })
     report["range"] = [first, first + 59]
+    report["threads"] = __import__("torch").get_num_threads()
+    report["load_average"] = list(__import__("os").getloadavg())
     text = json.dumps(report, indent=None if args.json else 1)
     (out / "report.json").write_text(text)
     print(text)
