@@ -84,3 +84,17 @@ def test_pelvis_offsets_ease_in_and_out() -> None:
     off = eased_offsets({50: np.array([0.1, 0.0])}, 30, 80, 15)
     assert off[20, 0] == pytest.approx(0.1) and off[0, 0] == 0.0 and off[-1, 0] == 0.0
     assert np.abs(np.diff(off[:, 0])).max() * 30 < 0.4  # under 0.4 m/s added
+
+
+def test_finger_keys_travel_with_the_hand_poses() -> None:
+    from hosig.clip import MotionClip
+    from hosig.motion.regenerate import build_anchor_set
+
+    n = 40
+    base = MotionClip(poses=np.zeros((n, 165)), trans=np.zeros((n, 3)), joints=np.zeros((n, 55, 3)))
+    keys = parse_anchors([{"frame": 20, "joint": "right_index1", "rotation": [np.cos(0.2), 0.0, 0.0, np.sin(0.2)]},
+                          {"frame": 22, "joint": "right_elbow", "rotation": [np.cos(0.3), np.sin(0.3), 0.0, 0.0]}])
+    anchors = build_anchor_set(base, 2, 38, 10, 30, keys, None)
+    hand = anchors.at(18, "right_hand_pose").value.reshape(15, 3)  # sub-clip frame 18 = clip frame 20
+    np.testing.assert_allclose(hand[40 - 40], [0.0, 0.0, 0.4], atol=1e-9)  # right_index1 is the first right-hand joint
+    assert anchors.at(20, "pose:right_elbow").hard and anchors.at(18, "pose:right_index1") is None

@@ -150,7 +150,7 @@ def build_anchor_set(base: MotionClip, lo: int, hi: int, first: int, last: int, 
     """The sub-clip [lo, hi)'s anchors (frame 0 = base frame ``lo``): fixed context, soft base
     guidance away from the keys, the keys themselves."""
     anchors = AnchorSet(hi - lo)
-    poses = np.asarray(base.poses, dtype=np.float64)
+    poses = finger_keys(np.asarray(base.poses, dtype=np.float64), keys)
     joints = np.asarray(base.joints, dtype=np.float64)
     for f in range(lo, hi):
         r = f - lo
@@ -164,6 +164,21 @@ def build_anchor_set(base: MotionClip, lo: int, hi: int, first: int, last: int, 
     for a in keys:
         _add_key(anchors, a, lo)
     return anchors
+
+
+FINGER_JOINTS = range(25, 55)  # 15 left then 15 right: their rotations travel as the hand poses
+
+
+def finger_keys(poses: np.ndarray, keys: list[EditAnchor]) -> np.ndarray:
+    """(T,165) poses with the finger rotation keys written in: the fingers go to the sampler as
+    whole hand poses (hard on every frame, `synth.finger_track`), so a finger key is part of them."""
+    fingers = [a for a in keys if a.rotation is not None and a.joint in FINGER_JOINTS]
+    if not fingers:
+        return poses
+    out = poses.copy()
+    for a in fingers:
+        out[a.frame, 3 * a.joint:3 * a.joint + 3] = quat_to_axis_angle(a.rotation)
+    return out
 
 
 def _near_key(keys: list[EditAnchor], frame: int, joints: tuple[int, ...]) -> bool:
@@ -227,7 +242,7 @@ def _add_key(anchors: AnchorSet, a: EditAnchor, lo: int) -> None:
             anchors.add(r, "pelvis", a.position, hard=True)
         else:
             anchors.add(r, a.name, a.position, weight=KEY_WEIGHT)
-    if a.rotation is not None:
+    if a.rotation is not None and a.joint not in FINGER_JOINTS:  # fingers: `finger_keys`
         aa = quat_to_axis_angle(a.rotation)
         anchors.add(r, "root_orient" if a.joint == 0 else f"pose:{a.name}", aa, hard=True)
 
