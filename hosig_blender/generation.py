@@ -22,7 +22,7 @@ from typing import Any, Callable
 import bpy
 import numpy as np
 
-from . import client, rig
+from . import client, edits, rig
 from .keyframes import ActionWriter, preserve_action
 from .posemath import bone_quaternions, make_continuous, pelvis_locations
 from .protocol import BodyData, FramesChunk, ProtocolError, generate_request
@@ -110,11 +110,22 @@ class _ClosedStream:
         pass
 
 
+@dataclass
+class RunSpec:
+    """A run other than a plain generation (issue #20): its request, built once the scene id is
+    known, and the kind of take it makes ("regenerate" around edits or a "variation")."""
+
+    build_request: Callable[[str], dict[str, Any]]
+    kind: str = "regenerate"
+    frame_start: int | None = None  # Blender frame of clip frame 0 (the base take's)
+    seed: int = 0
+
+
 class ShotRun:
     """One shot's generation: request, stream, staging keys, then commit or roll back."""
 
     def __init__(self, scene: bpy.types.Scene, shot_name: str, config: client.ServerConfig,
-                 scene_id: str, body: BodyData, options: RunOptions) -> None:
+                 scene_id: str, body: BodyData, options: RunOptions, spec: RunSpec | None = None) -> None:
         self.scene = scene
         self.shot_name = shot_name
         self.config = config
@@ -144,7 +155,17 @@ class ShotRun:
         place = shot.place_value()
         if shot.action == "pick-place" and place is None:
             raise client.ServerError("bad_request", f"shot {shot_name!r}: pick-place needs a place object or point")
-        request = generate_request(scene_id, shot.start_triplet(), self.target_name, shot.action, place, shot.seed)
+        self.spec = spec
+        self.kind = spec.kind if spec is not None else "generate"
+        self.seed = spec.seed if spec is not None else int(shot.seed)
+        if spec is not None:
+            request = spec.build_request(scene_id)
+            if spec.frame_start is not None:
+                from dataclasses import replace
+
+                self.options = options = replace(options, frame_start=int(spec.frame_start))
+        else:
+            request = generate_request(scene_id, shot.start_triplet(), self.target_name, shot.action, place, shot.seed)
         # staging rig: visible while streaming, deleted on failure
         self._new_collection = bpy.data.collections.get(options.collection_name) is None
         coll = ensure_collection(scene, options.collection_name)
@@ -156,6 +177,7 @@ class ShotRun:
         self.writer.assign(self.staging)
         self.keyer = ClipKeyer(body, self.staging, self.writer, options.frame_start)
         self.joints_received: list[np.ndarray] = []
+        self._take_parts: list[FramesChunk] = []  # what the server sent, stored with the take (`store_take`)
         self._backlog: list[dict[str, Any]] = []  # events received but not yet handled (tick budget)
         try:
             self.stream = client.NdjsonStream(config, "/generate", request)
@@ -214,6 +236,7 @@ class ShotRun:
     def _key_chunk(self, chunk: FramesChunk) -> None:
         self.keyer.key(chunk)  # buffered: the tick's `flush` writes them within its budget
         self.joints_received.append(chunk.joints)  # (n,55,3) kept for checks (tests, bench)
+        self._take_parts.append(chunk)
         self.frames_received += chunk.count
         if self.first_frames_s is None:
             self.first_frames_s = time.perf_counter() - self.started
@@ -276,6 +299,7 @@ class ShotRun:
         self.staging = None
         self.writer.action.name = self.shot_name
         self.writer.action["hosig_shot"] = self.shot_name
+        store_take(self.writer.action, self._take(), self.kind, self.seed, self.summary)
         keyed_object = None
         if self.action_kind in ("pick", "pick-place"):
             keyed_object = self.keyer.key_object(self.shot_name, self.options)
@@ -290,12 +314,87 @@ class ShotRun:
             shown = ", ".join(f"{k} {v:.3g}" for k, v in list(metrics.items())[:3] if isinstance(v, (int, float)))
             if shown:
                 self.message += f"; {shown}"
+        if self.summary.get("mode") == "regenerate":
+            met = sum(1 for a in self.summary.get("anchors", []) if a.get("met"))
+            self.message += f"; anchors met {met}/{len(self.summary.get('anchors', []))}, score {self.summary.get('score', 0):.3g}"
         if shot is not None:
             shot.armature = armature
             shot.status = "DONE"
             shot.result = self.message
             shot.generations += 1
+            add_take(shot, self.writer.action, self.kind, self.seed, self.summary)
+        push_undo(f"HOSIG {self.kind} {self.shot_name}")
 
+    def _take(self) -> edits.Take:
+        """The streamed frames as one take (clip frame 0 at the run's start frame)."""
+        parts = sorted(self._take_parts, key=lambda c: c.start)
+        obj = [c.object_transforms for c in parts]
+        name = next((c.object_name for c in parts if c.object_name), None)
+        return edits.Take(
+            np.concatenate([c.poses for c in parts]), np.concatenate([c.trans for c in parts]), self.options.frame_start,
+            name, np.concatenate(obj) if name and all(o is not None for o in obj) else None,
+            int(self.summary.get("grasp_frame", -1) if self.summary.get("grasp_frame") is not None else -1),
+            int(self.summary.get("release_frame", -1) if self.summary.get("release_frame") is not None else -1),
+        )
+
+
+def push_undo(message: str) -> bool:
+    """Make the finished take one undo step (Ctrl+Z goes back to before it). The keys arrive from a
+    timer, outside any operator's own undo step; headless Blender has no undo stack (False)."""
+    if bpy.app.background:
+        return False
+    try:
+        return "FINISHED" in bpy.ops.ed.undo_push(message=message)
+    except (RuntimeError, AttributeError):
+        return False
+
+
+def store_take(action: bpy.types.Action, take: "edits.Take", kind: str, seed: int, summary: dict[str, Any]) -> None:
+    """Keep the frames the server sent with the take's action (ID properties, saved in the .blend):
+    what *Regenerate Around Edits* compares the keys with and sends as the base clip."""
+    action["hosig_poses"] = take.poses.astype(np.float64).ravel().tolist()
+    action["hosig_trans"] = take.trans.astype(np.float64).ravel().tolist()
+    action["hosig_frame_start"] = int(take.frame_start)
+    action["hosig_grasp_frame"] = int(take.grasp_frame)
+    action["hosig_release_frame"] = int(take.release_frame)
+    action["hosig_kind"] = kind
+    action["hosig_seed"] = int(seed)
+    if summary.get("score") is not None:
+        action["hosig_score"] = float(summary["score"])
+    if take.object_name and take.object_transforms is not None:
+        action["hosig_object_name"] = take.object_name
+        action["hosig_object_transforms"] = take.object_transforms.astype(np.float64).ravel().tolist()
+
+
+def load_take(action: bpy.types.Action | None) -> "edits.Take | None":
+    """The take stored with ``action`` by `store_take`, or None (keys made by hand, an import)."""
+    if action is None or "hosig_poses" not in action:
+        return None
+    poses = np.asarray(action["hosig_poses"], dtype=np.float64).reshape(-1, 165)
+    trans = np.asarray(action["hosig_trans"], dtype=np.float64).reshape(-1, 3)
+    obj = None
+    if "hosig_object_transforms" in action:
+        obj = np.asarray(action["hosig_object_transforms"], dtype=np.float64).reshape(-1, 4, 4)
+    return edits.Take(poses, trans, int(action.get("hosig_frame_start", 1)), action.get("hosig_object_name"), obj,
+                      int(action.get("hosig_grasp_frame", -1)), int(action.get("hosig_release_frame", -1)))
+
+
+def add_take(shot, action: bpy.types.Action, kind: str, seed: int, summary: dict[str, Any]) -> None:
+    """List a finished take in the shot (its action kept with a fake user) and make it active."""
+    action.use_fake_user = True
+    take = shot.takes.add()
+    take.name = f"{kind.title()} {len(shot.takes)} (seed {seed})"
+    take.action = action
+    take.kind = kind
+    take.seed = int(seed)
+    take.score = float(summary["score"]) if summary.get("score") is not None else -1.0
+    take.failures = ", ".join(summary.get("failures") or [])
+    anchors = summary.get("anchors") or []
+    take.anchors = "; ".join(
+        f"{a['joint']}@{a['frame']}: " + ("met" if a.get("met") else f"not met ({a.get('reason')})")
+        + (f" {100 * a['position_error_m']:.1f} cm" if a.get("position_error_m") is not None else "")
+        for a in anchors)[:1000]
+    shot.active_take = len(shot.takes) - 1
 
 class ClipKeyer:
     """SMPL-X frames -> the keys of one armature's action, chunk after chunk.
@@ -422,6 +521,8 @@ class GenerationQueue:
         self.config = config
         self.options = options
         self.pending = list(shot_names)
+        self.specs: dict[int, RunSpec] = {}  # position in `pending` order -> a run's own request
+        self._order = 0
         self.finished: list[ShotRun] = []
         self.failures: list[tuple[str, str]] = []
         self.current: ShotRun | None = None
@@ -446,6 +547,15 @@ class GenerationQueue:
             gc.enable()
         self._gc_was_enabled = False
 
+    def add_runs(self, name: str, specs: list[RunSpec]) -> None:
+        """Queue runs of shot ``name`` with their own requests (regenerate, variations)."""
+        for spec in specs:
+            self.specs[self._order + len(self.pending)] = spec
+            self.pending.append(name)
+        shot = find_shot(self.scene, name)
+        if shot is not None:
+            shot.status = "QUEUED"
+
     @property
     def active(self) -> bool:
         return self.current is not None or bool(self.pending)
@@ -457,9 +567,11 @@ class GenerationQueue:
                 self._restore_gc()
                 return False
             name = self.pending.pop(0)
+            spec = self.specs.pop(self._order, None)
+            self._order += 1
             try:
                 t0 = time.perf_counter()
-                self.current = ShotRun(self.scene, name, self.config, self.scene_id, self.body, self.options)
+                self.current = ShotRun(self.scene, name, self.config, self.scene_id, self.body, self.options, spec)
                 self.current.setup_ms = (time.perf_counter() - t0) * 1000.0
             except (client.ServerError, ValueError) as err:
                 self.failures.append((name, str(err)))

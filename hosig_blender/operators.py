@@ -406,6 +406,102 @@ class HOSIG_OT_import_clip(bpy.types.Operator, ImportHelper):
         return {"FINISHED"}
 
 
+def _queue_idle() -> bool:
+    return not (runtime.QUEUE is not None and runtime.QUEUE.active)
+
+
+def _has_take(context) -> bool:
+    shot = _active_shot(context)
+    arm = shot.armature if shot is not None else None
+    return arm is not None and arm.animation_data is not None and arm.animation_data.action is not None \
+        and "hosig_poses" in arm.animation_data.action
+
+
+class _TakeRuns:
+    """Start runs of the active shot with their own requests; the timer streams them into new takes."""
+
+    def _start(self, context, make) -> set[str]:
+        from . import regenerate
+
+        shot = _active_shot(context)
+        try:
+            body = get_body(server_config(context))
+            specs, note = make(regenerate, shot, body)
+            runtime.start_runs(context, shot.name, specs)
+        except (client.ServerError, ValueError) as err:
+            message = getattr(err, "message", str(err))
+            self.report({"ERROR"}, message)
+            _settings(context).status_line = message
+            return {"CANCELLED"}
+        self.report({"INFO"}, note)
+        return {"FINISHED"}
+
+
+class HOSIG_OT_regenerate(_TakeRuns, bpy.types.Operator):
+    """Regenerate the shot around the keys you changed: they become anchors; the result is a new take
+    (the edited one is kept); a failed or cancelled run changes nothing"""
+
+    bl_idname = "hosig.regenerate"
+    bl_label = "Regenerate Around Edits"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return _queue_idle() and _has_take(context)
+
+    def execute(self, context):
+        def make(regenerate, shot, body):
+            frames = (shot.range_first, shot.range_last) if shot.use_range else None
+            spec, anchors, (first, last) = regenerate.regenerate_spec(shot, body, frames)
+            return [spec], f"regenerating frames {first}–{last} of the take with {len(anchors)} anchor(s)"
+
+        return self._start(context, make)
+
+
+class HOSIG_OT_variations(_TakeRuns, bpy.types.Operator):
+    """Make N takes of the shot with other seeds, scored by the server's gross-failure checks and listed best first"""
+
+    bl_idname = "hosig.variations"
+    bl_label = "Generate Variations"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return _queue_idle() and _has_take(context)
+
+    def execute(self, context):
+        def make(regenerate, shot, body):
+            return regenerate.variation_specs(shot, shot.variations), f"{shot.variations} variation(s) queued"
+
+        return self._start(context, make)
+
+
+class HOSIG_OT_take_use(bpy.types.Operator):
+    """Show this take on the shot's armature (the other takes stay in the file)"""
+
+    bl_idname = "hosig.take_use"
+    bl_label = "Use Take"
+    bl_options = {"REGISTER", "UNDO"}
+
+    keep: BoolProperty(name="Keep Only This", default=False, description="Delete the other variation takes")
+
+    @classmethod
+    def poll(cls, context):
+        shot = _active_shot(context)
+        return shot is not None and 0 <= shot.active_take < len(shot.takes) and _queue_idle()
+
+    def execute(self, context):
+        from . import regenerate
+
+        shot = _active_shot(context)
+        try:
+            (regenerate.keep_take if self.keep else regenerate.use_take)(shot, shot.active_take)
+        except ValueError as err:
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
 def menu_import(self, context):
     self.layout.operator(HOSIG_OT_import_clip.bl_idname, text="HOSIG clip (.npz)")
 
@@ -413,7 +509,7 @@ def menu_import(self, context):
 CLASSES = (HOSIG_OT_server_check, HOSIG_OT_server_start, HOSIG_OT_pick_start, HOSIG_OT_pick_target,
            HOSIG_OT_shot_add, HOSIG_OT_shot_duplicate, HOSIG_OT_shot_remove, HOSIG_OT_shot_move,
            HOSIG_OT_plan_preview, HOSIG_OT_generate, HOSIG_OT_cancel, HOSIG_OT_forget_server_cache,
-           HOSIG_OT_import_clip)
+           HOSIG_OT_import_clip, HOSIG_OT_regenerate, HOSIG_OT_variations, HOSIG_OT_take_use)
 
 # Registers CLASSES in order and unregisters them in reverse (Blender's own helper).
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(CLASSES)

@@ -121,7 +121,37 @@ class HOSIG_PT_generate(_HosigPanel, bpy.types.Panel):
                 layout.label(text=s.status_line)
 
 
-CLASSES = (HOSIG_PT_server, HOSIG_PT_shots, HOSIG_PT_generate)
+class HOSIG_PT_takes(_HosigPanel, bpy.types.Panel):
+    """Takes of the active shot (best first), Regenerate Around Edits, Generate Variations."""
+
+    bl_label = "Takes"
+    bl_idname = "HOSIG_PT_takes"
+
+    def draw(self, context):
+        layout = self.layout
+        shot = context.scene.hosig.active()
+        if shot is None:
+            layout.label(text="No shot", icon="INFO")
+            return
+        layout.template_list("HOSIG_UL_takes", "", shot, "takes", shot, "active_take", rows=3)
+        row = layout.row(align=True)
+        row.operator("hosig.take_use", text="Use", icon="ACTION").keep = False
+        row.operator("hosig.take_use", text="Keep Only This", icon="CHECKMARK").keep = True
+        if 0 <= shot.active_take < len(shot.takes) and shot.takes[shot.active_take].anchors:
+            layout.label(text=shot.takes[shot.active_take].anchors[:120], icon="PIVOT_CURSOR")
+        box = layout.box()
+        row = box.row(align=True)
+        row.prop(shot, "use_range")
+        if shot.use_range:
+            row.prop(shot, "range_first")
+            row.prop(shot, "range_last")
+        box.operator("hosig.regenerate", icon="FILE_REFRESH")
+        row = box.row(align=True)
+        row.prop(shot, "variations")
+        row.operator("hosig.variations", icon="SEQUENCE")
+
+
+CLASSES = (HOSIG_PT_server, HOSIG_PT_shots, HOSIG_PT_generate, HOSIG_PT_takes)
 
 
 # Registers CLASSES in order and unregisters them in reverse (Blender's own helper).

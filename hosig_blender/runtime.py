@@ -123,6 +123,18 @@ def start_queue(context: bpy.types.Context, shot_names: list[str]) -> Generation
     return QUEUE
 
 
+def start_runs(context: bpy.types.Context, shot_name: str, specs: list) -> GenerationQueue:
+    """Queue runs with their own requests (regenerate around edits, variations) and start the timer."""
+    global QUEUE
+    if QUEUE is not None and QUEUE.active:
+        raise client.ServerError("busy", "a generation is already running; cancel it first (Esc)")
+    QUEUE = GenerationQueue(context, [], server_config(context), run_options(context.scene), on_update=_report)
+    QUEUE.add_runs(shot_name, specs)
+    if not bpy.app.timers.is_registered(_tick):
+        bpy.app.timers.register(_tick, first_interval=0.0)
+    return QUEUE
+
+
 def _tick() -> float | None:
     """bpy.app.timers callback: one non-blocking step; unregisters itself when the queue is done."""
     if QUEUE is None:

@@ -43,6 +43,38 @@ def _mesh_poll(_self, obj: bpy.types.Object) -> bool:
     return obj.type == "MESH" and obj.get("hosig_body") is None
 
 
+class HOSIG_Take(bpy.types.PropertyGroup):
+    """One take of a shot: the action a generation, a regeneration or a variation made (issue #20)."""
+
+    name: StringProperty(name="Name", default="Take")
+    action: PointerProperty(name="Action", type=bpy.types.Action)
+    kind: StringProperty(name="Kind", default="generate", description="generate, regenerate or variation")
+    seed: IntProperty(name="Seed", default=0)
+    score: FloatProperty(name="Score", default=-1.0, description="Gross-failure score from the server (lower is better; -1 unscored)")
+    failures: StringProperty(name="Failures", default="")
+    anchors: StringProperty(name="Anchors", default="", description="Each anchor: met, or not met and why")
+
+
+class HOSIG_UL_takes(bpy.types.UIList):
+    """Take rows: name, score, failures."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0, flt_flag=0):
+        row = layout.row(align=True)
+        row.label(text=item.name, icon="ACTION")
+        row.label(text="—" if item.score < 0 else f"{item.score:.2f}")
+        if item.failures:
+            row.label(text=item.failures, icon="ERROR")
+
+    def filter_items(self, context, data, propname):
+        """Best first: scored takes by score, then the unscored in the order they were made."""
+        takes = getattr(data, propname)
+        order = sorted(range(len(takes)), key=lambda i: (takes[i].score < 0, takes[i].score, i))
+        new_index = [0] * len(takes)
+        for rank, i in enumerate(order):
+            new_index[i] = rank
+        return [], new_index
+
+
 class HOSIG_Shot(bpy.types.PropertyGroup):
     """One generation request and its result."""
 
@@ -61,6 +93,12 @@ class HOSIG_Shot(bpy.types.PropertyGroup):
     result: StringProperty(name="Result", default="", description="Summary or error of the last generation")
     armature: PointerProperty(name="Armature", type=bpy.types.Object)
     generations: IntProperty(name="Generations", default=0, min=0)
+    takes: CollectionProperty(type=HOSIG_Take)
+    active_take: IntProperty(name="Active Take", default=0)
+    variations: IntProperty(name="Variations", default=3, min=1, max=8, description="Takes Generate Variations makes")
+    use_range: BoolProperty(name="Set Range", default=False, description="Regenerate these frames instead of the span around the edits")
+    range_first: IntProperty(name="First", default=1)
+    range_last: IntProperty(name="Last", default=60)
 
     def start_triplet(self) -> tuple[float, float, float | None]:
         return (float(self.start[0]), float(self.start[1]), float(self.heading) if self.use_heading else None)
@@ -131,7 +169,7 @@ def unique_shot_name(settings: HOSIG_SceneSettings, base: str) -> str:
     return f"{base}.{i:03d}"
 
 
-CLASSES = (HOSIG_Shot, HOSIG_SceneSettings, HOSIG_UL_shots)
+CLASSES = (HOSIG_Take, HOSIG_UL_takes, HOSIG_Shot, HOSIG_SceneSettings, HOSIG_UL_shots)
 
 
 def register() -> None:

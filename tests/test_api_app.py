@@ -225,3 +225,12 @@ def test_an_exception_inside_a_job_is_an_error_event_and_the_server_goes_on(clie
         events = [json.loads(line) for line in res.iter_lines() if line]
     assert events[-1]["code"] == "unknown_object"  # the next job runs normally
     assert client.get("/health").json()["status"] == "ok"
+
+
+def test_regenerate_refuses_a_base_clip_path(client, scene_id) -> None:
+    """Issue #20: the server reads no files a client names; the clip's frames go inline."""
+    res = client.post("/generate", json={"scene": scene_id, "base_clip": "/etc/passwd", "range": [0, 5]})
+    assert res.status_code == 422, res.text
+    assert "base_clip" in res.text
+    res = client.post("/generate", json={"scene": scene_id, "range": [0, 5]})  # neither a shot nor a base clip
+    assert res.status_code == 422 and "start and target are required" in res.text

@@ -129,7 +129,19 @@ def test_object_top_centre() -> None:
 def test_request_model_is_the_api_schema() -> None:
     schema = GenerateRequest.model_json_schema()
     assert schema["additionalProperties"] is False
-    assert set(schema["required"]) == {"scene", "start", "target"}
+    # start and target are required unless the request regenerates a base clip (issue #20)
+    assert set(schema["required"]) == {"scene"}
+    assert {"base_clip", "range", "anchors", "variations"} <= set(schema["properties"])
+    from hosig.errors import UsageError
+    from hosig.pipeline.request import parse_request
+
+    with pytest.raises(UsageError, match="start and target are required"):
+        parse_request({"scene": "s", "target": "cup"})
+    with pytest.raises(UsageError, match="need a base_clip"):
+        parse_request({"scene": "s", "start": [0, 0], "target": "cup", "range": [0, 5]})
+    req = parse_request({"scene": "s", "base_clip": "c.npz", "range": [3, 9], "variations": 2,
+                         "anchors": [{"frame": 4, "joint": "head", "position": [0, 0, 1.6]}]})
+    assert req.regenerates and req.anchors[0].joint == "head"
 
 
 def test_place_spots_lie_on_the_top_surface_centre_first() -> None:

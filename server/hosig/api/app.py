@@ -224,6 +224,10 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None)
             raise RequestValidationError([{
                 "loc": ("body", "smplx_dir"), "msg": "the server uses the body model it was started with (hosig serve --smplx-dir)", "type": "value_error",
             }])
+        if isinstance(req.base_clip, str):  # the server reads no files a client names
+            raise RequestValidationError([{
+                "loc": ("body", "base_clip"), "msg": "send the base clip's frames ({poses, trans, ...}), not a path", "type": "value_error",
+            }])
         await run_in_threadpool(engine.scenes.get, req.scene, False)  # unknown id -> 404 before queueing
         loop = asyncio.get_running_loop()
         lines: asyncio.Queue[bytes | None] = asyncio.Queue()

@@ -56,8 +56,13 @@ def parse_place(text: str | None) -> str | list[float] | None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     gen = subparsers.add_parser("generate", help="walk to an object and reach / pick / pick-place it; write clip.npz")
     gen.add_argument("scene", help="scene file (.glb/.gltf/.obj/.ply)")
-    gen.add_argument("--start", required=True, help="start X,Y[,HEADING] (metres, radians; Z-up world)")
-    gen.add_argument("--target", required=True, help="name of the object to act on")
+    gen.add_argument("--start", default=None, help="start X,Y[,HEADING] (metres, radians; Z-up world); required unless --from-clip")
+    gen.add_argument("--target", default=None, help="name of the object to act on; required unless --from-clip")
+    gen.add_argument("--from-clip", default=None, metavar="CLIP.npz", help="regenerate a range of this clip around --anchors (issue #20)")
+    gen.add_argument("--range", default=None, metavar="A:B", help="--from-clip: frames A..B (inclusive, 0-based) to regenerate; default all")
+    gen.add_argument("--anchors", default=None, metavar="ANCHORS.json",
+                     help="--from-clip: [{frame, joint, position?: [x,y,z], rotation?: [w,x,y,z]}] (SMPL-X joints, Blender world)")
+    gen.add_argument("--variations", type=int, default=1, help="N takes with seeds SEED..SEED+N-1, ranked best first (--out: best, others OUT.takeK.npz)")
     gen.add_argument("--action", choices=ACTIONS, default="pick")
     gen.add_argument("--place", default=None, help="pick-place: object name (its top) or X,Y,Z")
     gen.add_argument("--hand", choices=("right", "left", "auto"), default="right")
@@ -123,12 +128,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from hosig.pipeline.request import parse_request
     from hosig.pipeline.run import run
 
-    start = parse_floats(args.start, "--start", (2, 3))
-    request = parse_request(
-        {"scene": args.scene, "start": start, "target": args.target, "action": args.action,
-         "place": parse_place(args.place), "seed": args.seed, "smplx_dir": args.smplx_dir, "hand": args.hand},
-        "arguments",
-    )
+    request = parse_request(_request_fields(args), "arguments")
     console = Console(stderr=True)
     summary: dict[str, Any] | None = None
     with Bar(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
@@ -153,6 +153,54 @@ def cmd_generate(args: argparse.Namespace) -> int:
         sys.stderr.write("note: no --out given, clip not written\n")
     emit(summary, args)
     return 0
+
+
+def _request_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The request of `hosig generate`: a new shot, or (--from-clip) a range regenerated around anchors."""
+    if args.from_clip is None:
+        if args.start is None or args.target is None:
+            raise UsageError("--start and --target are required (or --from-clip CLIP.npz to regenerate a clip)")
+        if args.range is not None or args.anchors is not None or args.variations != 1:
+            raise UsageError("--range, --anchors and --variations need --from-clip")
+        return {"scene": args.scene, "start": parse_floats(args.start, "--start", (2, 3)), "target": args.target,
+                "action": args.action, "place": parse_place(args.place), "seed": args.seed, "smplx_dir": args.smplx_dir,
+                "hand": args.hand}
+    if not os.path.isfile(args.from_clip):
+        raise UsageError(f"--from-clip: no such file {args.from_clip!r}")
+    fields: dict[str, Any] = {"scene": args.scene, "base_clip": args.from_clip, "seed": args.seed,
+                              "smplx_dir": args.smplx_dir, "variations": args.variations,
+                              "anchors": _read_anchors(args.anchors) if args.anchors else []}
+    if args.range is not None:
+        fields["range"] = parse_range(args.range)
+    return fields
+
+
+def parse_range(text: str) -> list[int]:
+    """`--range 120:180` -> [120, 180] (UsageError otherwise)."""
+    parts = text.split(":")
+    try:
+        first, last = (int(p) for p in parts)
+    except ValueError:
+        raise UsageError(f"--range: expected A:B (two frame numbers), got {text!r}") from None
+    return [first, last]
+
+
+def _read_anchors(path: str) -> list[Any]:
+    """The anchors JSON file: a list, or an object with an "anchors" list."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as err:
+        raise UsageError(f"--anchors: cannot read {path!r}: {err.strerror}") from None
+    except json.JSONDecodeError as err:
+        raise UsageError(f"--anchors: {path!r} is not JSON ({err})") from None
+    if isinstance(data, dict) and "anchors" in data:
+        data = data["anchors"]
+    if not isinstance(data, list):
+        raise UsageError("--anchors: expected a list of {frame, joint, position?, rotation?}")
+    return data
 
 
 def cmd_batch(args: argparse.Namespace) -> int:

@@ -23,6 +23,34 @@ Coord = Annotated[float, Field(allow_inf_nan=False)]
 PlaceTarget = Union[Annotated[str, Field(min_length=1, max_length=256)], Annotated[list[Coord], Field(min_length=3, max_length=3)]]
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
+MAX_VARIATIONS = 8
+
+
+class AnchorKey(BaseModel):
+    """An animator's key (issue #20): a joint's world position and/or local rotation at a clip frame.
+
+    Joint names are SMPL-X's (checked by the engine: `hosig.motion.edits.parse_anchors`)."""
+
+    model_config = _STRICT
+
+    frame: int
+    joint: str = Field(min_length=1, max_length=64)
+    position: list[Coord] | None = Field(default=None, min_length=3, max_length=3, description="[x, y, z] world, Z-up metres")
+    rotation: list[Coord] | None = Field(default=None, min_length=4, max_length=4,
+                                         description="[w, x, y, z] the joint's local rotation as in the clip's poses (pelvis: global orient)")
+
+
+class BaseFrames(BaseModel):
+    """A clip sent inline (the server reads no client-named files): what regeneration needs."""
+
+    model_config = _STRICT
+
+    poses: list[list[Coord]] = Field(min_length=2, description="(T,165) SMPL-X axis-angle, global orient Z-up")
+    trans: list[list[Coord]] = Field(min_length=2, description="(T,3) smplx translation")
+    object_name: str | None = None
+    object_transforms: list[list[Coord]] | None = Field(default=None, description="(T,16) row-major 4x4 per frame")
+    grasp_frame: int = -1
+    release_frame: int = -1
 
 
 class GenerateRequest(BaseModel):
@@ -31,23 +59,39 @@ class GenerateRequest(BaseModel):
     model_config = _STRICT
 
     scene: str = Field(min_length=1, max_length=4096, description="scene id from POST /scenes, or a file path (CLI)")
-    start: list[Coord] = Field(min_length=2, max_length=3, description="[x, y] or [x, y, heading] (m, m, rad; Z-up)")
-    target: str = Field(min_length=1, max_length=256, description="name of the object to reach / pick")
+    start: list[Coord] | None = Field(default=None, min_length=2, max_length=3, description="[x, y] or [x, y, heading] (m, m, rad; Z-up)")
+    target: str | None = Field(default=None, min_length=1, max_length=256, description="name of the object to reach / pick")
     action: Action = "pick"
     place: PlaceTarget | None = Field(default=None, description="pick-place only: object name (its top surface) or [x, y, z]")
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     smplx_dir: str | None = Field(default=None, max_length=4096, description="real SMPL-X model folder (default: mannequin)")
     hand: Hand = "right"
+    # issue #20: regenerate a range of an existing clip around an animator's keys
+    base_clip: str | BaseFrames | None = Field(default=None, description="clip file path (CLI only) or the clip's frames")
+    range: list[int] | None = Field(default=None, min_length=2, max_length=2, description="[first, last] frames to regenerate (inclusive)")
+    anchors: list[AnchorKey] | None = Field(default=None, max_length=10000)
+    variations: int = Field(default=1, ge=1, le=MAX_VARIATIONS, description="takes with seeds seed, seed+1, ...; ranked best first")
 
     @field_validator("start")
     @classmethod
-    def _finite(cls, value: list[float]) -> list[float]:
-        if not all(math.isfinite(v) for v in value):  # belt and braces: allow_inf_nan already refuses
+    def _finite(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and not all(math.isfinite(v) for v in value):  # belt and braces: allow_inf_nan already refuses
             raise ValueError("start must hold finite numbers")
         return value
 
     @model_validator(mode="after")
+    def _regenerate_or_generate(self) -> "GenerateRequest":
+        if self.base_clip is None:
+            if self.start is None or self.target is None:
+                raise ValueError("start and target are required (unless base_clip is given)")
+            if self.range is not None or self.anchors:
+                raise ValueError("range and anchors need a base_clip")
+        return self
+
+    @model_validator(mode="after")
     def _place_matches_action(self) -> "GenerateRequest":
+        if self.base_clip is not None:
+            return self
         if self.action == "pick-place" and self.place is None:
             raise ValueError("place is required when action is 'pick-place' (object name or [x, y, z])")
         if self.action != "pick-place" and self.place is not None:
@@ -57,7 +101,12 @@ class GenerateRequest(BaseModel):
     @property
     def heading(self) -> float | None:
         """Start heading in radians, or None (face along the first path segment)."""
-        return self.start[2] if len(self.start) == 3 else None
+        return self.start[2] if self.start is not None and len(self.start) == 3 else None
+
+    @property
+    def regenerates(self) -> bool:
+        """True for an edit-and-regenerate request (a base clip given)."""
+        return self.base_clip is not None
 
 
 class PlanRequest(BaseModel):

@@ -64,7 +64,7 @@ def run(
         if not isinstance(request, GenerateRequest):
             request = parse_request(dict(request))
         job = _Job(request, cancel, engine or default_engine(), clip_path, allow_scene_paths)
-        yield from job.events()
+        yield from (job.regenerate_events() if request.regenerates else job.events())
     except HosigError as err:
         yield Error(code=err.code, message=str(err))
     except Exception as err:  # noqa: BLE001 - a job must end in an event, never an exception
@@ -188,6 +188,15 @@ class _Job:
             yield from self._stages()
         finally:
             self._closed.set()  # stops the motion thread if the consumer went away
+
+    def regenerate_events(self) -> Iterator[Any]:
+        """A request with a base clip: regenerate its range around the anchors (issue #20)."""
+        from hosig.pipeline.regenerate import regenerate_events
+
+        try:
+            yield from regenerate_events(self.request, self.engine, self.cancelled, self.clip_path, self.allow_paths)
+        finally:
+            self._closed.set()
 
     def _stages(self) -> Iterator[Any]:
         req = self.request
