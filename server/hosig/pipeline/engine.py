@@ -38,6 +38,8 @@ class EngineConfig:
     grasp: Any = None  # GraspConfig (None = defaults for the quality)
     quality: str = "final"  # "final" | "preview" (fewer grasp candidates/iterations, fewer sampler steps)
     max_grasps: int = 64  # grasp results kept (deterministic per scene/target/stand/hand/body)
+    # the walk streams while the grasp is optimised beside it (issue #21; same clip); False: grasp first
+    grasp_beside_walk: bool = True
 
 
 # Preview quality: the same stages with less search, for blocking out shots quickly.
