@@ -28,6 +28,7 @@ from hosig.errors import HosigError
 from hosig.pipeline.engine import Engine
 from hosig.pipeline.events import Accepted, Plan
 from hosig.pipeline.request import GenerateRequest, PlanRequest
+from hosig.pipeline.prefetch import prefetch_path_sdf
 from hosig.pipeline.run import plan_only, run
 from hosig.pipeline.scenes import CONTENT_TYPES
 
@@ -207,7 +208,8 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None)
             stand = tuple(float(v) for v in event.stand)
 
             def warm_up() -> None:
-                scene.sdf(exclude=(req.target,))  # what the motion stage's scene term queries
+                # what the motion stage's scene term queries, along the path, first steps first
+                prefetch_path_sdf(scene, req.target, [event])
                 engine.grasp(scene, req.target, stand, engine.body(), "right")
 
             jobs.prefetch(warm_up)

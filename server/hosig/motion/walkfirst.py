@@ -19,6 +19,7 @@ the one made grasp-first, frame for frame.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,9 +36,13 @@ _WAIT_S = 0.05  # how often a wait for the grasp checks for cancellation
 
 
 class Deferred:
-    """``fn()`` running in a daemon thread; `result` waits for it (re-raising its exception)."""
+    """``fn()`` running in a daemon thread; `result` waits for it (re-raising its exception).
 
-    def __init__(self, fn: Callable[[], Any], name: str = "hosig-deferred") -> None:
+    ``nice`` > 0 lowers the thread's CPU priority (Linux: threads are scheduled as tasks), so
+    work needed later (the grasp) yields the cores to work needed now (the walk's windows)."""
+
+    def __init__(self, fn: Callable[[], Any], name: str = "hosig-deferred", nice: int = 0) -> None:
+        self._nice = int(nice)
         self._value: Any = None
         self._error: BaseException | None = None
         self._done = threading.Event()
@@ -45,6 +50,11 @@ class Deferred:
         self._thread.start()
 
     def _run(self, fn: Callable[[], Any]) -> None:
+        if self._nice > 0:
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
+            except (AttributeError, OSError):  # not Linux, or not allowed: same work, plain priority
+                pass
         try:
             self._value = fn()
         except BaseException as err:  # noqa: BLE001 - handed to whoever waits

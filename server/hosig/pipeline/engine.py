@@ -40,6 +40,8 @@ class EngineConfig:
     max_grasps: int = 64  # grasp results kept (deterministic per scene/target/stand/hand/body)
     # the walk streams while the grasp is optimised beside it (issue #21; same clip); False: grasp first
     grasp_beside_walk: bool = True
+    # the scene distances along a planned path are built in the background as soon as it is known
+    prefetch_sdf: bool = True
 
 
 # Preview quality: the same stages with less search, for blocking out shots quickly.

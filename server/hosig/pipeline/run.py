@@ -32,6 +32,8 @@ log = logging.getLogger("hosig.pipeline")
 
 CancelFn = Callable[[], bool]
 _POLL_S = 0.05  # how often the event loop wakes to check cancellation while the motion thread works
+GRASP_NICE = 10  # CPU priority of the grasp thread beside the walk (Linux nice; the walk's windows come first)
+PREFETCH_NICE = 5  # of the scene-distance prefetch (ahead of the motion's own use, behind the motion)
 
 
 @dataclass
@@ -215,6 +217,8 @@ class _Job:
             yield _plan_event(carry, "carry")
         t = self._lap("navigation_ms", t)
         _check(self.cancelled)
+        if getattr(self.engine.config, "prefetch_sdf", True):
+            self._start_sdf_prefetch(scene, [approach] + ([carry] if carry is not None else []))
 
         yield Progress(stage="grasp", fraction=0.0)
         body = self.engine.body(req.smplx_dir)
@@ -244,7 +248,24 @@ class _Job:
             self.timings["grasp_ms"] = round((time.perf_counter() - t) * 1000.0, 2)
             return grasp
 
-        return Deferred(optimise, name="hosig-grasp")
+        # beside the walk the grasp is needed later than the first windows: it yields the cores to them
+        nice = GRASP_NICE if getattr(self.engine.config, "grasp_beside_walk", True) else 0
+        return Deferred(optimise, name="hosig-grasp", nice=nice)
+
+    def _start_sdf_prefetch(self, scene: Any, legs: list) -> Any:
+        """The target-excluded scene distances along the planned legs, built in a background
+        thread while the grasp is optimised (`pipeline.prefetch`); a `walkfirst.Deferred`."""
+        from hosig.motion.walkfirst import Deferred
+        from hosig.pipeline.prefetch import prefetch_path_sdf
+
+        def build() -> int:
+            t = time.perf_counter()
+            tiles = prefetch_path_sdf(scene, self.request.target, legs, stop=self.cancelled)
+            self.timings["sdf_prefetch_ms"] = round((time.perf_counter() - t) * 1000.0, 2)
+            self.timings["sdf_prefetch_tiles"] = float(tiles)
+            return tiles
+
+        return Deferred(build, name="hosig-sdf-prefetch", nice=PREFETCH_NICE)
 
     def _grasp_ready(self, future: Any) -> Iterator[Any]:
         """The ``grasp`` event once ``future`` has finished (once; nothing before); its error if it failed."""

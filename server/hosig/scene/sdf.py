@@ -274,6 +274,41 @@ class SceneSDF:
         r = idx % TILE
         return self._pool[slot, r[:, 0], r[:, 1], r[:, 2]]
 
+    def tiles_near(self, points: np.ndarray, radius) -> np.ndarray:
+        """(K,3) distinct tile indices within ``radius`` (m; scalar or (3,) per axis) of world
+        points (P,3), first-touched first (so a path's tiles come in the order it is walked)."""
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        rad = np.broadcast_to(np.asarray(radius, dtype=np.float64), (3,))
+        span = TILE * self.voxel
+        n_tiles = np.array(self._slot.shape)
+        reach = int(np.ceil(rad.max() / span))
+        offs = np.arange(-reach, reach + 1)
+        grid = np.stack(np.meshgrid(offs, offs, offs, indexing="ij"), -1).reshape(-1, 3)
+        centre = np.floor((pts - self.origin) / span).astype(np.int64)  # (P,3)
+        cand = (centre[:, None, :] + grid[None]).reshape(-1, 3)
+        lo = self.origin + cand * span
+        p = np.repeat(pts, len(grid), 0)
+        near = np.all((lo - rad <= p) & (p <= lo + span + rad), 1)
+        cand = cand[near & np.all((cand >= 0) & (cand < n_tiles), 1)]
+        if len(cand) == 0:
+            return np.zeros((0, 3), np.int64)
+        keys = np.ravel_multi_index(tuple(cand.T), self._slot.shape)
+        _, first = np.unique(keys, return_index=True)
+        return cand[np.sort(first)]
+
+    def fill(self, tiles: np.ndarray, stop=None) -> int:
+        """Compute the missing ones of tiles (K,3) one at a time, in order (the lock is released
+        between tiles, so queries from other threads interleave); stops early when ``stop()``
+        turns true. Returns how many it computed (background prefetch along a planned path)."""
+        done = 0
+        for t in np.asarray(tiles, dtype=np.int64).reshape(-1, 3):
+            if stop is not None and stop():
+                break
+            if self._slot[t[0], t[1], t[2]] < 0:
+                self._ensure(t[None])
+                done += 1
+        return done
+
     def prefetch(self) -> int:
         """Compute every tile now (benchmarks, long optimisations); returns the tile count."""
         grid = np.argwhere(self._slot < 0)
