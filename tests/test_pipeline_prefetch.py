@@ -56,3 +56,27 @@ def test_prefetched_tiles_equal_lazy_ones(kitchen) -> None:
     computed = sdf.tiles_computed
     np.testing.assert_array_equal(sdf.query_np(pts), lazy.query_np(pts))
     assert sdf.tiles_computed == computed  # every tile the queries needed was prefetched
+
+
+def test_a_new_targets_field_shares_the_tiles_the_target_cannot_change(kitchen) -> None:
+    """Tiles away from both targets are copied from the previous target's field; every distance,
+    near the targets too, equals a field built from scratch."""
+    from hosig.scene.sdf import build_sdf
+
+    scene = kitchen()
+    c = scene.config
+    v = scene.sdf_voxel()
+    far = max(c.sdf_far_voxel, 2 * v)
+    donor = build_sdf(scene.occupancy(("cup",), voxel=v), c.sdf_clamp, c.sdf_band, far)
+    donor.prefetch()  # every tile of the cup-excluded field
+    fresh = build_sdf(scene.occupancy(("mug",), voxel=v), c.sdf_clamp, c.sdf_band, far)
+    shared = build_sdf(scene.occupancy(("mug",), voxel=v), c.sdf_clamp, c.sdf_band, far)
+    assert 0 < shared.share_from(donor) < shared._slot.size  # most tiles, not those near the cup or the mug
+    lo, hi = scene.bounds
+    rng = np.random.default_rng(1)
+    pts = rng.uniform(lo, hi, size=(4000, 3))
+    near = np.concatenate([rng.uniform(scene.object(n).bounds[0] - 0.2, scene.object(n).bounds[1] + 0.2, size=(500, 3))
+                           for n in ("cup", "mug")])
+    pts = np.concatenate([pts, near])
+    np.testing.assert_array_equal(shared.query_np(pts), fresh.query_np(pts))
+    assert shared.tiles_shared > 0 and shared.tiles_computed > shared.tiles_shared  # some copied, some built
