@@ -131,3 +131,36 @@ def test_deferred_hands_back_value_or_error() -> None:
     with pytest.raises(ValueError):
         d.result()
     assert d.failed()
+
+
+def test_a_grasp_being_optimised_is_waited_for_not_optimised_twice(setup, tmp_path, monkeypatch) -> None:
+    """The /plan prefetch optimises a grasp in a thread; the job asking for it meanwhile waits."""
+    import hosig.grasp.generator as generator
+    import hosig.pipeline.graspcache as graspcache
+    from hosig.pipeline.engine import EngineConfig
+
+    engine, scene = setup
+    fresh = Engine(EngineConfig(cache_dir=tmp_path))
+    s = engine.scenes.get(str(scene))
+    body = engine.body()
+    release = threading.Event()
+    calls = []
+
+    def slow(*args, **kwargs):
+        calls.append(1)
+        assert release.wait(timeout=60)
+        return "the grasp"
+
+    monkeypatch.setattr(generator, "generate_grasp", slow)
+    monkeypatch.setattr(graspcache, "save_grasp", lambda path, result: None)
+    stand = (1.0, 0.0, 0.0)
+    first = Deferred(lambda: fresh.grasp(s, "cup", stand, body, "right"))
+    while not calls:
+        threading.Event().wait(0.01)
+    second = Deferred(lambda: fresh.grasp(s, "cup", stand, body, "right"))
+    threading.Event().wait(0.2)
+    assert not second.done()  # waiting for the first
+    release.set()
+    assert first.result() == ("the grasp", False)
+    assert second.result() == ("the grasp", True)
+    assert len(calls) == 1
