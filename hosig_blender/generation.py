@@ -67,6 +67,7 @@ def get_body(config: client.ServerConfig) -> BodyData:
 
 def start_upload(config: client.ServerConfig, context: bpy.types.Context) -> SceneUpload:
     """The visible scene's export + upload, to be advanced in short steps (`SceneUpload.step`)."""
+    context.evaluated_depsgraph_get()  # brings the view layer up to date (objects just removed leave holes)
     names = [obj.name for obj in exportable_objects(context)]
     return SceneUpload(config, names, exporter(context), CACHE.scenes)
 

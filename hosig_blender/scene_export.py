@@ -22,7 +22,7 @@ def exportable_objects(context: bpy.types.Context) -> list[bpy.types.Object]:
     """Visible mesh objects that are part of the set (not HOSIG bodies)."""
     out = []
     for obj in context.view_layer.objects:
-        if obj.type != "MESH" or obj.get(BODY_TAG) is not None:
+        if obj is None or obj.type != "MESH" or obj.get(BODY_TAG) is not None:
             continue
         if not obj.visible_get():
             continue
