@@ -301,3 +301,117 @@ class NdjsonStream:
             return self._finish(events)
         return events
 
+
+
+class JsonPost:
+    """A POST of a large body (the scene upload) answered by one JSON object, without blocking.
+
+    `poll()` sends at most ``max_send`` bytes and reads what has arrived; it returns the decoded
+    answer once complete, else None. Errors (no server, HTTP error, bad answer) raise ServerError.
+    """
+
+    def __init__(self, config: ServerConfig, path: str, body: bytes, content_type: str, timeout_s: float = 120.0) -> None:
+        host, port, base = config.address()
+        self.host, self.port = host, port
+        head = [f"POST {base}{path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close", f"Content-Length: {len(body)}"]
+        head += [f"{k}: {v}" for k, v in config.headers(content_type).items()]
+        self._out = memoryview(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        self.total = len(self._out)
+        self.sent = 0
+        self._raw = b""
+        self._deadline = time.monotonic() + timeout_s
+        self._sock: socket.socket | None = None
+        self._connected = False
+        self._connect()
+
+    def _message(self, why: str) -> str:
+        return f"no HOSIG server answers at {self.host}:{self.port} ({why}); start it with `hosig serve` or the panel's Start button"
+
+    def _connect(self) -> None:
+        try:
+            family, kind, proto, _, addr = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)[0]
+        except OSError as err:
+            raise ServerError("no_server", f"cannot resolve server host {self.host!r}: {err}") from None
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        code = sock.connect_ex(addr)
+        if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
+            sock.close()
+            raise ServerError("no_server", self._message(os.strerror(code) if code else "refused"))
+        self._sock = sock
+
+    def close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+            self._sock = None
+
+    def poll(self, max_send: int = 1 << 18) -> Any:
+        """Advance without blocking: send <= ``max_send`` bytes, read the answer; the answer or None."""
+        if self._sock is None:
+            raise ServerError("cancelled", "the upload was closed")
+        if time.monotonic() > self._deadline:
+            self.close()
+            raise ServerError("timeout", f"the server at {self.host}:{self.port} did not take the scene in time")
+        try:
+            if not self._connected:
+                _, writable, _ = select.select([], [self._sock], [], 0)
+                if not writable:
+                    return None
+                err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    self.close()
+                    raise ServerError("no_server", self._message(os.strerror(err)))
+                self._connected = True
+            if self.sent < self.total:
+                try:
+                    self.sent += self._sock.send(self._out[self.sent:self.sent + max_send])
+                except (BlockingIOError, InterruptedError):
+                    pass
+                return None
+            return self._receive()
+        except (ConnectionError, OSError) as err:
+            self.close()
+            raise ServerError("connection_lost", f"lost the connection to the server at {self.host}:{self.port} during the upload ({err})") from None
+
+    def _receive(self) -> Any:
+        while True:
+            try:
+                data = self._sock.recv(1 << 16)
+            except (BlockingIOError, InterruptedError):
+                return self._answer(eof=False)
+            if not data:
+                return self._answer(eof=True)
+            self._raw += data
+
+    def _answer(self, eof: bool) -> Any:
+        """The decoded JSON answer once the whole response is in (Content-Length or EOF), else None."""
+        end = self._raw.find(b"\r\n\r\n")
+        if end < 0:
+            if eof:
+                self.close()
+                raise ServerError("connection_lost", f"the server at {self.host}:{self.port} closed the upload without an answer")
+            return None
+        head = self._raw[:end].decode("latin-1").split("\r\n")
+        fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:])}
+        body = self._raw[end + 4:]
+        length = int(fields["content-length"]) if "content-length" in fields else None
+        if (length is None and not eof) or (length is not None and len(body) < length):
+            if eof:
+                self.close()
+                raise ServerError("connection_lost", f"the server at {self.host}:{self.port} cut its answer short")
+            return None
+        self.close()
+        try:
+            status = int(head[0].split()[1])
+        except (IndexError, ValueError):
+            raise ServerError("bad_answer", f"bad status line {head[0]!r}") from None
+        body = body[:length] if length is not None else body
+        if status >= 400:
+            raise _error_from_body(status, body)
+        try:
+            return json.loads(body) if body else {}
+        except ValueError:
+            raise ServerError("bad_answer", f"upload: server answered non-JSON: {body[:200]!r}") from None

@@ -26,7 +26,8 @@ from . import client, edits, rig
 from .keyframes import ActionWriter, preserve_action
 from .posemath import bone_quaternions, make_continuous, pelvis_locations
 from .protocol import BodyData, FramesChunk, ProtocolError, generate_request
-from .scene_export import payload_bytes, scene_payload
+from .scene_export import exportable_objects, exporter
+from .upload import SceneUpload
 
 FPS = 30
 
@@ -64,14 +65,17 @@ def get_body(config: client.ServerConfig) -> BodyData:
     return body
 
 
+def start_upload(config: client.ServerConfig, context: bpy.types.Context) -> SceneUpload:
+    """The visible scene's export + upload, to be advanced in short steps (`SceneUpload.step`)."""
+    context.evaluated_depsgraph_get()  # brings the view layer up to date (objects just removed leave holes)
+    names = [obj.name for obj in exportable_objects(context)]
+    return SceneUpload(config, names, exporter(context), CACHE.scenes)
+
+
 def upload_scene(config: client.ServerConfig, context: bpy.types.Context) -> str:
-    """Upload the visible scene (once per content) and return the server's scene id."""
-    data, sha = payload_bytes(scene_payload(context))
-    key = (config.url, sha)
-    if key not in CACHE.scenes:
-        answer = client.request(config, "POST", "/scenes", body=data, content_type="application/vnd.hosig.mesh+json", timeout_s=120)
-        CACHE.scenes[key] = str(answer["id"])
-    return CACHE.scenes[key]
+    """Upload the visible scene (once per content) and return the server's scene id (blocking:
+    scripts and the path preview; the generation queue steps `start_upload` from its timer)."""
+    return start_upload(config, context).run()
 
 
 def body_mesh_for(body: BodyData) -> bpy.types.Mesh:
@@ -529,9 +533,11 @@ class GenerationQueue:
         self.on_update = on_update
         self.cancelled = False
         self.started = time.perf_counter()
-        # one upload + one /body fetch for the whole queue (errors surface here, before any change)
+        # one /body fetch for the whole queue (errors surface here, before any change) and one
+        # scene upload, advanced by `step` in short steps so the UI never waits for it
         self.body = get_body(config)
-        self.scene_id = upload_scene(config, context)
+        self.upload = start_upload(config, context)
+        self.scene_id: str | None = None
         for name in self.pending:
             shot = find_shot(self.scene, name)
             if shot is not None:
@@ -561,7 +567,9 @@ class GenerationQueue:
         return self.current is not None or bool(self.pending)
 
     def step(self) -> bool:
-        """Advance the current shot (non-blocking); True while work remains."""
+        """Advance the upload or the current shot (non-blocking); True while work remains."""
+        if self.scene_id is None and not self.cancelled:
+            return self._step_upload()
         if self.current is None:
             if not self.pending or self.cancelled:
                 self._restore_gc()
@@ -594,9 +602,31 @@ class GenerationQueue:
         self._notify()
         return self.active
 
+    def _step_upload(self) -> bool:
+        """One bounded step of the scene upload; when it fails every queued shot fails with its error."""
+        if self.upload.step():
+            self._notify()
+            return True
+        if self.upload.scene_id is not None:
+            self.scene_id = self.upload.scene_id
+            self._notify()
+            return self.active
+        message = self.upload.error.message if self.upload.error else "the scene upload stopped"
+        for name in self.pending:
+            self.failures.append((name, message))
+            shot = find_shot(self.scene, name)
+            if shot is not None:
+                shot.status = "FAILED"
+                shot.result = message
+        self.pending.clear()
+        self._restore_gc()
+        self._notify()
+        return False
+
     def cancel(self) -> None:
-        """Esc / Cancel: stop the running shot (rolled back) and drop the queued ones."""
+        """Esc / Cancel: stop the upload or the running shot (rolled back) and drop the queued ones."""
         self.cancelled = True
+        self.upload.cancel()
         for name in self.pending:
             shot = find_shot(self.scene, name)
             if shot is not None and shot.status == "QUEUED":
@@ -612,6 +642,8 @@ class GenerationQueue:
         self._notify()
 
     def status_text(self) -> str:
+        if self.scene_id is None and not self.upload.finished:
+            return f"HOSIG uploading the scene {int(self.upload.fraction * 100)}% (Esc cancels)"
         if self.current is not None:
             run = self.current
             total = len(self.finished) + len(self.pending) + 1

@@ -52,14 +52,15 @@ def _is_ours(name: str) -> bool:
     return obj is not None and obj.get(BODY_TAG) is not None
 
 
-def refresh_plan(context, timeout_s: float = 2.0) -> str:
-    """Ask the server for the active shot's path and cache it for the overlay."""
+def refresh_plan(context, timeout_s: float = 2.0, scene_id: str | None = None) -> str:
+    """Ask the server for the active shot's path and cache it for the overlay (``scene_id``: the
+    scene as already uploaded, else it is uploaded here, blocking)."""
     shot = _active_shot(context)
     if shot is None or not shot.has_start or shot.target is None:
         return "set a start and a target first"
     config = server_config(context)
     try:
-        scene_id = upload_scene(config, context)
+        scene_id = scene_id or upload_scene(config, context)
         plan = client.request(config, "POST", "/plan", body={"scene": scene_id, "start": [v for v in shot.start_triplet() if v is not None],
                                                              "target": shot.target.name}, timeout_s=timeout_s)
     except client.ServerError as err:

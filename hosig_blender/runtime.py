@@ -159,6 +159,9 @@ def shutdown() -> None:
     """On unregister: stop streaming (rolled back) and the timer; leave a started server running."""
     global QUEUE
     cancel()
+    upload = PLAN_UPLOAD.pop("upload", None)
+    if upload is not None:
+        upload.cancel()
     for fn in (_tick, _plan_refresh, _await_server):
         if bpy.app.timers.is_registered(fn):
             bpy.app.timers.unregister(fn)
@@ -171,17 +174,34 @@ def schedule_plan_refresh() -> None:
         return
     if bpy.app.timers.is_registered(_plan_refresh):
         bpy.app.timers.unregister(_plan_refresh)
+    upload = PLAN_UPLOAD.pop("upload", None)  # the scene may have changed: export it afresh
+    if upload is not None:
+        upload.cancel()
     bpy.app.timers.register(_plan_refresh, first_interval=0.4)
 
 
-def _plan_refresh() -> None:
+PLAN_UPLOAD: dict[str, Any] = {}  # the path preview's scene upload in progress ("upload": SceneUpload)
+
+
+def _plan_refresh() -> float | None:
+    """Timer: upload the scene in short steps (`upload.SceneUpload`, the UI keeps running), then ask /plan."""
+    from .generation import start_upload
     from .operators import refresh_plan
 
     try:
-        msg = refresh_plan(bpy.context, timeout_s=2.0)
+        upload = PLAN_UPLOAD.get("upload")
+        if upload is None:
+            upload = PLAN_UPLOAD["upload"] = start_upload(server_config(bpy.context), bpy.context)
+        if upload.step():
+            return TICK_S
+        PLAN_UPLOAD.clear()
+        if upload.scene_id is None:
+            bpy.context.scene.hosig.status_line = f"path: {upload.error.message if upload.error else 'upload stopped'}"
+            return None
+        msg = refresh_plan(bpy.context, timeout_s=2.0, scene_id=upload.scene_id)
         bpy.context.scene.hosig.status_line = f"path: {msg}"
     except Exception:  # noqa: BLE001 - a preview must never break editing
-        pass
+        PLAN_UPLOAD.clear()
     return None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 
 import bpy
 import numpy as np
@@ -21,7 +22,7 @@ def exportable_objects(context: bpy.types.Context) -> list[bpy.types.Object]:
     """Visible mesh objects that are part of the set (not HOSIG bodies)."""
     out = []
     for obj in context.view_layer.objects:
-        if obj.type != "MESH" or obj.get(BODY_TAG) is not None:
+        if obj is None or obj.type != "MESH" or obj.get(BODY_TAG) is not None:
             continue
         if not obj.visible_get():
             continue
@@ -65,3 +66,17 @@ def payload_bytes(payload: dict) -> tuple[bytes, str]:
     """(JSON bytes, sha256 hex) — the hash lets the add-on skip re-uploading an unchanged scene."""
     data = json.dumps(payload, separators=(",", ":")).encode("utf-8")
     return data, hashlib.sha256(data).hexdigest()
+
+
+def exporter(context: bpy.types.Context) -> Callable[[str], tuple[np.ndarray, np.ndarray] | None]:
+    """name -> (vertices (N,3) world metres, triangles (M,3)) of that object now, for `upload.SceneUpload`
+    (called from timer ticks: the depsgraph is asked for at each call, never kept)."""
+    unit_scale = float(context.scene.unit_settings.scale_length or 1.0)
+
+    def export(name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        obj = bpy.data.objects.get(name)
+        if obj is None:  # deleted while the upload ran
+            return None
+        return object_arrays(obj, bpy.context.evaluated_depsgraph_get(), unit_scale)
+
+    return export

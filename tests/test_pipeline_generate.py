@@ -50,7 +50,10 @@ def test_events_in_order_and_clip_for_each_action(setup, action) -> None:
     assert result.error is None, result.error
     sig = _signature(result.events)
     plans = "PP" if action == "pick-place" else "P"
-    assert re.fullmatch(f"A{plans}gGm(Fm)+D", sig), sig
+    # the grasp event comes once, after the grasp stage starts: before the motion (grasp cached) or
+    # between frames (the walk streams while the grasp is optimised, issue #21)
+    assert re.fullmatch(f"A{plans}gm(Fm)+D", sig.replace("G", "")), sig
+    assert sig.count("G") == 1 and sig.index("G") > sig.index("g"), sig
 
     frames = [e for e in result.events if isinstance(e, Frames)]
     assert frames[0].start == 0

@@ -28,7 +28,8 @@ from hosig.errors import HosigError
 from hosig.pipeline.engine import Engine
 from hosig.pipeline.events import Accepted, Plan
 from hosig.pipeline.request import GenerateRequest, PlanRequest
-from hosig.pipeline.run import plan_only, run
+from hosig.pipeline.prefetch import prefetch_path_sdf
+from hosig.pipeline.run import GRASP_NICE, plan_only, run
 from hosig.pipeline.scenes import CONTENT_TYPES
 
 log = logging.getLogger("hosig.api")
@@ -207,8 +208,14 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None)
             stand = tuple(float(v) for v in event.stand)
 
             def warm_up() -> None:
-                scene.sdf(exclude=(req.target,))  # what the motion stage's scene term queries
-                engine.grasp(scene, req.target, stand, engine.body(), "right")
+                # what the motion stage's scene term queries, along the path, first steps first
+                # (on the worker; a queued job stops it), then the grasp in a low-priority thread
+                # that leaves the worker free: a job asking for the same grasp waits for this one
+                from hosig.motion.walkfirst import Deferred
+
+                prefetch_path_sdf(scene, req.target, [event], stop=jobs.waiting)
+                Deferred(lambda: engine.grasp(scene, req.target, stand, engine.body(), "right"), name="hosig-grasp-prefetch",
+                         nice=GRASP_NICE)
 
             jobs.prefetch(warm_up)
         return event

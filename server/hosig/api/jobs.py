@@ -149,6 +149,10 @@ class JobQueue:
         with self._lock:
             self._prefetch = work
 
+    def waiting(self) -> bool:
+        """Whether a job is queued (idle-time work stops early for it)."""
+        return self._queue.qsize() > 0
+
     def cancel(self, job_id: str) -> str | None:
         """Flag a job as cancelled; returns its state, or None for an unknown id."""
         with self._lock:

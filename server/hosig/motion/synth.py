@@ -184,8 +184,13 @@ def synthesize(
     path: np.ndarray | None = None,
     smooth: float | None = None,
     plant_feet: bool = True,
+    later=None,
 ) -> MotionClip:
     """Generate ``anchors.n_frames`` frames meeting the anchors; see the module docstring.
+
+    ``later`` (`walkfirst.LaterAnchors`): ``anchors`` are only right before ``later.frame``; the
+    first window reaching past it calls ``later.resolve()`` for the real anchors, skip frames and
+    grasp/release frames (the walk streams while the grasp is optimised; same clip either way).
 
     ``scene_skip`` = frames where the wrists may touch the scene (grasping); ``ddpm`` uses the
     1000-step reference sampler (benchmarks only). Raises UnreachableError for targets out of reach,
@@ -193,7 +198,8 @@ def synthesize(
     """
     anchors.validate()
     model.check_body(getattr(body, "identity", ""))
-    check_reach(anchors, floor_z)
+    if later is None:
+        check_reach(anchors, floor_z)
     n = anchors.n_frames
     w = model.window
     sc = model.sampler
@@ -224,6 +230,15 @@ def synthesize(
         if k > 0:
             frame = CanonFrame(float(pel_w[s, 0]), float(pel_w[s, 1]), float(heading_of(torch.as_tensor(rot_w[s, 0]))),
                                float(floor_z))
+        if later is not None and s + w > later.frame:  # this window needs the grasp's anchors
+            real = later.resolve()
+            later = None
+            anchors, scene_skip, grasp_frame, release_frame = real.anchors, real.scene_skip, real.grasp_frame, real.release_frame
+            anchors.validate()
+            check_reach(anchors, floor_z)
+            n = anchors.n_frames
+            fingers = None if fingers_learned else finger_track(anchors, n)
+            rot_w, pel_w, con_w = (_resized(arr, n) for arr in (rot_w, pel_w, con_w))
         wa = anchors.window(s, w, frame)
         c = ctx if k > 0 else 0
         if c:
@@ -385,6 +400,13 @@ def keyed_rotations(hard_mask: torch.Tensor, joints) -> torch.Tensor:
 def leg_keys(hard_mask: torch.Tensor, side: int) -> np.ndarray:
     """(W,) bool: frames where any rotation of one leg (0 left, 1 right) is a hard anchor."""
     return keyed_rotations(hard_mask, LEGS[side]).any(1).numpy()
+
+
+def _resized(arr: np.ndarray, n: int) -> np.ndarray:
+    """(T,...) -> (n,...): the first min(T, n) frames kept, zeros after."""
+    out = np.zeros((n,) + arr.shape[1:], arr.dtype)
+    out[: min(n, len(arr))] = arr[:n]
+    return out
 
 
 def _chunk(body, rot_w, pel_w, con_w, a: int, b: int, rest_pelvis) -> MotionChunk:

@@ -68,14 +68,18 @@ def time_request(engine: Engine, request: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def bench(model: str | None = None, device: str = "cpu", repeats: int = 3, batch: bool = True, quality: str = "final") -> dict[str, Any]:
-    """Warm the engine, then time `repeats` requests and (optionally) a 10-shot batch."""
+def bench(model: str | None = None, device: str = "cpu", repeats: int = 3, batch: bool = True, quality: str = "final",
+          grasp_first: bool = False, no_prefetch: bool = False) -> dict[str, Any]:
+    """Warm the engine, then time `repeats` requests and (optionally) a 10-shot batch.
+    ``grasp_first`` / ``no_prefetch``: the order before issue #21 (grasp, then motion; scene
+    distances built lazily), for before/after numbers on one machine."""
     from hosig.pipeline.batch import run_batch
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         scenes = _scenes(folder)
-        engine = Engine(EngineConfig(cache_dir=folder / "cache", device=device, motion_checkpoint=model, quality=quality))
+        engine = Engine(EngineConfig(cache_dir=folder / "cache", device=device, motion_checkpoint=model, quality=quality,
+                                     grasp_beside_walk=not grasp_first, prefetch_sdf=not no_prefetch))
         t = time.perf_counter()
         engine.warm()
         warm_s = time.perf_counter() - t
@@ -91,6 +95,8 @@ def bench(model: str | None = None, device: str = "cpu", repeats: int = 3, batch
         fresh_ok = [r for r in fresh if r["error"] is None]
         report: dict[str, Any] = {
             "device": device,
+            "grasp_beside_walk": not grasp_first,
+            "prefetch_sdf": not no_prefetch,
             "quality": quality,
             "model": engine.motion_identity(),
             "load_s": round(warm_s, 3),
@@ -201,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-batch", action="store_true")
     parser.add_argument("--http", action="store_true", help="only the loopback measurement against `hosig serve`")
     parser.add_argument("--think", type=float, default=3.0, help="--http: seconds between /plan and /generate")
+    parser.add_argument("--grasp-first", action="store_true", help="the old order: grasp, then motion (issue #21 baseline)")
+    parser.add_argument("--no-prefetch", action="store_true", help="scene distances built lazily (issue #21 baseline)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     import torch
@@ -209,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.http:
         report = bench_http(args.model, args.device, args.quality, args.repeats, args.think)
     else:
-        report = bench(args.model, args.device, args.repeats, not args.no_batch, args.quality)
+        report = bench(args.model, args.device, args.repeats, not args.no_batch, args.quality, args.grasp_first, args.no_prefetch)
     if args.json:
         sys.stdout.write(json.dumps(report, default=str) + "\n")
     else:

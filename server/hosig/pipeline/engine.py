@@ -38,6 +38,10 @@ class EngineConfig:
     grasp: Any = None  # GraspConfig (None = defaults for the quality)
     quality: str = "final"  # "final" | "preview" (fewer grasp candidates/iterations, fewer sampler steps)
     max_grasps: int = 64  # grasp results kept (deterministic per scene/target/stand/hand/body)
+    # the walk streams while the grasp is optimised beside it (issue #21; same clip); False: grasp first
+    grasp_beside_walk: bool = True
+    # the scene distances along a planned path are built in the background as soon as it is known
+    prefetch_sdf: bool = True
 
 
 # Preview quality: the same stages with less search, for blocking out shots quickly.
@@ -59,6 +63,7 @@ class Engine:
         self._motion: Any = None
         self._motion_identity: str | None = None
         self._grasps: "OrderedDict[tuple, Any]" = OrderedDict()
+        self._inflight: dict[Any, threading.Event] = {}  # grasps being optimised now (one optimisation per key)
         self._body_identity: str | None = None
 
     def body(self, smplx_dir: str | None = None) -> "BodyModel":
@@ -118,7 +123,7 @@ class Engine:
     def grasp(self, scene: Any, target: str, stand: tuple[float, float, float], body: Any, hand: str) -> tuple[Any, bool]:
         """(GraspResult, cached?) — grasps are deterministic, so a re-generation with another seed
         or action from the same stand point reuses the optimised pose (memory, then disk) instead
-        of paying for it again."""
+        of paying for it again; a call for a grasp another thread is optimising waits for it."""
         from hosig.grasp.generator import generate_grasp
         from hosig.pipeline.graspcache import grasp_key, load_grasp, save_grasp, scene_geometry_hash
 
@@ -129,21 +134,38 @@ class Engine:
                 self._grasps.move_to_end(key)
                 diskcache.touch(path)
                 return self._grasps[key], True
-        result = load_grasp(path)
-        cached = result is not None
-        if cached:
-            diskcache.touch(path)
-        else:
-            result = generate_grasp(scene, target, stand, body, hand=hand, config=self.grasp_config())
-            try:
-                save_grasp(path, result)
-                diskcache.prune(self.config.cache_dir, self.config.cache_max_bytes, keep=(path,))
-            except OSError:  # a read-only cache only costs the optimisation next time
-                pass
-        with self._lock:
-            self._grasps[key] = result
-            while len(self._grasps) > self.config.max_grasps:
-                self._grasps.popitem(last=False)
+            running = self._inflight.get(key)
+            if running is None:
+                running = self._inflight[key] = threading.Event()
+                owner = True
+            else:
+                owner = False
+        if not owner:  # the same grasp is being optimised (e.g. the /plan prefetch): wait for it
+            running.wait()
+            with self._lock:
+                if key in self._grasps:
+                    return self._grasps[key], True
+            return self.grasp(scene, target, stand, body, hand)  # it failed there: try here
+        try:
+            result = load_grasp(path)
+            cached = result is not None
+            if cached:
+                diskcache.touch(path)
+            else:
+                result = generate_grasp(scene, target, stand, body, hand=hand, config=self.grasp_config())
+                try:
+                    save_grasp(path, result)
+                    diskcache.prune(self.config.cache_dir, self.config.cache_max_bytes, keep=(path,))
+                except OSError:  # a read-only cache only costs the optimisation next time
+                    pass
+            with self._lock:
+                self._grasps[key] = result
+                while len(self._grasps) > self.config.max_grasps:
+                    self._grasps.popitem(last=False)
+        finally:
+            with self._lock:
+                self._inflight.pop(key, None)
+            running.set()
         return result, cached
 
     def warm(self) -> None:

@@ -32,6 +32,8 @@ log = logging.getLogger("hosig.pipeline")
 
 CancelFn = Callable[[], bool]
 _POLL_S = 0.05  # how often the event loop wakes to check cancellation while the motion thread works
+GRASP_NICE = 10  # CPU priority of the grasp thread beside the walk (Linux nice; the walk's windows come first)
+PREFETCH_NICE = 5  # of the scene-distance prefetch (ahead of the motion's own use, behind the motion)
 
 
 @dataclass
@@ -174,6 +176,10 @@ class _Job:
         self.t0 = time.perf_counter()
         self.timings: dict[str, float] = {}
         self.grasp_cached = False
+        self._grasp_sent = False
+        self._produced = 0  # frames streamed so far
+        self.frames_before_grasp = 0  # frames streamed before the grasp event
+        self.walk_prefix_ok = True  # the walk's anchors were the real task's (see walkfirst)
 
     def cancelled(self) -> bool:
         return self._closed.is_set() or bool(self._user_cancel and self._user_cancel())
@@ -220,11 +226,63 @@ class _Job:
             yield _plan_event(carry, "carry")
         t = self._lap("navigation_ms", t)
         _check(self.cancelled)
+        if getattr(self.engine.config, "prefetch_sdf", True):
+            self._start_sdf_prefetch(scene, [approach] + ([carry] if carry is not None else []))
 
         yield Progress(stage="grasp", fraction=0.0)
         body = self.engine.body(req.smplx_dir)
-        grasp, cached = self.engine.grasp(scene, req.target, tuple(float(v) for v in approach.stand), body, req.hand)
-        self.grasp_cached = cached
+        future = self._start_grasp(scene, approach, body)
+        walk_first = bool(getattr(self.engine.config, "grasp_beside_walk", True))
+        if not walk_first:  # grasp first: the grasp event (or its error) before any motion
+            future.result(self.cancelled)
+            yield from self._grasp_ready(future)
+        _check(self.cancelled)
+        yield Progress(stage="motion", fraction=0.0)
+        yield from self._motion(scene, body, approach, carry, place_point, future, walk_first)
+
+    # -- grasp ----------------------------------------------------------------------------------
+
+    def _start_grasp(self, scene: Any, approach: Any, body: Any) -> Any:
+        """The grasp optimisation (or cache hit) at the approach's stand point, in a background
+        thread: a `walkfirst.Deferred` of the GraspResult."""
+        from hosig.motion.walkfirst import Deferred
+
+        req = self.request
+        stand = tuple(float(v) for v in approach.stand)
+
+        def optimise() -> Any:
+            t = time.perf_counter()
+            grasp, cached = self.engine.grasp(scene, req.target, stand, body, req.hand)
+            self.grasp_cached = cached
+            self.timings["grasp_ms"] = round((time.perf_counter() - t) * 1000.0, 2)
+            return grasp
+
+        # beside the walk the grasp is needed later than the first windows: it yields the cores to them
+        nice = GRASP_NICE if getattr(self.engine.config, "grasp_beside_walk", True) else 0
+        return Deferred(optimise, name="hosig-grasp", nice=nice)
+
+    def _start_sdf_prefetch(self, scene: Any, legs: list) -> Any:
+        """The target-excluded scene distances along the planned legs, built in a background
+        thread while the grasp is optimised (`pipeline.prefetch`); a `walkfirst.Deferred`."""
+        from hosig.motion.walkfirst import Deferred
+        from hosig.pipeline.prefetch import prefetch_path_sdf
+
+        def build() -> int:
+            t = time.perf_counter()
+            tiles = prefetch_path_sdf(scene, self.request.target, legs, stop=self.cancelled)
+            self.timings["sdf_prefetch_ms"] = round((time.perf_counter() - t) * 1000.0, 2)
+            self.timings["sdf_prefetch_tiles"] = float(tiles)
+            return tiles
+
+        return Deferred(build, name="hosig-sdf-prefetch", nice=PREFETCH_NICE)
+
+    def _grasp_ready(self, future: Any) -> Iterator[Any]:
+        """The ``grasp`` event once ``future`` has finished (once; nothing before); its error if it failed."""
+        if self._grasp_sent or not future.done():
+            return
+        grasp = future.result()
+        self._grasp_sent = True
+        self.frames_before_grasp = self._produced
         yield Grasp(
             hand=str(grasp.hand),
             stand=np.asarray(grasp.stand, dtype=float).tolist(),
@@ -236,19 +294,17 @@ class _Job:
             pose=_grasp_pose(grasp).tolist(),
             trans=np.asarray(grasp.transl, dtype=float).reshape(-1).tolist(),
         )
-        t = self._lap("grasp_ms", t)
-        _check(self.cancelled)
-
-        yield Progress(stage="motion", fraction=0.0)
-        yield from self._motion(scene, body, approach, carry, place_point, grasp)
 
     # -- motion ---------------------------------------------------------------------------------
 
-    def _motion(self, scene: Any, body: Any, approach: Any, carry: Any, place_point: Any, grasp: Any) -> Iterator[Any]:
-        from hosig.body.skeleton import JOINT_INDEX, PARENTS
-        from hosig.clip import MotionClip
+    def _motion(self, scene: Any, body: Any, approach: Any, carry: Any, place_point: Any, future: Any,
+                walk_first: bool) -> Iterator[Any]:
+        """Motion windows streamed as ``frames`` events. ``walk_first``: the windows before the
+        arrival are sampled while ``future`` (the grasp) is still optimised (`walkfirst`); the
+        ``grasp`` event goes out as soon as it is ready, between two ``frames`` events."""
         from hosig.motion.synth import synthesize
         from hosig.motion.task import build_task
+        from hosig.motion.walkfirst import LaterAnchors, Resolved, prefix_matches, walk_task
 
         req = self.request
         t = time.perf_counter()
@@ -256,36 +312,42 @@ class _Job:
         bounds = np.asarray(scene.object(req.target).bounds, dtype=np.float64)
         object_base = np.array([(bounds[0, 0] + bounds[1, 0]) / 2, (bounds[0, 1] + bounds[1, 1]) / 2, bounds[0, 2]])
         legs = [approach] + ([carry] if carry is not None else [])
-        task = build_task(req.action, legs, grasp=grasp, place_point=place_point, body=body, object_base=object_base)
         scene_sdf = scene.sdf(exclude=(req.target,))  # the hand may touch the target; not the rest
-        n_frames = int(task.n_frames)
-        grasp_frame = int(task.grasp_frame)
-        release_frame = int(task.release_frame) if task.release_frame >= 0 else None
-        attach_a, attach_b = (int(v) for v in task.attached)
-        carried = attach_b > attach_a
-        tracker = None
-        if carried:
-            tracker = CarryTracker(
-                parents=np.asarray(PARENTS), wrist=JOINT_INDEX[f"{task.hand}_wrist"],
-                object_in_wrist=np.asarray(grasp.object_in_wrist, dtype=np.float64),
-                grasp_frame=attach_a, release_frame=attach_b if attach_b < n_frames else None,
-                settle=self._settler(scene, req.target),
-            )
+        chunks: queue.Queue = queue.Queue()
+
+        def real_task() -> Any:
+            return build_task(req.action, legs, grasp=future.result(self.cancelled), place_point=place_point, body=body,
+                              object_base=object_base)
+
+        later = None
+        if walk_first:
+            task = walk = walk_task(build_task, approach, req.hand, body)
+            arrive = int(walk.scene_skip[0])
+
+            def resolve() -> Resolved:
+                final = real_task()
+                if not prefix_matches(walk.anchors, final.anchors, arrive):
+                    self.walk_prefix_ok = False
+                    log.warning("walk-first: the walk's anchors differ from the task's before frame %d", arrive)
+                chunks.put(("task", final))
+                return Resolved(final.anchors, final.scene_skip, int(final.grasp_frame), int(final.release_frame))
+
+            later = LaterAnchors(arrive, resolve)
+        else:
+            task = real_task()
+            chunks.put(("task", task))
         steps = self.engine.sampler_steps()
         self.timings["task_ms"] = round((time.perf_counter() - t) * 1000.0, 2)
-
-        chunks: queue.Queue = queue.Queue()
 
         def on_window(chunk: Any) -> None:
             chunks.put(("chunk", chunk))
 
-        def work() -> None:
+        def work(task: Any = task) -> None:
             try:
                 clip = synthesize(
                     model, task.anchors, body, scene_sdf=scene_sdf, seed=req.seed, on_window=on_window, cancel=self.cancelled,
-                    floor_z=float(scene.floor_z), scene_skip=task.scene_skip, grasp_frame=grasp_frame,
-                    release_frame=release_frame if release_frame is not None else -1, path=task.path,
-                    steps=steps,
+                    floor_z=float(scene.floor_z), scene_skip=task.scene_skip, grasp_frame=int(task.grasp_frame),
+                    release_frame=int(task.release_frame), path=task.path, steps=steps, later=later,
                 )
                 chunks.put(("done", clip))
             except BaseException as err:  # noqa: BLE001 - handed to the consumer thread
@@ -293,61 +355,57 @@ class _Job:
 
         worker = threading.Thread(target=work, name="hosig-motion", daemon=True)
         worker.start()
-        parts: dict[str, list[np.ndarray]] = {"poses": [], "trans": [], "joints": [], "obj": []}
-        produced = 0
+        stream = _Stream(carried=req.action != "reach", n_frames=int(task.n_frames))
         final_clip = None
         try:
             while True:
+                yield from self._grasp_ready(future)
                 try:
                     kind, payload = chunks.get(timeout=_POLL_S)
                 except queue.Empty:
                     if self.cancelled():
                         raise CancelledError("job cancelled") from None
+                    if future.failed():
+                        future.result()  # the grasp's own error, at once
                     continue
                 if kind == "error":
                     raise payload
                 if kind == "done":
                     final_clip = payload
                     break
-                start, poses, trans, joints = _chunk_arrays(payload)
-                if start != produced:
-                    raise RuntimeError(f"motion chunk starts at frame {start}, expected {produced}")
-                obj = tracker.chunk(start, poses, joints) if tracker else None
-                if produced == 0:
-                    self.timings["first_frames_ms"] = round((time.perf_counter() - self.t0) * 1000.0, 2)
-                produced += len(poses)
-                for key, arr in (("poses", poses), ("trans", trans), ("joints", joints), ("obj", obj)):
-                    if arr is not None:
-                        parts[key].append(arr)
-                yield Frames.from_arrays(start, poses, trans, joints, req.target if carried else None, obj)
-                yield Progress(stage="motion", fraction=min(1.0, produced / max(n_frames, 1)))
+                if kind == "task":
+                    task = payload
+                    stream.use_task(task, future.result(), self._settler(scene, req.target))
+                    continue
+                yield from self._stream_chunk(stream, payload, req.target)
                 _check(self.cancelled)
         finally:
             if final_clip is None:
                 self._closed.set()
             worker.join(timeout=5.0)
+        yield from self._grasp_ready(future)
         self._lap("motion_ms", t)
-
-        poses = np.concatenate(parts["poses"]) if parts["poses"] else np.zeros((0, 165))
-        trans = np.concatenate(parts["trans"]) if parts["trans"] else np.zeros((0, 3))
-        joints = np.concatenate(parts["joints"]) if parts["joints"] else np.zeros((0, 55, 3))
-        obj = np.concatenate(parts["obj"]) if parts["obj"] else None
-        path = np.asarray(task.path, dtype=np.float64)
-        clip = MotionClip(
-            poses=poses, trans=trans, joints=joints,
-            betas=getattr(final_clip, "betas", np.zeros(10)), gender=getattr(final_clip, "gender", "neutral"),
-            object_name=req.target if carried else None, object_transforms=obj,
-            grasp_frame=grasp_frame if grasp_frame < len(poses) else -1,
-            release_frame=release_frame if release_frame is not None else -1,
-            path=path, body_identity=body.identity,
-            contacts=getattr(final_clip, "contacts", None) if getattr(final_clip, "contacts", None) is not None
-            and len(final_clip.contacts) == len(poses) else None,
-        )
+        clip = stream.clip(final_clip, task, req.target, body)
         written = None
         if self.clip_path is not None:
             written = str(clip.save(self.clip_path))
         self.timings["total_ms"] = round((time.perf_counter() - self.t0) * 1000.0, 2)
-        yield Done(summary=self._summary(clip, scene, grasp, approach, carry, place_point, written, body))
+        yield Done(summary=self._summary(clip, scene, future.result(), approach, carry, place_point, written, body))
+
+    def _stream_chunk(self, stream: "_Stream", chunk: Any, target: str) -> Iterator[Any]:
+        """One motion window's final frames: a ``frames`` event (object transforms while carried)
+        and a ``progress`` event."""
+        start, poses, trans, joints = _chunk_arrays(chunk)
+        if start != self._produced:
+            raise RuntimeError(f"motion chunk starts at frame {start}, expected {self._produced}")
+        obj = stream.add(start, poses, trans, joints)
+        if self._produced == 0:
+            self.timings["first_frames_ms"] = round((time.perf_counter() - self.t0) * 1000.0, 2)
+        self._produced += len(poses)
+        yield Frames.from_arrays(start, poses, trans, joints, target if stream.carried else None, obj)
+        # never backwards: until the grasp is known the length is the walk task's (a guess)
+        stream.fraction = max(stream.fraction, min(1.0, self._produced / max(stream.n_frames, 1)))
+        yield Progress(stage="motion", fraction=stream.fraction)
 
     @staticmethod
     def _settler(scene: Any, target: str) -> Callable[[np.ndarray], float]:
@@ -378,6 +436,9 @@ class _Job:
             "scene": scene.content_hash,
             "timings_ms": dict(self.timings),
             "grasp_cached": self.grasp_cached,
+            "frames_before_grasp": self.frames_before_grasp,
+            "walk_first": bool(getattr(self.engine.config, "grasp_beside_walk", True)),
+            "walk_prefix_exact": self.walk_prefix_ok,
             "realtime_factor": round(clip.duration_s / max(self.timings.get("total_ms", 0.0) / 1000.0, 1e-9), 3),
             "metrics": clip_metrics(clip, scene, grasp, approach, carry, place_point, body),
             "grasp_frame": clip.grasp_frame,
@@ -388,6 +449,66 @@ class _Job:
             "object_name": clip.object_name,
             "clip": written,
         }
+
+
+class _Stream:
+    """The streamed frames of one job and the carried object's tracker (known once the task is)."""
+
+    def __init__(self, carried: bool, n_frames: int) -> None:
+        self.carried = carried  # pick and pick-place carry the target (frames before the grasp: at rest)
+        self.n_frames = n_frames  # the walk task's until the real task is known
+        self.fraction = 0.0  # motion progress reported so far
+        self.tracker: CarryTracker | None = None
+        self.parts: dict[str, list[np.ndarray]] = {"poses": [], "trans": [], "joints": [], "obj": []}
+
+    def use_task(self, task: Any, grasp: Any, settle: Callable[[np.ndarray], float]) -> None:
+        """The real task is known: its length and, for a carry, the object tracker."""
+        from hosig.body.skeleton import JOINT_INDEX, PARENTS
+
+        self.n_frames = int(task.n_frames)
+        attach_a, attach_b = (int(v) for v in task.attached)
+        self.carried = attach_b > attach_a
+        if self.carried:
+            self.tracker = CarryTracker(
+                parents=np.asarray(PARENTS), wrist=JOINT_INDEX[f"{task.hand}_wrist"],
+                object_in_wrist=np.asarray(grasp.object_in_wrist, dtype=np.float64),
+                grasp_frame=attach_a, release_frame=attach_b if attach_b < self.n_frames else None, settle=settle,
+            )
+
+    def add(self, start: int, poses: np.ndarray, trans: np.ndarray, joints: np.ndarray) -> np.ndarray | None:
+        """Keep a chunk; (n,4,4) object transforms while carried (at rest before the task is known:
+        those frames lie before the arrival, so before the grasp), else None."""
+        obj = None
+        if self.tracker is not None:
+            obj = self.tracker.chunk(start, poses, joints)
+        elif self.carried:
+            obj = np.broadcast_to(np.eye(4), (len(poses), 4, 4)).copy()
+        for key, arr in (("poses", poses), ("trans", trans), ("joints", joints), ("obj", obj)):
+            if arr is not None:
+                self.parts[key].append(arr)
+        return obj
+
+    def clip(self, final_clip: Any, task: Any, target: str, body: Any) -> Any:
+        """The streamed frames as a MotionClip (what was sent is what is saved)."""
+        from hosig.clip import MotionClip
+
+        parts = self.parts
+        poses = np.concatenate(parts["poses"]) if parts["poses"] else np.zeros((0, 165))
+        trans = np.concatenate(parts["trans"]) if parts["trans"] else np.zeros((0, 3))
+        joints = np.concatenate(parts["joints"]) if parts["joints"] else np.zeros((0, 55, 3))
+        obj = np.concatenate(parts["obj"]) if parts["obj"] and self.carried else None
+        grasp_frame = int(task.grasp_frame)
+        release_frame = int(task.release_frame)
+        contacts = getattr(final_clip, "contacts", None)
+        return MotionClip(
+            poses=poses, trans=trans, joints=joints,
+            betas=getattr(final_clip, "betas", np.zeros(10)), gender=getattr(final_clip, "gender", "neutral"),
+            object_name=target if self.carried else None, object_transforms=obj,
+            grasp_frame=grasp_frame if grasp_frame < len(poses) else -1,
+            release_frame=release_frame if release_frame >= 0 else -1,
+            path=np.asarray(task.path, dtype=np.float64), body_identity=body.identity,
+            contacts=contacts if contacts is not None and len(contacts) == len(poses) else None,
+        )
 
 
 def _chunk_arrays(chunk: Any) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:

@@ -240,8 +240,17 @@ class Scene:
             if key not in self._derived:
                 c = self.config
                 far = max(c.sdf_far_voxel, 2 * v)
-                self._derived[key] = build_sdf(self.occupancy(ex, voxel=v), c.sdf_clamp, c.sdf_band, far)
+                sdf = build_sdf(self.occupancy(ex, voxel=v), c.sdf_clamp, c.sdf_band, far)
+                donor = self._sdf_donor(v)
+                if donor is not None:  # tiles away from the objects excluded differently are the donor's
+                    sdf.share_from(donor)
+                self._derived[key] = sdf
             return self._derived[key]  # type: ignore[return-value]
+
+    def _sdf_donor(self, voxel: float) -> SceneSDF | None:
+        """The field (at ``voxel``) of another exclusion set with the most tiles built, if any."""
+        fields = [v for k, v in self._derived.items() if k[0] == "sdf" and k[2] == voxel]
+        return max(fields, key=lambda f: f.tiles_computed, default=None)
 
     def nbytes(self) -> int:
         """Estimated memory held: the objects' arrays and the derived grids (occupancy, SDF far
