@@ -76,6 +76,14 @@ def children(joint: int) -> list[int]:
     return [int(c) for c in np.nonzero(PARENTS == joint)[0]]
 
 
+def descendants(joint: int) -> list[int]:
+    """``joint`` and every joint below it in the kinematic tree."""
+    out = [joint]
+    for child in children(joint):
+        out += descendants(child)
+    return out
+
+
 def chain_to_root(joint: int) -> list[int]:
     """Joint indices from ``joint`` up to the pelvis (inclusive both ends)."""
     out = [joint]

@@ -19,9 +19,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from hosig.body.skeleton import descendants
 from hosig.clip import MotionClip
 from hosig.errors import CancelledError, HosigError, UnreachableError
 from hosig.motion.anchors import AnchorSet, WindowAnchors, parse_target
+from hosig.motion.despike import despike
 from hosig.motion.diffusion import Schedule, sample
 from hosig.motion.footplant import LEGS, FootPlanter, blend_rotations, eased_share
 from hosig.motion.guidance import Energy, guide_x0, smooth_in_time
@@ -29,6 +31,7 @@ from hosig.motion.refine import REFINE_JOINTS, RefineConfig, SceneTerm, refine
 from hosig.motion.task import STANDING_PELVIS_M
 from hosig.motion.representation import (
     ANCHOR_JOINTS,
+    BODY_JOINTS,
     FOOT_CONTACT_JOINTS,
     HAND_JOINTS,
     LAYOUT,
@@ -275,6 +278,7 @@ def synthesize(
         end = n if last else s + stride + ctx
         m = end - s
         held = None
+        rot_c[:m] = despike_window(body, rot_c[:m], pel_c[:m], c, wa.hard_mask[:m], WHOLE_BODY)
         if planter is not None:  # feet planted first, so the correction below keeps them planted
             rot_c, pel_c, con_c = plant_window(planter, wa, frame, rot_c, pel_c, con_c, c, m, m if last else w, s)
             held = swinging_feet(body, rot_c[:m], pel_c[:m], con_c[:m])
@@ -295,6 +299,8 @@ def synthesize(
             rot_c[:m], pel_c[:m] = refine(body, rot_c[:m], pel_c[:m], con_c[:m], tg, foot_floor, fixed=c,
                                          cfg=RefineConfig(), locked=locked, scene=scene, height_free=height_free,
                                          lock_feet=planter is None, held_feet=held)
+        rot_c[:m] = despike_window(body, rot_c[:m], pel_c[:m], c, wa.hard_mask[:m], UPPER_BODY,
+                                   also_keyed=target_frames(wa.guide, m))
         # back to world
         yaw = torch.as_tensor(frame.yaw(), dtype=torch.float32)
         rot_world = rot_c.clone()
@@ -329,6 +335,10 @@ LEG_JOINTS = [j for leg in LEGS for j in leg]
 # eased at window seams: the trunk, head, arms and fingers (the planter continues the legs itself;
 # the root carries the planted legs)
 SEAM_JOINTS = [j for j in ROT_JOINTS if j != 0 and j not in LEG_JOINTS]
+# despiked: before planting the whole body (the planter then re-plants the legs it carries);
+# after `refine` the upper body only (the planted legs are final)
+WHOLE_BODY = [0] + BODY_JOINTS
+UPPER_BODY = [j for j in BODY_JOINTS if j not in LEG_JOINTS]
 SEAM_EASE_FRAMES = 8  # a jump at a window seam fades out over this many frames (~0.27 s)
 
 
@@ -390,6 +400,35 @@ def swinging_feet(body, rot: torch.Tensor, pel: torch.Tensor, contacts: torch.Te
     with torch.no_grad():
         points = skeleton_fk(body)(rot, pel, 22)[:, FOOT_CONTACT_JOINTS].numpy()
     return points, (contacts.numpy()[:, [1, 1, 3, 3]] <= 0.5).astype(np.float64)
+
+
+def target_frames(guide: list, m: int) -> np.ndarray:
+    """(m,) bool: frames of a window where a joint other than the pelvis has a position target
+    (a wrist at the grasp, the lift or the place)."""
+    out = np.zeros(m, bool)
+    for f, j, _, _ in guide:
+        if j != 0 and 0 <= f < m:
+            out[f] = True
+    return out
+
+
+def despike_window(body, rot: torch.Tensor, pel: torch.Tensor, first: int, hard_mask: torch.Tensor,
+                   joints: list[int], also_keyed: np.ndarray | None = None) -> torch.Tensor:
+    """(M,55,3,3) rotations, (M,3) pelvis of a window's frames -> rotations where no joint that
+    ``joints`` carry (they and everything below them) flicks faster than a person moves
+    (`despike`); frames before ``first`` (context), frames with a hard body rotation key and
+    ``also_keyed`` (M,) frames are kept (a flick next to a kept frame is eased into it)."""
+    keyed = keyed_rotations(hard_mask, [0] + BODY_JOINTS).any(-1).numpy()
+    if also_keyed is not None:
+        keyed = keyed | also_keyed
+    measured = sorted({d for j in joints for d in descendants(j)})
+
+    def fk(r: np.ndarray, p: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return body.fk(torch.as_tensor(r, dtype=torch.float32), torch.as_tensor(p, dtype=torch.float32)).numpy()
+
+    out, _ = despike(rot.numpy(), pel.numpy(), fk, first, keyed, joints, measured)
+    return torch.as_tensor(out, dtype=rot.dtype)
 
 
 def keyed_rotations(hard_mask: torch.Tensor, joints) -> torch.Tensor:
