@@ -17,6 +17,7 @@ finally `attach_object` to fill the carried object's per-frame transforms.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -390,13 +391,17 @@ def wrist_transforms(body, poses: np.ndarray, pelvis: np.ndarray, hand: str) -> 
     return out
 
 
-def attach_object(clip, task: Task, body, object_name: str) -> None:
+def attach_object(clip, task: Task, body, object_name: str,
+                  settle: Callable[[np.ndarray], float] | None = None) -> None:
     """Fill ``clip.object_transforms`` (T,4,4): the object's motion relative to its rest placement.
 
     Identity before the grasp; from the grasp frame the object moves rigidly with the grasping
     wrist (relative to where the wrist was at the grasp frame, so it never jumps); after the
-    release it stays where it was put down.
+    release it is where it was put down, moved straight down (a short fall) or up by the gap
+    ``settle`` reports for that put-down transform (see `hosig.pipeline.settle.make_settler`).
     """
+    from hosig.pipeline.settle import settled_transforms
+
     t = clip.n_frames
     out = np.tile(np.eye(4, dtype=np.float32), (t, 1, 1))
     a, b = task.attached
@@ -405,6 +410,8 @@ def attach_object(clip, task: Task, body, object_name: str) -> None:
         wt = wrist_transforms(body, clip.poses, pel, task.hand)
         rel = wt[a:b] @ np.linalg.inv(wt[a])
         out[a:b] = rel
-        out[b:] = rel[-1]
+        if b < t:
+            gap = float(settle(rel[-1])) if settle is not None else 0.0
+            out[b:] = settled_transforms(rel[-1], gap, t - b)
     clip.object_name = object_name
     clip.object_transforms = out
