@@ -206,24 +206,29 @@ def test_grasp_cache_round_trip(tmp_path) -> None:
 def test_put_down_object_settles_onto_the_surface_below() -> None:
     import trimesh
 
-    from hosig.pipeline.objects import support_gap
+    from hosig.pipeline.settle import make_settler, settle_offsets
 
     table = trimesh.creation.box(extents=[1.0, 1.0, 0.05])
     table.apply_translation([0, 0, 0.725])  # top at 0.75
     cup = trimesh.creation.cylinder(radius=0.04, height=0.1)
     cup.apply_translation([0.2, 0.1, 0.05])  # bottom at 0
+    settle = make_settler(table, cup.vertices)
     lift = np.eye(4)
     lift[:3, 3] = [0.0, 0.0, 0.77]  # bottom 2 cm above the table top
-    assert support_gap(cup.vertices, table, lift) == pytest.approx(-0.02, abs=1e-6)
+    assert settle(lift) == pytest.approx(-0.02, abs=1e-6)
     lift[2, 3] = 0.74  # sunk 1 cm into it
-    assert support_gap(cup.vertices, table, lift) == pytest.approx(0.01, abs=1e-6)
-    lift[2, 3] = 0.95  # 20 cm above: not a settle, left alone
-    assert support_gap(cup.vertices, table, lift) == 0.0
+    assert settle(lift) == pytest.approx(0.01, abs=1e-6)
+    lift[2, 3] = 0.95  # 20 cm above: it falls all the way
+    assert settle(lift) == pytest.approx(-0.20, abs=1e-6)
 
     poses, joints = _moving_wrist(20)
     wrist = JOINT_INDEX["right_wrist"]
-    tracker = CarryTracker(PARENTS, wrist, None, grasp_frame=2, release_frame=10, settle=lambda m: -0.02, settle_frames=4)
+    tracker = CarryTracker(PARENTS, wrist, None, grasp_frame=2, release_frame=10, settle=lambda m: -0.02)
     out = tracker.chunk(0, poses, joints)
     drop = out[10:, 2, 3] - out[9, 2, 3]
-    np.testing.assert_allclose(drop[:5], [-0.005, -0.01, -0.015, -0.02, -0.02], atol=1e-9)
+    np.testing.assert_allclose(drop, settle_offsets(-0.02, 10), atol=1e-9)
+    assert drop[0] > -0.02 and drop[-1] == pytest.approx(-0.02)
     np.testing.assert_allclose(out[10:, :3, :3], np.tile(out[9, :3, :3], (10, 1, 1)), atol=1e-12)
+    chunked = CarryTracker(PARENTS, wrist, None, grasp_frame=2, release_frame=10, settle=lambda m: -0.02)
+    parts = [chunked.chunk(a, poses[a:b], joints[a:b]) for a, b in ((0, 11), (11, 13), (13, 20))]
+    np.testing.assert_allclose(np.concatenate(parts), out, atol=1e-12)

@@ -156,7 +156,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     body = load_body_model(args.smplx_dir)
     model = MotionModel.load(args.model)
     task = build_task(args.action, legs, grasp, place_point=place, body=body)
-    sdf = None
+    sdf = scene = None
     if args.scene:
         from hosig.scene import load_scene
 
@@ -171,7 +171,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
     )
     ms = (time.perf_counter() - t0) * 1000
     if grasp is not None and grasp.target:
-        attach_object(clip, task, body, grasp.target)
+        settle = None
+        if scene is not None and grasp.target in scene.objects:
+            from hosig.pipeline.settle import make_settler
+
+            settle = make_settler(scene.mesh(exclude=(grasp.target,)), scene.object(grasp.target).vertices)
+        attach_object(clip, task, body, grasp.target, settle=settle)
     clip.save(args.out)
     report: dict[str, Any] = {
         "out": str(args.out), "action": args.action, "frames": clip.n_frames, "duration_s": clip.duration_s,

@@ -17,6 +17,7 @@ finally `attach_object` to fill the carried object's per-frame transforms.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -248,6 +249,60 @@ def _wrist_path(anchors: AnchorSet, wrist_name: str, f0: int, f1: int, p0: np.nd
         anchors.add(f, wrist_name, (1 - u) * p0 + u * p1, weight=weight)
 
 
+PLACE_ABOVE_M = 0.01  # the hand brings the object's base this far above the place point (the settle closes it)
+# Hand joints whose positions pin the grasping hand's world orientation at the place (with the wrist):
+# a wrist position alone left the hand free to roll, and the object held in it came down tilted by
+# 60-100 degrees with its base 6-27 cm above the surface while the wrist sat on its target.
+PLACE_HAND_JOINTS = ("wrist", "index1", "pinky1")
+
+
+def _yaw(points: np.ndarray, angle: float) -> np.ndarray:
+    """(...,3) vectors turned by ``angle`` (rad) about +Z."""
+    c, s = np.cos(angle), np.sin(angle)
+    rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    return np.asarray(points, dtype=np.float64) @ rot.T
+
+
+def place_hand_targets(grasp, hand: str, base: np.ndarray, place_point: np.ndarray, turn: float,
+                       above: float = PLACE_ABOVE_M) -> dict[str, np.ndarray]:
+    """{joint name: (3,) world position} of the grasping hand that puts the object down at ``place_point``.
+
+    The grasp pose's hand (wrist, index and pinky knuckles; ``grasp.joints`` (55,3) with the object
+    at rest, its base at ``base`` (3,)) moved rigidly with the object: turned by ``turn`` (rad about +Z,
+    the body's heading at the place minus at the grasp) about the base, then the base onto
+    ``place_point`` (3,) + ``above``. Invariant: the object, held as it was grasped, stands upright on
+    the place point (as it stood where it was picked up) when the hand meets these targets."""
+    from hosig.body.skeleton import JOINT_INDEX
+
+    joints = np.asarray(grasp.joints, dtype=np.float64)
+    lift = np.asarray(place_point, dtype=np.float64) + np.array([0.0, 0.0, above])
+    out = {}
+    for part in PLACE_HAND_JOINTS:
+        name = f"{hand}_{part}"
+        out[name] = lift + _yaw(joints[JOINT_INDEX[name]] - base, turn)
+    return out
+
+
+def _hand_offsets(grasp, hand: str) -> dict[str, np.ndarray]:
+    """{joint name: (3,) offset from the grasping wrist} of `PLACE_HAND_JOINTS` in the grasp pose (world axes)."""
+    from hosig.body.skeleton import JOINT_INDEX
+
+    joints = np.asarray(grasp.joints, dtype=np.float64)
+    wrist = joints[JOINT_INDEX[f"{hand}_wrist"]]
+    return {f"{hand}_{p}": joints[JOINT_INDEX[f"{hand}_{p}"]] - wrist for p in PLACE_HAND_JOINTS if p != "wrist"}
+
+
+def _upright_hand(anchors: AnchorSet, offsets: dict[str, np.ndarray], wrist_name: str, f0: int, f1: int) -> None:
+    """Knuckle anchors beside every ``wrist_name`` anchor already set in frames [f0, f1]: the hand keeps the grasp's world
+    orientation (``offsets`` from `_hand_offsets`), so the object in it stays as upright as it stood.
+
+    Why: with the wrist position alone the hand rolled 80 degrees in the 13 frames after the grasp
+    (the lift), and the object rolled with it."""
+    for a in [a for a in anchors.anchors if a.target == wrist_name and f0 <= a.frame <= f1]:
+        for name, off in offsets.items():
+            anchors.add(a.frame, name, np.asarray(a.value, dtype=np.float64) + off, weight=a.weight)
+
+
 def build_task(action: str, legs: list, grasp=None, place_point=None, body=None, object_base=None) -> Task:
     """Anchors for ``action`` from navigation ``legs`` (NavPlan; 2 for pick-place) and ``grasp``.
 
@@ -321,6 +376,7 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
         lifted[2] = max(lifted[2], _floor_under(joints, body) + _carry_height(body))
         lf = g + LIFT_FRAMES
         _wrist_path(anchors, wrist_name, g + 3, lf, wrist, lifted, weight=1.0)
+        _upright_hand(anchors, _hand_offsets(grasp, hand), wrist_name, g + 3, lf)
         for f in range(g, lf + 1, 8):
             anchors.add(f, f"{hand}_hand_pose", hand_pose)
             anchors.add(f, "pelvis", [pel_g[0], pel_g[1], np.nan])
@@ -328,6 +384,7 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
             end = lf + HOLD
             _face(anchors, g, end, facing)
             _wrist_path(anchors, wrist_name, lf + HOLD_WRIST_EVERY, end - 1, lifted, lifted, weight=0.5)
+            _upright_hand(anchors, _hand_offsets(grasp, hand), wrist_name, lf + 1, end - 1)
             for f in range(lf + 8, end, 8):
                 anchors.add(f, f"{hand}_hand_pose", hand_pose)
             for f in _hold_frames(lf + 4, end):
@@ -349,9 +406,11 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
             for f in range(arrive2, place_frame + 1, PATH_EVERY):
                 anchors.add(f, "pelvis", [stand2[0], stand2[1], np.nan])
             base = np.asarray(object_base if object_base is not None else leg.target_point, dtype=np.float64)
-            wrist_place = np.asarray(place_point, dtype=np.float64) + (wrist - base) + np.array([0, 0, 0.01])
+            turn = _wrap(float(stand2[2]) - facing)
+            hand_at_place = place_hand_targets(grasp, hand, base, np.asarray(place_point, dtype=np.float64), turn)
             for f in range(place_frame - 1, place_frame + 4):
-                anchors.add(f, wrist_name, wrist_place, weight=2.0 if f == place_frame else 1.0)
+                for name, p in hand_at_place.items():
+                    anchors.add(f, name, p, weight=2.0 if f == place_frame else 1.0)
             anchors.add(place_frame, "root_orient", _stand_orient(stand2[2]))
             release = place_frame + 4
             anchors.add(release, f"{hand}_hand_pose", hand_pose)
@@ -390,13 +449,17 @@ def wrist_transforms(body, poses: np.ndarray, pelvis: np.ndarray, hand: str) -> 
     return out
 
 
-def attach_object(clip, task: Task, body, object_name: str) -> None:
+def attach_object(clip, task: Task, body, object_name: str,
+                  settle: Callable[[np.ndarray], float] | None = None) -> None:
     """Fill ``clip.object_transforms`` (T,4,4): the object's motion relative to its rest placement.
 
     Identity before the grasp; from the grasp frame the object moves rigidly with the grasping
     wrist (relative to where the wrist was at the grasp frame, so it never jumps); after the
-    release it stays where it was put down.
+    release it is where it was put down, moved straight down (a short fall) or up by the gap
+    ``settle`` reports for that put-down transform (see `hosig.pipeline.settle.make_settler`).
     """
+    from hosig.pipeline.settle import settled_transforms
+
     t = clip.n_frames
     out = np.tile(np.eye(4, dtype=np.float32), (t, 1, 1))
     a, b = task.attached
@@ -405,6 +468,8 @@ def attach_object(clip, task: Task, body, object_name: str) -> None:
         wt = wrist_transforms(body, clip.poses, pel, task.hand)
         rel = wt[a:b] @ np.linalg.inv(wt[a])
         out[a:b] = rel
-        out[b:] = rel[-1]
+        if b < t:
+            gap = float(settle(rel[-1])) if settle is not None else 0.0
+            out[b:] = settled_transforms(rel[-1], gap, t - b)
     clip.object_name = object_name
     clip.object_transforms = out

@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
+from hosig.clip import FPS
+from hosig.pipeline.settle import settle_offsets
+
 
 def chain_rotations(poses: np.ndarray, parents: np.ndarray, upto: int) -> np.ndarray:
     """(T,165) axis-angle poses -> (T,3,3) global rotation of joint ``upto`` (product along its chain)."""
@@ -47,8 +50,8 @@ def wrist_transforms(poses: np.ndarray, joints: np.ndarray, parents: np.ndarray,
 @dataclass
 class CarryTracker:
     """Streams object transforms chunk by chunk: rest before ``grasp_frame``, attached to the wrist
-    until ``release_frame`` (pick-place), then frozen where it was put down — settled onto the
-    surface below over ``settle_frames`` when ``settle`` reports a small gap (never a big jump).
+    until ``release_frame`` (pick-place), then where it was put down, settled straight down (a
+    short fall) or up onto the surface under it by the gap ``settle`` reports (see `hosig.pipeline.settle`).
 
     Attachment starts from where the generated wrist actually is at the grasp frame, so the object
     never jumps; over ``blend_frames`` the object's pose in the wrist frame then moves to the grasp
@@ -64,7 +67,7 @@ class CarryTracker:
     blend_frames: int = 8
     max_blend_m: float = 0.05
     settle: Callable[[np.ndarray], float] | None = None  # put-down transform -> height to the support (m)
-    settle_frames: int = 4
+    fps: float = FPS
     _start_rel: np.ndarray | None = None  # (4,4) object in wrist frame at the grasp frame
     _settle_dz: float | None = None
     _last_attached: np.ndarray = field(default_factory=lambda: np.eye(4))
@@ -108,35 +111,12 @@ class CarryTracker:
             released = np.flatnonzero(frames >= self.release_frame)
             if len(released) and self._settle_dz is None:
                 self._settle_dz = float(self.settle(self._last_attached)) if self.settle else 0.0
-            for i in released:
-                out[i] = self._last_attached
-                ramp = min(1.0, (frames[i] - self.release_frame + 1) / max(self.settle_frames, 1))
-                out[i, 2, 3] += ramp * (self._settle_dz or 0.0)
+            if len(released):
+                since = frames[released] - self.release_frame  # (k,) frames since the release, >= 0
+                drop = settle_offsets(self._settle_dz or 0.0, int(since[-1]) + 1, self.fps)
+                out[released] = self._last_attached
+                out[released, 2, 3] += drop[since]
         return out
-
-
-def support_gap(object_vertices: np.ndarray, scene_mesh, transform: np.ndarray, max_gap: float = 0.05) -> float:
-    """Vertical distance (m) to move a put-down object so that it rests on the surface below it
-    (+ up when it sank in, - down when it floats); 0 when no surface lies within ``max_gap``.
-
-    WHY: the hand puts the object down within a few centimetres of the place point; a floating or
-    sunken cup is what an animator notices first, so the last centimetres are closed here.
-    """
-    verts = np.asarray(object_vertices, dtype=np.float64)
-    moved = verts @ transform[:3, :3].T + transform[:3, 3]
-    bottom = float(moved[:, 2].min())
-    lo, hi = moved[:, :2].min(axis=0), moved[:, :2].max(axis=0)
-    inset = 0.25 * (hi - lo)
-    xs = np.linspace(lo[0] + inset[0], hi[0] - inset[0], 3)
-    ys = np.linspace(lo[1] + inset[1], hi[1] - inset[1], 3)
-    gx, gy = np.meshgrid(xs, ys)
-    origins = np.column_stack([gx.ravel(), gy.ravel(), np.full(gx.size, bottom + max_gap)])
-    hits, index_ray, _ = scene_mesh.ray.intersects_location(origins, np.tile([0.0, 0.0, -1.0], (len(origins), 1)), multiple_hits=False)
-    if len(hits) == 0:
-        return 0.0
-    support = float(hits[:, 2].max())  # the highest surface under the object's footprint
-    gap = support - bottom
-    return gap if abs(gap) <= max_gap else 0.0
 
 
 def place_candidates(mesh, inset: float = 0.08, step: float = 0.1, limit: int = 24) -> np.ndarray:

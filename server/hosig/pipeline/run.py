@@ -25,7 +25,8 @@ import numpy as np
 from hosig.errors import CancelledError, HosigError, UnreachableError, UsageError
 from hosig.pipeline.engine import Engine, default_engine
 from hosig.pipeline.events import Accepted, Done, Error, Frames, Grasp, Plan, Progress
-from hosig.pipeline.objects import CarryTracker, object_top_centre, place_candidates, support_gap
+from hosig.pipeline.objects import CarryTracker, object_top_centre, place_candidates
+from hosig.pipeline.settle import make_settler
 from hosig.pipeline.request import GenerateRequest, parse_request
 
 log = logging.getLogger("hosig.pipeline")
@@ -409,16 +410,9 @@ class _Job:
 
     @staticmethod
     def _settler(scene: Any, target: str) -> Callable[[np.ndarray], float]:
-        """Put-down transform -> vertical gap to the support under the object (see `support_gap`)."""
-
-        def settle(transform: np.ndarray) -> float:
-            obj = scene.object(target)
-            verts = np.asarray(obj.vertices, dtype=np.float64)
-            if len(verts) > 2000:
-                verts = verts[np.random.default_rng(0).choice(len(verts), 2000, replace=False)]
-            return support_gap(verts, scene.mesh(exclude=(target,)), transform)
-
-        return settle
+        """Put-down transform (4,4) -> vertical move (m) resting the object on the surface under it
+        (the scene without the object; see `hosig.pipeline.settle`)."""
+        return make_settler(scene.mesh(exclude=(target,)), np.asarray(scene.object(target).vertices, dtype=np.float64))
 
     def _summary(self, clip: Any, scene: Any, grasp: Any, approach: Any, carry: Any, place_point: Any, written: str | None,
                  body: Any = None) -> dict[str, Any]:
