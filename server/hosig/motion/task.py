@@ -384,7 +384,6 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
             end = lf + HOLD
             _face(anchors, g, end, facing)
             _wrist_path(anchors, wrist_name, lf + HOLD_WRIST_EVERY, end - 1, lifted, lifted, weight=0.5)
-            _upright_hand(anchors, _hand_offsets(grasp, hand), wrist_name, lf + 1, end - 1)
             for f in range(lf + 8, end, 8):
                 anchors.add(f, f"{hand}_hand_pose", hand_pose)
             for f in _hold_frames(lf + 4, end):
