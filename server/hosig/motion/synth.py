@@ -278,7 +278,8 @@ def synthesize(
         end = n if last else s + stride + ctx
         m = end - s
         held = None
-        rot_c[:m] = despike_window(body, rot_c[:m], pel_c[:m], c, wa.hard_mask[:m], WHOLE_BODY)
+        targets = target_frames(wa.guide, m)
+        rot_c[:m] = despike_window(body, rot_c[:m], pel_c[:m], c, wa.hard_mask[:m], WHOLE_BODY, also_keyed=targets)
         if planter is not None:  # feet planted first, so the correction below keeps them planted
             rot_c, pel_c, con_c = plant_window(planter, wa, frame, rot_c, pel_c, con_c, c, m, m if last else w, s)
             held = swinging_feet(body, rot_c[:m], pel_c[:m], con_c[:m])
@@ -299,8 +300,7 @@ def synthesize(
             rot_c[:m], pel_c[:m] = refine(body, rot_c[:m], pel_c[:m], con_c[:m], tg, foot_floor, fixed=c,
                                          cfg=RefineConfig(), locked=locked, scene=scene, height_free=height_free,
                                          lock_feet=planter is None, held_feet=held)
-        rot_c[:m] = despike_window(body, rot_c[:m], pel_c[:m], c, wa.hard_mask[:m], UPPER_BODY,
-                                   also_keyed=target_frames(wa.guide, m))
+        rot_c[:m] = despike_window(body, rot_c[:m], pel_c[:m], c, wa.hard_mask[:m], UPPER_BODY, also_keyed=targets)
         # back to world
         yaw = torch.as_tensor(frame.yaw(), dtype=torch.float32)
         rot_world = rot_c.clone()
