@@ -26,7 +26,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import bpy
 import numpy as np
@@ -638,6 +638,23 @@ def _fail(message: str) -> int:
     return 1
 
 
+# what a run_* raises for bad input or a failed step: reported as one HOSIG_ERROR line, exit 1
+_ERRORS = (ValueError, OSError, RuntimeError, KeyError, ProtocolError)
+
+
+def _run_command(parser: argparse.ArgumentParser, argv: list[str], work: Callable[[argparse.Namespace], dict[str, Any]],
+                 errors: tuple[type[BaseException], ...] = _ERRORS) -> int:
+    """Parse ``argv`` (usage errors exit 2, argparse's way), run ``work(args)`` -> summary and print
+    it as ``HOSIG_SUMMARY {json}`` (exit 0), or ``HOSIG_ERROR message`` (exit 1) on ``errors``."""
+    args = parser.parse_args(argv)
+    try:
+        summary = work(args)
+    except errors as err:
+        return _fail(str(err))
+    _emit(summary)
+    return 0
+
+
 def main_import(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m hosig_blender.headless import")
     parser.add_argument("--body", required=True, help="the server's /body answer (JSON file)")
@@ -648,13 +665,8 @@ def main_import(argv: list[str]) -> int:
     parser.add_argument("--frames", type=int, default=6, help="sheet columns per clip")
     parser.add_argument("--labels", nargs="+", default=None, help="one label per clip (default: the clip names)")
     parser.add_argument("--tile", type=_size, default=TILE, help="tile size WxH (default 320x240)")
-    args = parser.parse_args(argv)
-    try:
-        summary = run_import(args.body, args.clips, args.out, args.scene, args.sheet, args.frames, args.labels, args.tile)
-    except (ValueError, OSError, RuntimeError, KeyError, ProtocolError) as err:
-        return _fail(str(err))
-    _emit(summary)
-    return 0
+    return _run_command(parser, argv, lambda a: run_import(a.body, a.clips, a.out, a.scene, a.sheet, a.frames, a.labels,
+                                                           a.tile))
 
 
 def main_sheet(argv: list[str]) -> int:
@@ -664,14 +676,8 @@ def main_sheet(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, help="the PNG to write")
     parser.add_argument("--frames", type=int, default=5)
     parser.add_argument("--tile", type=_size, default=TILE)
-    args = parser.parse_args(argv)
-    try:
-        items = json.loads(Path(args.items).read_text())
-        summary = run_sheet(args.body, items, args.out, args.frames, args.tile)
-    except (ValueError, OSError, RuntimeError, KeyError, TypeError, ProtocolError) as err:
-        return _fail(str(err))
-    _emit(summary)
-    return 0
+    return _run_command(parser, argv, lambda a: run_sheet(a.body, json.loads(Path(a.items).read_text()), a.out, a.frames,
+                                                          a.tile), errors=(*_ERRORS, TypeError))
 
 
 def main_retarget(argv: list[str]) -> int:
@@ -686,14 +692,8 @@ def main_retarget(argv: list[str]) -> int:
     parser.add_argument("--bvh", default=None, help="also export each shot as BVH")
     parser.add_argument("--preset", default=None, help="bone map: auto or a preset name (default: detect)")
     parser.add_argument("--nla", action="store_true", help="push each shot's action onto an NLA strip")
-    args = parser.parse_args(argv)
-    try:
-        summary = run_retarget(args.body, args.clips, args.rig, args.armature, args.out, args.scene, args.fbx, args.bvh,
-                               args.preset, args.nla)
-    except (ValueError, OSError, RuntimeError, KeyError, ProtocolError) as err:
-        return _fail(str(err))
-    _emit(summary)
-    return 0
+    return _run_command(parser, argv, lambda a: run_retarget(a.body, a.clips, a.rig, a.armature, a.out, a.scene, a.fbx,
+                                                             a.bvh, a.preset, a.nla))
 
 
 def main(argv: list[str] | None = None) -> int:
