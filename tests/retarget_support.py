@@ -117,31 +117,74 @@ def role_positions(body, leg: float = 1.0, torso: float = 1.0, arm: float = 1.0,
     return out
 
 
-MIXAMO_NAMES = {"hips": "Hips", "spine1": "Spine", "spine2": "Spine1", "spine3": "Spine2", "neck": "Neck", "head": "Head"}
-for _s, _S in (("left", "Left"), ("right", "Right")):
-    MIXAMO_NAMES.update({f"{_s}_hip": f"{_S}UpLeg", f"{_s}_knee": f"{_S}Leg", f"{_s}_ankle": f"{_S}Foot",
-                         f"{_s}_foot": f"{_S}ToeBase", f"{_s}_collar": f"{_S}Shoulder", f"{_s}_shoulder": f"{_S}Arm",
-                         f"{_s}_elbow": f"{_S}ForeArm", f"{_s}_wrist": f"{_S}Hand"})
-    for _f in ("index", "middle", "ring", "pinky", "thumb"):
-        for _k in (1, 2, 3):
-            MIXAMO_NAMES[f"{_s}_{_f}{_k}"] = f"{_S}Hand{_f.capitalize()}{_k}"
+SIDES = (("left", "Left", "l"), ("right", "Right", "r"))  # role side, Mixamo side, UE side
+FINGERS = ("index", "middle", "ring", "pinky", "thumb")
 
-UE_NAMES = {"hips": "pelvis", "spine1": "spine_01", "spine2": "spine_03", "spine3": "spine_05", "neck": "neck_01", "head": "head"}
-for _s, _c in (("left", "l"), ("right", "r")):
-    UE_NAMES.update({f"{_s}_hip": f"thigh_{_c}", f"{_s}_knee": f"calf_{_c}", f"{_s}_ankle": f"foot_{_c}",
-                     f"{_s}_foot": f"ball_{_c}", f"{_s}_collar": f"clavicle_{_c}", f"{_s}_shoulder": f"upperarm_{_c}",
-                     f"{_s}_elbow": f"lowerarm_{_c}", f"{_s}_wrist": f"hand_{_c}"})
-    for _f in ("index", "middle", "ring", "pinky", "thumb"):
-        for _k in (1, 2, 3):
-            UE_NAMES[f"{_s}_{_f}{_k}"] = f"{_f}_0{_k}_{_c}"
+
+def rig_names(trunk: dict[str, str], limbs: dict[str, str], finger: str, side: int) -> dict[str, str]:
+    """role -> bone name for a rig family: ``trunk`` names hips to head; ``limbs`` (hip ... wrist)
+    and ``finger`` are formats of ``{S}`` (``SIDES[i][side]``), ``{f}`` / ``{F}`` (the finger,
+    capitalized) and ``{k}`` (its joint 1-3)."""
+    names = dict(trunk)
+    for sides in SIDES:
+        s, S = sides[0], sides[side]
+        names.update({f"{s}_{part}": fmt.format(S=S) for part, fmt in limbs.items()})
+        names.update({f"{s}_{f}{k}": finger.format(S=S, f=f, F=f.capitalize(), k=k) for f in FINGERS for k in (1, 2, 3)})
+    return names
+
+
+MIXAMO_NAMES = rig_names({"hips": "Hips", "spine1": "Spine", "spine2": "Spine1", "spine3": "Spine2", "neck": "Neck", "head": "Head"},
+                         {"hip": "{S}UpLeg", "knee": "{S}Leg", "ankle": "{S}Foot", "foot": "{S}ToeBase", "collar": "{S}Shoulder",
+                          "shoulder": "{S}Arm", "elbow": "{S}ForeArm", "wrist": "{S}Hand"},
+                         "{S}Hand{F}{k}", side=1)
+UE_NAMES = rig_names({"hips": "pelvis", "spine1": "spine_01", "spine2": "spine_03", "spine3": "spine_05", "neck": "neck_01",
+                      "head": "head"},
+                     {"hip": "thigh_{S}", "knee": "calf_{S}", "ankle": "foot_{S}", "foot": "ball_{S}", "collar": "clavicle_{S}",
+                      "shoulder": "upperarm_{S}", "elbow": "lowerarm_{S}", "wrist": "hand_{S}"},
+                     "{f}_0{k}_{S}", side=2)
+GENERIC_NAMES = {role: f"Bone.{k:03d}" for k, role in enumerate(["hips", *_PARENT_ROLE])}
+
+
+def _bone(eb, name: str, head, tail, parent=None):
+    """One edit bone ``name`` from ``head`` to ``tail`` under ``parent``."""
+    b = eb.new(name)
+    b.head, b.tail = tuple(head), tuple(tail)
+    if parent is not None:
+        b.parent = parent
+    return b
+
+
+def _mixamo_extras(eb, made: dict, pos: dict[str, np.ndarray], prefix: str) -> None:
+    """Mixamo's leaf end bones: ``HeadTop_End`` and ``LeftToe_End`` / ``RightToe_End``."""
+    _bone(eb, prefix + "HeadTop_End", made["head"].tail, np.array(made["head"].tail) + [0, 0, 0.03], made["head"])
+    for s, S, _c in SIDES:
+        foot = made[f"{s}_foot"]
+        _bone(eb, prefix + f"{S}Toe_End", foot.tail, np.array(foot.tail) + [0, -0.03, 0], foot)
+
+
+def _ue_extras(eb, made: dict, pos: dict[str, np.ndarray], prefix: str) -> None:
+    """UE's ``root``, the in-between ``spine_02`` / ``spine_04`` / ``neck_02`` (each splitting its
+    parent bone at the middle) and the thigh / upper-arm / lower-arm twist bones."""
+    made["hips"].parent = _bone(eb, "root", (0, 0, 0), (0, 0.2, 0))
+    for between, lo, hi in (("spine_02", "spine1", "spine2"), ("spine_04", "spine2", "spine3"), ("neck_02", "neck", "head")):
+        mid = (pos[lo] + pos[hi]) / 2
+        made[lo].tail = tuple(mid)
+        made[hi].parent = _bone(eb, between, mid, pos[hi], made[lo])
+    for s, _S, c in SIDES:
+        for role, twist in ((f"{s}_hip", f"thigh_twist_01_{c}"), (f"{s}_shoulder", f"upperarm_twist_01_{c}"),
+                            (f"{s}_elbow", f"lowerarm_twist_01_{c}")):
+            h, t = np.array(made[role].head), np.array(made[role].tail)
+            _bone(eb, twist, h + 0.5 * (t - h), t, made[role])
+
+
+EXTRAS = {"mixamo": _mixamo_extras, "ue": _ue_extras, "none": None}
 
 
 def build_rig(bpy, name: str, pos: dict[str, np.ndarray], names: dict[str, str], prefix: str = "", roll: float = 0.0,
               extras: str = "mixamo") -> "bpy.types.Object":
     """An armature ``name`` at the origin: a bone per role named ``prefix + names[role]``, tails to
-    the (first) child, rolls ``roll`` (radians, alternating sign), plus the rig family's extras:
-    Mixamo end bones (``HeadTop_End``, ``LeftToe_End``), or UE's ``root``, ``spine_02``/``spine_04``
-    in-betweens, twist bones and ``neck_02``."""
+    the (first) child, rolls ``roll`` (radians, alternating sign), plus the rig family's
+    ``EXTRAS``: Mixamo end bones, or UE's root, in-between and twist bones."""
     arm_data = bpy.data.armatures.new(name)
     arm = bpy.data.objects.new(name, arm_data)
     bpy.context.scene.collection.objects.link(arm)
@@ -168,76 +211,50 @@ def build_rig(bpy, name: str, pos: dict[str, np.ndarray], names: dict[str, str],
         return pos[role] + 0.6 * (pos[role] - pos[parent])
 
     for k, role in enumerate(["hips", *_PARENT_ROLE]):
-        b = eb.new(prefix + names[role])
-        b.head = tuple(pos[role])
         tail = tail_of(role)
         if np.linalg.norm(tail - pos[role]) < 1e-3:
             tail = pos[role] + np.array([0, 0, 0.05])
-        b.tail = tuple(tail)
-        b.roll = roll * (1 if k % 2 else -1)
-        made[role] = b
+        made[role] = _bone(eb, prefix + names[role], pos[role], tail)
+        made[role].roll = roll * (1 if k % 2 else -1)
     for role, parent in _PARENT_ROLE.items():
         made[role].parent = made[parent]
-    if extras == "mixamo":
-        top = eb.new(prefix + "HeadTop_End")
-        top.head, top.tail = tuple(made["head"].tail), tuple(np.array(made["head"].tail) + [0, 0, 0.03])
-        top.parent = made["head"]
-        for s in ("Left", "Right"):
-            role = "left_foot" if s == "Left" else "right_foot"
-            end = eb.new(prefix + f"{s}Toe_End")
-            end.head, end.tail = tuple(made[role].tail), tuple(np.array(made[role].tail) + [0, -0.03, 0])
-            end.parent = made[role]
-    elif extras == "ue":
-        root = eb.new("root")
-        root.head, root.tail = (0, 0, 0), (0, 0.2, 0)
-        made["hips"].parent = root
-        # in-between spine bones: spine_02 between 01 and 03, spine_04 between 03 and 05
-        for between, lo, hi in (("spine_02", "spine1", "spine2"), ("spine_04", "spine2", "spine3")):
-            mid = (pos[lo] + pos[hi]) / 2
-            b = eb.new(between)
-            b.head, b.tail = tuple(mid), tuple(pos[hi])
-            made[lo].tail = tuple(mid)
-            b.parent = made[lo]
-            made[hi].parent = b
-        neck2 = eb.new("neck_02")
-        mid = (pos["neck"] + pos["head"]) / 2
-        neck2.head, neck2.tail = tuple(mid), tuple(pos["head"])
-        made["neck"].tail = tuple(mid)
-        neck2.parent = made["neck"]
-        made["head"].parent = neck2
-        for s, c in (("left", "l"), ("right", "r")):
-            for role, twist in ((f"{s}_hip", f"thigh_twist_01_{c}"), (f"{s}_shoulder", f"upperarm_twist_01_{c}"),
-                                (f"{s}_elbow", f"lowerarm_twist_01_{c}")):
-                b = eb.new(twist)
-                h, t = np.array(made[role].head), np.array(made[role].tail)
-                b.head, b.tail = tuple(h + 0.5 * (t - h)), tuple(t)
-                b.parent = made[role]
+    if EXTRAS[extras] is not None:
+        EXTRAS[extras](eb, made, pos, prefix)
     bpy.ops.object.mode_set(mode="OBJECT")
     for pb in arm.pose.bones:
         pb.rotation_mode = "QUATERNION"
     return arm
 
 
+# rig family -> (role_positions proportions, names, build_rig keywords)
+RIGS = {
+    # Mixamo names with the ``mixamorig:`` prefix, T-pose, 8% taller, long legs, rolled bones
+    "mixamo": ({"leg": 1.12, "torso": 1.04, "arm": 1.05}, MIXAMO_NAMES, {"prefix": "mixamorig:", "roll": 0.6, "extras": "mixamo"}),
+    # UE5 mannequin names, A-pose (arms 40 degrees down), shorter legs, root bone, twist bones
+    "unreal": ({"leg": 0.9, "torso": 0.95, "arm": 0.92, "a_pose_deg": 40.0}, UE_NAMES, {"roll": -0.4, "extras": "ue"}),
+    # bones named ``Bone.000`` ... (no side or part tokens: only the hierarchy tells), A-pose 30
+    # degrees, long torso, short arms: the automatic map's case
+    "generic": ({"leg": 0.97, "torso": 1.12, "arm": 0.9, "a_pose_deg": 30.0}, GENERIC_NAMES, {"roll": 1.1, "extras": "none"}),
+}
+
+
+def family_rig(bpy, body, family: str, name: str) -> "bpy.types.Object":
+    """The ``RIGS[family]`` rig from the mannequin's rest joints, as armature object ``name``."""
+    proportions, names, options = RIGS[family]
+    return build_rig(bpy, name, role_positions(body, **proportions), names, **options)
+
+
 def mixamo_rig(bpy, body, name: str = "Mixamo") -> "bpy.types.Object":
-    """Mixamo names with the ``mixamorig:`` prefix, T-pose, 8% taller, long legs, rolled bones."""
-    pos = role_positions(body, leg=1.12, torso=1.04, arm=1.05)
-    return build_rig(bpy, name, pos, MIXAMO_NAMES, prefix="mixamorig:", roll=0.6, extras="mixamo")
+    return family_rig(bpy, body, "mixamo", name)
 
 
 def unreal_rig(bpy, body, name: str = "UE5") -> "bpy.types.Object":
-    """UE5 mannequin names, A-pose (arms 40 degrees down), shorter legs, root bone, twist bones."""
-    pos = role_positions(body, leg=0.9, torso=0.95, arm=0.92, a_pose_deg=40.0)
-    return build_rig(bpy, name, pos, UE_NAMES, roll=-0.4, extras="ue")
+    return family_rig(bpy, body, "unreal", name)
 
 
 def generic_rig(bpy, body, name: str = "Generic") -> "bpy.types.Object":
-    """Bones named ``Bone.000`` ... (no side or part tokens: only the hierarchy tells), A-pose 30
-    degrees, long torso, short arms: the automatic map's case. ``GENERIC_NAMES`` maps roles."""
-    pos = role_positions(body, leg=0.97, torso=1.12, arm=0.9, a_pose_deg=30.0)
-    return build_rig(bpy, name, pos, GENERIC_NAMES, roll=1.1, extras="none")
-
-
-GENERIC_NAMES = {role: f"Bone.{k:03d}" for k, role in enumerate(["hips", *_PARENT_ROLE])}
+    """``GENERIC_NAMES`` maps its roles."""
+    return family_rig(bpy, body, "generic", name)
 
 
 def as_fbx_import(bpy, arm) -> "bpy.types.Object":
