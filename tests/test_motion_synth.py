@@ -333,7 +333,7 @@ def test_a_hard_run_is_eased_into_its_free_neighbours():
     """A channel anchored from the window's start (a walk's path) up to frame 52, then free and
     10 cm away: the gap is spread over the following frames, never one frame's jump; a channel
     hard only in the context is left to the blend."""
-    from hosig.motion.synth import EASE_FRAMES, ease_into_hard
+    from hosig.motion.synth import HARD_EASE_FRAMES, ease_into_hard
 
     w, d = 64, 3
     x0 = torch.zeros(1, w, d)
@@ -344,8 +344,8 @@ def test_a_hard_run_is_eased_into_its_free_neighbours():
     hard[0, :8, :] = True  # the context: every channel
     out = ease_into_hard(x0, torch.zeros(1, w, d), hard)[0]
     steps = (out[1:, 1] - out[:-1, 1]).abs()
-    assert steps.max() <= 0.1 / (EASE_FRAMES + 1) + 1e-6, f"a {steps.max() * 100:.1f} cm step"
-    assert torch.allclose(out[52 + EASE_FRAMES:, 1], torch.tensor(-0.1))  # the free motion beyond
+    assert steps.max() <= 0.1 / (HARD_EASE_FRAMES + 1) + 1e-6, f"a {steps.max() * 100:.1f} cm step"
+    assert torch.allclose(out[52 + HARD_EASE_FRAMES:, 1], torch.tensor(-0.1))  # the free motion beyond
     assert torch.allclose(out[8:, 2], torch.tensor(0.5))  # only hard in the context: untouched
 
 

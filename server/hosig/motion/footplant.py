@@ -134,7 +134,7 @@ KNEE_RADIUS_M, SHIN_RADIUS_M, ANKLE_RADIUS_M, TOE_RADIUS_M, THIGH_RADIUS_M = 0.0
 # rad a knee may turn outwards (+) or inwards to keep out of furniture, in order of preference
 SWIVELS = (0.0, 0.15, -0.15, 0.3, -0.3, 0.45, -0.45, 0.6)
 SWIVEL_EASE = 6  # frames a knee's turn is held and eased over
-EASE_FRAMES = 8  # a leg eases from planted into an animator's hard key over this many frames
+KEY_EASE_FRAMES = 8  # a leg eases from planted into an animator's hard key over this many frames
 
 
 def eased_share(keep: np.ndarray, radius: int) -> np.ndarray:
@@ -348,10 +348,10 @@ class FootPlanter:
         drop = np.maximum(drop, self._smooth_excess(float_excess, len(pelvis)))
         drop[:new_from] = 0.0
         # eased in after the final frames: the network may stand taller again right after them
-        ramp = np.clip((np.arange(len(drop)) - new_from + 1) / (EASE_FRAMES + 1), 0.0, 1.0) if new_from > 0 else 1.0
+        ramp = np.clip((np.arange(len(drop)) - new_from + 1) / (KEY_EASE_FRAMES + 1), 0.0, 1.0) if new_from > 0 else 1.0
         drop *= ramp
         if keep is not None and keep.any():
-            drop *= eased_share(keep, EASE_FRAMES)
+            drop *= eased_share(keep, KEY_EASE_FRAMES)
         out = np.array(pelvis, dtype=np.float64)
         out[:, 2] -= drop
         return out.astype(np.asarray(pelvis).dtype)
@@ -387,7 +387,7 @@ class FootPlanter:
         frames [new_to, look_to) are the window's prediction past them (read to place landings);
         ``offset`` is the window's first frame in the clip (a clip may end in mid-step);
         ``keep`` (W,2) bool: frames where a leg's rotations are hard anchors (an animator's key):
-        that leg keeps them there, the planted solution eased into them over `EASE_FRAMES`.
+        that leg keeps them there, the planted solution eased into them over `KEY_EASE_FRAMES`.
         Call `lowered_pelvis` first where the sampled walk is tall (the arm IK must see the result).
         Returns (rot with the legs re-solved on the new frames, contacts (new_to-new_from,4)).
         """
@@ -449,7 +449,7 @@ class FootPlanter:
             out[new_from:new_to] = self._solve_leg(out[new_from:new_to], g[new_from:new_to], p[new_from:new_to], side,
                                                    ankle_t[side], ankle_r[side], toe_r[side])
             if keep is not None and keep[:, side].any():
-                share = eased_share(keep[:, side], EASE_FRAMES)[new_from:new_to]
+                share = eased_share(keep[:, side], KEY_EASE_FRAMES)[new_from:new_to]
                 joints = list(LEGS[side])
                 new = out[new_from:new_to, joints]
                 old = rot[new_from:new_to, joints].astype(np.float64)

@@ -510,10 +510,10 @@ def _sample_window(model, wa: WindowAnchors, frame: CanonFrame, body, scene_sdf,
     return ease_into_hard(x0, hv, hard)
 
 
-EASE_FRAMES = 14  # a hard anchor's correction fades out over this many frames on each side (~0.5 s)
+HARD_EASE_FRAMES = 14  # a hard anchor's correction fades out over this many frames on each side (~0.5 s)
 
 
-def ease_into_hard(x0: torch.Tensor, hv: torch.Tensor, hard: torch.Tensor, radius: int = EASE_FRAMES) -> torch.Tensor:
+def ease_into_hard(x0: torch.Tensor, hv: torch.Tensor, hard: torch.Tensor, radius: int = HARD_EASE_FRAMES) -> torch.Tensor:
     """Meet hard anchors inside a window without a one-frame snap: (1,W,D) -> (1,W,D).
 
     Inpainting overwrites the anchored frames only, so the frames around a grasp pose can differ
