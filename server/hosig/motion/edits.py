@@ -141,16 +141,11 @@ def quat_to_axis_angle(q: np.ndarray) -> np.ndarray:
 
 
 def axis_angle_to_matrix(aa: np.ndarray) -> np.ndarray:
-    """(...,3) axis-angle -> (...,3,3) rotation matrices (Rodrigues, numpy)."""
+    """(...,3) axis-angle -> (...,3,3) rotation matrices (numpy, via scipy)."""
+    from scipy.spatial.transform import Rotation
+
     aa = np.asarray(aa, dtype=np.float64)
-    angle = np.linalg.norm(aa, axis=-1, keepdims=True)
-    axis = aa / np.maximum(angle, 1e-12)
-    x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
-    c, s = np.cos(angle[..., 0]), np.sin(angle[..., 0])
-    k = np.stack([np.stack([np.zeros_like(x), -z, y], -1), np.stack([z, np.zeros_like(x), -x], -1),
-                  np.stack([-y, x, np.zeros_like(x)], -1)], -2)
-    eye = np.broadcast_to(np.eye(3), k.shape)
-    return eye + s[..., None, None] * k + (1 - c)[..., None, None] * (k @ k)
+    return Rotation.from_rotvec(aa.reshape(-1, 3)).as_matrix().reshape(aa.shape[:-1] + (3, 3))
 
 
 def rotation_angle_deg(a: np.ndarray, b: np.ndarray) -> float:

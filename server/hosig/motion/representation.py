@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from hosig.body.rotations import axis_angle_to_matrix
+
 # SMPL-X joint indices (smplx.joint_names.JOINT_NAMES[:55]).
 PELVIS, HEAD = 0, 15
 LEFT_WRIST, RIGHT_WRIST = 20, 21
@@ -66,24 +68,8 @@ LAYOUT = Layout()
 # ---------------------------------------------------------------- rotations (torch, differentiable)
 
 def aa_to_matrix(aa: torch.Tensor) -> torch.Tensor:
-    """(...,3) axis-angle -> (...,3,3) rotation matrices (Rodrigues, safe at zero)."""
-    theta = aa.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    axis = aa / theta
-    x, y, z = axis.unbind(-1)
-    zero = torch.zeros_like(x)
-    k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape(*aa.shape[:-1], 3, 3)
-    s = torch.sin(theta)[..., None]
-    c = torch.cos(theta)[..., None]
-    eye = torch.eye(3, dtype=aa.dtype, device=aa.device).expand_as(k)
-    small = (aa.norm(dim=-1) < 1e-8)[..., None, None]
-    rot = eye + s * k + (1 - c) * (k @ k)
-    return torch.where(small, eye + _skew(aa), rot)
-
-
-def _skew(v: torch.Tensor) -> torch.Tensor:
-    x, y, z = v.unbind(-1)
-    zero = torch.zeros_like(x)
-    return torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape(*v.shape[:-1], 3, 3)
+    """(...,3) axis-angle -> (...,3,3) rotation matrices (`hosig.body.rotations`, smooth at zero)."""
+    return axis_angle_to_matrix(aa)
 
 
 def matrix_to_aa(mat: np.ndarray) -> np.ndarray:
