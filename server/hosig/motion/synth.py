@@ -287,6 +287,8 @@ def synthesize(
             keys = keyed_rotations(wa.hard_mask[:m], SEAM_JOINTS).numpy()
             keys[:c] = False  # the context is hard for continuity, not a key
             rot_c[:m] = ease_seam(rot_c[:m], c, keys)
+        # `refine` has the last word: the scene and the targets (a flick smoothed after it went through furniture)
+        rot_c[:m] = despike_window(body, rot_c[:m], pel_c[:m], c, wa.hard_mask[:m], UPPER_BODY, also_keyed=targets)
         if refine_pass:
             tg = [(f, j, p, wt) for f, j, p, wt in wa.guide if j != 0]
             locked = keyed_rotations(wa.hard_mask[:m], REFINE_JOINTS)
@@ -300,7 +302,6 @@ def synthesize(
             rot_c[:m], pel_c[:m] = refine(body, rot_c[:m], pel_c[:m], con_c[:m], tg, foot_floor, fixed=c,
                                          cfg=RefineConfig(), locked=locked, scene=scene, height_free=height_free,
                                          lock_feet=planter is None, held_feet=held)
-        rot_c[:m] = despike_window(body, rot_c[:m], pel_c[:m], c, wa.hard_mask[:m], UPPER_BODY, also_keyed=targets)
         # back to world
         yaw = torch.as_tensor(frame.yaw(), dtype=torch.float32)
         rot_world = rot_c.clone()
@@ -336,7 +337,7 @@ LEG_JOINTS = [j for leg in LEGS for j in leg]
 # the root carries the planted legs)
 SEAM_JOINTS = [j for j in ROT_JOINTS if j != 0 and j not in LEG_JOINTS]
 # despiked: before planting the whole body (the planter then re-plants the legs it carries);
-# after `refine` the upper body only (the planted legs are final)
+# before `refine` the upper body only (the planted legs are final)
 WHOLE_BODY = [0] + BODY_JOINTS
 UPPER_BODY = [j for j in BODY_JOINTS if j not in LEG_JOINTS]
 SEAM_EASE_FRAMES = 8  # a jump at a window seam fades out over this many frames (~0.27 s)
