@@ -23,6 +23,16 @@ from urllib.parse import urlsplit
 DEFAULT_URL = "http://127.0.0.1:8765"
 
 
+def _closed(sock) -> None:
+    """Close ``sock`` if there is one (errors on closing are moot); returns None for the attribute."""
+    if sock is not None:
+        try:
+            sock.close()
+        except OSError:
+            pass
+    return None
+
+
 class ServerError(Exception):
     """The server could not be reached or answered with an error; ``code`` follows the protocol."""
 
@@ -166,12 +176,7 @@ class NdjsonStream:
         self._pending_error = {"type": "error", "code": code, "message": message}
 
     def close(self) -> None:
-        if self._sock is not None:
-            try:
-                self._sock.close()
-            except OSError:
-                pass
-            self._sock = None
+        self._sock = _closed(self._sock)
         if self._state not in ("failed",):
             self._state = "closed"
 
@@ -341,12 +346,7 @@ class JsonPost:
         self._sock = sock
 
     def close(self) -> None:
-        if self._sock is not None:
-            try:
-                self._sock.close()
-            except OSError:
-                pass
-            self._sock = None
+        self._sock = _closed(self._sock)
 
     def poll(self, max_send: int = 1 << 18) -> Any:
         """Advance without blocking: send <= ``max_send`` bytes, read the answer; the answer or None."""

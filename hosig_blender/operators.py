@@ -421,6 +421,10 @@ def _has_take(context) -> bool:
 class _TakeRuns:
     """Start runs of the active shot with their own requests; the timer streams them into new takes."""
 
+    @classmethod
+    def poll(cls, context):
+        return _queue_idle() and _has_take(context)
+
     def _start(self, context, make) -> set[str]:
         from . import regenerate
 
@@ -446,10 +450,6 @@ class HOSIG_OT_regenerate(_TakeRuns, bpy.types.Operator):
     bl_label = "Regenerate Around Edits"
     bl_options = {"REGISTER", "UNDO"}
 
-    @classmethod
-    def poll(cls, context):
-        return _queue_idle() and _has_take(context)
-
     def execute(self, context):
         def make(regenerate, shot, body):
             frames = (shot.range_first, shot.range_last) if shot.use_range else None
@@ -465,10 +465,6 @@ class HOSIG_OT_variations(_TakeRuns, bpy.types.Operator):
     bl_idname = "hosig.variations"
     bl_label = "Generate Variations"
     bl_options = {"REGISTER", "UNDO"}
-
-    @classmethod
-    def poll(cls, context):
-        return _queue_idle() and _has_take(context)
 
     def execute(self, context):
         def make(regenerate, shot, body):
