@@ -1,14 +1,13 @@
-"""The last safety net of a window: no joint of the upper body moves faster than a person can.
+"""A safety net of each window: no joint moves faster than a person can.
 
-After planting and `refine`, a window's new frames can still hold a one- or two-frame flick of the
-trunk, the arms or the head (a seam, an arm solved out of furniture, a correction meeting a key):
-10-28 m/s at the fingertips where captured motion peaks at 1.5-5.9 m/s. `despike` finds the
-frames whose joints move faster than `SPIKE_M_S` and replaces the upper body's local rotations
-around them by a smooth interpolation between the nearest calm frames on either side: the pose
-before and after the flick is kept and the flick itself is gone. Legs are the planter's (a planted
-foot must not move) and keyed frames (a grasp pose, an animator's key) are never changed.
+A window's frames can hold a one- or two-frame flick (the root spinning 100-165 degrees, an arm
+solved out of furniture, a correction meeting a key): 10-28 m/s at the fingertips where captured
+motion peaks at 1.5-5.9 m/s. `despike` finds the frames where a measured joint moves faster than
+`SPIKE_M_S` (the pop detector's own measure, `hosig.eval.metrics.joint_speeds`) and replaces the
+local rotations of the joints that carry it by an eased interpolation between the calm frames on
+either side: the poses before and after the flick are kept and the flick itself is gone. Context
+frames and keyed frames (a grasp pose, a position target, an animator's key) are never changed.
 """
-
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from hosig.clip import FPS
 from hosig.easing import smoothstep
+from hosig.eval.metrics import joint_speeds as speeds_between_frames
 
 SPIKE_M_S = 6.0  # faster than the fastest joint of captured everyday motion (5.9 m/s): a flick
 MARGIN_FRAMES = 4  # calm frames kept between a flick and the interpolation's end points
@@ -36,7 +35,7 @@ def joint_speeds(joints: np.ndarray) -> np.ndarray:
     """(T,J,3) positions -> (T,) the fastest joint's speed (m/s) arriving at each frame (0 at frame 0)."""
     out = np.zeros(len(joints))
     if len(joints) > 1:
-        out[1:] = np.linalg.norm(np.diff(joints, axis=0), axis=-1).max(-1) * FPS
+        out[1:] = speeds_between_frames(joints).max(-1)
     return out
 
 
