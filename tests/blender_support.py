@@ -234,3 +234,17 @@ def real_body_and_clip(n: int = 20, seed: int = 0) -> tuple[BodyData, dict[str, 
                             right_hand_pose=poses[:, 120:165], jaw_pose=poses[:, 66:69], leye_pose=poses[:, 69:72],
                             reye_pose=poses[:, 72:75])
     return body, {"poses": poses, "trans": trans, "joints": out.joints.numpy().astype(np.float64)}
+
+
+def fresh_addon() -> None:
+    """An empty Blender file with the add-on freshly registered and its session caches cleared."""
+    import bpy
+
+    import hosig_blender
+    from hosig_blender import generation
+
+    hosig_blender.unregister()
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    hosig_blender.register()
+    generation.CACHE.body.clear()
+    generation.CACHE.scenes.clear()

@@ -44,3 +44,11 @@ def tiny_engine(checkpoint: Path):
     from hosig.pipeline.scenes import default_cache_dir
 
     return Engine(EngineConfig(cache_dir=default_cache_dir(), motion_checkpoint=str(checkpoint), quality="preview"))
+
+
+def tiny_kitchen(folder: Path):
+    """(engine, scene path): the tiny-checkpoint engine and the demo kitchen written into ``folder``."""
+    from hosig.scene.demo import write_demo_scene
+
+    engine = tiny_engine(tiny_motion_checkpoint(folder / "ckpt"))
+    return engine, write_demo_scene(folder / "kitchen.glb", "kitchen", 0)

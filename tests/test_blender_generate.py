@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from blender_support import FakeServer, fake_body, real_body_and_clip
+from blender_support import FakeServer, fake_body, fresh_addon, real_body_and_clip
 
 bpy = pytest.importorskip("bpy")
 
@@ -23,11 +23,7 @@ def scene():
     """An empty scene with a table, a bottle that already has animation, and the add-on registered."""
     import hosig_blender
 
-    hosig_blender.unregister()
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    hosig_blender.register()
-    generation.CACHE.body.clear()
-    generation.CACHE.scenes.clear()
+    fresh_addon()
     sc = bpy.context.scene
     sc.frame_start, sc.frame_end, sc.frame_current = 1, 50, 1
     for name, loc, size in (("table", (2.0, 0.0, 0.375), (0.8, 0.6, 0.75)), ("bottle", (2.0, 0.0, 0.85), (0.06, 0.06, 0.2))):

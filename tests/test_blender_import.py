@@ -13,7 +13,7 @@ import struct
 
 import numpy as np
 import pytest
-from blender_support import FakeServer, fake_body, free_port, walking_clip
+from blender_support import FakeServer, fake_body, free_port, fresh_addon, walking_clip
 
 bpy = pytest.importorskip("bpy")
 
@@ -21,7 +21,7 @@ from hosig.body.skeleton import JOINT_NAMES  # noqa: E402
 from hosig.cli.blender_render import render_sheet, sheet_size  # noqa: E402
 from hosig.cli.main import main  # noqa: E402
 from hosig.clip import MotionClip  # noqa: E402
-from hosig_blender import clip_import, generation, preferences  # noqa: E402
+from hosig_blender import clip_import, preferences  # noqa: E402
 
 pytestmark = pytest.mark.blender
 
@@ -62,15 +62,6 @@ def files(tmp_path_factory):
     clip.body_identity = "sha256:00000000feedface"
     other = clip.save(folder / "other_body.npz")
     return {"kitchen": kitchen, "walk": walk, "other": other, "joints": joints, "identity": model.identity}
-
-
-def _fresh():
-    import hosig_blender
-
-    hosig_blender.unregister()
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    hosig_blender.register()
-    generation.CACHE.body.clear()
 
 
 def _heads(arm, names) -> np.ndarray:
@@ -144,7 +135,7 @@ def _snapshot():
 
 
 def test_import_folder_and_identity_check_in_blender(tmp_path) -> None:
-    _fresh()
+    fresh_addon()
     body = fake_body()
     batch = tmp_path / "batch"
     batch.mkdir()
@@ -177,7 +168,7 @@ def test_import_folder_and_identity_check_in_blender(tmp_path) -> None:
 def test_file_import_operator(tmp_path) -> None:
     from hosig_blender import operators
 
-    _fresh()
+    fresh_addon()
     assert operators.menu_import in bpy.types.TOPBAR_MT_file_import._dyn_ui_initialize()
     body = fake_body()
     clip = _save_fake_clip(tmp_path / "take_1.npz", body, body.identity)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from blender_support import FakeServer, fake_body
+from blender_support import FakeServer, fake_body, fresh_addon
 
 pytest.importorskip("bpy")
 
@@ -94,13 +94,8 @@ def scene():
     import bpy
 
     import hosig_blender
-    from hosig_blender import generation
 
-    hosig_blender.unregister()
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    hosig_blender.register()
-    generation.CACHE.body.clear()
-    generation.CACHE.scenes.clear()
+    fresh_addon()
     sc = bpy.context.scene
     for name, loc in (("table", (2.0, 0.0, 0.375)), ("bottle", (2.0, 0.0, 0.85))):
         mesh = bpy.data.meshes.new(name)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline_support import tiny_engine, tiny_motion_checkpoint
+from pipeline_support import tiny_kitchen, tiny_motion_checkpoint
 
 from hosig.body.skeleton import JOINT_INDEX
 from hosig.cli.main import main
@@ -20,7 +20,6 @@ from hosig.errors import UsageError
 from hosig.motion.edits import axis_angle_to_matrix, parse_anchors
 from hosig.pipeline.events import Frames, Progress
 from hosig.pipeline.run import generate
-from hosig.scene.demo import write_demo_scene
 
 START = [1.3, -0.9, 0.0]
 FIRST, LAST = 50, 110  # a 2 s range around the grasp (frame ~90) of the pick
@@ -29,9 +28,8 @@ FIRST, LAST = 50, 110  # a 2 s range around the grasp (frame ~90) of the pick
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("regen")
-    ckpt = tiny_motion_checkpoint(d / "ckpt")
-    engine = tiny_engine(ckpt)
-    scene = write_demo_scene(d / "kitchen.glb", "kitchen", 0)
+    engine, scene = tiny_kitchen(d)
+    ckpt = tiny_motion_checkpoint(d / "ckpt")  # the one the engine runs (trained once per process)
     base_path = d / "pick.npz"
     result = generate({"scene": str(scene), "start": START, "target": "cup", "action": "pick", "seed": 1},
                       engine=engine, clip_path=base_path)

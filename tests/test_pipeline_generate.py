@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline_support import tiny_engine, tiny_motion_checkpoint
+from pipeline_support import tiny_kitchen
 
 from hosig.clip import MotionClip
 from hosig.pipeline.events import Done, Error, Frames, Grasp, Plan, Progress
 from hosig.pipeline.run import generate, run
-from hosig.scene.demo import write_demo_scene
 
 START = [1.3, -0.9, 0.0]  # about a metre from where one stands to reach the kitchen's cup
 
@@ -22,9 +21,7 @@ START = [1.3, -0.9, 0.0]  # about a metre from where one stands to reach the kit
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("gen")
-    ckpt = tiny_motion_checkpoint(d / "ckpt")
-    engine = tiny_engine(ckpt)
-    scene = write_demo_scene(d / "kitchen.glb", "kitchen", 0)
+    engine, scene = tiny_kitchen(d)
     return engine, scene, d
 
 

@@ -9,13 +9,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from pipeline_support import tiny_engine, tiny_motion_checkpoint
+from pipeline_support import tiny_kitchen
 
 from hosig.motion.walkfirst import Deferred, prefix_matches, walk_task
 from hosig.pipeline.engine import Engine
 from hosig.pipeline.events import Done, Error, Frames, Grasp
 from hosig.pipeline.run import generate, run
-from hosig.scene.demo import write_demo_scene
 
 # a long walk to the kitchen's cup: several windows end before the arrival
 FAR = {"start": [-1.5, -1.5, 0.0], "target": "cup", "seed": 3}
@@ -24,9 +23,7 @@ FAR = {"start": [-1.5, -1.5, 0.0], "target": "cup", "seed": 3}
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("walkfirst")
-    ckpt = tiny_motion_checkpoint(d / "ckpt")
-    engine = tiny_engine(ckpt)
-    scene = write_demo_scene(d / "kitchen.glb", "kitchen", 0)
+    engine, scene = tiny_kitchen(d)
     return engine, scene
 
 
