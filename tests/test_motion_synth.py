@@ -162,7 +162,7 @@ def _plan(start, stand, duration):
 
 
 def test_pick_place_task_timeline_and_object_transforms(model, body):
-    from hosig.motion.task import attach_object, build_task
+    from hosig.motion.task import LIFT_FRAMES, attach_object, build_task
 
     leg1 = _plan([0, 0, 0], [1.5, 0, 0], 1.5)
     leg2 = _plan([1.5, 0, 0], [1.5, 1.5, np.pi / 2], 1.5)
@@ -175,6 +175,9 @@ def test_pick_place_task_timeline_and_object_transforms(model, body):
                             release_frame=task.release_frame, scene_skip=task.scene_skip, path=task.path)
     # the grasp pose is hard: the wrist is on the grasp's wrist
     assert np.linalg.norm(clip.joints[task.grasp_frame, 21] - grasp.wrist) < 0.03
+    # the lift keeps the hips over the ground the grasp stage checked (none pressed into the counter)
+    lift = clip.joints[task.grasp_frame: task.grasp_frame + LIFT_FRAMES + 1, 0, :2]
+    assert np.abs(lift - np.asarray(grasp.joints)[0, :2]).max() < 0.01
     attach_object(clip, task, body, "cup")
     tr = clip.object_transforms
     assert np.allclose(tr[: task.grasp_frame + 1], np.eye(4), atol=1e-5)

@@ -236,6 +236,14 @@ def _hold_grasp_pose(anchors: AnchorSet, first: int, end: int, grasp, hand: str)
         anchors.add(f, f"{hand}_hand_pose", hand_pose, hard=True)
 
 
+def _hold_pelvis_xy(anchors: AnchorSet, first: int, end: int, pelvis: np.ndarray) -> None:
+    """Pin the pelvis over the ground where the grasp pose put it, hard, over frames [first, end);
+    its height stays free (the trunk straightens as the object comes up). The grasp stage checked
+    the body against the scene there: a lift never carries the hips into the furniture in front."""
+    for f in range(first, end):
+        anchors.add(f, "pelvis", [pelvis[0], pelvis[1], np.nan], hard=True, weight=1.0 if f % PATH_EVERY == 0 else 0.0)
+
+
 def _wrist_path(anchors: AnchorSet, wrist_name: str, f0: int, f1: int, p0: np.ndarray, p1: np.ndarray,
                 weight: float) -> None:
     """Wrist anchors every `HOLD_WRIST_EVERY` frames from p0 at f0 to p1 at f1 (eased), both ends included.
@@ -379,7 +387,7 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
         _upright_hand(anchors, _hand_offsets(grasp, hand), wrist_name, g + 3, lf)
         for f in range(g, lf + 1, 8):
             anchors.add(f, f"{hand}_hand_pose", hand_pose)
-            anchors.add(f, "pelvis", [pel_g[0], pel_g[1], np.nan])
+        _hold_pelvis_xy(anchors, g + 1, lf + 1, pel_g)
         if action == "pick":
             end = lf + HOLD
             _face(anchors, g, end, facing)
