@@ -50,7 +50,8 @@ class GraspConfig:
     # next-ranked candidate; up to `finalise_tries` are measured (each ~50 ms).
     max_scene_penetration: float = 0.006
     finalise_tries: int = 4
-    w_feet: float = 5000.0  # soles flat on the floor: weaker, a squat lifted both feet 6 cm to reach further
+    w_feet: float = 1000.0
+    w_feet_crouch: float = 5000.0  # a squat's soles: weaker, it lifted both feet 6 cm to reach further
     w_stand: float = 80.0
     stand_slack: float = 0.08
     w_heading: float = 0.5

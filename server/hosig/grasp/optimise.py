@@ -254,7 +254,10 @@ def optimise_body(
     """Phase 1: whole-body reach for every candidate at once."""
     bsz = len(cands)
     orient, transl, pose = initial_state(lite, prior, stand, floor_z, bsz)
-    transl, pose = crouch_state(lite, orient, transl, pose, low_candidates(cands, floor_z, config), floor_z, config)
+    low_rows = low_candidates(cands, floor_z, config)
+    transl, pose = crouch_state(lite, orient, transl, pose, low_rows, floor_z, config)
+    w_feet = torch.full((bsz,), config.w_feet)  # (B,) a squatting body's soles are held harder to the floor
+    w_feet[low_rows] = config.w_feet_crouch
     pose0 = pose.clone()
     pose = reach_init(lite, hand, orient, transl, pose, cands)
     other = "left" if hand.side == "right" else "right"
@@ -372,7 +375,7 @@ def optimise_body(
         total = (
             w.w_palm * terms["palm"] + w.w_palm_abs * terms["palm_abs"]
             + w.w_palm_contact * terms["palm_contact"] + w.w_palm_normal * terms["palm_normal"] + w.w_palm_dir * terms["palm_dir"] + w.w_fwd_dir * terms["fwd_dir"]
-            + w.w_obj_pen * (terms["obj_pen"] + terms["obj_near"]) + w.w_scene_pen * (terms["scene_pen"] + terms["scene_near"]) + w.w_feet * terms["feet"]
+            + w.w_obj_pen * (terms["obj_pen"] + terms["obj_near"]) + w.w_scene_pen * (terms["scene_pen"] + terms["scene_near"]) + w_feet * terms["feet"]
             + w.w_stand * terms["stand"] + w.w_heading * terms["heading"] + w.w_com * terms["com"]
             + w.w_gaze * terms["gaze"] + w.w_limits * terms["limits"] + w.w_prior * terms["prior"]
             + w.w_free_arm * terms["free_arm"] + w.w_stance * terms["stance"] + w.w_floor_pen * terms["floor_pen"]
