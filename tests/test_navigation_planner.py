@@ -273,3 +273,17 @@ def test_object_above_the_shoulder_on_a_deep_board_is_reached_over_its_edge():
                               "back": box([0.0, 2.0, 0.0], [5.0, 2.02, 1.9])})
     plan = plan_to_object(make_scene(parts, "cup"), StartPose(1.0, 1.0), "cup")
     assert plan.stand[1] < 1.6  # in front of the board, not under it
+
+
+@pytest.mark.parametrize("top", [1.37, 1.56])
+def test_phone_lying_on_a_shelf_top_gets_a_stand_point(top):
+    """An 8 mm phone flat on a shelf's top board: the free line to it must not run inside the board
+    it lies on (it did at chest height and above, and every stand point was 'blocked')."""
+    from navigation_scenes import box, make_scene, room
+
+    shelf = box([1.5, 1.71, 0.0], [2.14, 2.0, top])
+    phone = box([1.75, 1.8, top], [1.9, 1.97, top + 0.008])
+    parts = room(0, -1, 4, 2.0, {"phone": phone, "shelf": shelf})
+    plan = plan_to_object(make_scene(parts, "phone"), StartPose(1.0, -0.5), "phone")
+    check_plan_shape(plan)
+    assert plan.stand[1] < 1.71 - R + 1e-6  # in front of the shelf

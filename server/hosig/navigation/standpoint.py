@@ -25,6 +25,7 @@ from hosig.navigation.floormap import FloorMap, sample_triangles
 
 _VOXEL = 0.02
 _LOS_STOP = 0.04
+_LOS_ABOVE_BASE = 2 * _VOXEL  # two voxels clear the support's top voxel whatever its alignment
 _REFINE_STEP = 0.01  # stand-point refinement step (metres) ...
 _REFINE_STEPS = 8  # ... and count  # the free line ends this short of the surface point (fingers wrap around it)
 
@@ -143,6 +144,9 @@ def target_geometry(
     lo = np.array([reach[:, 0].min() - margin, reach[:, 1].min() - margin, floor_z + 0.03])
     hi = np.array([reach[:, 0].max() + margin, reach[:, 1].max() + margin, max(floor_z + config.shoulder_height, reach[:, 2].max()) + 0.1])
     vox = build_local_voxels(scene_vertices, scene_faces, lo, hi)
+    # The free line runs at least `_LOS_ABOVE_BASE` above the target's lowest point: a line at the
+    # height of a phone lying on a board passes through the board's own voxels.
+    los_lift = max(los_lift, float(reach[:, 2].min()) + _LOS_ABOVE_BASE - z_ref)
     return TargetGeometry(name, reach, z_ref, los_lift, vox)
 
 
