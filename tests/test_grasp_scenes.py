@@ -56,6 +56,30 @@ def test_low_object_bends_or_squats_and_high_object_stretches(results, body):
     assert high.wrist[2] > high.joints[JOINT_INDEX["right_shoulder"], 2]
 
 
+def test_phone_against_a_shelf_back_panel_is_not_refused(body):
+    """Palms from above on the phone's centre put the finger tips into the back panel; the palm on
+    its near end is still free, so the grasp is attempted instead of 'no free approach'.
+    (How close the hand gets under the board above varies with the stand: see BENCHMARKS.)"""
+    case = testscenes.phone_against_shelf_back()
+    r = generate_grasp(case.scene, case.target, case.stand, body, hand="right")
+    assert r.contact_distance_m < 0.1, r.to_json()
+    assert r.scene_penetration_m <= 0.006, r.to_json()
+
+
+def test_a_grasp_short_of_the_object_counts_against_it_like_furniture_depth():
+    from types import SimpleNamespace
+
+    from hosig.grasp.generator import _shortfall
+
+    config = GraspConfig()
+    good = SimpleNamespace(scene_penetration_m=0.004, contact_distance_m=0.008)
+    short = SimpleNamespace(scene_penetration_m=0.0, contact_distance_m=0.05)
+    deep = SimpleNamespace(scene_penetration_m=0.012, contact_distance_m=0.0)
+    assert _shortfall(good, config) == 0.0
+    assert _shortfall(short, config) == pytest.approx(0.05 - config.max_contact_distance)
+    assert _shortfall(deep, config) == pytest.approx(0.012 - config.max_scene_penetration)
+
+
 def test_approach_comes_from_the_free_side_of_a_wall(results):
     case, r = results["bottle_beside_wall"]
     wall_x = case.scene.object("wall").bounds[0, 0]

@@ -123,6 +123,21 @@ def top_contact(mesh: trimesh.Trimesh, centre: np.ndarray, top: float) -> tuple[
     return hit if hit[1] @ UP > 0.7 else None
 
 
+FINGER_REACH_M = 0.09  # palm contact point to the finger tips of the open hand (`hand_probe_points`)
+
+
+def near_end_top_contact(mesh: trimesh.Trimesh, centre: np.ndarray, top: float, fwd: np.ndarray,
+                         length: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """A palm from above on the near end of an object ``length`` long along the fingers ``fwd`` (3,):
+    moved back from the centre so the finger tips stop at the far end instead of passing it (a phone
+    lying against a shelf's back panel). None when the object is too short to need it."""
+    half = 0.5 * length
+    shift = min(FINGER_REACH_M - half, half - 0.015)
+    if shift < 0.01:
+        return None
+    return top_contact(mesh, np.asarray(centre, dtype=np.float64) - fwd * shift, top)
+
+
 def rim_candidates(mesh: trimesh.Trimesh, centre: np.ndarray, top: float, radius: float, side: str,
                    azimuths: int = 8) -> list[Candidate]:
     """Grips on the rim of an open vessel: the palm on the rim facing down, fingers pointing into
@@ -151,7 +166,7 @@ def hand_probe_points(point: np.ndarray, approach: np.ndarray, fwd: np.ndarray, 
     palm = [point + back * 0.015, point + back * 0.045, point + back * 0.03 - fwd * 0.07]
     palm += [point + back * 0.02 + thumb * s for s in (-0.045, 0.045)]  # palm edges (hand width)
     arm = [point + back * 0.035 - fwd * d for d in (0.13, 0.21, 0.29)]
-    fingers = [point + back * 0.012 + fwd * d + thumb * s for d in (0.05, 0.09) for s in (-0.03, 0.0, 0.03)]
+    fingers = [point + back * 0.012 + fwd * d + thumb * s for d in (0.05, FINGER_REACH_M) for s in (-0.03, 0.0, 0.03)]
     return np.array(palm + arm), np.array(fingers)
 
 
@@ -166,12 +181,17 @@ def generate_candidates(
     try:
         return _ranked_candidates(scene, target, stand, side, config, sdf, raise_short=False)
     except NoFreeApproachError:
+        pass
+    try:
         return _ranked_candidates(scene, target, stand, side, config, sdf, raise_short=True)
+    except NoFreeApproachError:
+        return _ranked_candidates(scene, target, stand, side, config, sdf, raise_short=True, near_ends=True)
 
 
 def _ranked_candidates(scene: object, target: str, stand: tuple[float, float, float], side: str, config: GraspConfig,
-                       sdf: object | None, raise_short: bool) -> list[Candidate]:
-    """`generate_candidates` with side grips at `side_grip_heights` (``raise_short`` as given)."""
+                       sdf: object | None, raise_short: bool, near_ends: bool = False) -> list[Candidate]:
+    """`generate_candidates` with side grips at `side_grip_heights` (``raise_short`` as given) and,
+    with ``near_ends``, palms from above on the object's ends as well (`near_end_top_contact`)."""
     obj = scene.object(target)  # type: ignore[attr-defined]
     mesh: trimesh.Trimesh = obj.mesh
     lo, hi = obj.bounds
@@ -212,6 +232,10 @@ def _ranked_candidates(scene: object, target: str, stand: tuple[float, float, fl
             t = hand_thumb(side, a, f)
             span = _extent_along(mesh, np.array([centre[0], centre[1], hi[2] - min(0.02, size[2] / 2)]), f, reach)
             raw.append(Candidate("top", p, n, a, f, t, span, 0.0))
+            if near_ends:
+                near = near_end_top_contact(mesh, centre, hi[2], f, span)
+                if near is not None:
+                    raw.append(Candidate("top", near[0], near[1], a, f, t, span, 0.0))
 
     # -- rim grasps --------------------------------------------------------------------------
     # An open vessel wider than a hand (a bowl) is held by its rim: palm down on the rim, fingers

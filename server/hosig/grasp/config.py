@@ -46,9 +46,11 @@ class GraspConfig:
     # Hips and knees keep more room: the motion that leads into and out of the grasp bends them
     # further than the grasp pose does (a crouch at a coffee table put a knee 2 cm into its top).
     leg_margin: float = 0.04
-    # A finished grasp deeper than this in the furniture (exact, on the meshes) gives way to the
-    # next-ranked candidate; up to `finalise_tries` are measured (each ~50 ms).
+    # A finished grasp deeper than this in the furniture (exact, on the meshes), or whose hand ends
+    # farther than `max_contact_distance` from the object, gives way to the next-ranked candidate;
+    # up to `finalise_tries` are measured (each ~50 ms).
     max_scene_penetration: float = 0.006
+    max_contact_distance: float = 0.015
     finalise_tries: int = 4
     w_feet: float = 1000.0
     w_feet_crouch: float = 5000.0  # a squat's soles: weaker, it lifted both feet 6 cm to reach further

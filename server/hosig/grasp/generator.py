@@ -198,13 +198,13 @@ def _generate(scene: Any, target: str, stand: Any, body: Any, hand: str, config:
     )
     t = time.perf_counter()
     # The voxel SDF the optimiser sees is 2 cm coarse: measure the winner on the meshes and let
-    # the next-ranked candidates stand in when it is inside the furniture.
+    # the next-ranked candidates stand in when it is inside the furniture or short of the object.
     best, result = -1, None
     for b in np.argsort(energy)[: max(1, config.finalise_tries)]:
         r = _finalise(scene, target, body, lite, hg, cands[b], p1, p2, int(b), obj_sdf, scene_sdf, stand_t, floor_z)
-        if result is None or r.scene_penetration_m < result.scene_penetration_m - 1e-3:
+        if result is None or _shortfall(r, config) < _shortfall(result, config) - 1e-3:
             best, result = int(b), r
-        if r.scene_penetration_m <= config.max_scene_penetration:
+        if _shortfall(r, config) == 0.0:
             break
     assert result is not None
     timings["measure"] = (time.perf_counter() - t) * 1e3
@@ -214,6 +214,13 @@ def _generate(scene: Any, target: str, stand: Any, body: Any, hand: str, config:
     timings["cpu"] = (time.process_time() - c0) * 1e3  # process CPU time: robust to a busy machine
     result.timings_ms = {k: round(v, 1) for k, v in timings.items()}
     return result
+
+
+def _shortfall(result: GraspResult, config: GraspConfig) -> float:
+    """How far (m) a finished grasp is from acceptable: depth in the furniture beyond
+    `max_scene_penetration` plus the hand's distance from the object beyond `max_contact_distance`."""
+    return (max(0.0, result.scene_penetration_m - config.max_scene_penetration)
+            + max(0.0, result.contact_distance_m - config.max_contact_distance))
 
 
 def _finalise(scene, target, body, lite, hg, cand: Candidate, p1, p2, b, obj_sdf, scene_sdf, stand, floor_z) -> GraspResult:

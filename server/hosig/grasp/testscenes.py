@@ -130,6 +130,22 @@ def open_mug_on_counter() -> GraspCase:
     return GraspCase("open_mug_on_counter", s, "mug", (0.6, 0.0, 0.0))
 
 
+def phone_against_shelf_back() -> GraspCase:
+    """A phone lying flat on a bookshelf's board at 0.48 m, 3 cm from its back panel, another board
+    41 cm above: a palm from above on its centre puts the finger tips into the back panel."""
+    boards = [_box([0.02, -0.4, z], [0.28, 0.4, z + 0.02]) for z in (0.074, 0.458, 0.89, 1.213, 1.626)]
+    sides = [_box([0.0, y, 0.0], [0.28, y + 0.02, 1.65]) for y in (-0.42, 0.4)]
+    phone = _box([-0.0375, -0.0775, 0.0], [0.0375, 0.0775, 0.008])
+    phone.apply_transform(trimesh.transformations.rotation_matrix(0.35, [0, 0, 1]))
+    phone.apply_translation([0.1115, 0.0, 0.478])
+    s = _scene({
+        "wall": _box([-0.1, -2.0, 0.0], [0.0, 2.0, 2.4]),
+        "shelf": trimesh.util.concatenate([_box([0.0, -0.4, 0.0], [0.02, 0.4, 1.65]), *boards, *sides]),
+        "phone": phone,
+    })
+    return GraspCase("phone_against_shelf_back", s, "phone", (0.6, 0.01, np.pi))
+
+
 CASES = {
     "bottle_on_table": bottle_on_table,
     "cup_on_counter_by_wall": cup_on_counter_by_wall,
