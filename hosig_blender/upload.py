@@ -205,9 +205,13 @@ class PathPreview:
         if self.state == "failed":
             err = self.error
             text = err.message if err is not None else "stopped"
-            if self.failed_in == "upload":  # server down, or the scene refused (413 too large, 415, 422 ...)
+            if err is not None and err.code == "no_server":
+                return f"path preview failed: {text}"
+            if self.failed_in == "upload" and text.startswith("server answered HTTP"):  # 413 too large, 401, 422 ...
+                return f"path preview failed: the server refused the scene: {text}"
+            if self.failed_in == "upload":
                 return f"path preview failed: the scene upload failed: {text}"
-            if err is not None and err.code in ("unreachable", "unknown_object"):
+            if err is not None and err.code == "unreachable":
                 return f"path preview failed: no path: {text}"
             return f"path preview failed: {text}"
         if self.state == "upload":
