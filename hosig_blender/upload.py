@@ -213,6 +213,8 @@ class PathPreview:
                 return f"path preview failed: the scene upload failed: {text}"
             if err is not None and err.code == "unreachable":
                 return f"path preview failed: no path: {text}"
+            if err is not None and err.code == "unknown_object":  # only visible meshes are uploaded
+                return f"path preview failed: the target is not in the uploaded scene (hidden?): {text}"
             return f"path preview failed: {text}"
         if self.state == "upload":
             return f"path preview: uploading the scene {int(self.upload.fraction * 100)}% (Esc cancels)"

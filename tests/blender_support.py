@@ -260,3 +260,84 @@ def fresh_addon() -> None:
     hosig_blender.register()
     generation.CACHE.body.clear()
     generation.CACHE.scenes.clear()
+
+
+# -- modal operators without an event loop -----------------------------------------------------
+
+class ProbeWindowManager:
+    """The real WindowManager, except that the modal handler and the window timer are recorded
+    (the bpy wheel has no event loop to run a modal operator in)."""
+
+    def __init__(self) -> None:
+        self.handlers: list = []
+        self.timers: list = []
+
+    def modal_handler_add(self, op) -> bool:
+        self.handlers.append(op)
+        return True
+
+    def event_timer_add(self, step, window=None):
+        self.timers.append(step)
+        return step
+
+    def event_timer_remove(self, timer) -> None:
+        self.timers.remove(timer)
+
+    def __getattr__(self, name):
+        import bpy
+
+        return getattr(bpy.context.window_manager, name)
+
+
+class ProbeContext:
+    """``bpy.context`` with the recording window manager."""
+
+    def __init__(self) -> None:
+        self.window_manager = ProbeWindowManager()
+
+    def __getattr__(self, name):
+        import bpy
+
+        return getattr(bpy.context, name)
+
+
+class OperatorProbe:
+    """Stands in for the instance Blender makes of an operator class: the class's own methods,
+    with reports collected. (In the bpy wheel `bpy.ops.X('INVOKE_DEFAULT')` runs ``execute``:
+    there are no window events, so invoke and modal are called directly.)"""
+
+    def __init__(self, cls, **props) -> None:
+        self.cls = cls
+        self.reports: list[tuple[str, str]] = []
+        self.__dict__.update(props)
+
+    def report(self, level: set[str], message: str) -> None:
+        self.reports.append((next(iter(level)), message))
+
+    def __getattr__(self, name):
+        import types
+
+        attr = getattr(self.cls, name)
+        return types.MethodType(attr, self) if callable(attr) else attr
+
+
+def event(kind: str = "TIMER", value: str = "NOTHING"):
+    import types
+
+    return types.SimpleNamespace(type=kind, value=value)
+
+
+def tick_preview(limit_s: float = 30.0) -> int:
+    """Run the preview's timer callback the way bpy.app.timers would until it unregisters itself."""
+    import time
+
+    from hosig_blender import runtime
+
+    ticks, deadline = 0, time.monotonic() + limit_s
+    interval = runtime._preview_tick()
+    while interval is not None:
+        ticks += 1
+        assert time.monotonic() < deadline, "the preview did not finish"
+        time.sleep(interval)
+        interval = runtime._preview_tick()
+    return ticks

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from blender_support import FakeServer, fake_body, fresh_addon
+from blender_support import FakeServer, OperatorProbe, ProbeContext, event, fake_body, fresh_addon, tick_preview
 
 pytest.importorskip("bpy")
 
@@ -137,85 +137,6 @@ def test_the_queue_uploads_from_its_timer_steps_and_esc_cancels_the_upload(scene
 
 # -- Preview Path: a RUNNING_MODAL operator whose job the runtime timer advances (issue #21) -------
 
-class _WindowManager:
-    """The real WindowManager, except that the modal handler and the window timer are recorded
-    (the bpy wheel has no event loop to run a modal operator in)."""
-
-    def __init__(self) -> None:
-        self.handlers: list = []
-        self.timers: list = []
-
-    def modal_handler_add(self, op) -> bool:
-        self.handlers.append(op)
-        return True
-
-    def event_timer_add(self, step, window=None):
-        self.timers.append(step)
-        return step
-
-    def event_timer_remove(self, timer) -> None:
-        self.timers.remove(timer)
-
-    def __getattr__(self, name):
-        import bpy
-
-        return getattr(bpy.context.window_manager, name)
-
-
-class _Context:
-    """``bpy.context`` with the recording window manager."""
-
-    def __init__(self) -> None:
-        self.window_manager = _WindowManager()
-
-    def __getattr__(self, name):
-        import bpy
-
-        return getattr(bpy.context, name)
-
-
-class _Operator:
-    """Stands in for the instance Blender makes of an operator class: the class's own methods,
-    with reports collected. (In the bpy wheel `bpy.ops.X('INVOKE_DEFAULT')` runs ``execute``:
-    there are no window events, so invoke and modal are called directly.)"""
-
-    def __init__(self, cls, **props) -> None:
-        self.cls = cls
-        self.reports: list[tuple[str, str]] = []
-        self.__dict__.update(props)
-
-    def report(self, level: set[str], message: str) -> None:
-        self.reports.append((next(iter(level)), message))
-
-    def __getattr__(self, name):
-        import types
-
-        attr = getattr(self.cls, name)
-        return types.MethodType(attr, self) if callable(attr) else attr
-
-
-def _event(kind: str = "TIMER", value: str = "NOTHING"):
-    import types
-
-    return types.SimpleNamespace(type=kind, value=value)
-
-
-def _tick_preview(limit_s: float = 30.0) -> int:
-    """Run the preview's timer callback the way bpy.app.timers would until it unregisters itself."""
-    import time
-
-    from hosig_blender import runtime
-
-    ticks, deadline = 0, time.monotonic() + limit_s
-    interval = runtime._preview_tick()
-    while interval is not None:
-        ticks += 1
-        assert time.monotonic() < deadline, "the preview did not finish"
-        time.sleep(interval)
-        interval = runtime._preview_tick()
-    return ticks
-
-
 def _user_state(sc):
     """What a path preview must never change: objects, their data and transforms, the shots."""
     import bpy
@@ -240,9 +161,9 @@ def test_preview_path_is_modal_and_draws_the_path_from_timer_steps(scene) -> Non
     before = _user_state(scene)
     with FakeServer(fake_body()) as server:
         preferences.FALLBACK.url = server.url
-        context = _Context()
-        op = _Operator(operators.HOSIG_OT_plan_preview)
-        assert op.invoke(context, _event("LEFTMOUSE", "PRESS")) == {"RUNNING_MODAL"}
+        context = ProbeContext()
+        op = OperatorProbe(operators.HOSIG_OT_plan_preview)
+        assert op.invoke(context, event("LEFTMOUSE", "PRESS")) == {"RUNNING_MODAL"}
         assert context.window_manager.handlers == [op] and context.window_manager.timers
         job = runtime.PREVIEW
         assert job is op._job and bpy.app.timers.is_registered(runtime._preview_tick)
@@ -250,15 +171,15 @@ def test_preview_path_is_modal_and_draws_the_path_from_timer_steps(scene) -> Non
         session = bpy.context.window_manager.hosig_session
         assert session.preview_state == "RUNNING" and "uploading" in session.preview_message
         job.upload.budget_s = 0.0  # one object or chunk per tick
-        assert op.modal(context, _event("MOUSEMOVE")) == {"PASS_THROUGH"}  # the UI goes on meanwhile
-        ticks = _tick_preview()
+        assert op.modal(context, event("MOUSEMOVE")) == {"PASS_THROUGH"}  # the UI goes on meanwhile
+        ticks = tick_preview()
         assert ticks >= 3 and job.state == "done"  # two objects, the send, the plan: several timer steps
         assert len(server.scenes) == 1 and server.plans == [{"scene": "scene1", "start": [0.0, 0.0, 0.0], "target": "bottle"}]
     cached = overlay.PATHS[scene.name]
     assert cached["key"] == overlay.plan_key(scene.hosig.active()) and cached["waypoints"][-1] == (2, 0.5)
     assert session.preview_state == "DONE" and session.preview_message == "path 2.10 m, 2.0 s"
     assert session.preview_progress == pytest.approx(1.0)
-    assert op.modal(context, _event()) == {"FINISHED"}  # the window timer's next event ends it
+    assert op.modal(context, event()) == {"FINISHED"}  # the window timer's next event ends it
     assert op.reports == [("INFO", "path 2.10 m, 2.0 s")] and context.window_manager.timers == []
     assert _user_state(scene) == before
     assert runtime._preview_tick() is None  # a finished preview's timer ends at once
@@ -276,24 +197,24 @@ def test_preview_path_esc_cancels_and_changes_nothing(scene) -> None:
         drawn = dict(overlay.PATHS[scene.name])
         generation.CACHE.scenes.clear()  # so the next preview has to upload
         before = _user_state(scene)
-        context = _Context()
-        op = _Operator(operators.HOSIG_OT_plan_preview)
-        assert op.invoke(context, _event("LEFTMOUSE", "PRESS")) == {"RUNNING_MODAL"}
+        context = ProbeContext()
+        op = OperatorProbe(operators.HOSIG_OT_plan_preview)
+        assert op.invoke(context, event("LEFTMOUSE", "PRESS")) == {"RUNNING_MODAL"}
         runtime.PREVIEW.upload.budget_s = 0.0
         assert runtime._preview_tick() is not None and runtime.PREVIEW.upload.state == "export"  # mid-upload
-        assert op.modal(context, _event("ESC", "PRESS")) == {"CANCELLED"}
+        assert op.modal(context, event("ESC", "PRESS")) == {"CANCELLED"}
         assert op.reports == [("WARNING", "path preview cancelled; nothing was changed")]
         assert not bpy.app.timers.is_registered(runtime._preview_tick) and runtime._preview_tick() is None
         assert len(server.scenes) == 1 and len(server.plans) == 1  # nothing more was sent
         assert bpy.context.window_manager.hosig_session.preview_state == "CANCELLED"
 
         # a second Preview Path replaces the one in flight; the first operator ends quietly
-        first, second = _Operator(operators.HOSIG_OT_plan_preview), _Operator(operators.HOSIG_OT_plan_preview)
-        first.invoke(context, _event("LEFTMOUSE", "PRESS"))
-        second.invoke(context, _event("LEFTMOUSE", "PRESS"))
-        assert first._job.state == "cancelled" and first.modal(context, _event()) == {"CANCELLED"} and first.reports == []
+        first, second = OperatorProbe(operators.HOSIG_OT_plan_preview), OperatorProbe(operators.HOSIG_OT_plan_preview)
+        first.invoke(context, event("LEFTMOUSE", "PRESS"))
+        second.invoke(context, event("LEFTMOUSE", "PRESS"))
+        assert first._job.state == "cancelled" and first.modal(context, event()) == {"CANCELLED"} and first.reports == []
         bpy.ops.hosig.cancel()  # the panel's Cancel button stops a preview too
-        assert second.modal(context, _event()) == {"FINISHED"}
+        assert second.modal(context, event()) == {"FINISHED"}
         assert second.reports == [("WARNING", "path preview cancelled; nothing was changed")]
         assert len(server.scenes) == 1 and len(server.plans) == 1
     assert overlay.PATHS[scene.name] == drawn and _user_state(scene) == before
@@ -318,16 +239,16 @@ def test_preview_path_failure_is_one_clear_report(scene, case) -> None:
             with socket.socket() as sock:
                 sock.bind(("127.0.0.1", 0))
                 preferences.FALLBACK.url = f"http://127.0.0.1:{sock.getsockname()[1]}"  # nothing listens once closed
-        context = _Context()
-        op = _Operator(operators.HOSIG_OT_plan_preview)
-        result = op.invoke(context, _event("LEFTMOUSE", "PRESS"))
+        context = ProbeContext()
+        op = OperatorProbe(operators.HOSIG_OT_plan_preview)
+        result = op.invoke(context, event("LEFTMOUSE", "PRESS"))
         if case == "no start":
             assert result == {"CANCELLED"} and context.window_manager.handlers == []
             assert op.reports == [("ERROR", "Preview Path: set a start and a target first")]
         else:
             assert result == {"RUNNING_MODAL"}
-            _tick_preview()
-            assert op.modal(context, _event()) == {"FINISHED"}
+            tick_preview()
+            assert op.modal(context, event()) == {"FINISHED"}
             assert bpy.context.window_manager.hosig_session.preview_state == "FAILED"
             assert len(op.reports) == 1 and op.reports[0][0] == "ERROR", op.reports
             message = op.reports[0][1]
@@ -349,21 +270,21 @@ def test_generate_shares_the_modal_job_operator(scene) -> None:
 
     with FakeServer(fake_body(), n_frames=20, chunk=10) as server:
         preferences.FALLBACK.url = server.url
-        context = _Context()
-        op = _Operator(operators.HOSIG_OT_generate, all=False)
-        assert op.invoke(context, _event("LEFTMOUSE", "PRESS")) == {"RUNNING_MODAL"}
+        context = ProbeContext()
+        op = OperatorProbe(operators.HOSIG_OT_generate, all=False)
+        assert op.invoke(context, event("LEFTMOUSE", "PRESS")) == {"RUNNING_MODAL"}
         assert op._job is runtime.QUEUE and bpy.app.timers.is_registered(runtime._tick)
-        assert op.modal(context, _event("MOUSEMOVE")) == {"PASS_THROUGH"}
+        assert op.modal(context, event("MOUSEMOVE")) == {"PASS_THROUGH"}
         interval = runtime._tick()
         while interval is not None:
             time.sleep(interval)
             interval = runtime._tick()
-        assert op.modal(context, _event()) == {"FINISHED"}
+        assert op.modal(context, event()) == {"FINISHED"}
         assert op.reports == [("INFO", "HOSIG: 1 shot(s) generated, 0 failed")]
 
-        op = _Operator(operators.HOSIG_OT_generate, all=False)
-        op.invoke(context, _event("LEFTMOUSE", "PRESS"))
-        assert op.modal(context, _event("ESC", "PRESS")) == {"CANCELLED"}
+        op = OperatorProbe(operators.HOSIG_OT_generate, all=False)
+        op.invoke(context, event("LEFTMOUSE", "PRESS"))
+        assert op.modal(context, event("ESC", "PRESS")) == {"CANCELLED"}
         assert op.reports == [("WARNING", "generation cancelled; nothing was changed")]
         assert scene.hosig.shots["S"].status == "CANCELLED"
     runtime.shutdown()
