@@ -12,9 +12,9 @@ _registered = False
 
 
 def _modules():
-    from . import operators, overlay, panels, preferences, retarget_ui, shots
+    from . import operators, overlay, panels, preferences, preview, retarget_ui, shots
 
-    return (preferences, shots, operators, panels, overlay, retarget_ui)
+    return (preferences, shots, preview, operators, panels, overlay, retarget_ui)
 
 
 def register() -> None:

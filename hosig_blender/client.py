@@ -366,6 +366,8 @@ class JsonPost:
                     raise ServerError("no_server", self._message(os.strerror(err)))
                 self._connected = True
             if self.sent < self.total:
+                if self._raw or select.select([self._sock], [], [], 0)[0]:
+                    return self._receive()  # answered before taking the whole body (413 too large, 401 ...)
                 try:
                     self.sent += self._sock.send(self._out[self.sent:self.sent + max_send])
                 except (BlockingIOError, InterruptedError):
@@ -373,8 +375,33 @@ class JsonPost:
                 return None
             return self._receive()
         except (ConnectionError, OSError) as err:
+            answer = self._late_answer()  # raises the server's own error when it sent one before resetting
             self.close()
+            if answer is not None:
+                return answer
             raise ServerError("connection_lost", f"lost the connection to the server at {self.host}:{self.port} during the upload ({err})") from None
+
+    def _late_answer(self) -> Any:
+        """After a reset: an answer the server sent before closing (it refused the body early and
+        closed with the rest unread), decoded or raised as its ServerError; None when there is none."""
+        if self._sock is None:
+            return None
+        try:
+            while True:
+                data = self._sock.recv(1 << 16)
+                if not data:
+                    break
+                self._raw += data
+        except OSError:
+            pass
+        if self._raw.find(b"\r\n\r\n") < 0:
+            return None
+        try:
+            return self._answer(eof=True)
+        except ServerError as err:
+            if err.code == "connection_lost":  # half an answer: the reset is the better message
+                return None
+            raise
 
     def _receive(self) -> Any:
         while True:

@@ -1,5 +1,9 @@
 """Operators: server, picking (modal), shot list editing, path preview, generate / cancel, and
-File › Import › HOSIG clip (.npz)."""
+File › Import › HOSIG clip (.npz).
+
+Preview Path and Generate share `_TimerJobOperator`: they start a job that `runtime` advances from
+a `bpy.app.timers` callback (the UI never waits) and stay RUNNING_MODAL only to watch it: Esc
+cancels, and the job's outcome is reported once when the timer has finished it."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from bpy.props import BoolProperty, CollectionProperty, EnumProperty, IntPropert
 from bpy_extras.io_utils import ImportHelper
 
 from . import client, overlay, picking, runtime
-from .generation import CACHE, RunOptions, get_body, upload_scene
+from .generation import CACHE, RunOptions, get_body
 from .preferences import server_command, server_config
 from .rig import BODY_TAG
 from .shots import copy_shot, unique_shot_name
@@ -50,26 +54,6 @@ def scene_ray_caster(context) -> picking.RayCaster:
 def _is_ours(name: str) -> bool:
     obj = bpy.data.objects.get(name)
     return obj is not None and obj.get(BODY_TAG) is not None
-
-
-def refresh_plan(context, timeout_s: float = 2.0, scene_id: str | None = None) -> str:
-    """Ask the server for the active shot's path and cache it for the overlay (``scene_id``: the
-    scene as already uploaded, else it is uploaded here, blocking)."""
-    shot = _active_shot(context)
-    if shot is None or not shot.has_start or shot.target is None:
-        return "set a start and a target first"
-    config = server_config(context)
-    try:
-        scene_id = scene_id or upload_scene(config, context)
-        plan = client.request(config, "POST", "/plan", body={"scene": scene_id, "start": [v for v in shot.start_triplet() if v is not None],
-                                                             "target": shot.target.name}, timeout_s=timeout_s)
-    except client.ServerError as err:
-        return err.message
-    overlay.set_plan(context.scene.name, overlay.plan_key(shot), plan)
-    for area in context.screen.areas if context.screen else ():
-        if area.type == "VIEW_3D":
-            area.tag_redraw()
-    return f"path {plan.get('length_m', 0):.2f} m, {plan.get('duration_s', 0):.1f} s"
 
 
 class HOSIG_OT_server_check(bpy.types.Operator):
@@ -150,9 +134,7 @@ class HOSIG_OT_pick_start(bpy.types.Operator):
             shot.start = self._anchor[:2]
             shot.heading = self._heading
             shot.has_start = True
-            self._finish(context)
-            if runtime.SERVER.get("state") == "connected":
-                refresh_plan(context)
+            self._finish(context)  # the start's update asks for the path (`runtime.schedule_plan_refresh`)
             return {"FINISHED"}
         return {"RUNNING_MODAL"} if event.type in {"LEFTMOUSE", "MOUSEMOVE"} else {"PASS_THROUGH"}
 
@@ -175,9 +157,7 @@ class HOSIG_OT_pick_target(bpy.types.Operator):
         if obj is None or obj.type != "MESH" or obj.get(BODY_TAG) is not None:
             self.report({"WARNING"}, "pick a mesh object of the scene")
             return False
-        setattr(_active_shot(context), self.field, obj)
-        if runtime.SERVER.get("state") == "connected":
-            refresh_plan(context)
+        setattr(_active_shot(context), self.field, obj)  # a new target refreshes the path (its update)
         return True
 
     def invoke(self, context, event):
@@ -283,19 +263,94 @@ class HOSIG_OT_shot_move(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class HOSIG_OT_plan_preview(bpy.types.Operator):
-    """Ask the server for the active shot's path and draw it in the viewport"""
+class _TimerJobOperator:
+    """Shared by Preview Path and Generate: the work is a job that `runtime` advances from its
+    `bpy.app.timers` callback, a bounded step per tick, so Blender's UI never waits for it.
+
+    ``invoke`` starts the job and returns RUNNING_MODAL; ``modal`` only watches: Esc cancels the
+    job (nothing in the scene changes), and once the timer has finished it the outcome is reported
+    once (one line: done, or the error). A job replaced by a newer one (another Preview Path) ends
+    the operator silently. ``execute`` (scripts) starts the job and returns; the timer goes on.
+    Subclasses say how to start, find, cancel and describe their job.
+    """
+
+    WATCH_S = 0.1  # a window timer wakes `modal` so the outcome is reported without waiting for input
+
+    def _start(self, context):
+        """Start the job (runtime holds it); None after reporting why it could not start."""
+        raise NotImplementedError
+
+    def _current(self):
+        """The job runtime holds now."""
+        raise NotImplementedError
+
+    def _cancel(self) -> None:
+        raise NotImplementedError
+
+    def _outcome(self, job) -> tuple[str, str]:
+        """(report level, one line) for a finished or cancelled job."""
+        raise NotImplementedError
+
+    def execute(self, context):  # non-interactive (scripts): start and return; the timer keeps going
+        return {"FINISHED"} if self._start(context) is not None else {"CANCELLED"}
+
+    def invoke(self, context, event):
+        job = self._start(context)
+        if job is None:
+            return {"CANCELLED"}
+        self._job = job
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(self.WATCH_S, window=context.window) if context.window is not None else None
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        result = self._watch(event.type, event.value)
+        if result != {"PASS_THROUGH"} and getattr(self, "_timer", None) is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+        return result
+
+    def _watch(self, event_type: str, event_value: str) -> set[str]:
+        job = self._job
+        if self._current() is not job:  # replaced by a newer job, which reports for itself
+            return {"CANCELLED"}
+        if not job.active:
+            level, message = self._outcome(job)
+            self.report({level}, message)
+            return {"FINISHED"}
+        if event_type == "ESC" and event_value == "PRESS":
+            self._cancel()
+            self.report({"WARNING"}, self._outcome(job)[1])
+            return {"CANCELLED"}
+        return {"PASS_THROUGH"}
+
+
+class HOSIG_OT_plan_preview(_TimerJobOperator, bpy.types.Operator):
+    """Ask the server for the active shot's path and draw it in the viewport (the scene is uploaded
+    in short steps; Esc cancels)"""
 
     bl_idname = "hosig.plan_preview"
     bl_label = "Preview Path"
 
-    def execute(self, context):
-        msg = refresh_plan(context)
-        self.report({"INFO"}, msg)
-        return {"FINISHED"}
+    def _start(self, context):
+        try:
+            return runtime.start_preview(context)
+        except client.ServerError as err:
+            self.report({"ERROR"}, f"Preview Path: {err.message}")
+            return None
+
+    def _current(self):
+        return runtime.PREVIEW
+
+    def _cancel(self) -> None:
+        runtime.cancel_preview()
+
+    def _outcome(self, job) -> tuple[str, str]:
+        return {"done": "INFO", "failed": "ERROR"}.get(job.state, "WARNING"), job.message
 
 
-class HOSIG_OT_generate(bpy.types.Operator):
+class HOSIG_OT_generate(_TimerJobOperator, bpy.types.Operator):
     """Generate the active shot (or all shots); frames are keyed as they arrive, Esc cancels"""
 
     bl_idname = "hosig.generate"
@@ -307,47 +362,37 @@ class HOSIG_OT_generate(bpy.types.Operator):
     def poll(cls, context):
         return len(_settings(context).shots) > 0 and not (runtime.QUEUE is not None and runtime.QUEUE.active)
 
-    def _start(self, context) -> bool:
+    def _start(self, context):
         s = _settings(context)
         names = [shot.name for shot in s.shots] if self.all else [s.active().name] if s.active() else []
         try:
-            runtime.start_queue(context, names)
+            return runtime.start_queue(context, names)
         except client.ServerError as err:
             self.report({"ERROR"}, err.message)
             s.status_line = err.message
-            return False
-        return True
+            return None
 
-    def execute(self, context):  # non-interactive (scripts): start and return; the timer keeps going
-        return {"FINISHED"} if self._start(context) else {"CANCELLED"}
+    def _current(self):
+        return runtime.QUEUE
 
-    def invoke(self, context, event):
-        if not self._start(context):
-            return {"CANCELLED"}
-        context.window_manager.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
+    def _cancel(self) -> None:
+        runtime.cancel()
 
-    def modal(self, context, event):
-        queue = runtime.QUEUE
-        if queue is None or not queue.active:
-            if queue is not None:
-                self.report({"WARNING"} if queue.failures else {"INFO"}, queue.status_text())
-            return {"FINISHED"}
-        if event.type == "ESC" and event.value == "PRESS":
-            runtime.cancel()
-            self.report({"WARNING"}, "generation cancelled; nothing was changed")
-            return {"CANCELLED"}
-        return {"PASS_THROUGH"}
+    def _outcome(self, queue) -> tuple[str, str]:
+        if queue.cancelled:
+            return "WARNING", "generation cancelled; nothing was changed"
+        return ("WARNING" if queue.failures else "INFO"), queue.status_text()
 
 
 class HOSIG_OT_cancel(bpy.types.Operator):
-    """Stop the running generation; the scene stays exactly as it was before it"""
+    """Stop the running generation or path preview; the scene stays exactly as it was before it"""
 
     bl_idname = "hosig.cancel"
     bl_label = "Cancel"
 
     def execute(self, context):
         runtime.cancel()
+        runtime.cancel_preview()
         return {"FINISHED"}
 
 

@@ -85,7 +85,14 @@ class HOSIG_PT_shots(_HosigPanel, bpy.types.Panel):
         box.prop(shot, "seed")
         row = box.row(align=True)
         row.prop(s, "show_path", text="", icon="CURVE_PATH")
-        row.operator("hosig.plan_preview", icon="TRACKING")
+        session = getattr(context.window_manager, "hosig_session", None)
+        if session is not None and session.preview_state == "RUNNING":
+            row.label(text=session.preview_message)
+            row.operator("hosig.cancel", text="", icon="CANCEL")
+        else:
+            row.operator("hosig.plan_preview", icon="TRACKING")
+            if session is not None and session.preview_state != "IDLE" and session.preview_message:
+                box.label(text=session.preview_message, icon={"FAILED": "ERROR", "DONE": "TRACKING"}.get(session.preview_state, "INFO"))
         if shot.result:
             box.label(text=f"{shot.status.title()}: {shot.result}", icon="INFO")
         if shot.armature is not None:

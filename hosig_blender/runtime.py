@@ -1,7 +1,12 @@
-"""Session state that must not live in the .blend: the running queue, server status, local server.
+"""Session state that must not live in the .blend: the running queue, the path preview in
+flight, server status, local server.
 
 The queue is advanced by a `bpy.app.timers` callback (`_tick`) — never a thread. Each tick calls
 `GenerationQueue.step()`, mirrors progress into the scene settings (panel) and the status bar.
+The path preview (`PREVIEW`, an `upload.PathPreview`: the stepped scene upload, then /plan) is
+advanced the same way by `_preview_tick`; its progress goes to `WindowManager.hosig_session`.
+`QUEUE` and `PREVIEW` are module globals only because they hold open sockets, which no
+PropertyGroup can store; everything the panel draws about them is mirrored into properties.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ from typing import Any
 
 import bpy
 
-from . import client
+from . import client, preview
 from .generation import GenerationQueue, RunOptions
 from .preferences import server_config
+from .upload import PathPreview
 
 TICK_S = 0.02
 QUEUE: GenerationQueue | None = None
+PREVIEW: PathPreview | None = None  # the path preview in flight (or the last one, finished)
 SERVER: dict[str, Any] = {"state": "unknown", "message": "not checked yet", "info": {}}
 LOCAL_SERVER: subprocess.Popen | None = None
 
@@ -98,17 +105,22 @@ def _report(queue: GenerationQueue) -> None:
     settings = queue.scene.hosig
     settings.status_line = queue.status_text()
     settings.progress = queue.progress()
+    _status_bar(settings.status_line if queue.active else None, ("VIEW_3D", "DOPESHEET_EDITOR", "GRAPH_EDITOR", "TIMELINE"))
+
+
+def _status_bar(text: str | None, redraw: tuple[str, ...] = ("VIEW_3D",)) -> None:
+    """Show ``text`` in every window's status bar (None clears it) and redraw those areas."""
     wm = bpy.context.window_manager
     if wm is None:
         return
     for window in wm.windows:
         try:
             with bpy.context.temp_override(window=window):
-                window.workspace.status_text_set(settings.status_line if queue.active else None)
+                window.workspace.status_text_set(text)
         except (RuntimeError, TypeError, AttributeError):
             pass
         for area in window.screen.areas:
-            if area.type in ("VIEW_3D", "DOPESHEET_EDITOR", "GRAPH_EDITOR", "TIMELINE"):
+            if area.type in redraw:
                 area.tag_redraw()
 
 
@@ -148,6 +160,10 @@ def _tick() -> float | None:
     return TICK_S if still else None
 
 
+def _queue_active() -> bool:
+    return QUEUE is not None and QUEUE.active
+
+
 def cancel() -> bool:
     if QUEUE is not None and QUEUE.active:
         QUEUE.cancel()
@@ -156,16 +172,71 @@ def cancel() -> bool:
 
 
 def shutdown() -> None:
-    """On unregister: stop streaming (rolled back) and the timer; leave a started server running."""
+    """On unregister: stop streaming (rolled back), the path preview and the timers; leave a started server running."""
     global QUEUE
     cancel()
-    upload = PLAN_UPLOAD.pop("upload", None)
-    if upload is not None:
-        upload.cancel()
-    for fn in (_tick, _plan_refresh, _await_server):
+    _drop_preview()
+    for fn in (_tick, _preview_tick, _plan_refresh, _await_server):
         if bpy.app.timers.is_registered(fn):
             bpy.app.timers.unregister(fn)
     QUEUE = None
+
+
+# -- path preview (issue #21: never blocks the UI) ---------------------------------------------
+
+def start_preview(context: bpy.types.Context) -> PathPreview:
+    """Start the active shot's path preview (a newer one replaces a preview in flight) and its
+    timer; nothing is sent before the first tick. Raises `client.ServerError` when the shot has
+    no start or target."""
+    global PREVIEW
+    job = preview.make_job(context)
+    _drop_preview()
+    PREVIEW = job
+    preview.show(context.window_manager, job)
+    if not bpy.app.timers.is_registered(_preview_tick):
+        bpy.app.timers.register(_preview_tick, first_interval=0.0)
+    return job
+
+
+def _preview_tick() -> float | None:
+    """bpy.app.timers callback: one bounded step of the path preview; draws the path when it is done."""
+    job = PREVIEW
+    if job is None or job.finished:
+        return None
+    try:
+        still = job.step()
+        if not still:
+            preview.finish(job)
+    except Exception as err:  # noqa: BLE001 - a preview must never break editing
+        job.fail(client.ServerError("internal", f"add-on error: {type(err).__name__}: {err}"),
+                 "upload" if job.state == "upload" else "plan")
+        still = False
+    preview.show(bpy.context.window_manager, job)
+    if not _queue_active():  # a running generation owns the status bar
+        _status_bar(job.message if still else None)
+    return TICK_S if still else None
+
+
+def cancel_preview() -> bool:
+    """Esc / Cancel: stop the path preview in flight (nothing changes; the path drawn before stays)."""
+    job = PREVIEW
+    if job is None or job.finished:
+        return False
+    job.cancel()
+    if bpy.app.timers.is_registered(_preview_tick):
+        bpy.app.timers.unregister(_preview_tick)
+    preview.show(bpy.context.window_manager, job)
+    if not _queue_active():
+        _status_bar(None)
+    return True
+
+
+def _drop_preview() -> None:
+    """Forget the preview (cancelled if still running): a newer request replaces it."""
+    global PREVIEW
+    job, PREVIEW = PREVIEW, None
+    if job is not None:
+        job.cancel()
 
 
 def schedule_plan_refresh() -> None:
@@ -174,34 +245,16 @@ def schedule_plan_refresh() -> None:
         return
     if bpy.app.timers.is_registered(_plan_refresh):
         bpy.app.timers.unregister(_plan_refresh)
-    upload = PLAN_UPLOAD.pop("upload", None)  # the scene may have changed: export it afresh
-    if upload is not None:
-        upload.cancel()
+    _drop_preview()  # the request or the scene may have changed: export it afresh
     bpy.app.timers.register(_plan_refresh, first_interval=0.4)
 
 
-PLAN_UPLOAD: dict[str, Any] = {}  # the path preview's scene upload in progress ("upload": SceneUpload)
-
-
-def _plan_refresh() -> float | None:
-    """Timer: upload the scene in short steps (`upload.SceneUpload`, the UI keeps running), then ask /plan."""
-    from .generation import start_upload
-    from .operators import refresh_plan
-
+def _plan_refresh() -> None:
+    """Timer (debounced): start the stepped path preview; a shot without start or target is left alone."""
     try:
-        upload = PLAN_UPLOAD.get("upload")
-        if upload is None:
-            upload = PLAN_UPLOAD["upload"] = start_upload(server_config(bpy.context), bpy.context)
-        if upload.step():
-            return TICK_S
-        PLAN_UPLOAD.clear()
-        if upload.scene_id is None:
-            bpy.context.scene.hosig.status_line = f"path: {upload.error.message if upload.error else 'upload stopped'}"
-            return None
-        msg = refresh_plan(bpy.context, timeout_s=2.0, scene_id=upload.scene_id)
-        bpy.context.scene.hosig.status_line = f"path: {msg}"
-    except Exception:  # noqa: BLE001 - a preview must never break editing
-        PLAN_UPLOAD.clear()
+        start_preview(bpy.context)
+    except Exception:  # noqa: BLE001 - no start/target yet, or anything else: a preview must never break editing
+        pass
     return None
 
 

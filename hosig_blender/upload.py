@@ -10,7 +10,9 @@ a timer (the generation queue's `step`) advances a little at a time:
   answer   read without waiting; then ``scene_id`` is set.
 
 A scene already uploaded (same bytes, same server) skips the send. `cancel()` (Esc) closes the
-socket. This module needs no bpy: the caller passes the object names and an ``export`` function.
+socket. `PathPreview` is the Preview Path job on top of it: the same stepped upload, then the
+`/plan` request, also sent and read without blocking. This module needs no bpy: the caller passes
+the object names and an ``export`` function.
 """
 
 from __future__ import annotations
@@ -147,3 +149,129 @@ class SceneUpload:
         if self.scene_id is None:
             raise client.ServerError("cancelled", "the scene upload was cancelled")
         return self.scene_id
+
+
+PLAN_TIMEOUT_S = 60.0  # the first /plan on a large scene builds its occupancy map (seconds)
+
+
+class PathPreview:
+    """Preview Path as a job advanced by `step()`: the stepped scene upload (`SceneUpload`), then
+    `POST /plan` on a non-blocking socket (`client.JsonPost`); see the module docstring.
+
+    ``request`` is the /plan body without the scene id (``{"start": [x, y, h?], "target": name}``);
+    ``key`` is whatever the caller wants back with the plan (the overlay's cache key at the time of
+    asking, so a plan for a start the user has moved since is never drawn). States:
+    ``upload -> plan -> done | failed | cancelled``; on success ``plan`` holds the server's NavPlan
+    JSON, on failure ``error`` the `client.ServerError` and `message` one line naming the stage.
+    """
+
+    def __init__(self, config: client.ServerConfig, upload: SceneUpload, request: dict[str, Any], key: Any = None,
+                 plan_timeout_s: float = PLAN_TIMEOUT_S) -> None:
+        self.config = config
+        self.upload = upload
+        self.request = dict(request)
+        self.key = key
+        self.plan_timeout_s = float(plan_timeout_s)
+        self.state = "upload"
+        self.plan: dict[str, Any] | None = None
+        self.error: client.ServerError | None = None
+        self.steps = 0
+        self.failed_in: str | None = None  # "upload" or "plan" once it failed
+        self._post: client.JsonPost | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "failed", "cancelled")
+
+    @property
+    def active(self) -> bool:
+        return not self.finished
+
+    @property
+    def fraction(self) -> float:
+        """0..1: the upload is the first 90 %, the plan the rest."""
+        if self.state == "done":
+            return 1.0
+        return 0.9 * self.upload.fraction if self.state == "upload" else 0.9
+
+    @property
+    def message(self) -> str:
+        """One line for the status bar, the panel and the operator's report."""
+        if self.state == "done":
+            plan = self.plan or {}
+            return f"path {float(plan.get('length_m', 0.0)):.2f} m, {float(plan.get('duration_s', 0.0)):.1f} s"
+        if self.state == "cancelled":
+            return "path preview cancelled; nothing was changed"
+        if self.state == "failed":
+            err = self.error
+            text = err.message if err is not None else "stopped"
+            if err is not None and err.code == "no_server":
+                return f"path preview failed: {text}"
+            if self.failed_in == "upload" and text.startswith("server answered HTTP"):  # 413 too large, 401, 422 ...
+                return f"path preview failed: the server refused the scene: {text}"
+            if self.failed_in == "upload":
+                return f"path preview failed: the scene upload failed: {text}"
+            if err is not None and err.code == "unreachable":
+                return f"path preview failed: no path: {text}"
+            if err is not None and err.code == "unknown_object":  # only visible meshes are uploaded
+                return f"path preview failed: the target is not in the uploaded scene (hidden?): {text}"
+            return f"path preview failed: {text}"
+        if self.state == "upload":
+            return f"path preview: uploading the scene {int(self.upload.fraction * 100)}% (Esc cancels)"
+        return "path preview: planning (Esc cancels)"
+
+    def step(self) -> bool:
+        """Bounded work (one upload step, or one non-blocking poll of /plan); True while work remains."""
+        if self.finished:
+            return False
+        self.steps += 1
+        if self.state == "upload":
+            if self.upload.step():
+                return True
+            if self.upload.scene_id is None:
+                self.error = self.upload.error or client.ServerError("cancelled", "the scene upload stopped")
+                self.state = "cancelled" if self.upload.state == "cancelled" else "failed"
+                self.failed_in = "upload" if self.state == "failed" else None
+                return False
+            body = json.dumps({"scene": self.upload.scene_id, **self.request}).encode("utf-8")
+            self.state = "plan"
+            try:
+                self._post = client.JsonPost(self.config, "/plan", body, "application/json", timeout_s=self.plan_timeout_s)
+            except client.ServerError as err:
+                self.fail(err)
+                return False
+            return True
+        try:
+            answer = self._post.poll(self.upload.max_send)
+        except client.ServerError as err:
+            self.fail(err)
+            return False
+        if answer is None:
+            return True
+        self.plan = dict(answer)
+        self.state = "done"
+        return False
+
+    def fail(self, err: client.ServerError, stage: str = "plan") -> None:
+        """End as failed with ``err`` (also the caller's way to end it on an unexpected error)."""
+        self.upload.cancel()
+        if self._post is not None:
+            self._post.close()
+        self.error, self.state, self.failed_in = err, "failed", stage
+
+    def cancel(self) -> None:
+        """Esc: close whichever socket is open; nothing is kept (the server drops a partial upload)."""
+        self.upload.cancel()
+        if self._post is not None:
+            self._post.close()
+        if not self.finished:
+            self.state = "cancelled"
+
+    def run(self) -> dict[str, Any]:
+        """Step to the end (scripts, the blocking `preview.refresh_plan`); the plan, or raises ServerError."""
+        while self.step():
+            time.sleep(0.001)
+        if self.plan is None:
+            raise self.error or client.ServerError("cancelled", "the path preview was cancelled")
+        return self.plan
+

@@ -88,13 +88,17 @@ class FakeServer:
     """Loopback server with /health, /body, /scenes, /plan, /generate (NDJSON) and cancel.
 
     ``mode``: "ok" streams the clip; "die" closes the socket after ``die_after`` chunks;
-    "error" sends an `unreachable` error event after the plan.
+    "error" sends an `unreachable` error event after the plan. ``scene_error`` / ``plan_error``
+    ``(status, code, message)``: /scenes or /plan answer that HTTP error as the real server does.
     """
 
     def __init__(self, body: BodyData, n_frames: int = 90, chunk: int = 15, delay_s: float = 0.0,
                  mode: str = "ok", die_after: int = 2, object_name: str | None = None,
-                 clip: dict[str, np.ndarray] | None = None) -> None:
+                 clip: dict[str, np.ndarray] | None = None, scene_error: tuple[int, str, str] | None = None,
+                 plan_error: tuple[int, str, str] | None = None) -> None:
         self.body = body
+        self.scene_error, self.plan_error = scene_error, plan_error
+        self.plans: list[dict[str, Any]] = []
         self.clip = clip if clip is not None else walking_clip(body, n_frames)
         self.chunk, self.delay_s, self.mode, self.die_after = chunk, delay_s, mode, die_after
         self.object_name = object_name
@@ -131,10 +135,18 @@ class FakeServer:
 
             def do_POST(self):
                 raw = self._body()
-                if self.path == "/scenes":
+                if self.path == "/scenes" and server.scene_error is not None:
+                    status, code, message = server.scene_error
+                    self._json({"detail": message, "code": code}, status)
+                elif self.path == "/scenes":
                     server.scenes.append(raw)
                     self._json({"id": f"scene{len(server.scenes)}", "objects": [], "floor_z": 0.0})
                 elif self.path == "/plan":
+                    server.plans.append(json.loads(raw))
+                    if server.plan_error is not None:
+                        status, code, message = server.plan_error
+                        self._json({"detail": message, "code": code, "message": message}, status)
+                        return
                     self._json({"waypoints": [[0, 0], [1, 0], [2, 0.5]], "stand": [2, 0.5, 0.0], "length_m": 2.1, "duration_s": 2.0})
                 elif self.path.startswith("/jobs/") and self.path.endswith("/cancel"):
                     server.cancelled.add(self.path.split("/")[2])
@@ -248,3 +260,84 @@ def fresh_addon() -> None:
     hosig_blender.register()
     generation.CACHE.body.clear()
     generation.CACHE.scenes.clear()
+
+
+# -- modal operators without an event loop -----------------------------------------------------
+
+class ProbeWindowManager:
+    """The real WindowManager, except that the modal handler and the window timer are recorded
+    (the bpy wheel has no event loop to run a modal operator in)."""
+
+    def __init__(self) -> None:
+        self.handlers: list = []
+        self.timers: list = []
+
+    def modal_handler_add(self, op) -> bool:
+        self.handlers.append(op)
+        return True
+
+    def event_timer_add(self, step, window=None):
+        self.timers.append(step)
+        return step
+
+    def event_timer_remove(self, timer) -> None:
+        self.timers.remove(timer)
+
+    def __getattr__(self, name):
+        import bpy
+
+        return getattr(bpy.context.window_manager, name)
+
+
+class ProbeContext:
+    """``bpy.context`` with the recording window manager."""
+
+    def __init__(self) -> None:
+        self.window_manager = ProbeWindowManager()
+
+    def __getattr__(self, name):
+        import bpy
+
+        return getattr(bpy.context, name)
+
+
+class OperatorProbe:
+    """Stands in for the instance Blender makes of an operator class: the class's own methods,
+    with reports collected. (In the bpy wheel `bpy.ops.X('INVOKE_DEFAULT')` runs ``execute``:
+    there are no window events, so invoke and modal are called directly.)"""
+
+    def __init__(self, cls, **props) -> None:
+        self.cls = cls
+        self.reports: list[tuple[str, str]] = []
+        self.__dict__.update(props)
+
+    def report(self, level: set[str], message: str) -> None:
+        self.reports.append((next(iter(level)), message))
+
+    def __getattr__(self, name):
+        import types
+
+        attr = getattr(self.cls, name)
+        return types.MethodType(attr, self) if callable(attr) else attr
+
+
+def event(kind: str = "TIMER", value: str = "NOTHING"):
+    import types
+
+    return types.SimpleNamespace(type=kind, value=value)
+
+
+def tick_preview(limit_s: float = 30.0) -> int:
+    """Run the preview's timer callback the way bpy.app.timers would until it unregisters itself."""
+    import time
+
+    from hosig_blender import runtime
+
+    ticks, deadline = 0, time.monotonic() + limit_s
+    interval = runtime._preview_tick()
+    while interval is not None:
+        ticks += 1
+        assert time.monotonic() < deadline, "the preview did not finish"
+        time.sleep(interval)
+        interval = runtime._preview_tick()
+    return ticks

@@ -311,7 +311,7 @@ def test_building_a_rig_keeps_the_users_mode_and_selection(scene) -> None:
 
 def test_path_preview_caches_the_plan_for_the_overlay(scene) -> None:
     from hosig_blender import overlay
-    from hosig_blender.operators import refresh_plan
+    from hosig_blender.preview import refresh_plan
 
     shot = _add_shot(scene, "Path")
     with FakeServer(fake_body()) as server:

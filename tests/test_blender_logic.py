@@ -185,3 +185,41 @@ def test_stream_client_gives_up_on_a_silent_server() -> None:
     finally:
         listener.close()
     assert events[-1]["code"] == "timeout" and "sent nothing" in events[-1]["message"]
+
+
+def test_upload_post_reports_a_scene_refused_before_its_body_was_read() -> None:
+    """`hosig serve` answers 413 from Content-Length alone and closes with the body unread (the
+    peer then resets the connection): the client reports the server's answer, not the reset."""
+    import json as _json
+    import socket as _socket
+    import threading
+
+    listener = _socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def refuse() -> None:
+        conn, _ = listener.accept()
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += conn.recv(4096)
+        time.sleep(0.05)  # the client has sent part of the body meanwhile
+        body = _json.dumps({"detail": "scene upload of 8388608 bytes exceeds the limit of 1024 bytes", "code": "too_large"}).encode()
+        conn.sendall(b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\nContent-Length: "
+                     + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+        conn.close()  # unread body in the buffer: the kernel answers the client with a reset
+
+    thread = threading.Thread(target=refuse, daemon=True)
+    thread.start()
+    try:
+        post = client.JsonPost(client.ServerConfig(url=f"127.0.0.1:{listener.getsockname()[1]}"), "/scenes",
+                               b"x" * (8 << 20), "application/vnd.hosig.mesh+json", timeout_s=10)
+        with pytest.raises(client.ServerError) as err:
+            for _ in range(100000):
+                assert post.poll(1 << 16) is None
+                time.sleep(0.001)
+    finally:
+        thread.join(5)
+        listener.close()
+    assert err.value.code == "too_large", err.value.message
+    assert "HTTP 413" in err.value.message and "exceeds the limit" in err.value.message

@@ -3,14 +3,16 @@
 The kitchen demo room is imported with Blender's glTF importer and generated through the add-on's
 own client and polling step: a 55-bone armature with a keyed action whose joints match the
 streamed `joints` within 1 mm; the carried bottle keyed with its old animation kept; cancelling or
-killing the server mid-stream leaves earlier shots and the user's objects untouched.
+killing the server mid-stream leaves earlier shots and the user's objects untouched. Preview Path
+(issue #21) is a RUNNING_MODAL operator whose scene upload and /plan the timer advances: the path
+is drawn, Esc changes nothing, a request the server refuses is one clear report.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from blender_support import ROOT  # noqa: F401  (puts the add-on on sys.path)
+from blender_support import ROOT, OperatorProbe, ProbeContext, event, tick_preview  # noqa: F401  (ROOT puts the add-on on sys.path)
 
 bpy = pytest.importorskip("bpy")
 
@@ -177,3 +179,67 @@ def test_start_local_server_from_the_configured_command(tmp_path) -> None:
         stop_server(runtime.LOCAL_SERVER)
     assert runtime.check_server(timeout_s=0.5)["state"] == "offline"
     assert f"127.0.0.1:{port}" in runtime.SERVER["message"]
+
+
+def test_preview_path_against_real_server(kitchen, server) -> None:
+    import time
+
+    from hosig_blender import operators, overlay, preferences, runtime
+
+    url, _ = server
+    scene = _setup(kitchen)
+    name, target, action, place, start, heading = headless.DEMO_SHOTS[0]
+    shot = headless.add_shot(scene, name, target, action, start, heading, place)
+    preferences.FALLBACK.url, preferences.FALLBACK.token = url, ""
+    generation.CACHE.scenes.clear()
+    overlay.PATHS.clear()
+    before = _snapshot()
+    context = ProbeContext()
+    session = bpy.context.window_manager.hosig_session
+
+    op = OperatorProbe(operators.HOSIG_OT_plan_preview)
+    assert op.invoke(context, event("LEFTMOUSE", "PRESS")) == {"RUNNING_MODAL"}
+    job, longest, ticks, t_start = runtime.PREVIEW, 0.0, 0, time.perf_counter()
+    interval = 0.0
+    while interval is not None:  # the timer's steps, timed: none of them waits for the server
+        assert time.perf_counter() - t_start < 180, job.message
+        time.sleep(interval)
+        t0 = time.perf_counter()
+        interval = runtime._preview_tick()
+        longest = max(longest, time.perf_counter() - t0)
+        ticks += 1
+        if interval is not None:
+            assert op.modal(context, event("MOUSEMOVE")) == {"PASS_THROUGH"}
+    assert job.state == "done", job.message
+    assert ticks > 2 and longest < 0.5, (ticks, longest)
+    cached = overlay.PATHS[scene.name]
+    assert cached["key"] == overlay.plan_key(shot) and len(cached["waypoints"]) > 1 and cached["stand"] is not None
+    assert np.hypot(*np.subtract(cached["waypoints"][0], start)) < 0.3  # the walk starts at the shot's start
+    assert op.modal(context, event()) == {"FINISHED"}
+    assert len(op.reports) == 1 and op.reports[0][0] == "INFO" and op.reports[0][1].startswith("path ")
+    assert session.preview_state == "DONE" and _snapshot() == before
+
+    # Esc while the scene is being uploaded: nothing changes, the path drawn before stays
+    generation.CACHE.scenes.clear()
+    drawn = dict(cached)
+    op = OperatorProbe(operators.HOSIG_OT_plan_preview)
+    op.invoke(context, event("LEFTMOUSE", "PRESS"))
+    runtime.PREVIEW.upload.budget_s = 0.0
+    assert runtime._preview_tick() is not None and runtime.PREVIEW.state == "upload"
+    assert op.modal(context, event("ESC", "PRESS")) == {"CANCELLED"}
+    assert op.reports == [("WARNING", "path preview cancelled; nothing was changed")]
+    assert overlay.PATHS[scene.name] == drawn and _snapshot() == before
+
+    # a request the server refuses (the target is hidden, so not in the uploaded scene): one report
+    bpy.data.objects[target].hide_set(True)
+    before = _snapshot()
+    op = OperatorProbe(operators.HOSIG_OT_plan_preview)
+    assert op.invoke(context, event("LEFTMOUSE", "PRESS")) == {"RUNNING_MODAL"}
+    tick_preview(limit_s=120)
+    assert op.modal(context, event()) == {"FINISHED"}
+    assert len(op.reports) == 1 and op.reports[0][0] == "ERROR", op.reports
+    message = op.reports[0][1]
+    assert message.startswith("path preview failed: ") and "HTTP 404" in message and "hidden?" in message and target in message, message
+    assert session.preview_state == "FAILED" and session.preview_message == message
+    assert overlay.PATHS[scene.name] == drawn and _snapshot() == before
+    bpy.data.objects[target].hide_set(False)
