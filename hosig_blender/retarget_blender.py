@@ -117,8 +117,16 @@ def resolve_map(target: bpy.types.Object, options: RetargetOptions) -> tuple[str
         raise RetargetError(f"armature {target.name!r} is not a humanoid this can retarget onto: {err}") from None
     except ValueError as err:
         raise RetargetError(str(err)) from None
-    check_unconstrained(target, m)
+    if not is_control_map(target, m):
+        check_unconstrained(target, m)
     return name, m
+
+
+def is_control_map(target: bpy.types.Object, bone_map: dict[str, str]) -> bool:
+    """A generated Rigify rig (its controls present) mapped onto its ORG bones: retargeted by
+    baking onto the controls (`control_bake`), not by keying the mapped bones."""
+    return bonemaps.is_control_rig([b.name for b in target.data.bones]) and all(
+        b.startswith(bonemaps.RIGIFY_ORG) for b in bone_map.values())
 
 
 def check_unconstrained(target: bpy.types.Object, bone_map: dict[str, str]) -> None:
@@ -128,7 +136,7 @@ def check_unconstrained(target: bpy.types.Object, bone_map: dict[str, str]) -> N
               if any(c.enabled and c.influence > 0 for c in target.pose.bones[b].constraints)]
     if not driven:
         return
-    hint = ("it is a generated Rigify rig: retarget onto its metarig (or a deform-only export)"
+    hint = ("it is a generated Rigify rig: use the rigify_rig bone map (its ORG bones, baked onto the FK controls)"
             if target.data.get("rig_id") is not None else "retarget onto a deform-only copy of the rig")
     raise RetargetError(f"armature {target.name!r}: {len(driven)} mapped bones are driven by constraints "
                         f"({', '.join(driven[:3])}{', ...' if len(driven) > 3 else ''}), so keys on them would be "
@@ -294,15 +302,69 @@ def grasp_from_object(obj_world: np.ndarray) -> int | None:
 
 # -- the retarget -------------------------------------------------------------------------------
 
+@dataclass
+class Solution:
+    """A clip solved onto a target skeleton (not yet keyed): ``mats`` (T,n,4,4) armature-space
+    pose matrices of every bone of ``rig``, ``hips`` its hips index, ``t_idx`` (m,) the mapped
+    bones, the source's planted masks, the grasp (clip frame, side), the carried object and its
+    source world matrices, and the source joint tracks ``head`` (world)."""
+
+    rig: core.Rig
+    mats: np.ndarray
+    hips: int
+    t_idx: np.ndarray
+    frames: np.ndarray
+    masks: np.ndarray
+    scale: float
+    grasp: int | None
+    side: str | None
+    obj: bpy.types.Object | None
+    obj_world: np.ndarray | None
+    head: dict[str, np.ndarray]
+
+
 def retarget(source: bpy.types.Object, target: bpy.types.Object, options: RetargetOptions | None = None) -> RetargetResult:
     """Key ``target`` with the motion of the SMPL-X armature ``source`` (see `retarget` module).
+    A generated Rigify rig mapped onto its ORG bones is baked onto its FK controls
+    (`control_bake`).
 
     Raises `RetargetError` (nothing created) when either rig does not fit."""
     options = options or RetargetOptions()
     check_source(source)
     preset, bone_map = resolve_map(target, options)
+    if is_control_map(target, bone_map):
+        from . import control_bake
+
+        return control_bake.retarget_control_rig(source, target, preset, bone_map, options)
+    tgt_rig = rig_of(target)
+    sol = solve(source, target, tgt_rig, bone_map, options)
+    quats, locs = core.basis_channels(core.pose_to_basis(tgt_rig, sol.mats))
+    name = options.action_name or f"{source.name}_{target.name}"
+    keyed = _moving_bones(quats, sol.t_idx, sol.hips)
+    action, keys = _key_target(target, name, sol.frames, quats, locs, sol.hips, tgt_rig, keyed, options)
+    action[RETARGET_TAG] = source.name
+    return finish(source, target, sol, preset, bone_map, action, keys, options)
+
+
+def finish(source: bpy.types.Object, target: bpy.types.Object, sol: Solution, preset: str, bone_map: dict[str, str],
+           action: bpy.types.Action, keys: int, options: RetargetOptions) -> RetargetResult:
+    """Re-key the carried object to follow the target's hand and assemble the result."""
+    obj_action_name = None
+    if sol.obj is not None and sol.obj_world is not None and sol.side is not None:
+        tgt_wrist = sol.rig.to_world(sol.mats[:, sol.rig.index[bone_map[f"{sol.side}_wrist"]], :3, 3])
+        obj_action_name = _key_object(sol.obj, target, sol.frames, sol.obj_world, sol.head[f"{sol.side}_wrist"], tgt_wrist,
+                                      sol.grasp, options)
+    unmapped = sorted(set(b.name for b in target.data.bones) - set(bone_map.values()))
+    return RetargetResult(action, preset, bone_map, unmapped, sol.scale, sol.frames, sol.masks, sol.grasp, sol.side,
+                          sol.obj.name if sol.obj is not None else None, obj_action_name, keys)
+
+
+def solve(source: bpy.types.Object, target: bpy.types.Object, tgt_rig: core.Rig, bone_map: dict[str, str],
+          options: RetargetOptions) -> Solution:
+    """The clip of ``source`` solved onto ``tgt_rig`` (the bones of ``target``, or a subset of
+    them): rotations transferred, hips placed and scaled, legs and the grasping arm by IK."""
     frames = keyed_frames(source)
-    src_rig, tgt_rig = rig_of(source), rig_of(target)
+    src_rig = rig_of(source)
     joints = list(bone_map)
     s_idx = np.array([src_rig.index[j] for j in joints])
     t_idx = np.array([tgt_rig.index[bone_map[j]] for j in joints])
@@ -322,19 +384,8 @@ def retarget(source: bpy.types.Object, target: bpy.types.Object, options: Retarg
     rotations = transfer.desired()
     mats = core.solve_pose(tgt_rig, t_idx, rotations, hips, tgt_rig.to_local(hips_w))
     masks, legs = _legs(src_rig, tgt_rig, bone_map, head, mats, place, floors)
-    rotations, mats = _reach(tgt_rig, t_idx, rotations, hips, hips_w, legs, bone_map, side, grasp, head)
-    quats, locs = core.basis_channels(core.pose_to_basis(tgt_rig, mats))
-    name = options.action_name or f"{source.name}_{target.name}"
-    keyed = _moving_bones(quats, t_idx, hips)
-    action, keys = _key_target(target, name, frames, quats, locs, hips, tgt_rig, keyed, options)
-    action[RETARGET_TAG] = source.name
-    obj_action_name = None
-    if obj is not None and obj_world_src is not None and side is not None:
-        tgt_wrist = tgt_rig.to_world(mats[:, tgt_rig.index[bone_map[f"{side}_wrist"]], :3, 3])
-        obj_action_name = _key_object(obj, target, frames, obj_world_src, head[f"{side}_wrist"], tgt_wrist, grasp, options)
-    unmapped = sorted(set(tgt_rig.names) - set(bone_map.values()))
-    return RetargetResult(action, preset, bone_map, unmapped, scale, frames, masks, grasp, side,
-                          obj.name if obj is not None else None, obj_action_name, keys)
+    _rotations, mats = _reach(tgt_rig, t_idx, rotations, hips, hips_w, legs, bone_map, side, grasp, head)
+    return Solution(tgt_rig, mats, hips, t_idx, frames, masks, scale, grasp, side, obj, obj_world_src, head)
 
 
 def _scale(src_rig: core.Rig, tgt_rig: core.Rig, bone_map: dict[str, str], floors: tuple[float, float], name: str) -> float:
