@@ -576,9 +576,10 @@ def contact_report(source: bpy.types.Object, target: bpy.types.Object, result: R
     (cm/s, mean and max over planted frames) on source and target, the target ball's height error
     over its standing height on the floor (cm), and the target wrist's distance to the source
     wrist at the grasp frame (the grasp point on the object, cm), and both wrists' distances to
-    the carried object's origin there when the file has the object."""
+    the carried object's origin there when the file has the object. On a generated Rigify rig the
+    target bones are the DEF- (deform) bones following the mapped ORG- bones."""
     scene = bpy.context.scene
-    m = result.bone_map
+    m = {j: deform_bone(target, b) for j, b in result.bone_map.items()}
     items: list[tuple[bpy.types.Object, str | None]] = []
     for sd in ("left", "right"):
         ball = f"{sd}_foot" if f"{sd}_foot" in m else f"{sd}_ankle"
@@ -615,6 +616,15 @@ def contact_report(source: bpy.types.Object, target: bpy.types.Object, result: R
     return report
 
 
+def deform_bone(target: bpy.types.Object, bone: str) -> str:
+    """The bone the mesh moves with: ``DEF-x`` for a generated Rigify rig's ``ORG-x``, else ``bone``."""
+    if bone.startswith(bonemaps.RIGIFY_ORG):
+        d = "DEF-" + bone[len(bonemaps.RIGIFY_ORG):]
+        if d in target.data.bones:
+            return d
+    return bone
+
+
 # -- export -------------------------------------------------------------------------------------
 
 def _select_only(objs: list[bpy.types.Object]) -> None:
@@ -640,7 +650,9 @@ def export_fbx(target: bpy.types.Object, path: str | Path, action: bpy.types.Act
     keyed (``bake_anim_step=1``, no simplification, so the file holds the exact poses); axes
     ``-Z`` forward, ``Y`` up (the FBX/Unity/Unreal defaults; Blender converts from Z up), unit
     scale 1.0 with ``apply_scale_options='FBX_SCALE_ALL'`` (Unreal reads centimetres correctly,
-    Unity metres); primary bone axis Y, secondary X (Blender's own bone axes)."""
+    Unity metres); primary bone axis Y, secondary X (Blender's own bone axes). A generated Rigify
+    rig writes its deform bones only (and the bones above them): the game skeleton, without the
+    controls and mechanism bones (its unused IK chain stretches while the FK controls are keyed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     restore = _play(target, action)
@@ -651,20 +663,20 @@ def export_fbx(target: bpy.types.Object, path: str | Path, action: bpy.types.Act
         scene.frame_start, scene.frame_end = (int(round(v)) for v in act.frame_range)
     _select_only([target, *deformed_meshes(target)])
     try:
-        _fbx(path)
+        _fbx(path, deform_only=bonemaps.is_control_rig([b.name for b in target.data.bones]))
     finally:
         scene.frame_start, scene.frame_end = span
         restore()
     return path
 
 
-def _fbx(path: Path) -> None:
+def _fbx(path: Path, deform_only: bool = False) -> None:
     bpy.ops.export_scene.fbx(
         filepath=str(path), use_selection=True, object_types={"ARMATURE", "MESH"}, add_leaf_bones=False,
         bake_anim=True, bake_anim_use_all_bones=True, bake_anim_use_nla_strips=False, bake_anim_use_all_actions=False,
         bake_anim_force_startend_keying=True, bake_anim_step=1.0, bake_anim_simplify_factor=0.0,
         axis_forward="-Z", axis_up="Y", apply_unit_scale=True, apply_scale_options="FBX_SCALE_ALL",
-        primary_bone_axis="Y", secondary_bone_axis="X", armature_nodetype="NULL", use_armature_deform_only=False)
+        primary_bone_axis="Y", secondary_bone_axis="X", armature_nodetype="NULL", use_armature_deform_only=deform_only)
 
 
 def export_bvh(target: bpy.types.Object, path: str | Path, frame_start: int, frame_end: int,

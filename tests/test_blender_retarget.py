@@ -273,7 +273,7 @@ def test_panel_operators_map_retarget_preset_and_export(clip, tmp_path, monkeypa
     s.bone_map.clear()
 
 
-def test_generated_rigify_rig_is_keyed_on_its_fk_controls(clip) -> None:
+def test_generated_rigify_rig_is_keyed_on_its_fk_controls(clip, tmp_path) -> None:
     src, rig, _box = _scene_with(clip, "rigify_rig")
     names = [b.name for b in rig.data.bones]
     assert bonemaps.detect_preset(names)[0] == "rigify_rig"  # not rigify_def: the controls decide
@@ -295,6 +295,20 @@ def test_generated_rigify_rig_is_keyed_on_its_fk_controls(clip) -> None:
         assert f'pose.bones["thigh_parent.{side}"]["IK_FK"]' in paths
     assert len(bpy.data.objects) == n_objects
     assert result.action.get(rb.RETARGET_TAG) == src.name
+    # FBX for a game engine: the deform skeleton (DEF bones and the bones above them) moves as the
+    # rig's DEF bones do; no limb controls, no IK chain
+    frames = result.frames[::11]
+    defs = [n for n in names if n.startswith("DEF-") and not n.startswith(("DEF-lid", "DEF-brow", "DEF-ear"))]
+    before = _world([(rig, n) for n in defs], frames)[..., :3, 3]
+    fbx = rb.export_fbx(rig, tmp_path / "rigify.fbx", result.action)
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.context.scene.render.fps = 30
+    bpy.ops.import_scene.fbx(filepath=str(fbx), anim_offset=0.0)
+    arm = next(o for o in bpy.data.objects if o.type == "ARMATURE")
+    assert not any(n in arm.data.bones for n in ("thigh_fk.L", "upper_arm_ik.L", "MCH-shin_ik.L", "VIS_thigh_ik_pole.L"))
+    assert len(arm.data.bones) < len(names) / 2
+    after = _world([(arm, n) for n in defs], frames)[..., :3, 3]
+    assert np.abs(after - before).max() < 1e-3
 
 
 def test_generated_rigify_rig_failure_leaves_it_untouched(clip, monkeypatch) -> None:
