@@ -83,6 +83,13 @@ _RIGIFY_META = _sided({
 # Rigify's generated rig: its DEF- deform bones (what a game export keeps; see `preset_notes`).
 _RIGIFY_DEF = {j: ["DEF-" + p for p in pats] for j, pats in _RIGIFY_META.items()}
 
+# Rigify's generated control rig: its ORG- bones (the metarig's bones, which the controls move);
+# the solved ORG pose is baked onto the FK controls (`control_bake`), the DEF- bones follow.
+RIGIFY_ORG = "ORG-"
+_RIGIFY_RIG = {j: [RIGIFY_ORG + p for p in pats] for j, pats in _RIGIFY_META.items()}
+# Bones only a generated Rigify control rig has (its torso and FK limb controls).
+CONTROL_RIG_MARKERS = ("torso", "thigh_fk.L", "thigh_fk.R", "upper_arm_fk.L", "upper_arm_fk.R")
+
 # Auto-Rig Pro: the names of its game-engine export (deform) skeleton.
 _ARP = _sided({
     "pelvis": ["root.x"], "spine1": ["spine_01.x"], "spine2": ["spine_02.x"], "spine3": ["spine_03.x"],
@@ -93,11 +100,14 @@ _ARP = _sided({
 }, ("l", "l"), ("r", "r"))
 
 PRESETS: dict[str, dict[str, list[str]]] = {
-    "mixamo": _MIXAMO, "unreal": _UNREAL, "rigify_metarig": _RIGIFY_META, "rigify_def": _RIGIFY_DEF, "auto_rig_pro": _ARP,
+    "mixamo": _MIXAMO, "unreal": _UNREAL, "rigify_metarig": _RIGIFY_META, "rigify_def": _RIGIFY_DEF, "rigify_rig": _RIGIFY_RIG,
+    "auto_rig_pro": _ARP,
 }
 PRESET_NOTES = {
     "rigify_def": "keys Rigify's DEF- deform bones: use on a rig whose DEF- bones are not driven by constraints "
                   "(a deform-only export); a live generated rig's constraints override these keys",
+    "rigify_rig": "Rigify's generated control rig: solved on its ORG- bones, keyed on the FK controls (torso, spine_fk, "
+                  "thigh_fk.L, upper_arm_fk.L, fingers) with the limbs switched to FK",
     "auto_rig_pro": "Auto-Rig Pro's game-export deform names (root.x, thigh.l, leg.l, ...)",
 }
 
@@ -134,8 +144,14 @@ def detect_preset(bone_names: list[str]) -> tuple[str | None, dict[str, str]]:
     covers most of them (then `auto_map` is the way). A rig that is clearly one of the presets
     (60 % of the core joints) but lacks some of its bones raises `NotHumanoidError` naming them —
     guessing around a missing bone would key the wrong ones."""
+    if is_control_rig(bone_names):  # its DEF- and ORG- bones both cover the core: the controls decide
+        m = preset_map("rigify_rig", bone_names)
+        if all(j in m for j in CORE):
+            return "rigify_rig", m
     best: tuple[int, int, str | None, dict[str, str]] = (-1, -1, None, {})
     for name in PRESETS:
+        if name == "rigify_rig":  # only with its controls (above)
+            continue
         m = preset_map(name, bone_names)
         core = sum(j in m for j in CORE)
         if (core, len(m)) > best[:2]:
@@ -146,6 +162,12 @@ def detect_preset(bone_names: list[str]) -> tuple[str | None, dict[str, str]]:
         missing = [f"{PRESETS[best[2]][j][0]} ({j})" for j in CORE if j not in best[3]]
         raise NotHumanoidError(f"it looks like a {best[2]} rig but has no bone {', '.join(missing)}")
     return None, {}
+
+
+def is_control_rig(bone_names: list[str]) -> bool:
+    """True for a generated Rigify rig: its torso and FK limb controls and ORG- bones are there."""
+    names = {strip_prefix(n) for n in bone_names}
+    return all(m in names for m in CONTROL_RIG_MARKERS) and any(n.startswith(RIGIFY_ORG) for n in names)
 
 
 @dataclass

@@ -117,8 +117,16 @@ def resolve_map(target: bpy.types.Object, options: RetargetOptions) -> tuple[str
         raise RetargetError(f"armature {target.name!r} is not a humanoid this can retarget onto: {err}") from None
     except ValueError as err:
         raise RetargetError(str(err)) from None
-    check_unconstrained(target, m)
+    if not is_control_map(target, m):
+        check_unconstrained(target, m)
     return name, m
+
+
+def is_control_map(target: bpy.types.Object, bone_map: dict[str, str]) -> bool:
+    """A generated Rigify rig (its controls present) mapped onto its ORG bones: retargeted by
+    baking onto the controls (`control_bake`), not by keying the mapped bones."""
+    return bonemaps.is_control_rig([b.name for b in target.data.bones]) and all(
+        b.startswith(bonemaps.RIGIFY_ORG) for b in bone_map.values())
 
 
 def check_unconstrained(target: bpy.types.Object, bone_map: dict[str, str]) -> None:
@@ -128,7 +136,7 @@ def check_unconstrained(target: bpy.types.Object, bone_map: dict[str, str]) -> N
               if any(c.enabled and c.influence > 0 for c in target.pose.bones[b].constraints)]
     if not driven:
         return
-    hint = ("it is a generated Rigify rig: retarget onto its metarig (or a deform-only export)"
+    hint = ("it is a generated Rigify rig: use the rigify_rig bone map (its ORG bones, baked onto the FK controls)"
             if target.data.get("rig_id") is not None else "retarget onto a deform-only copy of the rig")
     raise RetargetError(f"armature {target.name!r}: {len(driven)} mapped bones are driven by constraints "
                         f"({', '.join(driven[:3])}{', ...' if len(driven) > 3 else ''}), so keys on them would be "
@@ -294,15 +302,69 @@ def grasp_from_object(obj_world: np.ndarray) -> int | None:
 
 # -- the retarget -------------------------------------------------------------------------------
 
+@dataclass
+class Solution:
+    """A clip solved onto a target skeleton (not yet keyed): ``mats`` (T,n,4,4) armature-space
+    pose matrices of every bone of ``rig``, ``hips`` its hips index, ``t_idx`` (m,) the mapped
+    bones, the source's planted masks, the grasp (clip frame, side), the carried object and its
+    source world matrices, and the source joint tracks ``head`` (world)."""
+
+    rig: core.Rig
+    mats: np.ndarray
+    hips: int
+    t_idx: np.ndarray
+    frames: np.ndarray
+    masks: np.ndarray
+    scale: float
+    grasp: int | None
+    side: str | None
+    obj: bpy.types.Object | None
+    obj_world: np.ndarray | None
+    head: dict[str, np.ndarray]
+
+
 def retarget(source: bpy.types.Object, target: bpy.types.Object, options: RetargetOptions | None = None) -> RetargetResult:
     """Key ``target`` with the motion of the SMPL-X armature ``source`` (see `retarget` module).
+    A generated Rigify rig mapped onto its ORG bones is baked onto its FK controls
+    (`control_bake`).
 
     Raises `RetargetError` (nothing created) when either rig does not fit."""
     options = options or RetargetOptions()
     check_source(source)
     preset, bone_map = resolve_map(target, options)
+    if is_control_map(target, bone_map):
+        from . import control_bake
+
+        return control_bake.retarget_control_rig(source, target, preset, bone_map, options)
+    tgt_rig = rig_of(target)
+    sol = solve(source, target, tgt_rig, bone_map, options)
+    quats, locs = core.basis_channels(core.pose_to_basis(tgt_rig, sol.mats))
+    name = options.action_name or f"{source.name}_{target.name}"
+    keyed = _moving_bones(quats, sol.t_idx, sol.hips)
+    action, keys = _key_target(target, name, sol.frames, quats, locs, sol.hips, tgt_rig, keyed, options)
+    action[RETARGET_TAG] = source.name
+    return finish(source, target, sol, preset, bone_map, action, keys, options)
+
+
+def finish(source: bpy.types.Object, target: bpy.types.Object, sol: Solution, preset: str, bone_map: dict[str, str],
+           action: bpy.types.Action, keys: int, options: RetargetOptions) -> RetargetResult:
+    """Re-key the carried object to follow the target's hand and assemble the result."""
+    obj_action_name = None
+    if sol.obj is not None and sol.obj_world is not None and sol.side is not None:
+        tgt_wrist = sol.rig.to_world(sol.mats[:, sol.rig.index[bone_map[f"{sol.side}_wrist"]], :3, 3])
+        obj_action_name = _key_object(sol.obj, target, sol.frames, sol.obj_world, sol.head[f"{sol.side}_wrist"], tgt_wrist,
+                                      sol.grasp, options)
+    unmapped = sorted(set(b.name for b in target.data.bones) - set(bone_map.values()))
+    return RetargetResult(action, preset, bone_map, unmapped, sol.scale, sol.frames, sol.masks, sol.grasp, sol.side,
+                          sol.obj.name if sol.obj is not None else None, obj_action_name, keys)
+
+
+def solve(source: bpy.types.Object, target: bpy.types.Object, tgt_rig: core.Rig, bone_map: dict[str, str],
+          options: RetargetOptions) -> Solution:
+    """The clip of ``source`` solved onto ``tgt_rig`` (the bones of ``target``, or a subset of
+    them): rotations transferred, hips placed and scaled, legs and the grasping arm by IK."""
     frames = keyed_frames(source)
-    src_rig, tgt_rig = rig_of(source), rig_of(target)
+    src_rig = rig_of(source)
     joints = list(bone_map)
     s_idx = np.array([src_rig.index[j] for j in joints])
     t_idx = np.array([tgt_rig.index[bone_map[j]] for j in joints])
@@ -322,19 +384,8 @@ def retarget(source: bpy.types.Object, target: bpy.types.Object, options: Retarg
     rotations = transfer.desired()
     mats = core.solve_pose(tgt_rig, t_idx, rotations, hips, tgt_rig.to_local(hips_w))
     masks, legs = _legs(src_rig, tgt_rig, bone_map, head, mats, place, floors)
-    rotations, mats = _reach(tgt_rig, t_idx, rotations, hips, hips_w, legs, bone_map, side, grasp, head)
-    quats, locs = core.basis_channels(core.pose_to_basis(tgt_rig, mats))
-    name = options.action_name or f"{source.name}_{target.name}"
-    keyed = _moving_bones(quats, t_idx, hips)
-    action, keys = _key_target(target, name, frames, quats, locs, hips, tgt_rig, keyed, options)
-    action[RETARGET_TAG] = source.name
-    obj_action_name = None
-    if obj is not None and obj_world_src is not None and side is not None:
-        tgt_wrist = tgt_rig.to_world(mats[:, tgt_rig.index[bone_map[f"{side}_wrist"]], :3, 3])
-        obj_action_name = _key_object(obj, target, frames, obj_world_src, head[f"{side}_wrist"], tgt_wrist, grasp, options)
-    unmapped = sorted(set(tgt_rig.names) - set(bone_map.values()))
-    return RetargetResult(action, preset, bone_map, unmapped, scale, frames, masks, grasp, side,
-                          obj.name if obj is not None else None, obj_action_name, keys)
+    _rotations, mats = _reach(tgt_rig, t_idx, rotations, hips, hips_w, legs, bone_map, side, grasp, head)
+    return Solution(tgt_rig, mats, hips, t_idx, frames, masks, scale, grasp, side, obj, obj_world_src, head)
 
 
 def _scale(src_rig: core.Rig, tgt_rig: core.Rig, bone_map: dict[str, str], floors: tuple[float, float], name: str) -> float:
@@ -525,9 +576,10 @@ def contact_report(source: bpy.types.Object, target: bpy.types.Object, result: R
     (cm/s, mean and max over planted frames) on source and target, the target ball's height error
     over its standing height on the floor (cm), and the target wrist's distance to the source
     wrist at the grasp frame (the grasp point on the object, cm), and both wrists' distances to
-    the carried object's origin there when the file has the object."""
+    the carried object's origin there when the file has the object. On a generated Rigify rig the
+    target bones are the DEF- (deform) bones following the mapped ORG- bones."""
     scene = bpy.context.scene
-    m = result.bone_map
+    m = {j: deform_bone(target, b) for j, b in result.bone_map.items()}
     items: list[tuple[bpy.types.Object, str | None]] = []
     for sd in ("left", "right"):
         ball = f"{sd}_foot" if f"{sd}_foot" in m else f"{sd}_ankle"
@@ -564,6 +616,15 @@ def contact_report(source: bpy.types.Object, target: bpy.types.Object, result: R
     return report
 
 
+def deform_bone(target: bpy.types.Object, bone: str) -> str:
+    """The bone the mesh moves with: ``DEF-x`` for a generated Rigify rig's ``ORG-x``, else ``bone``."""
+    if bone.startswith(bonemaps.RIGIFY_ORG):
+        d = "DEF-" + bone[len(bonemaps.RIGIFY_ORG):]
+        if d in target.data.bones:
+            return d
+    return bone
+
+
 # -- export -------------------------------------------------------------------------------------
 
 def _select_only(objs: list[bpy.types.Object]) -> None:
@@ -589,7 +650,9 @@ def export_fbx(target: bpy.types.Object, path: str | Path, action: bpy.types.Act
     keyed (``bake_anim_step=1``, no simplification, so the file holds the exact poses); axes
     ``-Z`` forward, ``Y`` up (the FBX/Unity/Unreal defaults; Blender converts from Z up), unit
     scale 1.0 with ``apply_scale_options='FBX_SCALE_ALL'`` (Unreal reads centimetres correctly,
-    Unity metres); primary bone axis Y, secondary X (Blender's own bone axes)."""
+    Unity metres); primary bone axis Y, secondary X (Blender's own bone axes). A generated Rigify
+    rig writes its deform bones only (and the bones above them): the game skeleton, without the
+    controls and mechanism bones (its unused IK chain stretches while the FK controls are keyed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     restore = _play(target, action)
@@ -600,20 +663,20 @@ def export_fbx(target: bpy.types.Object, path: str | Path, action: bpy.types.Act
         scene.frame_start, scene.frame_end = (int(round(v)) for v in act.frame_range)
     _select_only([target, *deformed_meshes(target)])
     try:
-        _fbx(path)
+        _fbx(path, deform_only=bonemaps.is_control_rig([b.name for b in target.data.bones]))
     finally:
         scene.frame_start, scene.frame_end = span
         restore()
     return path
 
 
-def _fbx(path: Path) -> None:
+def _fbx(path: Path, deform_only: bool = False) -> None:
     bpy.ops.export_scene.fbx(
         filepath=str(path), use_selection=True, object_types={"ARMATURE", "MESH"}, add_leaf_bones=False,
         bake_anim=True, bake_anim_use_all_bones=True, bake_anim_use_nla_strips=False, bake_anim_use_all_actions=False,
         bake_anim_force_startend_keying=True, bake_anim_step=1.0, bake_anim_simplify_factor=0.0,
         axis_forward="-Z", axis_up="Y", apply_unit_scale=True, apply_scale_options="FBX_SCALE_ALL",
-        primary_bone_axis="Y", secondary_bone_axis="X", armature_nodetype="NULL", use_armature_deform_only=False)
+        primary_bone_axis="Y", secondary_bone_axis="X", armature_nodetype="NULL", use_armature_deform_only=deform_only)
 
 
 def export_bvh(target: bpy.types.Object, path: str | Path, frame_start: int, frame_end: int,

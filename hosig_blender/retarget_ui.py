@@ -26,6 +26,8 @@ PRESET_ITEMS = [("DETECT", "Detect", "Recognise the rig by its bone names, else 
                 ("unreal", "Unreal mannequin", "UE4/UE5: pelvis, spine_01, thigh_l, calf_l, ..."),
                 ("rigify_metarig", "Rigify metarig", "spine, thigh.L, shin.L, upper_arm.L, ..."),
                 ("rigify_def", "Rigify DEF bones", "DEF-thigh.L, ... (deform-only exports)"),
+                ("rigify_rig", "Rigify generated rig", "ORG-thigh.L, ... solved, then keyed on the FK controls "
+                 "(torso, spine_fk, thigh_fk.L, upper_arm_fk.L, fingers)"),
                 ("auto_rig_pro", "Auto-Rig Pro", "root.x, thigh.l, leg.l, ... (export names)")]
 
 

@@ -72,11 +72,30 @@ def _metarig() -> bpy.types.Object:
     return arm
 
 
+def _generated_rig() -> bpy.types.Object:
+    """Rigify's human metarig, generated into its control rig (the metarig is left in the scene)."""
+    meta = _metarig()
+    bpy.context.view_layer.objects.active = meta
+    try:
+        bpy.ops.pose.rigify_generate()
+    except RuntimeError as err:  # pragma: no cover - depends on the wheel
+        pytest.skip(f"rigify cannot generate headless here: {err}")
+    rig = bpy.context.view_layer.objects.active
+    assert rig is not meta and rig.data.get("rig_id") is not None
+    return rig
+
+
 RIGS = {"mixamo": lambda body: rs.mixamo_rig(bpy, body), "unreal": lambda body: rs.unreal_rig(bpy, body),
-        "rigify_metarig": lambda body: _metarig(), "generic": lambda body: rs.generic_rig(bpy, body),
+        "rigify_metarig": lambda body: _metarig(), "rigify_rig": lambda body: _generated_rig(), "generic": lambda body: rs.generic_rig(bpy, body),
         "mixamo_fbx": lambda body: rs.as_fbx_import(bpy, rs.mixamo_rig(bpy, body)),
         "unreal_facing_y": lambda body: rs.turned_around(bpy, rs.unreal_rig(bpy, body))}
 PRESET_OF = {"generic": "auto", "mixamo_fbx": "mixamo", "unreal_facing_y": "unreal"}
+
+
+def _measured(rig: str, bone: str) -> str:
+    """The bone contacts are measured on: on the generated Rigify rig the DEF (deform) bone
+    that follows the mapped ORG bone, else the mapped bone itself."""
+    return "DEF-" + bone[len(bonemaps.RIGIFY_ORG):] if rig == "rigify_rig" else bone
 
 
 def _scene_with(clip, rig: str):
@@ -141,7 +160,7 @@ def test_not_a_humanoid_is_refused_by_name() -> None:
 
 # -- the retarget: contacts ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("rig", ["mixamo", "unreal", "rigify_metarig", "generic", "mixamo_fbx", "unreal_facing_y"])
+@pytest.mark.parametrize("rig", ["mixamo", "unreal", "rigify_metarig", "rigify_rig", "generic", "mixamo_fbx", "unreal_facing_y"])
 def test_retarget_keeps_contacts(clip, rig) -> None:
     src, target, box = _scene_with(clip, rig)
     result = rb.retarget(src, target)
@@ -150,7 +169,7 @@ def test_retarget_keeps_contacts(clip, rig) -> None:
     ad = target.animation_data
     assert ad.action == result.action and (not hasattr(ad, "action_slot") or ad.action_slot is not None)
     frames = result.frames
-    m = result.bone_map
+    m = {j: _measured(rig, b) for j, b in result.bone_map.items()}
     items = [(src, "left_foot"), (src, "right_foot"), (target, m["left_foot"]), (target, m["right_foot"]),
              (src, "right_wrist"), (target, m["right_wrist"]), (box, None), (src, "head"), (target, m["head"])]
     w = _world(items, frames)
@@ -254,19 +273,66 @@ def test_panel_operators_map_retarget_preset_and_export(clip, tmp_path, monkeypa
     s.bone_map.clear()
 
 
-def test_generated_rigify_rig_is_refused_with_the_reason(clip) -> None:
-    src, meta, _box = _scene_with(clip, "rigify_metarig")
-    bpy.context.view_layer.objects.active = meta
-    try:
-        bpy.ops.pose.rigify_generate()
-    except RuntimeError as err:  # pragma: no cover - depends on the wheel
-        pytest.skip(f"rigify cannot generate headless here: {err}")
-    rig = next(o for o in bpy.data.objects if o.type == "ARMATURE" and o not in (src, meta))
+def test_generated_rigify_rig_is_keyed_on_its_fk_controls(clip, tmp_path) -> None:
+    src, rig, _box = _scene_with(clip, "rigify_rig")
+    names = [b.name for b in rig.data.bones]
+    assert bonemaps.detect_preset(names)[0] == "rigify_rig"  # not rigify_def: the controls decide
+    n_objects = len(bpy.data.objects)
+    result = rb.retarget(src, rig)
+    assert result.preset == "rigify_rig" and result.bone_map["left_knee"] == "ORG-shin.L"
+    paths = {fc.data_path for fc in rb.action_fcurves(rig)}
+    keyed = {p.split('"')[1] for p in paths}
+    assert {"torso", "spine_fk", "spine_fk.003", "thigh_fk.L", "shin_fk.R", "foot_fk.L", "upper_arm_fk.R", "hand_fk.L",
+            "f_index.02.R", "thumb.01.L", "shoulder.L", "neck", "head"} <= keyed
+    assert not any(b.startswith(("DEF-", "ORG-", "MCH-")) for b in keyed)  # only controls and switches
+    assert 'pose.bones["torso"].location' in paths and 'pose.bones["thumb.01.L"].location' not in paths
+    assert 'pose.bones["shoulder.L"].rotation_euler' in paths  # the control's own rotation mode is kept
+    assert rig.pose.bones["shoulder.L"].rotation_mode == "YXZ"
+    bpy.context.scene.frame_set(int(result.frames[10]))
+    for side in ("L", "R"):  # the limbs switched to FK, keyed in the same action
+        assert rig.pose.bones[f"thigh_parent.{side}"]["IK_FK"] == pytest.approx(1.0)
+        assert rig.pose.bones[f"upper_arm_parent.{side}"]["IK_FK"] == pytest.approx(1.0)
+        assert f'pose.bones["thigh_parent.{side}"]["IK_FK"]' in paths
+    assert len(bpy.data.objects) == n_objects
+    assert result.action.get(rb.RETARGET_TAG) == src.name
+    # FBX for a game engine: the deform skeleton (DEF bones and the bones above them) moves as the
+    # rig's DEF bones do; no limb controls, no IK chain
+    frames = result.frames[::11]
+    defs = [n for n in names if n.startswith("DEF-") and not n.startswith(("DEF-lid", "DEF-brow", "DEF-ear"))]
+    before = _world([(rig, n) for n in defs], frames)[..., :3, 3]
+    fbx = rb.export_fbx(rig, tmp_path / "rigify.fbx", result.action)
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.context.scene.render.fps = 30
+    bpy.ops.import_scene.fbx(filepath=str(fbx), anim_offset=0.0)
+    arm = next(o for o in bpy.data.objects if o.type == "ARMATURE")
+    assert not any(n in arm.data.bones for n in ("thigh_fk.L", "upper_arm_ik.L", "MCH-shin_ik.L", "VIS_thigh_ik_pole.L"))
+    assert len(arm.data.bones) < len(names) / 2
+    after = _world([(arm, n) for n in defs], frames)[..., :3, 3]
+    assert np.abs(after - before).max() < 1e-3
+
+
+def test_generated_rigify_rig_failure_leaves_it_untouched(clip, monkeypatch) -> None:
+    from hosig_blender import control_bake
+
+    src, rig, _box = _scene_with(clip, "rigify_rig")
+    bpy.context.scene.frame_set(1)
+    rig.pose.bones["thigh_fk.L"].rotation_quaternion = (0.9, 0.1, 0.0, 0.0)  # the animator's pose
+    before = {pb.name: [list(r) for r in pb.matrix_basis] for pb in rig.pose.bones}
+    switches = control_bake.switch_values(rig)
+    values = {k: rig.pose.bones[k[0]][k[1]] for k in switches}
     n_actions = len(bpy.data.actions)
-    with pytest.raises(rb.RetargetError, match="driven by constraints.*metarig"):
+    # DEF bones are driven by constraints: a map onto them is refused, naming the preset to use
+    with pytest.raises(rb.RetargetError, match="driven by constraints.*rigify_rig"):
+        rb.retarget(src, rig, rb.RetargetOptions(preset="rigify_def"))
+    # a bake that does not reproduce the solve (a customised rig) is undone whole
+    monkeypatch.setattr(control_bake, "verify", lambda *a: (0.05, "ORG-hand.R"))
+    with pytest.raises(rb.RetargetError, match="5.0 cm.*ORG-hand.R"):
         rb.retarget(src, rig)
     assert len(bpy.data.actions) == n_actions
     assert rig.animation_data is None or rig.animation_data.action is None
+    assert {k: rig.pose.bones[k[0]][k[1]] for k in switches} == values
+    after = {pb.name: [list(r) for r in pb.matrix_basis] for pb in rig.pose.bones}
+    assert after == before
 
 
 # -- export round trips ------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
     .venv/bin/python tools/bench_retarget.py [--frames 300] [--out out/bench_retarget.json]
 
 Builds the test clip (`tests/retarget_support.walk_clip`, the planted walk that grasps and carries
-a box, here ``--frames`` long) and the test rigs (Mixamo T-pose, UE5 A-pose, Rigify's metarig),
+a box, here ``--frames`` long) and the test rigs (Mixamo T-pose, UE5 A-pose, Rigify's metarig and
+the control rig generated from it: contacts on its DEF bones, keys on its FK controls),
 retargets onto each three times (median wall time of `retarget_blender.retarget`: reading the
 source, the solve, keying with key reduction, re-keying the box), measures the contacts from the
 evaluated bones (`contact_report`) and round-trips FBX and BVH through Blender's importers (max
@@ -54,7 +55,11 @@ def make_rig(kind: str, body):
         return rs.unreal_rig(bpy, body)
     bpy.ops.preferences.addon_enable(module="rigify")
     bpy.ops.object.armature_human_metarig_add()
-    return bpy.context.object
+    meta = bpy.context.object
+    if kind == "rigify_metarig":
+        return meta
+    bpy.ops.pose.rigify_generate()  # the generated control rig (the metarig stays in the scene)
+    return bpy.context.view_layer.objects.active
 
 
 def heads(arm, frames):
@@ -63,6 +68,8 @@ def heads(arm, frames):
 
 
 def round_trips(target, result, folder: Path) -> dict[str, float]:
+    """Max bone-head error (mm) after FBX and BVH round trips over the bones both files keep
+    (a generated Rigify rig's FBX keeps its deform bones); on that rig also over its DEF bones."""
     frames = result.frames[::7]
     before, names = heads(target, frames)
     fbx = rb.export_fbx(target, folder / "shot.fbx", result.action)
@@ -77,8 +84,16 @@ def round_trips(target, result, folder: Path) -> dict[str, float]:
             bpy.ops.import_anim.bvh(filepath=str(path), axis_forward="Y", axis_up="Z", frame_start=int(result.frames[0]),
                                     rotate_mode="NATIVE", update_scene_fps=False)
         arm = next(o for o in bpy.data.objects if o.type == "ARMATURE")
-        after = rb.sample_world(bpy.context.scene, [(arm, n) for n in names], frames)[..., :3, 3]
-        out[f"{kind}_max_error_mm"] = round(float(np.abs(after - before).max()) * 1000, 4)
+        kept = [k for k, n in enumerate(names) if n in arm.data.bones]
+        after = rb.sample_world(bpy.context.scene, [(arm, names[k]) for k in kept], frames)[..., :3, 3]
+        err = np.abs(after - before[:, kept]).max(axis=(0, 2))
+        out[f"{kind}_bones"] = len(kept)
+        out[f"{kind}_max_error_mm"] = round(float(err.max()) * 1000, 4)
+        deform = [i for i, k in enumerate(kept) if names[k].startswith("DEF-")]
+        if deform and len(deform) < len(kept):
+            out[f"{kind}_def_max_error_mm"] = round(float(err[deform].max()) * 1000, 4)
+            worst = int(np.argmax(err))
+            out[f"{kind}_worst_bone"] = names[kept[worst]]
     return out
 
 
@@ -86,13 +101,15 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--rigs", nargs="+", default=["mixamo", "unreal", "rigify_metarig", "rigify_rig"],
+                        choices=["mixamo", "unreal", "rigify_metarig", "rigify_rig"])
     args = parser.parse_args()
     rs.N, rs.GRASP = args.frames, args.frames - 60
     report = {"frames": args.frames, "rigs": {}}
     with tempfile.TemporaryDirectory(prefix="hosig-bench-retarget-") as tmp:
         folder = Path(tmp)
         path, body, box_at, _joints = rs.walk_clip(folder)
-        for kind in ("mixamo", "unreal", "rigify_metarig"):
+        for kind in args.rigs:
             fresh()
             box(box_at)
             src = clip_import.import_clip(path, body)

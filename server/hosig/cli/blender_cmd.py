@@ -28,7 +28,7 @@ from hosig.errors import InputError
 
 MANIFEST = "blender_manifest.toml"
 # hosig_blender.bonemaps.PRESETS and "auto" (the engine does not import the add-on)
-RETARGET_PRESETS = ("auto", "mixamo", "unreal", "rigify_metarig", "rigify_def", "auto_rig_pro")
+RETARGET_PRESETS = ("auto", "mixamo", "unreal", "rigify_metarig", "rigify_def", "rigify_rig", "auto_rig_pro")
 
 
 def addon_source_dir() -> Path:
