@@ -249,3 +249,35 @@ def test_twenty_concurrent_requests_all_answered(server) -> None:
         assert (status, kind) == (200, "done") or (status == 503 and kind == "busy" and retry and int(retry) >= 1), answers
     assert any(a[0] == 200 for a in answers) and any(a[0] == 503 for a in answers)
     assert httpx.get(f"{base}/health", headers=AUTH, timeout=5).json()["queue_length"] == 0
+
+
+def test_threads_option_reaches_torch(monkeypatch) -> None:
+    """`hosig serve --threads N` (or $HOSIG_THREADS) sets torch's intra-op threads before the engine
+    loads; without either torch keeps its default; a bad value is a usage error (exit 2)."""
+    import torch
+
+    from hosig.api import serve as serve_mod
+    from hosig.cli.main import main
+    from hosig.pipeline import engine as engine_mod
+
+    calls: list[int] = []
+
+    class Stop(Exception):
+        pass
+
+    def no_engine(*args, **kwargs):
+        raise Stop("engine not needed here")
+
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    monkeypatch.setattr(engine_mod, "Engine", no_engine)
+    monkeypatch.delenv(serve_mod.THREADS_ENV, raising=False)
+    port = str(free_port())
+    assert main(["serve", "--port", port, "--threads", "3"]) == 1 and calls == [3]  # 1: the Stop above
+    monkeypatch.setenv(serve_mod.THREADS_ENV, "2")
+    assert main(["serve", "--port", port]) == 1 and calls == [3, 2]
+    assert main(["serve", "--port", port, "--threads", "1"]) == 1 and calls == [3, 2, 1]  # the flag wins
+    monkeypatch.delenv(serve_mod.THREADS_ENV)
+    assert main(["serve", "--port", port]) == 1 and calls == [3, 2, 1]  # torch's default kept
+    assert main(["serve", "--port", port, "--threads", "0"]) == 2
+    monkeypatch.setenv(serve_mod.THREADS_ENV, "many")
+    assert main(["serve", "--port", port]) == 2 and calls == [3, 2, 1]

@@ -18,6 +18,7 @@ from hosig.cli.main import main
 from hosig.clip import MotionClip
 from hosig.errors import UsageError
 from hosig.motion.edits import axis_angle_to_matrix, parse_anchors
+from hosig.pipeline import events as events_module
 from hosig.pipeline.events import Frames, Progress
 from hosig.pipeline.run import generate
 
@@ -121,8 +122,39 @@ def test_frames_streamed_whole_clip_prefix_first(regenerated) -> None:
     assert frames[-1].start + frames[-1].count == clip.n_frames
     first_progress = next(i for i, e in enumerate(result.events) if isinstance(e, Progress))
     assert isinstance(result.events[first_progress - 1], Frames)  # the unchanged frames come before the work
-    streamed = np.concatenate([f.arrays()["poses"] for f in frames])
-    np.testing.assert_allclose(streamed, clip.poses, atol=1e-5)
+    for name in ("poses", "trans", "joints", "object_transforms"):  # what was streamed is what was written
+        streamed = np.concatenate([f.arrays()[name] for f in frames])
+        written = np.asarray(getattr(clip, name), dtype=np.float64).reshape(streamed.shape)
+        assert np.array_equal(streamed, np.round(written, events_module._DECIMALS)), name  # the wire's rounding
+
+
+def test_range_streamed_per_window_and_equal_to_the_unstreamed_result(setup, regenerated) -> None:
+    """One take streams the range window by window (the first window's frames while the second is
+    sampled), then the suffix; the written clip is bit-identical to `regenerate` (no streaming)."""
+    from hosig.motion.regenerate import RegenerateSpec, regenerate
+
+    engine, scene, _, _, _, _ = setup
+    result, clip, base = regenerated
+    events = result.events
+    frames = [i for i, e in enumerate(events) if isinstance(e, Frames)]
+    in_range = [i for i in frames if FIRST <= events[i].start <= LAST]
+    assert events[in_range[0]].start == FIRST and len(in_range) >= 2, [(events[i].start, events[i].count) for i in frames]
+    between = [e for e in events[in_range[0]:in_range[1]] if isinstance(e, Progress)]
+    assert between and 0.0 < between[0].fraction < 1.0  # a window of the range was final before the next
+    assert events[frames[-1]].start + events[frames[-1]].count == base.n_frames
+    timings = result.summary["timings_ms"]
+    assert 0.0 <= timings["first_frames_ms"] <= timings["first_range_frames_ms"] <= timings["total_ms"]
+
+    loaded = engine.scenes.get(str(scene))
+    keys = edit_keys(base, scene)
+    keys[4]["position"] = np.asarray(loaded.object("wall_north").center, dtype=float).tolist()
+    spec = RegenerateSpec(MotionClip.load(setup[3]), FIRST, LAST, parse_anchors(keys), seed=3,
+                          floor_z=float(loaded.floor_z), steps=engine.sampler_steps())
+    exclude = (base.object_name,) if base.object_name in loaded.objects else ()  # as the pipeline does
+    plain = regenerate(engine.motion(), engine.body(None), spec, scene_sdf=loaded.sdf(exclude=exclude))
+    for name in ("poses", "trans", "joints", "object_transforms", "contacts"):
+        assert np.array_equal(getattr(plain.clip, name), getattr(clip, name)), name
+    assert [o.to_json() for o in plain.outcomes] == result.summary["anchors"]
 
 
 def test_carried_object_follows_the_new_hand(regenerated) -> None:

@@ -25,6 +25,7 @@ from hosig.api.security import is_loopback
 from hosig.errors import UsageError
 
 ALLOW_HOSTS_ENV = "HOSIG_ALLOW_HOSTS"  # comma-separated host names answered besides loopback
+THREADS_ENV = "HOSIG_THREADS"  # torch intra-op threads of the server (unset: torch's default)
 
 
 @dataclass
@@ -41,6 +42,7 @@ class ServeOptions:
     log_level: str = "warning"
     allow_hosts: tuple[str, ...] = ()  # Host header names answered besides loopback ("*" = any)
     cache_max_mb: float | None = None  # disk cache cap (None = $HOSIG_CACHE_MAX_MB or 2 GiB)
+    threads: int | None = None  # torch intra-op threads (None = $HOSIG_THREADS, else torch's default)
 
 
 class StoppingServer(uvicorn.Server):
@@ -65,6 +67,35 @@ def allowed_hosts(options: ServeOptions, environ: dict[str, str] | None = None) 
     if options.host not in ("0.0.0.0", "::", "") and not is_loopback(options.host):
         names.append(options.host)  # clients of a specific address name it in Host
     return tuple(dict.fromkeys(n for n in names if n))
+
+
+def torch_threads(options: ServeOptions, environ: dict[str, str] | None = None) -> int | None:
+    """The server's torch intra-op threads: --threads, else $HOSIG_THREADS, else None (leave torch's
+    default). UsageError unless a whole number >= 1."""
+    value: object = options.threads
+    if value is None:
+        value = (os.environ if environ is None else environ).get(THREADS_ENV, "").strip() or None
+        if value is None:
+            return None
+    try:
+        n = int(str(value))
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UsageError(f"--threads / ${THREADS_ENV} {value!r} must be a whole number >= 1")
+    return n
+
+
+def apply_threads(n: int | None) -> None:
+    """``torch.set_num_threads(n)`` for the whole process (the job worker's torch ops); None: unchanged.
+
+    WHY: on a machine whose cores are shared with other work, torch's default (one thread per core)
+    oversubscribes them; one or two threads can then be several times faster (docs/BENCHMARKS.md #20)."""
+    if n is None:
+        return
+    import torch
+
+    torch.set_num_threads(n)
 
 
 def check_bind(host: str, token: str | None) -> None:
@@ -98,6 +129,8 @@ def serve(options: ServeOptions) -> None:
             raise UsageError(f"--cache-max-mb {options.cache_max_mb} must be >= 0")
         os.environ[diskcache.ENV] = repr(float(options.cache_max_mb))  # the grid cache reads it too
     cache_max_bytes = diskcache.max_bytes()  # a bad $HOSIG_CACHE_MAX_MB is a usage error now, not per job
+    threads = torch_threads(options)
+    apply_threads(threads)
 
     from hosig.api.app import ServerConfig, create_app
     from hosig.pipeline.engine import Engine, EngineConfig
@@ -110,7 +143,7 @@ def serve(options: ServeOptions) -> None:
                                           max_upload_bytes=int(options.max_upload_mb * 1024 * 1024), max_queued=options.queue))
     sys.stderr.write(f"hosig serve: http://{options.host}:{options.port} (device {options.device}, queue {options.queue}, "
                      f"token {'required' if options.token else 'off'}, hosts loopback{''.join(', ' + h for h in hosts)}, "
-                     f"disk cache cap {cache_max_bytes / 1024**2:.0f} MiB); docs at /docs\n")
+                     f"disk cache cap {cache_max_bytes / 1024**2:.0f} MiB, torch threads {threads or 'default'}); docs at /docs\n")
     sys.stderr.flush()
     config = uvicorn.Config(app, host=options.host, port=options.port, log_level=options.log_level, access_log=False, timeout_graceful_shutdown=3)
     StoppingServer(config, on_stop=app.state.jobs.shutdown).run()

@@ -104,6 +104,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     srv.add_argument("--cache-max-mb", type=float, default=None,
                      help="cap on the disk cache (uploads, grasps, grids; least recently used pruned); "
                           "default $HOSIG_CACHE_MAX_MB or 2048")
+    srv.add_argument("--threads", type=int, default=None, metavar="N",
+                     help="torch intra-op threads for the server (default $HOSIG_THREADS, else torch's own: one per core); "
+                          "1 is faster when the cores are shared with other work")
     add_model_flag(srv)
     add_body_flag(srv)
     srv.set_defaults(func=cmd_serve)
@@ -286,5 +289,5 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(ServeOptions(host=args.host, port=args.port, token=args.token, device=args.device, queue=args.queue,
                        smplx_dir=args.smplx_dir, max_upload_mb=args.max_upload_mb, model=args.model, quality=args.quality,
-                       allow_hosts=tuple(args.allow_host), cache_max_mb=args.cache_max_mb))
+                       allow_hosts=tuple(args.allow_host), cache_max_mb=args.cache_max_mb, threads=args.threads))
     return 0

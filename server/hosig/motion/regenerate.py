@@ -20,10 +20,16 @@ The range [first, last] is inpainted by the same sampler that made the clip (`sy
 
 The carried object follows the new hand: its transform in the range is the base one carried by
 the change of the grasping wrist.
+
+`RangeBuilder` is the streamed form (what the pipeline runs for one take): the range's frames
+become final window by window, as soon as each window is sampled and refined (and the keys'
+correction has run over the frames it reaches), with the same result, bit for bit, as `regenerate`.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -47,7 +53,7 @@ from hosig.motion.edits import (
 )
 from hosig.motion.refine import REFINE_JOINTS, RefineConfig, SceneTerm, refine
 from hosig.motion.representation import FOOT_CONTACT_JOINTS, CanonFrame, aa_to_matrix, matrix_to_aa, skeleton_fk
-from hosig.motion.synth import synthesize, world_joints
+from hosig.motion.synth import MotionChunk, synthesize, synthesize_windows, world_joints
 from hosig.motion.task import wrist_transforms
 
 CONTEXT_FRAMES = 8  # fixed base frames on each side of the range, hard anchors (~0.27 s)
@@ -109,16 +115,127 @@ def regenerate(model, body, spec: RegenerateSpec, scene_sdf=None, cancel: Callab
     feasible, outcomes = _sort_anchors(body, spec, scene_sdf)
     hand = carry_hand(base, body)
     anchors = build_anchor_set(base, lo, hi, spec.first, spec.last, feasible, hand)
-    sub = synthesize(model, anchors, body, scene_sdf=scene_sdf, seed=spec.seed, cancel=cancel, floor_z=spec.floor_z,
-                     scene_skip=_scene_skip(base, lo, hi), steps=spec.steps)
-    poses, pelvis = key_refine(body, model, sub, feasible, lo, spec, scene_sdf)
+    sub = SubClip.empty(hi - lo)
+    synthesize(model, anchors, body, scene_sdf=scene_sdf, seed=spec.seed, on_window=sub.store, cancel=cancel,
+               floor_z=spec.floor_z, scene_skip=_scene_skip(base, lo, hi), steps=spec.steps)
+    poses, pelvis = key_refine(body, model, sub.poses, sub.pelvis, sub.contacts, feasible, lo, spec, scene_sdf)
     clip = splice(base, body, poses, pelvis, sub.contacts, lo, spec.first, spec.last, hand)
-    outcomes += [measure(a, clip) for a in feasible]
+    return _finish(spec, body, clip, feasible, outcomes)
+
+
+def _finish(spec: RegenerateSpec, body, clip: MotionClip, feasible: list[EditAnchor],
+            outcomes: list[AnchorOutcome]) -> RegenerateResult:
+    """The result of a finished regeneration: each anchor measured, the seams, the notes."""
+    base = spec.base
+    outcomes = outcomes + [measure(a, clip) for a in feasible]
     outcomes.sort(key=lambda o: o.anchor.index)
     notes = []
     if base.release_frame >= 0 and spec.first <= base.release_frame <= spec.last and base.object_transforms is not None:
         notes.append("the release lies in the range: the object is put down where the base clip put it")
     return RegenerateResult(clip, outcomes, seam_report(base, clip, spec.first, spec.last), notes)
+
+
+@dataclass
+class SubClip:
+    """The sampled sub-clip [lo, hi) as `synthesize` streamed it (its `MotionChunk` frames: what is
+    streamed is what is kept; the returned clip re-decodes each window's context frames, which differ
+    by float rounding). Rows not yet streamed are zero."""
+
+    poses: np.ndarray  # (n,165) float32
+    pelvis: np.ndarray  # (n,3) float32, world pelvis (joint 0)
+    contacts: np.ndarray  # (n,4) float32
+    done: int = 0  # frames [0, done) streamed so far
+
+    @classmethod
+    def empty(cls, n: int) -> "SubClip":
+        return cls(np.zeros((n, 165), np.float32), np.zeros((n, 3), np.float32), np.zeros((n, 4), np.float32))
+
+    def store(self, chunk: MotionChunk) -> None:
+        """Keep one window's final frames (contiguous with the previous ones)."""
+        a, b = chunk.start, chunk.start + chunk.count
+        if a != self.done:
+            raise RuntimeError(f"motion chunk starts at frame {a}, expected {self.done}")
+        self.poses[a:b] = chunk.poses
+        self.pelvis[a:b] = chunk.joints[:, 0]
+        self.contacts[a:b] = chunk.contacts
+        self.done = b
+
+
+class RangeBuilder:
+    """`regenerate`, streamed: the range's frames become final window by window.
+
+    ``spans()`` yields base-clip frame spans ``(a, b)`` of ``clip`` (the base clip being rewritten)
+    that are final, in order: the range's frames of each window as soon as that window is sampled
+    and refined (frames the keys' correction reaches once it has run, right after the window that
+    completes them), then the suffix ``(last + 1, T)`` (unchanged). The unchanged prefix
+    ``(0, first)`` is final from the start and is not yielded. ``result()`` afterwards: the same
+    `RegenerateResult`, bit for bit, as `regenerate` for the same spec."""
+
+    def __init__(self, model, body, spec: RegenerateSpec, scene_sdf=None, cancel: Callable[[], bool] | None = None) -> None:
+        base = spec.base
+        check_range(spec.first, spec.last, base.n_frames)
+        self.lo, self.hi = max(0, spec.first - spec.context), min(base.n_frames, spec.last + 1 + spec.context)
+        if self.hi - self.lo < 2:
+            raise UsageError("a regenerated range needs at least 2 frames with its context")
+        self.model, self.body, self.spec, self.scene_sdf, self.cancel = model, body, spec, scene_sdf, cancel
+        self.feasible, self.outcomes = _sort_anchors(body, spec, scene_sdf)
+        self.hand = carry_hand(base, body)
+        self.anchors = build_anchor_set(base, self.lo, self.hi, spec.first, spec.last, self.feasible, self.hand)
+        placed = [a for a in self.feasible if a.position is not None and a.joint != 0]
+        # sub-clip frames [ka, kb) wait for `key_refine` (none: every frame is final once sampled)
+        self.key_span = key_span(placed, self.lo, spec, self.hi - self.lo)[:2] if placed else (0, 0)
+        self.sub = SubClip.empty(self.hi - self.lo)
+        self.clip = copy_clip(base)
+        self.timings_ms: dict[str, float] = {}
+        self._result: RegenerateResult | None = None
+
+    def spans(self) -> Iterator[tuple[int, int]]:
+        """Final spans of ``clip`` (base frame numbers), in order; see the class docstring."""
+        spec, sub = self.spec, self.sub
+        ka, kb = self.key_span
+        refined = ka == kb
+        spliced = spec.first - self.lo  # sub-clip frames before this are in ``clip``
+        end = spec.last + 1 - self.lo
+        windows = synthesize_windows(self.model, self.anchors, self.body, scene_sdf=self.scene_sdf, seed=spec.seed,
+                                     cancel=self.cancel, floor_z=spec.floor_z,
+                                     scene_skip=_scene_skip(spec.base, self.lo, self.hi), steps=spec.steps)
+        t = time.perf_counter()
+        for k, chunk in enumerate(windows):
+            sub.store(chunk)
+            self.timings_ms[f"window{k}_ms"] = _ms(t)  # sampled, planted and refined
+            if not refined and sub.done >= kb:
+                t = time.perf_counter()
+                sub.poses, sub.pelvis = _key_refined(self, sub)
+                self.timings_ms["key_refine_ms"] = _ms(t)
+                refined = True
+            final = min(sub.done if refined else min(sub.done, ka), end)
+            if final > spliced:
+                splice_frames(self.clip, spec.base, self.body, sub.poses, sub.pelvis, sub.contacts, self.lo,
+                              spec.first, spec.last, self.hand, span=(self.lo + spliced, self.lo + final))
+                yield self.lo + spliced, self.lo + final
+                spliced = final
+            t = time.perf_counter()
+        self.clip.validate("regenerated clip")
+        self._result = _finish(spec, self.body, self.clip, self.feasible, self.outcomes)
+        if spec.last + 1 < spec.base.n_frames:
+            yield spec.last + 1, spec.base.n_frames
+
+    def result(self) -> RegenerateResult:
+        """The finished regeneration (after ``spans()`` is exhausted)."""
+        if self._result is None:
+            raise RuntimeError("RangeBuilder.result() before spans() finished")
+        return self._result
+
+
+def _key_refined(builder: RangeBuilder, sub: SubClip) -> tuple[np.ndarray, np.ndarray]:
+    """``sub``'s poses (n,165) and pelvis (n,3) with the position keys met (`key_refine`), as float32."""
+    poses, pelvis = key_refine(builder.body, builder.model, sub.poses, sub.pelvis, sub.contacts, builder.feasible,
+                               builder.lo, builder.spec, builder.scene_sdf)
+    return poses.astype(np.float32), pelvis.astype(np.float32)
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000.0, 2)
 
 
 def _sort_anchors(body, spec: RegenerateSpec, scene_sdf) -> tuple[list[EditAnchor], list[AnchorOutcome]]:
@@ -258,21 +375,23 @@ def _scene_skip(base: MotionClip, lo: int, hi: int) -> tuple[int, int]:
     return (-1, -1)
 
 
-def key_refine(body, model, sub: MotionClip, keys: list[EditAnchor], lo: int, spec: RegenerateSpec,
-               scene_sdf) -> tuple[np.ndarray, np.ndarray]:
+def key_refine(body, model, sub_poses: np.ndarray, sub_pelvis: np.ndarray, sub_contacts: np.ndarray | None,
+               keys: list[EditAnchor], lo: int, spec: RegenerateSpec, scene_sdf) -> tuple[np.ndarray, np.ndarray]:
     """Meet the position keys exactly: `refine` on the frames around them with the keys as targets.
 
-    Returns poses (n,165) and world pelvis (n,3) of the whole sub-clip. Only the span the keys'
+    ``sub_poses`` (n,165), ``sub_pelvis`` (n,3) world pelvis and ``sub_contacts`` (n,4) are the
+    sampled sub-clip (frame 0 = base frame ``lo``); only the span's frames are read (`key_span`).
+    Returns poses (n,165) and world pelvis (n,3) of the whole sub-clip (float64). Only the span the keys'
     eased corrections reach is solved (`key_span`); its first frames (the leading context, or two
     frames) are fixed and its last frames, the trailing context and rotation-keyed joints locked;
     feet that were planted are held (except a foot keyed nearby) and, with a scene, the skin is
     kept out of the furniture."""
-    poses = np.asarray(sub.poses, dtype=np.float64)
-    pelvis = np.asarray(sub.joints[:, 0], dtype=np.float64)
+    poses = np.asarray(sub_poses, dtype=np.float64)
+    pelvis = np.asarray(sub_pelvis, dtype=np.float64)
     placed = [a for a in keys if a.position is not None and a.joint != 0]
     if not placed:
         return poses, pelvis
-    a, b, fixed = key_span(placed, lo, spec, sub.n_frames)
+    a, b, fixed = key_span(placed, lo, spec, len(poses))
     n = b - a
     floor = np.array([0.0, 0.0, spec.floor_z])
     targets = [(k.frame - lo - a, k.joint, k.position - floor, KEY_WEIGHT) for k in placed]
@@ -285,7 +404,7 @@ def key_refine(body, model, sub: MotionClip, keys: list[EditAnchor], lo: int, sp
     for k in keys:
         if k.rotation is not None and k.joint in REFINE_JOINTS and a <= k.frame - lo < b:
             locked[k.frame - lo - a, REFINE_JOINTS.index(k.joint)] = True
-    raw = sub.contacts[a:b] if sub.contacts is not None else np.zeros((n, 4))
+    raw = sub_contacts[a:b] if sub_contacts is not None else np.zeros((n, 4))
     contacts = torch.as_tensor(raw, dtype=torch.float32)
     scene = SceneTerm(scene_sdf, CanonFrame(0.0, 0.0, 0.0, float(spec.floor_z)), float(spec.floor_z)) if scene_sdf is not None else None
     rot2, pel2 = refine(body, rot, pel, contacts, targets, model.stats.foot_height.numpy(), fixed=fixed,
@@ -348,31 +467,53 @@ def splice(base: MotionClip, body, poses: np.ndarray, pelvis: np.ndarray, contac
            first: int, last: int, hand: str | None) -> MotionClip:
     """The base clip with frames [first, last] from the sub-clip (frame 0 = base frame ``lo``);
     every other frame copied unchanged, the carried object moved with the new hand."""
-    a, b = first - lo, last + 1 - lo
-    new_poses = poses[a:b].astype(np.float32)
-    new_pelvis = pelvis[a:b].astype(np.float32)
-    out = MotionClip(
+    out = copy_clip(base)
+    splice_frames(out, base, body, poses, pelvis, contacts, lo, first, last, hand)
+    out.validate("regenerated clip")
+    return out
+
+
+def copy_clip(base: MotionClip) -> MotionClip:
+    """A copy of ``base`` whose arrays may be written (`splice_frames`)."""
+    return MotionClip(
         poses=base.poses.copy(), trans=base.trans.copy(), joints=base.joints.copy(), betas=base.betas.copy(),
         gender=base.gender, object_name=base.object_name,
         object_transforms=None if base.object_transforms is None else base.object_transforms.copy(),
         grasp_frame=base.grasp_frame, release_frame=base.release_frame, path=base.path.copy(),
         body_identity=base.body_identity, contacts=None if base.contacts is None else base.contacts.copy(), fps=base.fps,
     )
+
+
+def splice_frames(out: MotionClip, base: MotionClip, body, poses: np.ndarray, pelvis: np.ndarray,
+                  contacts: np.ndarray | None, lo: int, first: int, last: int, hand: str | None,
+                  span: tuple[int, int] | None = None) -> None:
+    """Write base frames ``span`` = [a, b) (default the whole range [first, last]) of ``out`` from
+    the sub-clip's poses (n,165), world pelvis (n,3) and contacts (n,4) (frame 0 = base frame
+    ``lo``), the carried object moved with the new hand.
+
+    The body's forward kinematics always run over the whole range, even for a piece of it: torch's
+    vectorised kernels (Rodrigues' sines) give a frame's last bits by its place in the batch and the
+    batch's size, so a range spliced window by window is then bit-identical to one spliced at once.
+    Range frames not sampled yet may hold anything (zeros): they are computed and not written."""
+    a, b = (first, last + 1) if span is None else span
+    sl = slice(a - first, b - first)
+    new_poses = poses[first - lo:last + 1 - lo].astype(np.float32)
+    new_pelvis = pelvis[first - lo:last + 1 - lo].astype(np.float32)
     rest_pelvis = np.asarray(body.rest_joints_y[0], dtype=np.float32)
-    out.poses[first:last + 1] = new_poses
-    out.trans[first:last + 1] = new_pelvis - rest_pelvis
-    out.joints[first:last + 1] = world_joints(body, new_poses, new_pelvis)
+    out.poses[a:b] = new_poses[sl]
+    out.trans[a:b] = new_pelvis[sl] - rest_pelvis
+    out.joints[a:b] = world_joints(body, new_poses, new_pelvis)[sl]
     if out.contacts is not None and contacts is not None:
-        out.contacts[first:last + 1] = contacts[a:b]
+        out.contacts[a:b] = contacts[a - lo:b - lo]
     if hand is not None:
-        _carry_object(out, base, body, first, last, hand)
-    out.validate("regenerated clip")
-    return out
+        _carry_object(out, base, body, first, last, hand, (a, b))
 
 
-def _carry_object(out: MotionClip, base: MotionClip, body, first: int, last: int, hand: str) -> None:
-    """Object transforms (T,4,4) of the carried frames in [first, last]: the base transform carried
-    by the change of the grasping wrist (new wrist @ inverse(base wrist) @ base object)."""
+def _carry_object(out: MotionClip, base: MotionClip, body, first: int, last: int, hand: str,
+                  span: tuple[int, int]) -> None:
+    """Object transforms (T,4,4) of the carried frames in ``span`` (within [first, last]): the base
+    transform carried by the change of the grasping wrist (new wrist @ inverse(base wrist) @ base
+    object), computed over all the range's carried frames (see `splice_frames`)."""
     end = base.release_frame if base.release_frame >= 0 else base.n_frames
     frames = np.arange(max(first, base.grasp_frame), min(last + 1, end))
     if len(frames) == 0:
@@ -380,7 +521,8 @@ def _carry_object(out: MotionClip, base: MotionClip, body, first: int, last: int
     old = wrist_transforms(body, base.poses[frames], base.joints[frames, 0], hand).astype(np.float64)
     new = wrist_transforms(body, out.poses[frames], out.joints[frames, 0], hand).astype(np.float64)
     moved = new @ np.linalg.inv(old) @ np.asarray(base.object_transforms, dtype=np.float64)[frames]
-    out.object_transforms[frames] = moved.astype(np.float32)
+    keep = (frames >= span[0]) & (frames < span[1])
+    out.object_transforms[frames[keep]] = moved[keep].astype(np.float32)
 
 
 def measure(a: EditAnchor, clip: MotionClip) -> AnchorOutcome:

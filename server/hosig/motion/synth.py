@@ -7,14 +7,14 @@ few-step DDIM with hard anchors (inpainting) and guidance at every step, then th
 (`footplant`: a walk lowered to where its legs reach, stance feet still, steps re-timed; with
 ``plant_feet=False``, `refine`'s soft foot lock instead), the seam eased (`ease_seam`), and the
 short analytic correction (`refine`: arm IK to the targets, body out of the furniture). Frames
-become final as soon as no later window can change them and are handed to ``on_window`` (a
-`MotionChunk`) for streaming.
+become final as soon as no later window can change them and are yielded (`synthesize_windows`)
+or handed to ``on_window`` (`synthesize`) as a `MotionChunk` for streaming.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Generator
 
 import numpy as np
 import torch
@@ -175,6 +175,27 @@ def synthesize(
     seed: int = 0,
     on_window: Callable[[MotionChunk], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    **options,
+) -> MotionClip:
+    """Generate ``anchors.n_frames`` frames meeting the anchors, handing each window's final frames
+    to ``on_window``; ``options`` as `synthesize_windows` (which does the work)."""
+    windows = synthesize_windows(model, anchors, body, scene_sdf, seed, cancel, **options)
+    while True:
+        try:
+            chunk = next(windows)
+        except StopIteration as stop:
+            return stop.value
+        if on_window is not None:
+            on_window(chunk)
+
+
+def synthesize_windows(
+    model,
+    anchors: AnchorSet,
+    body,
+    scene_sdf=None,
+    seed: int = 0,
+    cancel: Callable[[], bool] | None = None,
     *,
     steps: int | None = None,
     guidance: bool = True,
@@ -188,8 +209,10 @@ def synthesize(
     smooth: float | None = None,
     plant_feet: bool = True,
     later=None,
-) -> MotionClip:
-    """Generate ``anchors.n_frames`` frames meeting the anchors; see the module docstring.
+) -> Generator[MotionChunk, None, MotionClip]:
+    """Generate ``anchors.n_frames`` frames meeting the anchors; see the module docstring. Yields
+    each window's final frames (`MotionChunk`, in order, contiguous) as soon as the window is done
+    and returns the whole clip (``StopIteration.value``; `synthesize` drives it).
 
     ``later`` (`walkfirst.LaterAnchors`): ``anchors`` are only right before ``later.frame``; the
     first window reaching past it calls ``later.resolve()`` for the real anchors, skip frames and
@@ -316,8 +339,7 @@ def synthesize(
             pending = (rot_world[m:m + blend].numpy(), pel_world[m:m + blend].numpy(), con_c[m:m + blend].numpy())
         chunk = _chunk(body, rot_w, pel_w, con_w, emitted, end, rest_pelvis)
         emitted = end
-        if on_window is not None:
-            on_window(chunk)
+        yield chunk
         s += stride
         k += 1
 

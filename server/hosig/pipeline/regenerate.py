@@ -5,13 +5,15 @@ base clip's frames before the range at once (they never change, so the add-on ke
 range is sampled), then the regenerated range and the frames after it, then ``done`` with each
 anchor's outcome, the seams and, for ``variations`` > 1, every take ranked best first by its
 gross-failure score (`score_take`, on the regenerated frames and their seams; the best take is
-the one streamed and written).
+the one streamed and written). One take streams window by window (`RangeBuilder`): each window's
+range frames as soon as the window is final (``timings_ms.first_range_frames_ms``); several takes
+stream the best one's range once all are done.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,7 +118,7 @@ def regenerate_events(request: GenerateRequest, engine: Any, cancelled: Callable
                       allow_paths: bool) -> Iterator[Any]:
     """The events of one edit-and-regenerate request (after `accepted`)."""
     from hosig.motion.edits import parse_anchors
-    from hosig.motion.regenerate import RegenerateSpec, check_range, regenerate
+    from hosig.motion.regenerate import RangeBuilder, RegenerateSpec, check_range, regenerate
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -134,26 +136,54 @@ def regenerate_events(request: GenerateRequest, engine: Any, cancelled: Callable
     if first > 0:
         timings["first_frames_ms"] = _ms(t0)
     yield Progress(stage="regenerate", fraction=0.0)
-    takes = []
-    for i in range(request.variations):
-        if cancelled():
-            raise CancelledError("job cancelled")
-        t = time.perf_counter()
-        spec = RegenerateSpec(base, int(first), int(last), anchors, seed=request.seed + i, floor_z=float(scene.floor_z),
+
+    def spec(i: int) -> RegenerateSpec:
+        return RegenerateSpec(base, int(first), int(last), anchors, seed=request.seed + i, floor_z=float(scene.floor_z),
                               steps=engine.sampler_steps())
-        result = regenerate(model, body, spec, scene_sdf=scene_sdf, cancel=cancelled)
-        ms = _ms(t)
-        score, failures = score_take(result, scene, body, int(first), int(last))
-        takes.append(Take(request.seed + i, result, score, failures, ms))
-        yield Progress(stage="regenerate", fraction=(i + 1) / request.variations)
-    takes.sort(key=lambda tk: tk.score)
-    best = takes[0].result.clip
-    yield from _frames(best, first, best.n_frames)
-    timings.setdefault("first_frames_ms", _ms(t0))
+
+    if request.variations == 1:  # one take: streamed window by window
+        builder = RangeBuilder(model, body, spec(0), scene_sdf=scene_sdf, cancel=cancelled)
+        takes = [(yield from _stream_take(builder, request.seed, scene, body, t0, timings))]
+    else:  # the best of several is known only at the end
+        takes = []
+        for i in range(request.variations):
+            if cancelled():
+                raise CancelledError("job cancelled")
+            t = time.perf_counter()
+            result = regenerate(model, body, spec(i), scene_sdf=scene_sdf, cancel=cancelled)
+            ms = _ms(t)
+            score, failures = score_take(result, scene, body, int(first), int(last))
+            takes.append(Take(request.seed + i, result, score, failures, ms))
+            yield Progress(stage="regenerate", fraction=(i + 1) / request.variations)
+        takes.sort(key=lambda tk: tk.score)
+        best = takes[0].result.clip
+        yield from _frames(best, first, best.n_frames)
+        timings["first_range_frames_ms"] = _ms(t0)
+    timings.setdefault("first_frames_ms", timings["first_range_frames_ms"])
     timings["regenerate_ms"] = round(sum(tk.regenerate_ms for tk in takes), 2)
     written = _write(takes, clip_path)
     timings["total_ms"] = _ms(t0)
     yield Done(summary=_summary(request, takes, scene, body, int(first), int(last), timings, written))
+
+
+def _stream_take(builder: Any, seed: int, scene: Any, body: Any, t0: float,
+                 timings: dict[str, float]) -> Generator[Any, None, Take]:
+    """Stream one take (`motion.regenerate.RangeBuilder`): each window's final range frames as soon as
+    they are ready, then the frames after the range; returns the scored `Take`. Sets
+    ``first_range_frames_ms`` (since ``t0``) and the builder's per-window timings in ``timings``."""
+    first, last = builder.spec.first, builder.spec.last
+    t = time.perf_counter()
+    for a, b in builder.spans():
+        if a <= last:
+            timings.setdefault("first_range_frames_ms", _ms(t0))
+        yield from _frames(builder.clip, a, b)
+        if a <= last:
+            yield Progress(stage="regenerate", fraction=round((b - first) / (last + 1 - first), 4))
+    ms = _ms(t)
+    timings.update({f"regenerate_{k}": v for k, v in builder.timings_ms.items()})
+    result = builder.result()
+    score, failures = score_take(result, scene, body, first, last)
+    return Take(seed, result, score, failures, ms)
 
 
 def _ms(since: float) -> float:
