@@ -177,6 +177,109 @@ def _steady_contacts(on: np.ndarray) -> np.ndarray:
     return out
 
 
+@dataclass
+class TargetTerm:
+    """Joint position targets as index tensors: ``joints[frames, joints]`` should reach ``values``."""
+
+    frames: torch.Tensor  # (N,) long
+    joints: torch.Tensor  # (N,) long
+    values: torch.Tensor  # (N,3), 0 where free
+    mask: torch.Tensor  # (N,3) float: 0 on free (NaN) components
+    weights: torch.Tensor  # (N,)
+
+    @classmethod
+    def of(cls, targets: list[Target]) -> "TargetTerm":
+        values = np.array([t[2] for t in targets], np.float32)
+        return cls(torch.tensor([t[0] for t in targets]), torch.tensor([t[1] for t in targets]),
+                    torch.as_tensor(np.nan_to_num(values)), torch.as_tensor(~np.isnan(values)).float(),
+                    torch.tensor([t[3] for t in targets], dtype=torch.float32))
+
+    def error(self, joints: torch.Tensor) -> torch.Tensor:
+        """(W,J,3) joints -> (N,3) target errors on the constrained components."""
+        return (joints[self.frames, self.joints] - self.values) * self.mask
+
+    def cost(self, joints: torch.Tensor, weight: float) -> torch.Tensor:
+        """Weighted sum of squared errors (scalar)."""
+        return weight * ((self.error(joints) ** 2).sum(-1) * self.weights).sum()
+
+    def worst(self, joints: torch.Tensor) -> float:
+        """The largest target distance (m)."""
+        return float((self.error(joints).norm(dim=-1)).max())
+
+
+@dataclass
+class FootTerm:
+    """Foot contact points (`FOOT_CONTACT_JOINTS`) held at positions, per frame and point."""
+
+    positions: torch.Tensor  # (W,4,3)
+    mask: torch.Tensor  # (W,4) float weights, 0 where the point is free
+    weight: float
+    starts_solver: bool  # False for held swinging feet: alone they never call for a correction
+
+    def cost(self, joints: torch.Tensor) -> torch.Tensor:
+        """Weighted squared distance of the foot points from their positions (scalar)."""
+        err = (joints[:, FOOT_CONTACT_JOINTS] - self.positions) ** 2
+        return self.weight * (err.sum(-1) * self.mask).sum()
+
+
+@dataclass
+class RefineProblem:
+    """One `refine` call set up: the sampled window, what may change, and the loss terms.
+
+    The unknowns are per-frame axis-angle offsets (W,len(`REFINE_JOINTS`),3) of the local
+    rotations and, where ``height_free``, pelvis height offsets (W,1) bounded by `MAX_HEIGHT_SHIFT_M`.
+    Frames before ``fixed`` never change (their ``free`` and ``height_free`` rows are 0)."""
+
+    fk: object  # `skeleton_fk(body)`
+    rot0: torch.Tensor  # (W,55,3,3) sampled rotations
+    pelvis: torch.Tensor  # (W,3) sampled pelvis
+    n_joints: int  # joints the forward kinematics reaches (22, more for a hand target)
+    joints0: torch.Tensor  # (W,n_joints,3) joints before the correction
+    fixed: int
+    free: torch.Tensor  # (W,J,1) 1 where a `REFINE_JOINTS` rotation may change
+    height_free: torch.Tensor  # (W,1) 1 where the pelvis height may change
+    moves_height: bool  # the pelvis height offsets are unknowns at all
+    reg: torch.Tensor  # (1,J,1) offset regularisation weights (the trunk stiffer)
+    floor: torch.Tensor  # (1,4) standing z of the foot points
+    new_frames: torch.Tensor  # (W,1) 1 on frames from ``fixed`` on
+    lock_feet: bool  # foot points kept above the floor (and, without held feet, locked in contact)
+    targets: TargetTerm | None
+    feet: FootTerm | None
+    scene: SceneTerm | None  # cropped around ``watched`` when there was skin to watch at the start
+    watched: "_Watched | None"  # skin points near the scene; grows while polishing
+    lift_all: bool  # every sole near the floor kept `FLOOR_MARGIN_M` up (the pelvis may rise)
+
+    def rotations(self, offsets: torch.Tensor) -> torch.Tensor:
+        """(W,J,3) axis-angle offsets (already masked) -> (W,55,3,3) corrected rotations."""
+        rot = self.rot0.clone()
+        idx = torch.tensor(REFINE_JOINTS)
+        rot[:, idx] = self.rot0[:, idx] @ aa_to_matrix(offsets)
+        return rot
+
+    def pelvis_at(self, dz: torch.Tensor) -> torch.Tensor:
+        """(W,1) raw height offsets -> (W,3) pelvis. Bounded: a few millimetres out of the floor,
+        never a lift over furniture (a knee in a coffee table raised the whole body 18 cm with one
+        leg kicked up to the hip)."""
+        w = self.pelvis.shape[0]
+        return self.pelvis + torch.cat([torch.zeros(w, 2), self.height_shift(dz)], 1)
+
+    def height_shift(self, dz: torch.Tensor) -> torch.Tensor:
+        """(W,1) raw height offsets -> (W,1) metres, bounded and zero where the height is not free."""
+        return MAX_HEIGHT_SHIFT_M * torch.tanh(dz / MAX_HEIGHT_SHIFT_M) * self.height_free
+
+
+@dataclass
+class _Offsets:
+    """The unknowns of `refine` (leaf tensors the optimiser changes in place)."""
+
+    delta: torch.Tensor  # (W,J,3) axis-angle offsets of `REFINE_JOINTS`
+    dz: torch.Tensor  # (W,1) raw pelvis height offsets (see `RefineProblem.height_shift`)
+
+    @classmethod
+    def zeros(cls, w: int) -> "_Offsets":
+        return cls(torch.zeros(w, len(REFINE_JOINTS), 3, requires_grad=True), torch.zeros(w, 1, requires_grad=True))
+
+
 def refine(
     body,
     rotmats: torch.Tensor,  # (W,55,3,3)
@@ -203,124 +306,170 @@ def refine(
     can only get out by bending (it twisted the torso); lifting it is the honest correction, so
     then every sole near the floor is kept `FLOOR_MARGIN_M` up, not only those already under it.
     """
+    problem = _build_problem(body, rotmats, pelvis, contacts, targets, foot_floor, fixed, cfg, lock_feet, locked,
+                             scene, height_free, held_feet)
+    if not _needs_correction(problem):
+        return problem.rot0, problem.pelvis
+    offsets = _Offsets.zeros(rotmats.shape[0])
+    _run_lbfgs(problem, cfg, offsets, cfg.iters if problem.targets is not None or problem.watched is not None
+               else cfg.iters_feet)
+    for _round in range(3):  # polish until targets are met (<= 1.5 cm) and nothing new went inside
+        if not _needs_another_round(problem, body, offsets):
+            break
+        _run_lbfgs(problem, cfg, offsets, cfg.iters)
+    return _corrected(problem, offsets)
+
+
+def _build_problem(body, rotmats: torch.Tensor, pelvis: torch.Tensor, contacts: torch.Tensor | None,
+                   targets: list[Target], foot_floor: np.ndarray, fixed: int, cfg: RefineConfig, lock_feet: bool,
+                   locked: torch.Tensor | None, scene: SceneTerm | None, height_free: torch.Tensor | None,
+                   held_feet: tuple[np.ndarray, np.ndarray] | None) -> RefineProblem:
+    """`refine`'s arguments -> the problem: the sampled joints, the watched skin (and the scene
+    cropped around it), the target and foot terms and the masks of what may change."""
     w = rotmats.shape[0]
     fk = skeleton_fk(body)
-    nj = max([22] + [int(t[1]) + 1 for t in targets])
+    n_joints = max([22] + [int(t[1]) + 1 for t in targets])
     rot0 = rotmats.detach()
     pel = pelvis.detach()
     with torch.no_grad():
-        joints0 = fk(rot0, pel, nj)
+        joints0 = fk(rot0, pel, n_joints)
     lift_all = height_free is not None
     watched = _watched_skin(body, rot0, pel, fixed, scene, lift_all=lift_all) if scene is not None else None
     if watched is not None:
         scene = _cropped(fk, rot0, pel, scene, watched)
-    terms = []
     tg = eased_targets([t for t in targets if fixed <= t[0] < w], joints0.numpy(), fixed, cfg.ease_frames)
-    if tg:
-        tf = torch.tensor([t[0] for t in tg])
-        tj = torch.tensor([t[1] for t in tg])
-        tv = np.array([t[2] for t in tg], np.float32)
-        tm = torch.as_tensor(~np.isnan(tv)).float()
-        tt = torch.as_tensor(np.nan_to_num(tv))
-        tw = torch.tensor([t[3] for t in tg], dtype=torch.float32)
-        terms.append(("targets", tf, tj, tt, tm, tw))
-    foot_t = foot_m = None
-    foot_weight = cfg.foot_weight
-    if held_feet is not None:
-        foot_t, foot_m = torch.as_tensor(held_feet[0], dtype=torch.float32), torch.as_tensor(held_feet[1], dtype=torch.float32)
-        foot_m[:fixed] = 0.0
-        foot_weight = cfg.held_foot_weight
-    elif lock_feet and contacts is not None:
-        ft, fm = contact_targets(
-            joints0[:, FOOT_CONTACT_JOINTS].numpy(), contacts.detach().numpy(), fixed, np.asarray(foot_floor), cfg.contact_threshold
-        )
-        if fm.any():
-            foot_t, foot_m = torch.as_tensor(ft), torch.as_tensor(fm).float()
-    floor_t = torch.as_tensor(np.asarray(foot_floor), dtype=torch.float32)[None]
-    free_t = torch.zeros(w, 1)
-    free_t[fixed:] = 1.0
-    sinking = bool((joints0[fixed:, FOOT_CONTACT_JOINTS, 2] < floor_t - SINK_TOLERANCE_M).any()) if lock_feet else False
-    if not terms and (foot_t is None or held_feet is not None) and not sinking and watched is None:
-        return rot0, pel
+    new_frames = torch.zeros(w, 1)
+    new_frames[fixed:] = 1.0
+    return RefineProblem(
+        fk=fk, rot0=rot0, pelvis=pel, n_joints=n_joints, joints0=joints0, fixed=fixed,
+        free=_free_rotations(w, fixed, locked), height_free=_free_heights(w, fixed, height_free),
+        moves_height=height_free is not None, reg=_offset_weights(cfg),
+        floor=torch.as_tensor(np.asarray(foot_floor), dtype=torch.float32)[None], new_frames=new_frames,
+        lock_feet=lock_feet, targets=TargetTerm.of(tg) if tg else None,
+        feet=_foot_term(joints0, contacts, foot_floor, fixed, cfg, lock_feet, held_feet),
+        scene=scene, watched=watched, lift_all=lift_all,
+    )
+
+
+def _free_rotations(w: int, fixed: int, locked: torch.Tensor | None) -> torch.Tensor:
+    """(W,J,1) 1 where a `REFINE_JOINTS` rotation may change: new frames, not hard-anchored."""
     free = torch.zeros(w, len(REFINE_JOINTS), 1)
     free[fixed:] = 1.0
     if locked is not None:
         free = free * (~locked[:w]).float()[..., None]
-    delta = torch.zeros(w, len(REFINE_JOINTS), 3, requires_grad=True)
-    dz = torch.zeros(w, 1, requires_grad=True)  # pelvis height offsets (m)
+    return free
+
+
+def _free_heights(w: int, fixed: int, height_free: torch.Tensor | None) -> torch.Tensor:
+    """(W,1) 1 where the pelvis height may change (new frames that ``height_free`` allows)."""
     zfree = torch.zeros(w, 1)
     if height_free is not None:
         zfree[:, 0] = height_free[:w].float()
         zfree[:fixed] = 0.0
-    idx = torch.tensor(REFINE_JOINTS)
-    reg = torch.tensor([cfg.trunk_reg_scale if j in TRUNK_JOINTS else 1.0 for j in REFINE_JOINTS])[None, :, None] * cfg.reg_weight
+    return zfree
 
-    def pelvis_now(z: torch.Tensor) -> torch.Tensor:
-        # bounded: a few millimetres out of the floor, never a lift over furniture (a knee in a
-        # coffee table raised the whole body 18 cm with one leg kicked up to the hip)
-        return pel + torch.cat([torch.zeros(w, 2), MAX_HEIGHT_SHIFT_M * torch.tanh(z / MAX_HEIGHT_SHIFT_M) * zfree], 1)
+
+def _offset_weights(cfg: RefineConfig) -> torch.Tensor:
+    """(1,J,1) regularisation weight of each `REFINE_JOINTS` offset: the trunk costs more to bend."""
+    scale = torch.tensor([cfg.trunk_reg_scale if j in TRUNK_JOINTS else 1.0 for j in REFINE_JOINTS])
+    return scale[None, :, None] * cfg.reg_weight
+
+
+def _foot_term(joints0: torch.Tensor, contacts: torch.Tensor | None, foot_floor: np.ndarray, fixed: int,
+               cfg: RefineConfig, lock_feet: bool, held_feet: tuple[np.ndarray, np.ndarray] | None) -> FootTerm | None:
+    """The planter's held swinging feet (light), else each contact run locked in place (soft lock,
+    with ``lock_feet`` and contacts), else None."""
+    if held_feet is not None:
+        positions = torch.as_tensor(held_feet[0], dtype=torch.float32)
+        mask = torch.as_tensor(held_feet[1], dtype=torch.float32)
+        mask[:fixed] = 0.0
+        return FootTerm(positions, mask, cfg.held_foot_weight, starts_solver=False)
+    if lock_feet and contacts is not None:
+        ft, fm = contact_targets(
+            joints0[:, FOOT_CONTACT_JOINTS].numpy(), contacts.detach().numpy(), fixed, np.asarray(foot_floor), cfg.contact_threshold
+        )
+        if fm.any():
+            return FootTerm(torch.as_tensor(ft), torch.as_tensor(fm).float(), cfg.foot_weight, starts_solver=True)
+    return None
+
+
+def _needs_correction(problem: RefineProblem) -> bool:
+    """Whether anything calls for a solve: targets, locked feet, feet sinking into the floor, or
+    skin near the scene."""
+    sinking = bool((problem.joints0[problem.fixed:, FOOT_CONTACT_JOINTS, 2] < problem.floor - SINK_TOLERANCE_M).any()) \
+        if problem.lock_feet else False
+    feet_lock = problem.feet is not None and problem.feet.starts_solver
+    return problem.targets is not None or feet_lock or sinking or problem.watched is not None
+
+
+def _objective(problem: RefineProblem, cfg: RefineConfig, offsets: _Offsets) -> torch.Tensor:
+    """The scalar loss of the current offsets: regularisation, smoothness, the arms' acceleration,
+    the pelvis height, targets, feet, the floor and the scene."""
+    d = offsets.delta * problem.free
+    rot = problem.rotations(d)
+    p = problem.pelvis_at(offsets.dz)
+    joints = problem.fk(rot, p, problem.n_joints)
+    loss = (problem.reg * d ** 2).sum() + cfg.smooth_weight * ((d[1:] - d[:-1]) ** 2).sum()
+    # among the frames it may change (a limb already inside at the first may need to jump out)
+    change = (joints - problem.joints0)[problem.fixed:, SMOOTH_JOINTS]
+    loss = loss + cfg.accel_weight * ((change[2:] - 2 * change[1:-1] + change[:-2]) ** 2).sum()
+    z = problem.height_shift(offsets.dz)
+    loss = loss + cfg.height_reg * (z ** 2).sum() + cfg.height_smooth * ((z[1:] - z[:-1]) ** 2).sum()
+    if problem.targets is not None:
+        loss = loss + problem.targets.cost(joints, cfg.target_weight)
+    if problem.feet is not None:
+        loss = loss + problem.feet.cost(joints)
+    if problem.lock_feet:  # no sinking through the floor
+        sink = torch.relu(problem.floor - SINK_TOLERANCE_M - joints[:, FOOT_CONTACT_JOINTS, 2])
+        loss = loss + cfg.foot_weight * (sink ** 2 * problem.new_frames).sum()
+    if problem.watched is not None:
+        loss = loss + problem.scene.weight * _skin_penetration(problem.fk, rot, p, problem.scene, problem.watched)
+    return loss
+
+
+def _run_lbfgs(problem: RefineProblem, cfg: RefineConfig, offsets: _Offsets, max_iter: int) -> None:
+    """Minimise `_objective` over ``offsets`` (in place) with a fresh L-BFGS: the problem is small
+    and smooth; it converges in a few dozen evaluations."""
 
     def closure() -> torch.Tensor:
-        delta.grad = None
-        dz.grad = None
-        d = delta * free
-        rot = rot0.clone()
-        rot[:, idx] = rot0[:, idx] @ aa_to_matrix(d)
-        p = pelvis_now(dz)
-        joints = fk(rot, p, nj)
-        loss = (reg * d ** 2).sum() + cfg.smooth_weight * ((d[1:] - d[:-1]) ** 2).sum()
-        # among the frames it may change (a limb already inside at the first may need to jump out)
-        change = (joints - joints0)[fixed:, SMOOTH_JOINTS]
-        loss = loss + cfg.accel_weight * ((change[2:] - 2 * change[1:-1] + change[:-2]) ** 2).sum()
-        z = MAX_HEIGHT_SHIFT_M * torch.tanh(dz / MAX_HEIGHT_SHIFT_M) * zfree
-        loss = loss + cfg.height_reg * (z ** 2).sum() + cfg.height_smooth * ((z[1:] - z[:-1]) ** 2).sum()
-        for _name, tf, tj, tt, tm, tw in terms:
-            loss = loss + cfg.target_weight * ((((joints[tf, tj] - tt) * tm) ** 2).sum(-1) * tw).sum()
-        if foot_t is not None:
-            err = (joints[:, FOOT_CONTACT_JOINTS] - foot_t) ** 2
-            loss = loss + foot_weight * (err.sum(-1) * foot_m).sum()
-        if lock_feet:  # no sinking through the floor
-            sink = torch.relu(floor_t - SINK_TOLERANCE_M - joints[:, FOOT_CONTACT_JOINTS, 2])
-            loss = loss + cfg.foot_weight * (sink ** 2 * free_t).sum()
-        if watched is not None:
-            loss = loss + scene.weight * _skin_penetration(fk, rot, p, scene, watched)
+        offsets.delta.grad = None
+        offsets.dz.grad = None
+        loss = _objective(problem, cfg, offsets)
         loss.backward()
         return loss
 
-    def current() -> tuple[torch.Tensor, torch.Tensor]:
+    params = [offsets.delta, offsets.dz] if problem.moves_height else [offsets.delta]
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-9, tolerance_change=1e-12)
+    opt.step(closure)
+
+
+def _corrected(problem: RefineProblem, offsets: _Offsets) -> tuple[torch.Tensor, torch.Tensor]:
+    """The current offsets applied: (rotations (W,55,3,3), pelvis (W,3)), no gradient."""
+    with torch.no_grad():
+        return problem.rotations(offsets.delta * problem.free), problem.pelvis_at(offsets.dz)
+
+
+def _needs_another_round(problem: RefineProblem, body, offsets: _Offsets) -> bool:
+    """After a solve: a target still over 1.5 cm away, or skin newly near the scene (added to
+    ``problem.watched``), or watched skin still over `POLISH_DEPTH_M` inside."""
+    again = False
+    rot, p = _corrected(problem, offsets)
+    if problem.targets is not None:
         with torch.no_grad():
-            rot = rot0.clone()
-            rot[:, idx] = rot0[:, idx] @ aa_to_matrix(delta * free)
-            return rot, pelvis_now(dz)
-
-    def solve(max_iter: int) -> None:
-        # L-BFGS: the problem is small and smooth; it converges in a few dozen evaluations
-        opt = torch.optim.LBFGS([delta, dz] if height_free is not None else [delta], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe",
-                                tolerance_grad=1e-9, tolerance_change=1e-12)
-        opt.step(closure)
-
-    solve(cfg.iters if terms or watched is not None else cfg.iters_feet)
-    for _round in range(3):  # polish until targets are met (<= 1.5 cm) and nothing new went inside
-        again = False
-        rot, p = current()
-        if terms:
+            joints = problem.fk(rot, p, problem.n_joints)
+            again = problem.targets.worst(joints) > 0.015
+    if problem.scene is not None:  # bending one limb out may push another in: watch those points too
+        watched = problem.watched
+        now = _watched_skin(body, rot, p, problem.fixed, problem.scene, watch_m=0.0, lift_all=problem.lift_all)
+        if now is not None:
+            merged = now if watched is None else watched.union(now)
+            again = again or watched is None or len(merged.keys) > len(watched.keys)
+            problem.watched = merged
+        if problem.watched is not None and not again:  # the frame-coupled problem converges slowly: go on while it is inside
             with torch.no_grad():
-                joints = fk(rot, p, nj)
-                worst = max(float((((joints[tf, tj] - tt) * tm).norm(dim=-1)).max()) for _n, tf, tj, tt, tm, tw in terms)
-            again = worst > 0.015
-        if scene is not None:  # bending one limb out may push another in: watch those points too
-            now = _watched_skin(body, rot, p, fixed, scene, watch_m=0.0, lift_all=lift_all)
-            if now is not None:
-                merged = now if watched is None else watched.union(now)
-                again = again or watched is None or len(merged.keys) > len(watched.keys)
-                watched = merged
-            if watched is not None and not again:  # the frame-coupled problem converges slowly: go on while it is inside
-                with torch.no_grad():
-                    again = float(_watched_depths(fk, rot, p, scene, watched).max()) > POLISH_DEPTH_M
-        if not again:
-            break
-        solve(cfg.iters)
-    return current()
+                again = float(_watched_depths(problem.fk, rot, p, problem.scene, problem.watched).max()) > POLISH_DEPTH_M
+    return again
 
 
 @dataclass
