@@ -177,15 +177,15 @@ def generate_candidates(
 
     Side grips raised clear of the support (`side_grip_heights`) are the fallback for an object
     every ordinary grip of which is blocked: where an ordinary one is free it is kept (a raised
-    grip of a cup by a wall led the carry into the counter)."""
-    try:
-        return _ranked_candidates(scene, target, stand, side, config, sdf, raise_short=False)
-    except NoFreeApproachError:
-        pass
-    try:
-        return _ranked_candidates(scene, target, stand, side, config, sdf, raise_short=True)
-    except NoFreeApproachError:
-        return _ranked_candidates(scene, target, stand, side, config, sdf, raise_short=True, near_ends=True)
+    grip of a cup by a wall led the carry into the counter); palms from above on the object's near
+    end (`near_end_top_contact`) are the last resort."""
+    fallbacks = ((False, False), (True, False), (True, True))  # (raise_short, near_ends), first free wins
+    for raise_short, near_ends in fallbacks[:-1]:
+        try:
+            return _ranked_candidates(scene, target, stand, side, config, sdf, raise_short, near_ends)
+        except NoFreeApproachError:
+            pass
+    return _ranked_candidates(scene, target, stand, side, config, sdf, *fallbacks[-1])
 
 
 def _ranked_candidates(scene: object, target: str, stand: tuple[float, float, float], side: str, config: GraspConfig,

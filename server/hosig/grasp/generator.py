@@ -199,12 +199,13 @@ def _generate(scene: Any, target: str, stand: Any, body: Any, hand: str, config:
     t = time.perf_counter()
     # The voxel SDF the optimiser sees is 2 cm coarse: measure the winner on the meshes and let
     # the next-ranked candidates stand in when it is inside the furniture or short of the object.
-    best, result = -1, None
+    best, result, best_short = -1, None, np.inf
     for b in np.argsort(energy)[: max(1, config.finalise_tries)]:
         r = _finalise(scene, target, body, lite, hg, cands[b], p1, p2, int(b), obj_sdf, scene_sdf, stand_t, floor_z)
-        if result is None or _shortfall(r, config) < _shortfall(result, config) - 1e-3:
-            best, result = int(b), r
-        if _shortfall(r, config) == 0.0:
+        short = _shortfall(r, config)
+        if result is None or short < best_short - 1e-3:
+            best, result, best_short = int(b), r, short
+        if short == 0.0:
             break
     assert result is not None
     timings["measure"] = (time.perf_counter() - t) * 1e3

@@ -102,11 +102,10 @@ def check_range(first: int, last: int, n_frames: int) -> None:
         raise UsageError(f"range {first}:{last} must lie within the clip's frames 0:{n_frames - 1} with first <= last")
 
 
-def regenerate(model, body, spec: RegenerateSpec, scene_sdf=None, cancel: Callable[[], bool] | None = None) -> RegenerateResult:
-    """Regenerate ``spec.base`` on [first, last]; see the module docstring.
-
-    ``scene_sdf``: the scene's `SceneSDF` without the carried object (None: no scene terms).
-    Raises UsageError for a bad range, CancelledError when ``cancel()`` turns true."""
+def _prepare(body, spec: RegenerateSpec, scene_sdf) -> tuple[int, int, list[EditAnchor], list[AnchorOutcome], str | None, object]:
+    """What both `regenerate` and `RangeBuilder` start from: the sub-clip span ``[lo, hi)`` (the range
+    and its context), the feasible anchors and the outcomes of those refused, the carrying hand and
+    the sampler's anchor set. UsageError for a bad range."""
     base = spec.base
     check_range(spec.first, spec.last, base.n_frames)
     lo, hi = max(0, spec.first - spec.context), min(base.n_frames, spec.last + 1 + spec.context)
@@ -114,7 +113,16 @@ def regenerate(model, body, spec: RegenerateSpec, scene_sdf=None, cancel: Callab
         raise UsageError("a regenerated range needs at least 2 frames with its context")
     feasible, outcomes = _sort_anchors(body, spec, scene_sdf)
     hand = carry_hand(base, body)
-    anchors = build_anchor_set(base, lo, hi, spec.first, spec.last, feasible, hand)
+    return lo, hi, feasible, outcomes, hand, build_anchor_set(base, lo, hi, spec.first, spec.last, feasible, hand)
+
+
+def regenerate(model, body, spec: RegenerateSpec, scene_sdf=None, cancel: Callable[[], bool] | None = None) -> RegenerateResult:
+    """Regenerate ``spec.base`` on [first, last]; see the module docstring.
+
+    ``scene_sdf``: the scene's `SceneSDF` without the carried object (None: no scene terms).
+    Raises UsageError for a bad range, CancelledError when ``cancel()`` turns true."""
+    base = spec.base
+    lo, hi, feasible, outcomes, hand, anchors = _prepare(body, spec, scene_sdf)
     sub = SubClip.empty(hi - lo)
     synthesize(model, anchors, body, scene_sdf=scene_sdf, seed=spec.seed, on_window=sub.store, cancel=cancel,
                floor_z=spec.floor_z, scene_skip=_scene_skip(base, lo, hi), steps=spec.steps)
@@ -172,20 +180,13 @@ class RangeBuilder:
     `RegenerateResult`, bit for bit, as `regenerate` for the same spec."""
 
     def __init__(self, model, body, spec: RegenerateSpec, scene_sdf=None, cancel: Callable[[], bool] | None = None) -> None:
-        base = spec.base
-        check_range(spec.first, spec.last, base.n_frames)
-        self.lo, self.hi = max(0, spec.first - spec.context), min(base.n_frames, spec.last + 1 + spec.context)
-        if self.hi - self.lo < 2:
-            raise UsageError("a regenerated range needs at least 2 frames with its context")
+        self.lo, self.hi, self.feasible, self.outcomes, self.hand, self.anchors = _prepare(body, spec, scene_sdf)
         self.model, self.body, self.spec, self.scene_sdf, self.cancel = model, body, spec, scene_sdf, cancel
-        self.feasible, self.outcomes = _sort_anchors(body, spec, scene_sdf)
-        self.hand = carry_hand(base, body)
-        self.anchors = build_anchor_set(base, self.lo, self.hi, spec.first, spec.last, self.feasible, self.hand)
         placed = [a for a in self.feasible if a.position is not None and a.joint != 0]
         # sub-clip frames [ka, kb) wait for `key_refine` (none: every frame is final once sampled)
         self.key_span = key_span(placed, self.lo, spec, self.hi - self.lo)[:2] if placed else (0, 0)
         self.sub = SubClip.empty(self.hi - self.lo)
-        self.clip = copy_clip(base)
+        self.clip = copy_clip(spec.base)
         self.timings_ms: dict[str, float] = {}
         self._result: RegenerateResult | None = None
 
