@@ -514,11 +514,13 @@ def _sample_window(model, wa: WindowAnchors, frame: CanonFrame, body, scene_sdf,
         uncond = net(x, t, zf, zf, zj, zj)
         return uncond + cfg_scale * (cond - uncond)
 
+    ceiling = pelvis_ceiling(body)
+
     def hook(x0: torch.Tensor, i: int) -> torch.Tensor:
         x0 = torch.where(hard, hv, x0)
         if energy is not None and (i > 0 or n_steps == 1):  # the first estimate (from pure noise) is not worth guiding
             x0 = guide_x0(x0, energy, stats, model.sampler.guidance_iters, model.sampler.guidance_lr)
-            x0 = torch.where(hard, hv, x0)
+            x0 = torch.where(hard, hv, cap_pelvis_height(x0, stats, ceiling))
         if not torch.isfinite(x0).all():
             raise SynthesisError("motion synthesis produced NaN/inf during denoising")
         return x0
@@ -529,8 +531,28 @@ def _sample_window(model, wa: WindowAnchors, frame: CanonFrame, body, scene_sdf,
     if sigma > 0:  # residual high-frequency noise of a few-step sampler; guidance gets the last word
         x0 = torch.where(hard, hv, smooth_in_time(x0, sigma))
         if energy is not None:
-            x0 = guide_x0(x0, energy, stats, model.sampler.guidance_iters, model.sampler.guidance_lr)
+            x0 = cap_pelvis_height(guide_x0(x0, energy, stats, model.sampler.guidance_iters, model.sampler.guidance_lr),
+                                   stats, ceiling)
     return ease_into_hard(x0, hv, hard)
+
+
+PELVIS_CEILING_M = 0.06  # how far above its standing height a pelvis may rise (on tiptoe; nothing here jumps)
+
+
+def pelvis_ceiling(body) -> float:
+    """Highest pelvis height above the floor (m) a window may have: standing plus `PELVIS_CEILING_M`."""
+    return float(body.rest_joints_y[0, 1] - body.floor_y) + PELVIS_CEILING_M
+
+
+def cap_pelvis_height(x0: torch.Tensor, stats, ceiling: float) -> torch.Tensor:
+    """(1,W,D) normalised features with the pelvis height (canonical z: above the floor) at most ``ceiling``.
+
+    Invariant: guidance never lifts a body off its legs. With the pelvis xy pinned (a walk, a turn
+    on the spot), the scene term's only way out of furniture was up: hips rose 1.8 m in a few frames."""
+    top = (ceiling - float(stats.mean[2])) / float(stats.std[2])
+    out = x0.clone()
+    out[..., 2] = torch.clamp(out[..., 2], max=top)
+    return out
 
 
 HARD_EASE_FRAMES = 14  # a hard anchor's correction fades out over this many frames on each side (~0.5 s)

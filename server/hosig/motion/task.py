@@ -239,7 +239,9 @@ def _hold_grasp_pose(anchors: AnchorSet, first: int, end: int, grasp, hand: str)
 def _hold_pelvis_xy(anchors: AnchorSet, first: int, end: int, pelvis: np.ndarray) -> None:
     """Pin the pelvis over the ground where the grasp pose put it, hard, over frames [first, end);
     its height stays free (the trunk straightens as the object comes up). The grasp stage checked
-    the body against the scene there: a lift never carries the hips into the furniture in front."""
+    the body against the scene there: a lift or a hold never carries the hips into the furniture in
+    front (a soft pin let the sampler drift into a counter, and the scene term, once past the
+    counter's middle, pushed the body on through it and the wall behind)."""
     for f in range(first, end):
         anchors.add(f, "pelvis", [pelvis[0], pelvis[1], np.nan], hard=True, weight=1.0 if f % PATH_EVERY == 0 else 0.0)
 
@@ -387,17 +389,16 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
         _upright_hand(anchors, _hand_offsets(grasp, hand), wrist_name, g + 3, lf)
         for f in range(g, lf + 1, 8):
             anchors.add(f, f"{hand}_hand_pose", hand_pose)
-        _hold_pelvis_xy(anchors, g + 1, lf + 1, pel_g)
         if action == "pick":
             end = lf + HOLD
+            _hold_pelvis_xy(anchors, g + 1, end, pel_g)
             _face(anchors, g, end, facing)
             _wrist_path(anchors, wrist_name, lf + HOLD_WRIST_EVERY, end - 1, lifted, lifted, weight=0.5)
             for f in range(lf + 8, end, 8):
                 anchors.add(f, f"{hand}_hand_pose", hand_pose)
-            for f in _hold_frames(lf + 4, end):
-                anchors.add(f, "pelvis", [pel_g[0], pel_g[1], np.nan])
             attached = (g, end)
         else:
+            _hold_pelvis_xy(anchors, g + 1, lf + 1, pel_g)
             leg2 = legs[1]
             c0 = lf + 6
             _face(anchors, g, c0, facing)
