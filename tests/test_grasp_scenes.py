@@ -66,6 +66,16 @@ def test_phone_against_a_shelf_back_panel_is_not_refused(body):
     assert r.scene_penetration_m <= 0.006, r.to_json()
 
 
+def test_a_book_lying_flat_wider_than_a_hand_is_held_by_an_edge(body):
+    """No top or side grip of a 16 x 23 cm book fits a hand; an edge grip does, instead of 'too big'."""
+    case = testscenes.book_lying_on_table()
+    r = generate_grasp(case.scene, case.target, case.stand, body, hand="right")
+    assert r.grasp_kind == "edge", r.to_json()
+    assert r.contact_distance_m <= 0.01, r.to_json()
+    assert r.object_penetration_m <= 0.005 and r.scene_penetration_m <= 0.005, r.to_json()
+    assert r.fingers_in_contact >= 2, r.to_json()
+
+
 def test_a_grasp_short_of_the_object_counts_against_it_like_furniture_depth():
     from types import SimpleNamespace
 

@@ -110,8 +110,9 @@ def _generate(request: dict[str, Any], out_dir: Path, clip_path: Path, engine: A
 
 def too_wide_for_a_hand(scene_path: Path, target: str) -> bool:
     """Is the target, measured on its mesh, wider than a hand's grip across every horizontal
-    direction and no open vessel (whose rim a hand could hold)?"""
-    from hosig.grasp.candidates import open_top
+    direction and neither an open vessel (whose rim a hand could hold) nor a slab lying flat (held
+    by an edge)?"""
+    from hosig.grasp.candidates import is_plate, open_top
     from hosig.grasp.config import GraspConfig
     from hosig.scene import load_scene
 
@@ -121,7 +122,8 @@ def too_wide_for_a_hand(scene_path: Path, target: str) -> bool:
     angles = np.linspace(0.0, np.pi, 12, endpoint=False)
     xy = np.asarray(obj.vertices)[:, :2]
     widths = [float(np.ptp(xy @ np.array([np.cos(a), np.sin(a)]))) for a in angles]
-    return min(widths) > GraspConfig().max_width and not open_top(obj.mesh, centre, hi[2])
+    return (min(widths) > GraspConfig().max_width and not open_top(obj.mesh, centre, hi[2])
+            and not is_plate(obj.mesh, hi - lo, centre, hi[2]))
 
 
 def _judge_refusal(result: StressResult, case: Any, scene_path: Path) -> None:

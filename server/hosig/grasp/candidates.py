@@ -12,7 +12,9 @@ Two families, chosen by shape:
 - top grasps (boxes, lying objects, mugs by the rim plane): approach from above, fingers over the
   far edge, thumb on the near edge; span measured the same way;
 - rim grasps (open vessels wider than a hand: bowls): palm down on the rim, fingers into the vessel,
-  the grip spanning the wall.
+  the grip spanning the wall;
+- edge grasps (closed slabs lying flat and wider than a hand: books, boards): palm down near an
+  edge, fingers out over it and down its side face, the grip spanning the slab's thickness.
 A candidate survives if its span fits a hand (<= max_width), the palm faces the surface, and the
 open hand plus forearm at that pose keep ``approach_clearance`` from the rest of the scene (scene
 SDF, target excluded). Survivors are ranked by how natural the forearm direction is from the stand
@@ -34,7 +36,7 @@ UP = np.array([0.0, 0.0, 1.0])
 
 @dataclass
 class Candidate:
-    kind: str  # "side" | "top" | "rim"
+    kind: str  # "side" | "top" | "rim" | "edge"
     point: np.ndarray  # (3,) palm contact point on the surface
     normal: np.ndarray  # (3,) surface normal there (outward)
     approach: np.ndarray  # (3,) palm normal target, into the object
@@ -124,6 +126,36 @@ def top_contact(mesh: trimesh.Trimesh, centre: np.ndarray, top: float) -> tuple[
 
 
 FINGER_REACH_M = 0.09  # palm contact point to the finger tips of the open hand (`hand_probe_points`)
+PLATE_MAX_THICKNESS_M = 0.06  # a lying object no thicker than this is held by an edge (a book, a tray)
+EDGE_INSET_M = 0.03  # an edge grip's palm contact lies this far in from the edge
+
+
+def is_plate(mesh: trimesh.Trimesh, size: np.ndarray, centre: np.ndarray, top: float) -> bool:
+    """Is the object a closed slab lying flat (a book, a board): thin (`PLATE_MAX_THICKNESS_M`) and
+    not open at the top? Such an object wider than a hand is still held by one edge (`edge_candidates`)."""
+    return float(size[2]) <= PLATE_MAX_THICKNESS_M and not open_top(mesh, centre, top)
+
+
+def edge_candidates(mesh: trimesh.Trimesh, centre: np.ndarray, top: float, thickness: float, side: str,
+                    reach: float, azimuths: int = 8) -> list[Candidate]:
+    """Grips on the edges of a plate: the palm down on its top `EDGE_INSET_M` in from the edge, the
+    fingers pointing out over the edge and curling down its side face; the span is the plate's
+    thickness (the grip closes across the edge, as a rim grip closes across a wall)."""
+    out: list[Candidate] = []
+    probe_z = top - min(0.01, thickness / 2)
+    for k in range(azimuths):
+        psi = 2 * np.pi * k / azimuths
+        fwd = np.array([np.cos(psi), np.sin(psi), 0.0])
+        hit = _first_hit(mesh, np.array([centre[0], centre[1], probe_z]) + fwd * reach, -fwd)
+        if hit is None:
+            continue
+        inset = np.array([hit[0][0], hit[0][1], centre[2]]) - fwd * EDGE_INSET_M
+        contact = top_contact(mesh, inset, top)
+        if contact is None:
+            continue
+        thumb = hand_thumb(side, -UP, fwd)
+        out.append(Candidate("edge", contact[0], contact[1], -UP, fwd, thumb, thickness + 0.01, 0.0))
+    return out
 
 
 def near_end_top_contact(mesh: trimesh.Trimesh, centre: np.ndarray, top: float, fwd: np.ndarray,
@@ -245,6 +277,9 @@ def _ranked_candidates(scene: object, target: str, stand: tuple[float, float, fl
     if not raw:
         raise InfeasibleError(f"object {target!r}: no surface the palm can face (size {_fmt_size(size)})")
     fits = [c for c in raw if c.span <= config.max_width]
+    if not fits and is_plate(mesh, size, centre, hi[2]):  # a book lying flat: by an edge
+        raw += edge_candidates(mesh, centre, hi[2], float(size[2]), side, reach)
+        fits = [c for c in raw if c.span <= config.max_width]
     if not fits:
         smallest = min(c.span for c in raw)
         raise InfeasibleError(

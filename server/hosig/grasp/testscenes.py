@@ -146,6 +146,16 @@ def phone_against_shelf_back() -> GraspCase:
     return GraspCase("phone_against_shelf_back", s, "phone", (0.6, 0.01, np.pi))
 
 
+def book_lying_on_table() -> GraspCase:
+    """A hardback lying flat on a table, 16 x 23 x 3 cm, turned 0.5 rad: wider than a hand every way
+    round, so only an edge grip holds it."""
+    book = _box([-0.08, -0.115, 0.0], [0.08, 0.115, 0.03])
+    book.apply_transform(trimesh.transformations.rotation_matrix(0.5, [0, 0, 1]))
+    book.apply_translation([0.1, -0.1, 0.75])
+    s = _scene({"table": _table(0.0, 0.0), "book": book})
+    return GraspCase("book_lying_on_table", s, "book", (0.05, -0.72, np.pi / 2))
+
+
 CASES = {
     "bottle_on_table": bottle_on_table,
     "cup_on_counter_by_wall": cup_on_counter_by_wall,
