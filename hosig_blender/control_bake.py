@@ -16,8 +16,14 @@ be overridden. Instead:
 
    where ``M_parent`` comes from `PoseModel` (unkeyed bones at rest under their parents, a bone
    copying another's world transform takes its matrix);
+   the IK controls get the same treatment (Rigify's FK -> IK snap, without its operators): the
+   IK chain's root and the hand/foot/toe controls keep their rest offsets from the ORG bones they
+   match, the foot's spin/heel controls sit at rest, each pole lies in the limb's bend plane at
+   its rest distance from the elbow/knee; their parents are modelled through Rigify's parent
+   switches (Armature constraints) and the IK swing's Damped Track;
 4. one action keys the controls and the switches; a few evaluated frames are checked against the
-   solve (`verify`) and anything off by more than `TOLERANCE_M` undoes the whole retarget.
+   solve (`verify`), then again with every limb switched to IK (hands and feet only), and anything
+   off by more than `TOLERANCE_M` undoes the whole retarget.
 
 Invariant: a failure leaves the rig as it was (pose, switches, active action); nothing but the
 new action (and the carried object's) is added to the file.
@@ -26,6 +32,7 @@ new action (and the carried object's) is added to the file.
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import bpy
@@ -409,6 +416,31 @@ def verify(arm: bpy.types.Object, org: core.Rig, org_mats: np.ndarray, frames: n
     return float(err.max()), bones[int(err.argmax())]
 
 
+def ik_ends(ik: IkControls) -> list[str]:
+    """The ORG bones the IK controls' targets place (hands, feet): where IK must agree with FK."""
+    return [o for c, o in ik.pairs.items() if c.startswith(("hand_ik.", "foot_ik."))]
+
+
+@contextmanager
+def limbs_in_ik(arm: bpy.types.Object):
+    """Every limb's keyed ``IK_FK`` switch held at 0 (IK) inside the block, put back after."""
+    from .retarget_blender import action_fcurves
+
+    curves = [fc for fc in action_fcurves(arm) if fc.data_path.endswith('["IK_FK"]')]
+    saved = [[kp.co[1] for kp in fc.keyframe_points] for fc in curves]
+    try:
+        for fc in curves:
+            for kp in fc.keyframe_points:
+                kp.co[1] = 0.0
+            fc.update()
+        yield
+    finally:
+        for fc, values in zip(curves, saved):
+            for kp, v in zip(fc.keyframe_points, values):
+                kp.co[1] = v
+            fc.update()
+
+
 def retarget_control_rig(source: bpy.types.Object, target: bpy.types.Object, preset: str, bone_map: dict[str, str],
                          options) -> object:
     """`retarget_blender.retarget` onto a generated Rigify rig (``bone_map`` on its ORG bones)."""
@@ -431,7 +463,8 @@ def retarget_control_rig(source: bpy.types.Object, target: bpy.types.Object, pre
         for (bone, key), value in switches.items():
             target.pose.bones[bone][key] = value
         bpy.context.view_layer.update()  # drivers read the switches: constraint influences settle
-        result = bake(target, full, org, sol.mats, pairs, ik_controls(full.names))
+        ik = ik_controls(full.names)
+        result = bake(target, full, org, sol.mats, pairs, ik)
         name = options.action_name or f"{source.name}_{target.name}"
         action, keys = key_controls(target, name, sol.frames, result, switches, options.tolerance_quat, options.tolerance_loc)
         action[rb.RETARGET_TAG] = source.name
@@ -440,6 +473,12 @@ def retarget_control_rig(source: bpy.types.Object, target: bpy.types.Object, pre
         if err > TOLERANCE_M:
             raise rb.RetargetError(f"armature {target.name!r}: its controls reproduce the solved pose only within "
                                    f"{err * 100:.1f} cm ({worst}; limit {TOLERANCE_M * 100:.0f} cm): a customised Rigify rig?")
+        if ends := ik_ends(ik):
+            with limbs_in_ik(target):
+                err, worst = verify(target, org, sol.mats, sol.frames, ends)
+            if err > TOLERANCE_M:
+                raise rb.RetargetError(f"armature {target.name!r}: switched to IK, its limbs end {err * 100:.1f} cm from "
+                                       f"the FK pose ({worst}; limit {TOLERANCE_M * 100:.0f} cm): a customised Rigify rig?")
         if options.nla:
             rb.push_to_nla(target, action, int(sol.frames[0]))
     except BaseException:

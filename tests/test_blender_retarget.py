@@ -311,6 +311,54 @@ def test_generated_rigify_rig_is_keyed_on_its_fk_controls(clip, tmp_path) -> Non
     assert np.abs(after - before).max() < 1e-3
 
 
+def _switch_to_ik(rig, limbs: list[str], value: float = 0.0) -> None:
+    """The animator switches ``limbs`` (their parent controls, e.g. ``upper_arm_parent.L``) to IK
+    (``value`` 0) or back to FK (1): the retarget's keys on their ``IK_FK`` switch are changed."""
+    paths = {f'pose.bones["{limb}"]["IK_FK"]' for limb in limbs}
+    for fc in rb.action_fcurves(rig):
+        if fc.data_path in paths:
+            for kp in fc.keyframe_points:
+                kp.co[1] = value
+            fc.update()
+
+
+IK_LIMBS = {"upper_arm_parent.{S}": ("ORG-forearm.{S}", "ORG-hand.{S}"), "thigh_parent.{S}": ("ORG-shin.{S}", "ORG-foot.{S}")}
+IK_END_CM = 1.0  # wrists and ankles: IK lands where FK put them
+IK_MID_CM = 3.5  # elbows and knees: Rigify's IK chain shrinks ~2% as it bends (ik_stretch 0.1)
+
+
+def test_generated_rigify_rig_switched_to_ik_keeps_the_pose(clip) -> None:
+    """An animator who switches a limb to IK at any frame sees the pose FK showed: the IK
+    controls are keyed on the same frames, with the pole target on (pole_vector) or off."""
+    src, rig, _box = _scene_with(clip, "rigify_rig")
+    result = rb.retarget(src, rig)
+    keyed = {p.split('"')[1] for p in (fc.data_path for fc in rb.action_fcurves(rig))}
+    for side in ("L", "R"):
+        assert {f"hand_ik.{side}", f"foot_ik.{side}", f"upper_arm_ik.{side}", f"thigh_ik.{side}", f"toe_ik.{side}",
+                f"upper_arm_ik_target.{side}", f"thigh_ik_target.{side}", f"foot_heel_ik.{side}", f"foot_spin_ik.{side}"} <= keyed
+    assert not any(b.startswith(("DEF-", "ORG-", "MCH-")) for b in keyed)
+    frames = result.frames[[5, rs.GRASP, -1]]  # mid-walk, the grasp, carrying
+    limbs = {p.format(S=s): tuple(b.format(S=s) for b in bones) for p, bones in IK_LIMBS.items() for s in ("L", "R")}
+    bones = [b for pair in limbs.values() for b in pair]
+    fk = _world([(rig, b) for b in bones], frames)[..., :3, 3]
+    # the left arm alone switched to IK: its wrist stays where FK put it, the other limbs untouched
+    _switch_to_ik(rig, ["upper_arm_parent.L"])
+    one = _world([(rig, b) for b in bones], frames)[..., :3, 3]
+    _switch_to_ik(rig, ["upper_arm_parent.L"], 1.0)
+    err = np.linalg.norm(one - fk, axis=-1).max(axis=0) * 100  # cm per bone
+    assert err[bones.index("ORG-hand.L")] < IK_END_CM and err[bones.index("ORG-forearm.L")] < IK_MID_CM
+    assert np.delete(err, [bones.index("ORG-hand.L"), bones.index("ORG-forearm.L")]).max() < 1e-3
+    for pole in (False, True):  # every limb in IK, with and without the pole target
+        for limb in limbs:
+            rig.pose.bones[limb]["pole_vector"] = pole
+        _switch_to_ik(rig, list(limbs))
+        ik = _world([(rig, b) for b in bones], frames)[..., :3, 3]
+        _switch_to_ik(rig, list(limbs), 1.0)
+        err = dict(zip(bones, np.linalg.norm(ik - fk, axis=-1).max(axis=0) * 100))
+        for mid, end in limbs.values():
+            assert err[end] < IK_END_CM and err[mid] < IK_MID_CM, (pole, {b: round(float(e), 2) for b, e in err.items()})
+
+
 def test_generated_rigify_rig_failure_leaves_it_untouched(clip, monkeypatch) -> None:
     from hosig_blender import control_bake
 
