@@ -473,12 +473,14 @@ def retarget_control_rig(source: bpy.types.Object, target: bpy.types.Object, pre
         if err > TOLERANCE_M:
             raise rb.RetargetError(f"armature {target.name!r}: its controls reproduce the solved pose only within "
                                    f"{err * 100:.1f} cm ({worst}; limit {TOLERANCE_M * 100:.0f} cm): a customised Rigify rig?")
+        checks = {"fk_cm": round(err * 100, 4)}
         if ends := ik_ends(ik):
             with limbs_in_ik(target):
                 err, worst = verify(target, org, sol.mats, sol.frames, ends)
             if err > TOLERANCE_M:
                 raise rb.RetargetError(f"armature {target.name!r}: switched to IK, its limbs end {err * 100:.1f} cm from "
                                        f"the FK pose ({worst}; limit {TOLERANCE_M * 100:.0f} cm): a customised Rigify rig?")
+            checks["ik_ends_cm"] = round(err * 100, 4)
         if options.nla:
             rb.push_to_nla(target, action, int(sol.frames[0]))
     except BaseException:
@@ -486,4 +488,6 @@ def retarget_control_rig(source: bpy.types.Object, target: bpy.types.Object, pre
             bpy.data.actions.remove(action)
         restore_state(target, saved)
         raise
-    return rb.finish(source, target, sol, preset, bone_map, action, keys, options)
+    result = rb.finish(source, target, sol, preset, bone_map, action, keys, options)
+    result.checks = checks
+    return result

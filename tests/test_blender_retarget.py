@@ -472,6 +472,42 @@ def test_cli_retarget_reports_map_and_contacts(clip, rig_file, tmp_path, capsys)
     assert bpy.data.objects[shot["source"]].hide_get()
 
 
+def test_cli_retarget_onto_a_generated_rigify_rig_file(clip, tmp_path, capsys) -> None:
+    """``hosig blender retarget`` on a saved generated Rigify rig: the contacts hold on its deform
+    bones, the controls' self-check is reported, and the saved shot gives the same limbs in IK."""
+    _fresh()
+    _box(clip["box_at"])
+    _generated_rig()
+    rig_file = tmp_path / "rigify.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(rig_file))
+    before = _digest(rig_file)
+    out = tmp_path / "shot.blend"
+    code = main(["blender", "retarget", str(clip["path"]), "--rig", str(rig_file), "--armature", "rig", "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out.strip().splitlines()[-1])
+    assert report["preset"] == "rigify_rig" and report["bone_map"]["right_wrist"] == "ORG-hand.R"
+    shot = report["shots"][0]
+    for side in ("left", "right"):
+        feet = shot["contacts"]["feet"][side]
+        assert feet["planted_frames"] > 20
+        assert feet["target_slide_cm_s"] <= feet["source_slide_cm_s"] + SLIDE_MARGIN_CM_S
+        assert feet["target_height_error_cm"] < FLOOR_CM
+    assert shot["contacts"]["grasp"]["hand"] == "right" and shot["contacts"]["grasp"]["hand_object_cm"] < HAND_CM
+    assert shot["control_check_cm"]["fk_cm"] < 1.0 and shot["control_check_cm"]["ik_ends_cm"] < IK_END_CM
+    assert _digest(rig_file) == before  # the user's rig file is never written
+    # the saved shot: every limb switched to IK keeps its hands and feet where FK has them
+    bpy.ops.wm.open_mainfile(filepath=str(out))
+    rig = bpy.data.objects["rig"]
+    assert rig.animation_data.action.name == shot["action"]
+    frames = np.array([shot["frames"][0] + 10, shot["contacts"]["grasp"]["frame"], shot["frames"][1]])
+    ends = [f"ORG-{b}.{s}" for b in ("hand", "foot") for s in ("L", "R")]
+    fk = _world([(rig, b) for b in ends], frames)[..., :3, 3]
+    _switch_to_ik(rig, [f"{limb}.{s}" for limb in ("upper_arm_parent", "thigh_parent") for s in ("L", "R")])
+    ik = _world([(rig, b) for b in ends], frames)[..., :3, 3]
+    assert np.linalg.norm(ik - fk, axis=-1).max() * 100 < IK_END_CM
+
+
 def test_cli_scene_file_brings_the_carried_object(clip, tmp_path, capsys) -> None:
     _fresh()
     box = _box(clip["box_at"])  # the only object: the whole scene is the room
