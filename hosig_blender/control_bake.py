@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import bpy
 import numpy as np
@@ -41,15 +41,16 @@ import numpy as np
 from . import bonemaps
 from . import retarget as core
 from .keyframes import ActionWriter, preserve_action
-from .posemath import make_continuous, mat_to_quat
+from .posemath import make_continuous, mat_to_quat, quat_to_mat, rotation_between
 
 ORG = bonemaps.RIGIFY_ORG
 TOLERANCE_M = 0.01  # evaluated ORG heads within 1 cm of the solve, else the bake is refused
 CHECK_FRAMES = 3  # evaluated frames compared with the solve (each a full rig evaluation)
 
 # FK control -> the ORG bone it drives ({S}: side). The spine's FK chain runs down from the torso's
-# pivot (spine_fk.001, spine_fk) and up (spine_fk.002, spine_fk.003); ``torso`` follows the ORG
-# spine bone whose head is its pivot (`_torso_bone`).
+# pivot (spine_fk.001, spine_fk) and up (spine_fk.002, spine_fk.003); ``torso``, ``hips`` and
+# ``chest`` carry the trunk (`torso_set`), else ``torso`` follows the ORG spine bone whose head is
+# its pivot (`_torso_bone`).
 _TRUNK = {"spine_fk": "spine", "spine_fk.001": "spine.001", "spine_fk.002": "spine.002", "spine_fk.003": "spine.003",
           "neck": "spine.004", "head": "spine.006"}
 _LIMBS = {"shoulder.{S}": "shoulder.{S}", "upper_arm_fk.{S}": "upper_arm.{S}", "forearm_fk.{S}": "forearm.{S}",
@@ -153,11 +154,15 @@ def org_skeleton(arm: bpy.types.Object, full: core.Rig) -> core.Rig:
 class Rules:
     """What `PoseModel` follows of the rig's constraints (bone indices): ``copies`` {bone: bone
     whose world transform it copies}, ``armature`` {bone: [(target, weight)]} (Rigify's parent
-    switches), ``tracks`` {bone: bone whose head its Y axis is turned to} (Damped Track)."""
+    switches), ``tracks`` {bone: bone whose head its Y axis is turned to} (Damped Track),
+    ``blends`` {bone: (target, influence, local)} (a partial Copy Transforms, world to world or
+    local to local between bones with the same rest orientation: Rigify's spine shares the hips'
+    and chest's turns over two bones each)."""
 
     copies: dict[int, int]
     armature: dict[int, list[tuple[int, float]]]
     tracks: dict[int, int]
+    blends: dict[int, tuple[int, float, bool]] = field(default_factory=dict)
 
 
 class PoseModel:
@@ -183,6 +188,8 @@ class PoseModel:
             m = self(self.rules.copies[b])
         elif b in self.rules.armature:
             m = self._skinned(b)
+        elif b in self.rules.blends:
+            m = self._blended(b)
         else:
             m = self.under_parent(b)
             if b in self.rules.tracks:
@@ -197,6 +204,24 @@ class PoseModel:
         rel = self.rig.rest_rel[b]
         return np.broadcast_to(rel, (self.frames, 4, 4)).copy() if p < 0 else self(p) @ rel
 
+    def basis(self, b: int) -> np.ndarray:
+        """(T,4,4) the bone's pose relative to its rest under its parent."""
+        return core.rigid_inverse(self.under_parent(b)) @ self(b)
+
+    def _blended(self, b: int) -> np.ndarray:
+        """A partial Copy Transforms: local, the owner takes the fraction ``w`` of the target's
+        basis; world, it turns the fraction ``w`` of the way from its own matrix to the target's
+        (both interpolations Blender's: slerp of the rotation, lerp of the location)."""
+        t, w, local = self.rules.blends[b]
+        own = self.under_parent(b)
+        if local:
+            return own @ partial(self.basis(t), w)
+        target = self(t)
+        step = partial(core.rigid_inverse(own) @ target, w)
+        out = own @ step
+        out[:, :3, 3] = (1 - w) * own[:, :3, 3] + w * target[:, :3, 3]
+        return out
+
     def _skinned(self, b: int) -> np.ndarray:
         """An Armature constraint (linear blend): ``sum_i w_i M_i L_i^-1 L_b`` (weights sum to 1)."""
         blend = sum(w * (self(t) @ core.rigid_inverse(self.rig.rest[t])) for t, w in self.rules.armature[b])
@@ -210,27 +235,20 @@ def damped_track(m: np.ndarray, target: np.ndarray) -> np.ndarray:
     d = target - m[:, :3, 3]
     d = d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-12)
     out = m.copy()
-    out[:, :3, :3] = shortest_arc(y, d) @ m[:, :3, :3]
+    out[:, :3, :3] = rotation_between(y, d) @ m[:, :3, :3]
     return out
 
 
-def shortest_arc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(T,3,3) rotations taking unit vectors ``a`` onto ``b`` (T,3) about ``a x b`` (Rodrigues);
-    opposite vectors turn half a turn about any axis normal to ``a``."""
-    axis = np.cross(a, b)
-    s = np.linalg.norm(axis, axis=-1)
-    c = np.sum(a * b, axis=-1)
-    flip = (s < 1e-9) & (c < 0)
-    if flip.any():
-        other = np.where(np.abs(a[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
-        axis[flip] = np.cross(a, other)[flip]
-        s = np.where(flip, np.linalg.norm(axis, axis=-1), s)
-    k = axis / np.maximum(s, 1e-12)[:, None]
-    kx = np.zeros((len(a), 3, 3))
-    kx[:, 0, 1], kx[:, 0, 2], kx[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
-    kx = kx - kx.transpose(0, 2, 1)
-    angle = np.arctan2(s, c)[:, None, None]
-    return np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * kx @ kx
+def partial(m: np.ndarray, w: float) -> np.ndarray:
+    """(T,4,4) the fraction ``w`` of the rigid transforms ``m``: rotation angle times ``w`` about
+    the same axis, translation times ``w`` (Blender blending a constraint with the identity)."""
+    q = mat_to_quat(m[:, :3, :3])  # w >= 0: the short way
+    half = np.arccos(np.clip(q[:, 0], -1.0, 1.0))
+    axis = q[:, 1:] / np.maximum(np.sin(half), 1e-12)[:, None]
+    out = np.broadcast_to(np.eye(4), m.shape).copy()
+    out[:, :3, :3] = quat_to_mat(np.concatenate([np.cos(w * half)[:, None], axis * np.sin(w * half)[:, None]], axis=1))
+    out[:, :3, 3] = w * m[:, :3, 3]
+    return out
 
 
 def constraint_rules(arm: bpy.types.Object, rig: core.Rig) -> Rules:
@@ -240,10 +258,13 @@ def constraint_rules(arm: bpy.types.Object, rig: core.Rig) -> Rules:
     copies: dict[int, int] = {}
     armature: dict[int, list[tuple[int, float]]] = {}
     tracks: dict[int, int] = {}
+    blends: dict[int, tuple[int, float, bool]] = {}
     idx = rig.index
     for pb in arm.pose.bones:
         b = idx[pb.name]
         for c in pb.constraints:
+            if c.enabled and 1e-6 < c.influence < 0.999 and (blend := _blend(arm, rig, b, c)) is not None:
+                blends[b] = blend
             if not c.enabled or c.influence < 0.999:
                 continue
             if (c.type == "COPY_TRANSFORMS" and c.target == arm and c.subtarget in idx
@@ -256,7 +277,19 @@ def constraint_rules(arm: bpy.types.Object, rig: core.Rig) -> Rules:
             elif (c.type == "DAMPED_TRACK" and c.target == arm and c.subtarget in idx and c.track_axis == "TRACK_Y"
                   and c.head_tail == 0.0):
                 tracks[b] = idx[c.subtarget]
-    return Rules(copies, armature, tracks)
+    return Rules(copies, armature, tracks, blends)
+
+
+def _blend(arm: bpy.types.Object, rig: core.Rig, b: int, c) -> tuple[int, float, bool] | None:
+    """(target, influence, local) of a partial Copy Transforms `PoseModel` can follow, else None."""
+    if c.type != "COPY_TRANSFORMS" or c.target != arm or c.subtarget not in rig.index or c.mix_mode != "REPLACE":
+        return None
+    t = rig.index[c.subtarget]
+    if c.owner_space == c.target_space == "WORLD":
+        return t, float(c.influence), False
+    if c.owner_space == c.target_space == "LOCAL" and np.abs(rig.rest[b, :3, :3] - rig.rest[t, :3, :3]).max() < 1e-4:
+        return t, float(c.influence), True
+    return None
 
 
 @dataclass
@@ -282,7 +315,9 @@ def bake(arm: bpy.types.Object, full: core.Rig, org: core.Rig, org_mats: np.ndar
     for c, o in drive.items():
         ci, oi = full.index[c], org.index[o]
         fixed[ci] = org_mats[:, oi] @ (core.rigid_inverse(org.rest[oi]) @ full.rest[ci])
-    model = PoseModel(full, constraint_rules(arm, full), fixed, T)
+    rules = constraint_rules(arm, full)
+    fixed.update(torso_set(full, rules, fixed))
+    model = PoseModel(full, rules, fixed, T)
     for c in ik.rest:
         fixed[full.index[c]] = model(full.index[c])  # at rest under its parent: an identity basis
     for c, chain in ik.poles.items():
@@ -295,6 +330,39 @@ def bake(arm: bpy.types.Object, full: core.Rig, org: core.Rig, org_mats: np.ndar
         if not arm.data.bones[c].use_local_location:  # Rigify's IK controls and poles
             basis[:, k, :3, 3] = basis[:, k, :3, 3] @ full.rest_rel[ci, :3, :3].T
     return Bake(names, basis, _LOCATED & set(names))
+
+
+def _delta(full: core.Rig, fixed: dict[int, np.ndarray], bone: str) -> np.ndarray:
+    """(T,4,4) a fixed bone's pose times its rest's inverse: the rigid motion it makes."""
+    b = full.index[bone]
+    return fixed[b] @ core.rigid_inverse(full.rest[b])
+
+
+def torso_set(full: core.Rig, rules: Rules, fixed: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """Pose matrices of ``torso``, ``hips`` and ``chest`` so that they carry the trunk's pose:
+    ``hips`` turned as the pelvis (ORG-spine), ``chest`` as the chest (ORG-spine.003), ``torso``
+    at the pivot where the lower FK chain then stays at rest. Rigify shares a hips (chest) turn
+    ``Q`` half and half over two spine bones (`Rules.blends`), so with the torso turned ``T`` the
+    bone above the pelvis turns ``T Q^1/2`` and the pelvis ``T Q``: ``T = D1 D0^-1 D1`` (rotations of
+    ``spine.001`` and ``spine``), its pivot carried as ``spine.001`` carries it. The FK controls
+    keep the rest of the pose (`bake` keys their residuals). Empty (torso kept on its ORG bone)
+    when the rig lacks these controls or the blends."""
+    need = ("torso", "hips", "chest", "spine_fk", "spine_fk.001", "spine_fk.003")
+    if not all(n in full.index for n in need) or not any(t == full.index["hips"] for t, _w, _l in rules.blends.values()):
+        return {}
+    d0, d1, d3 = (_delta(full, fixed, n) for n in ("spine_fk", "spine_fk.001", "spine_fk.003"))
+    r0, r1 = d0[:, :3, :3], d1[:, :3, :3]
+    turn = r1 @ np.swapaxes(r0, -1, -2) @ r1
+    pivot = np.append(full.rest[full.index["hips"], :3, 3], 1.0)  # the hips' (and chest's) head
+    torso = np.broadcast_to(np.eye(4), d1.shape).copy()
+    torso[:, :3, :3] = turn
+    torso[:, :3, 3] = (d1 @ pivot)[:, :3] - turn @ pivot[:3]
+    out = {full.index["torso"]: torso @ full.rest[full.index["torso"]]}
+    for part, d in (("hips", d0), ("chest", d3)):
+        m = torso @ full.rest[full.index[part]]
+        m[:, :3, :3] = d[:, :3, :3] @ full.rest[full.index[part], :3, :3]
+        out[full.index[part]] = m
+    return out
 
 
 def _pole(model: PoseModel, full: core.Rig, org: core.Rig, org_mats: np.ndarray, pole: str,

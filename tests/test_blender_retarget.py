@@ -288,6 +288,20 @@ def test_generated_rigify_rig_is_keyed_on_its_fk_controls(clip, tmp_path) -> Non
     assert 'pose.bones["torso"].location' in paths and 'pose.bones["thumb.01.L"].location' not in paths
     assert 'pose.bones["shoulder.L"].rotation_euler' in paths  # the control's own rotation mode is kept
     assert rig.pose.bones["shoulder.L"].rotation_mode == "YXZ"
+    # the torso set carries the trunk: hips turned as the pelvis, chest as the chest (their rest
+    # offsets kept), the lower FK spine controls at rest
+    assert {"hips", "chest"} <= keyed
+    frames = result.frames[[10, rs.GRASP]]
+    w = _world([(rig, n) for n in ("hips", "ORG-spine", "chest", "ORG-spine.003")], frames)
+    for ctrl, org in ((0, 1), (2, 3)):
+        names_ = ("hips", "ORG-spine", "chest", "ORG-spine.003")
+        rest = [np.array(rig.data.bones[names_[k]].matrix_local)[:3, :3] for k in (ctrl, org)]
+        turn_c = w[:, ctrl, :3, :3] @ rest[0].T
+        turn_o = w[:, org, :3, :3] @ rest[1].T
+        assert np.abs(turn_c - turn_o).max() < 2e-3, names_[ctrl]
+    bpy.context.scene.frame_set(int(frames[1]))
+    for bone in ("spine_fk", "spine_fk.001"):
+        assert np.abs(np.array(rig.pose.bones[bone].rotation_quaternion) - (1, 0, 0, 0)).max() < 1e-3
     bpy.context.scene.frame_set(int(result.frames[10]))
     for side in ("L", "R"):  # the limbs switched to FK, keyed in the same action
         assert rig.pose.bones[f"thigh_parent.{side}"]["IK_FK"] == pytest.approx(1.0)
