@@ -252,9 +252,10 @@ def partial(m: np.ndarray, w: float) -> np.ndarray:
 
 
 def constraint_rules(arm: bpy.types.Object, rig: core.Rig) -> Rules:
-    """The `Rules` of ``arm``'s enabled full-influence constraints on this armature: the last
-    world-to-world Copy Transforms of each bone, Armature constraints (their current weights:
-    drivers have read the switches) and Damped Track (Y, head) constraints."""
+    """The `Rules` of ``arm``'s enabled constraints on this armature, as the drivers have set them
+    from the switches: at full influence the last world-to-world Copy Transforms of each bone,
+    Armature constraints (their current weights) and Damped Track (Y, head); at partial influence
+    the Copy Transforms `_blend` can follow. Anything else is taken as idle."""
     copies: dict[int, int] = {}
     armature: dict[int, list[tuple[int, float]]] = {}
     tracks: dict[int, int] = {}
