@@ -272,7 +272,8 @@ def constraint_rules(arm: bpy.types.Object, rig: core.Rig) -> Rules:
                     and c.owner_space == "WORLD" and c.target_space == "WORLD"):
                 copies[b] = idx[c.subtarget]
             elif c.type == "ARMATURE":
-                used = [(idx[t.subtarget], float(t.weight)) for t in c.targets if t.target == arm and t.subtarget in idx and t.weight > 0]
+                used = [(idx[t.subtarget], float(t.weight)) for t in c.targets
+                        if t.target == arm and t.subtarget in idx and t.weight > 0]
                 if used:
                     armature[b] = used
             elif (c.type == "DAMPED_TRACK" and c.target == arm and c.subtarget in idx and c.track_axis == "TRACK_Y"

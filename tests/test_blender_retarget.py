@@ -496,7 +496,8 @@ def test_cli_retarget_onto_a_generated_rigify_rig_file(clip, tmp_path, capsys) -
     bpy.ops.wm.save_as_mainfile(filepath=str(rig_file))
     before = _digest(rig_file)
     out = tmp_path / "shot.blend"
-    code = main(["blender", "retarget", str(clip["path"]), "--rig", str(rig_file), "--armature", "rig", "--out", str(out), "--json"])
+    code = main(["blender", "retarget", str(clip["path"]), "--rig", str(rig_file), "--armature", "rig", "--out", str(out),
+                 "--json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     report = json.loads(captured.out.strip().splitlines()[-1])
