@@ -607,6 +607,8 @@ def run_retarget(body_json: str | Path, clips: list[str], rig: str | Path, armat
         shot = {"clip": str(clip), "source": src.name, "action": result.action.name, "frames": [first, last],
                 "keys": result.keys, "scale": round(result.scale, 4), "object": result.object_name,
                 "object_action": result.object_action, "contacts": contacts, "retarget_s": round(retarget_s, 3)}
+        if result.checks is not None:  # a control rig: how closely its controls (FK, then IK) reproduce the solve
+            shot["control_check_cm"] = result.checks
         fbx_path = _export_path(fbx, src.name, len(clips) > 1)
         if fbx_path is not None:
             shot["fbx"] = str(rb.export_fbx(target, fbx_path, result.action))

@@ -61,6 +61,9 @@ class RetargetResult:
     object_name: str | None
     object_action: str | None
     keys: int
+    # a control rig's self-check (`control_bake`): max distance (cm) of the evaluated ORG bones
+    # from the solve over the checked frames, FK ("fk_cm") and switched to IK ("ik_ends_cm")
+    checks: dict[str, float] | None = None
 
 
 class RetargetError(ValueError):

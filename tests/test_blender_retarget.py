@@ -288,6 +288,20 @@ def test_generated_rigify_rig_is_keyed_on_its_fk_controls(clip, tmp_path) -> Non
     assert 'pose.bones["torso"].location' in paths and 'pose.bones["thumb.01.L"].location' not in paths
     assert 'pose.bones["shoulder.L"].rotation_euler' in paths  # the control's own rotation mode is kept
     assert rig.pose.bones["shoulder.L"].rotation_mode == "YXZ"
+    # the torso set carries the trunk: hips turned as the pelvis, chest as the chest (their rest
+    # offsets kept), the lower FK spine controls at rest
+    assert {"hips", "chest"} <= keyed
+    frames = result.frames[[10, rs.GRASP]]
+    w = _world([(rig, n) for n in ("hips", "ORG-spine", "chest", "ORG-spine.003")], frames)
+    for ctrl, org in ((0, 1), (2, 3)):
+        names_ = ("hips", "ORG-spine", "chest", "ORG-spine.003")
+        rest = [np.array(rig.data.bones[names_[k]].matrix_local)[:3, :3] for k in (ctrl, org)]
+        turn_c = w[:, ctrl, :3, :3] @ rest[0].T
+        turn_o = w[:, org, :3, :3] @ rest[1].T
+        assert np.abs(turn_c - turn_o).max() < 2e-3, names_[ctrl]
+    bpy.context.scene.frame_set(int(frames[1]))
+    for bone in ("spine_fk", "spine_fk.001"):
+        assert np.abs(np.array(rig.pose.bones[bone].rotation_quaternion) - (1, 0, 0, 0)).max() < 1e-3
     bpy.context.scene.frame_set(int(result.frames[10]))
     for side in ("L", "R"):  # the limbs switched to FK, keyed in the same action
         assert rig.pose.bones[f"thigh_parent.{side}"]["IK_FK"] == pytest.approx(1.0)
@@ -309,6 +323,54 @@ def test_generated_rigify_rig_is_keyed_on_its_fk_controls(clip, tmp_path) -> Non
     assert len(arm.data.bones) < len(names) / 2
     after = _world([(arm, n) for n in defs], frames)[..., :3, 3]
     assert np.abs(after - before).max() < 1e-3
+
+
+def _switch_to_ik(rig, limbs: list[str], value: float = 0.0) -> None:
+    """The animator switches ``limbs`` (their parent controls, e.g. ``upper_arm_parent.L``) to IK
+    (``value`` 0) or back to FK (1): the retarget's keys on their ``IK_FK`` switch are changed."""
+    paths = {f'pose.bones["{limb}"]["IK_FK"]' for limb in limbs}
+    for fc in rb.action_fcurves(rig):
+        if fc.data_path in paths:
+            for kp in fc.keyframe_points:
+                kp.co[1] = value
+            fc.update()
+
+
+IK_LIMBS = {"upper_arm_parent.{S}": ("ORG-forearm.{S}", "ORG-hand.{S}"), "thigh_parent.{S}": ("ORG-shin.{S}", "ORG-foot.{S}")}
+IK_END_CM = 1.0  # wrists and ankles: IK lands where FK put them
+IK_MID_CM = 3.5  # elbows and knees: Rigify's IK chain shrinks ~2% as it bends (ik_stretch 0.1)
+
+
+def test_generated_rigify_rig_switched_to_ik_keeps_the_pose(clip) -> None:
+    """An animator who switches a limb to IK at any frame sees the pose FK showed: the IK
+    controls are keyed on the same frames, with the pole target on (pole_vector) or off."""
+    src, rig, _box = _scene_with(clip, "rigify_rig")
+    result = rb.retarget(src, rig)
+    keyed = {p.split('"')[1] for p in (fc.data_path for fc in rb.action_fcurves(rig))}
+    for side in ("L", "R"):
+        assert {f"hand_ik.{side}", f"foot_ik.{side}", f"upper_arm_ik.{side}", f"thigh_ik.{side}", f"toe_ik.{side}",
+                f"upper_arm_ik_target.{side}", f"thigh_ik_target.{side}", f"foot_heel_ik.{side}", f"foot_spin_ik.{side}"} <= keyed
+    assert not any(b.startswith(("DEF-", "ORG-", "MCH-")) for b in keyed)
+    frames = result.frames[[5, rs.GRASP, -1]]  # mid-walk, the grasp, carrying
+    limbs = {p.format(S=s): tuple(b.format(S=s) for b in bones) for p, bones in IK_LIMBS.items() for s in ("L", "R")}
+    bones = [b for pair in limbs.values() for b in pair]
+    fk = _world([(rig, b) for b in bones], frames)[..., :3, 3]
+    # the left arm alone switched to IK: its wrist stays where FK put it, the other limbs untouched
+    _switch_to_ik(rig, ["upper_arm_parent.L"])
+    one = _world([(rig, b) for b in bones], frames)[..., :3, 3]
+    _switch_to_ik(rig, ["upper_arm_parent.L"], 1.0)
+    err = np.linalg.norm(one - fk, axis=-1).max(axis=0) * 100  # cm per bone
+    assert err[bones.index("ORG-hand.L")] < IK_END_CM and err[bones.index("ORG-forearm.L")] < IK_MID_CM
+    assert np.delete(err, [bones.index("ORG-hand.L"), bones.index("ORG-forearm.L")]).max() < 1e-3
+    for pole in (False, True):  # every limb in IK, with and without the pole target
+        for limb in limbs:
+            rig.pose.bones[limb]["pole_vector"] = pole
+        _switch_to_ik(rig, list(limbs))
+        ik = _world([(rig, b) for b in bones], frames)[..., :3, 3]
+        _switch_to_ik(rig, list(limbs), 1.0)
+        err = dict(zip(bones, np.linalg.norm(ik - fk, axis=-1).max(axis=0) * 100))
+        for mid, end in limbs.values():
+            assert err[end] < IK_END_CM and err[mid] < IK_MID_CM, (pole, {b: round(float(e), 2) for b, e in err.items()})
 
 
 def test_generated_rigify_rig_failure_leaves_it_untouched(clip, monkeypatch) -> None:
@@ -422,6 +484,43 @@ def test_cli_retarget_reports_map_and_contacts(clip, rig_file, tmp_path, capsys)
     ue = bpy.data.objects["UE5"]
     assert ue.animation_data.action.name == shot["action"]
     assert bpy.data.objects[shot["source"]].hide_get()
+
+
+def test_cli_retarget_onto_a_generated_rigify_rig_file(clip, tmp_path, capsys) -> None:
+    """``hosig blender retarget`` on a saved generated Rigify rig: the contacts hold on its deform
+    bones, the controls' self-check is reported, and the saved shot gives the same limbs in IK."""
+    _fresh()
+    _box(clip["box_at"])
+    _generated_rig()
+    rig_file = tmp_path / "rigify.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(rig_file))
+    before = _digest(rig_file)
+    out = tmp_path / "shot.blend"
+    code = main(["blender", "retarget", str(clip["path"]), "--rig", str(rig_file), "--armature", "rig", "--out", str(out),
+                 "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out.strip().splitlines()[-1])
+    assert report["preset"] == "rigify_rig" and report["bone_map"]["right_wrist"] == "ORG-hand.R"
+    shot = report["shots"][0]
+    for side in ("left", "right"):
+        feet = shot["contacts"]["feet"][side]
+        assert feet["planted_frames"] > 20
+        assert feet["target_slide_cm_s"] <= feet["source_slide_cm_s"] + SLIDE_MARGIN_CM_S
+        assert feet["target_height_error_cm"] < FLOOR_CM
+    assert shot["contacts"]["grasp"]["hand"] == "right" and shot["contacts"]["grasp"]["hand_object_cm"] < HAND_CM
+    assert shot["control_check_cm"]["fk_cm"] < 1.0 and shot["control_check_cm"]["ik_ends_cm"] < IK_END_CM
+    assert _digest(rig_file) == before  # the user's rig file is never written
+    # the saved shot: every limb switched to IK keeps its hands and feet where FK has them
+    bpy.ops.wm.open_mainfile(filepath=str(out))
+    rig = bpy.data.objects["rig"]
+    assert rig.animation_data.action.name == shot["action"]
+    frames = np.array([shot["frames"][0] + 10, shot["contacts"]["grasp"]["frame"], shot["frames"][1]])
+    ends = [f"ORG-{b}.{s}" for b in ("hand", "foot") for s in ("L", "R")]
+    fk = _world([(rig, b) for b in ends], frames)[..., :3, 3]
+    _switch_to_ik(rig, [f"{limb}.{s}" for limb in ("upper_arm_parent", "thigh_parent") for s in ("L", "R")])
+    ik = _world([(rig, b) for b in ends], frames)[..., :3, 3]
+    assert np.linalg.norm(ik - fk, axis=-1).max() * 100 < IK_END_CM
 
 
 def test_cli_scene_file_brings_the_carried_object(clip, tmp_path, capsys) -> None:

@@ -164,6 +164,10 @@ def _cmd_retarget(args: argparse.Namespace) -> int:
             slide = max(f["target_slide_cm_s"] for f in feet.values())
             grasp = s["contacts"].get("grasp")
             hand = f", hand-object {grasp['hand_object_cm']:.1f} cm" if grasp else ""
+            check = s.get("control_check_cm") or {}  # a control rig: its controls against the solve
+            if check:
+                hand += f", controls within {check['fk_cm']:.2f} cm" + (
+                    f" (IK hands/feet {check['ik_ends_cm']:.2f} cm)" if "ik_ends_cm" in check else "")
             lines.append(f"  {s['action']}: frames {s['frames'][0]}-{s['frames'][1]}, scale {s['scale']:.3f}, "
                          f"planted-foot slide {slide:.2f} cm/s{hand}" + "".join(f", {k} {s[k]}" for k in ("fbx", "bvh") if s.get(k)))
         return "\n".join(lines)
