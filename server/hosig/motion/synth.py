@@ -325,6 +325,9 @@ def synthesize_windows(
             rot_c[:m], pel_c[:m] = refine(body, rot_c[:m], pel_c[:m], con_c[:m], tg, foot_floor, fixed=c,
                                          cfg=RefineConfig(), locked=locked, scene=scene, height_free=height_free,
                                          lock_feet=planter is None, held_feet=held)
+            # a correction never flicks: where it moved a joint faster than a person can (an arm
+            # solved out of a shelf next to a target), the calm poses around it are eased together
+            rot_c[:m] = despike_window(body, rot_c[:m], pel_c[:m], c, wa.hard_mask[:m], UPPER_BODY)
         # back to world
         yaw = torch.as_tensor(frame.yaw(), dtype=torch.float32)
         rot_world = rot_c.clone()
