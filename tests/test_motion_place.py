@@ -37,3 +37,21 @@ def test_no_turn_is_a_pure_translation() -> None:
     got = place_hand_targets(grasp, "left", base, base, 0.0, above=0.0)
     for name, p in got.items():
         np.testing.assert_allclose(p, grasp.joints[JOINT_INDEX[name]], atol=1e-12)
+
+
+def test_the_step_back_after_a_place_never_walks_into_what_stands_behind():
+    """A wall 40 cm behind the stand point: the body steps back less (or not at all), never into it."""
+    import numpy as np
+
+    from hosig.motion.task import BODY_RADIUS_M, STEP_BACK_M, step_back_distance
+
+    stand = np.array([0.0, 0.0, 0.0])  # facing +x: behind is -x
+
+    def wall_behind(at: float):
+        return lambda xy: float(xy[0] - at)  # free floor up to the wall plane x = at
+
+    assert step_back_distance(stand, None) == STEP_BACK_M
+    assert step_back_distance(stand, wall_behind(-2.0)) == STEP_BACK_M
+    short = step_back_distance(stand, wall_behind(-0.45))
+    assert 0.0 < short < STEP_BACK_M and 0.45 - short >= BODY_RADIUS_M
+    assert step_back_distance(stand, wall_behind(-0.26)) == 0.0

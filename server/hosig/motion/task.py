@@ -53,6 +53,8 @@ FREE_ARM = {"left": ("left_collar", "left_shoulder", "left_elbow", "left_wrist")
             "right": ("right_collar", "right_shoulder", "right_elbow", "right_wrist")}
 STEP_BACK = 30
 STEP_BACK_M = 0.35
+STEP_BACK_TRIES_M = (STEP_BACK_M, 0.25, 0.15)  # shorter steps back where the room behind is closer
+BODY_RADIUS_M = 0.25  # free floor a standing body needs around its pelvis (as navigation keeps)
 ARRIVAL_S = 1.0  # the walking direction at arrival: the chord over the walk's last second
 CARRY_ABOVE_PELVIS_M = 0.05  # a carried object's wrist height above the standing pelvis
 STANDING_PELVIS_M = 0.93  # pelvis height over the floor of a standing adult, when no body is given
@@ -313,12 +315,31 @@ def _upright_hand(anchors: AnchorSet, offsets: dict[str, np.ndarray], wrist_name
             anchors.add(a.frame, name, np.asarray(a.value, dtype=np.float64) + off, weight=a.weight)
 
 
-def build_task(action: str, legs: list, grasp=None, place_point=None, body=None, object_base=None) -> Task:
+def step_back_distance(stand: np.ndarray, clearance: Callable[[np.ndarray], float] | None) -> float:
+    """How far the body steps back from ``stand`` (x, y, heading) after putting an object down: the
+    longest of `STEP_BACK_TRIES_M` along which ``clearance`` (free floor around an xy point, m)
+    stays at least `BODY_RADIUS_M` (or what the stand point itself has, when less); 0 when none.
+    Invariant: a step back never walks the body into what stands behind it."""
+    if clearance is None:
+        return STEP_BACK_M
+    here = np.asarray(stand[:2], dtype=np.float64)
+    back = -np.array([np.cos(stand[2]), np.sin(stand[2])])
+    need = min(BODY_RADIUS_M, float(clearance(here)))
+    for dist in STEP_BACK_TRIES_M:
+        if all(clearance(here + back * d) >= need for d in np.linspace(0.05, dist, 4)):
+            return float(dist)
+    return 0.0
+
+
+def build_task(action: str, legs: list, grasp=None, place_point=None, body=None, object_base=None,
+               clearance: Callable[[np.ndarray], float] | None = None) -> Task:
     """Anchors for ``action`` from navigation ``legs`` (NavPlan; 2 for pick-place) and ``grasp``.
 
     ``place_point`` (3,) where the object's base goes (pick-place); ``object_base`` (3,) the
     object's base point at rest (default: the grasp's target point dropped by nothing), used to
     turn the place point into a wrist target. ``body`` is accepted for future per-body timing.
+    ``clearance`` (xy (2,) -> free floor around it, m): how far the body may step back after a
+    place (`step_back_distance`; None: always `STEP_BACK_M`).
     """
     if action not in ACTIONS:
         raise UsageError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
@@ -422,7 +443,7 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
             anchors.add(place_frame, "root_orient", _stand_orient(stand2[2]))
             release = place_frame + 4
             anchors.add(release, f"{hand}_hand_pose", hand_pose)
-            back = stand2[:2] - STEP_BACK_M * np.array([np.cos(stand2[2]), np.sin(stand2[2])])
+            back = stand2[:2] - step_back_distance(stand2, clearance) * np.array([np.cos(stand2[2]), np.sin(stand2[2])])
             end = release + STEP_BACK + 10
             _face(anchors, place_frame, end, float(stand2[2]))
             for i, f in enumerate(range(release + 8, end, 8)):

@@ -131,6 +131,20 @@ def _grasp_pose(grasp: Any) -> np.ndarray:
     return full
 
 
+BODY_HEIGHTS_M = (0.1, 0.35, 0.6, 0.9, 1.3)  # shins, knees, thighs, hips, chest over the floor
+
+
+def floor_clearance(scene_sdf: Any, floor_z: float) -> Callable[[np.ndarray], float]:
+    """xy (2,) -> free space (m) around a body standing there: the least scene distance over
+    `BODY_HEIGHTS_M` above the floor (``scene_sdf`` with ``query_np`` (N,3) -> (N,))."""
+
+    def clearance(xy: np.ndarray) -> float:
+        points = np.array([[xy[0], xy[1], floor_z + h] for h in BODY_HEIGHTS_M])
+        return float(np.min(scene_sdf.query_np(points)))
+
+    return clearance
+
+
 def _maybe_float(value: Any) -> float | None:
     if value is None:
         return None
@@ -318,7 +332,7 @@ class _Job:
 
         def real_task() -> Any:
             return build_task(req.action, legs, grasp=future.result(self.cancelled), place_point=place_point, body=body,
-                              object_base=object_base)
+                              object_base=object_base, clearance=floor_clearance(scene_sdf, float(scene.floor_z)))
 
         later = None
         if walk_first:
