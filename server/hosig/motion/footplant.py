@@ -72,6 +72,39 @@ class _Foot:
     ankle: np.ndarray | None = None  # (3,) where the ankle was put on the last frame solved
 
 
+@dataclass
+class _PlantWindow:
+    """One `FootPlanter.plant` call's window as the step decisions read it (world frame)."""
+
+    g: np.ndarray  # (W,22,3,3) global joint rotations
+    p: np.ndarray  # (W,22,3) joint positions
+    look: int  # window frames [0, look) are read: the new ones and the prediction past them
+    offset: int  # the window's first frame in the clip
+    speed: np.ndarray  # (look,) smoothed horizontal pelvis speed (m/s)
+    ref_ball: list[np.ndarray]  # per side: (look,3) the sampled ball joint, smoothed
+    ref_yaw: list[np.ndarray]  # per side: (look,) the sampled foot's heading, unwrapped and smoothed
+    limit: list[list[float]]  # per side, per frame [0, look): how far the leg may stretch (`reach_limit`)
+    ahead: int  # frames after touchdown at which the sampled foot sets where a step lands
+
+    def hip(self, side: int) -> np.ndarray:
+        """(look,3) the hip joint of leg ``side``."""
+        return self.p[:self.look, LEGS[side][0]]
+
+
+@dataclass
+class _LegTargets:
+    """Where each leg's foot goes on a window's F new frames; the legs are then solved to reach it."""
+
+    ankle: np.ndarray  # (2,F,3) ankle positions
+    ankle_rot: np.ndarray  # (2,F,3,3) ankle global rotations
+    toe_local: np.ndarray  # (2,F,3,3) ball-joint local rotations
+    contacts: np.ndarray  # (F,4) float32: per side, [2 side] the foot flat, [2 side + 1] planted
+
+    @classmethod
+    def zeros(cls, n: int) -> "_LegTargets":
+        return cls(np.zeros((2, n, 3)), np.zeros((2, n, 3, 3)), np.zeros((2, n, 3, 3)), np.zeros((n, 4), np.float32))
+
+
 def rotation_z(angle: np.ndarray) -> np.ndarray:
     """(...,) angles -> (...,3,3) rotations about +Z."""
     c, s = np.cos(angle), np.sin(angle)
@@ -390,9 +423,20 @@ class FootPlanter:
         that leg keeps them there, the planted solution eased into them over `KEY_EASE_FRAMES`.
         Call `lowered_pelvis` first where the sampled walk is tall (the arm IK must see the result).
         Returns (rot with the legs re-solved on the new frames, contacts (new_to-new_from,4)).
+
+        `_read_window` -> (`_first_stances`) -> `_plant_frame` per frame -> `_solve_legs`.
         """
+        win = self._read_window(rot, pelvis, max(look_to, new_to), offset)
+        if self.feet is None:  # the first frame: both feet where the motion starts them, flat
+            self._first_stances(win, new_from)
+        targets = _LegTargets.zeros(new_to - new_from)
+        for i, t in enumerate(range(new_from, new_to)):
+            self._plant_frame(win, t, targets, i)
+        return self._solve_legs(rot, win, new_from, new_to, targets, keep), targets.contacts
+
+    def _read_window(self, rot: np.ndarray, pelvis: np.ndarray, look: int, offset: int) -> _PlantWindow:
+        """The window's joints and what the sampled motion wants of the feet on frames [0, look)."""
         cfg = self.cfg
-        look = max(look_to, new_to)
         sig = cfg.smooth_sigma
         g, p = self.legs.fk(rot.astype(np.float64), pelvis.astype(np.float64))
         speed = self._speed(p[:look, 0, :2])
@@ -407,121 +451,126 @@ class FootPlanter:
         walking = self.walking_share(speed)
         limit = [[self.reach_limit(side, d, w) for d, w in zip(np.linalg.norm(p[:look, a] - p[:look, h], axis=-1), walking)]
                  for side, (h, _k, a, _b) in enumerate(LEGS)]
+        return _PlantWindow(g, p, look, offset, speed, ref_ball, ref_yaw, limit, ahead)
 
-        if self.feet is None:  # the first frame: both feet where the motion starts them, flat
-            self.feet = []
-            for side in range(2):
-                ball, yaw = self._landing(side, ref_ball[side][new_from], float(ref_yaw[side][new_from]),
-                                          p[new_from, LEGS[side][0]], limit[side][new_from])
-                self.feet.append(_Foot(ball, yaw, offset + new_from - cfg.min_stance_frames))
+    def _first_stances(self, win: _PlantWindow, t: int) -> None:
+        """Both feet planted flat where the sampled motion has them at window frame ``t``, in reach,
+        as if they had stood there long enough to step at once."""
+        self.feet = []
+        for side in range(2):
+            ball, yaw = self._landing(side, win.ref_ball[side][t], float(win.ref_yaw[side][t]),
+                                      win.p[t, LEGS[side][0]], win.limit[side][t])
+            self.feet.append(_Foot(ball, yaw, win.offset + t - self.cfg.min_stance_frames))
 
-        n_new = new_to - new_from
-        ankle_t = np.zeros((2, n_new, 3))
-        ankle_r = np.zeros((2, n_new, 3, 3))
-        toe_r = np.zeros((2, n_new, 3, 3))
-        contacts = np.zeros((n_new, 4), np.float32)
-        for i, t in enumerate(range(new_from, new_to)):
-            now = offset + t
-            for foot in self.feet:
-                if foot.swing is not None and now >= foot.swing.end:
-                    foot.since, foot.swing = foot.swing.end, None
-            rises = []
-            for side, foot in enumerate(self.feet):
-                rises.append(self.heel_rise(side, foot, p[t, LEGS[side][0]], limit[side][t]) if foot.swing is None else (0.0, True))
-            self._maybe_lift(t, now, look, rises, ref_ball, ref_yaw, speed, p, limit, ahead, offset)
-            for side, foot in enumerate(self.feet):
-                if foot.swing is None:
-                    rise, reached = rises[side]
-                    if not reached:
-                        self._slide_into_reach(side, foot, rise, p[t, LEGS[side][0]], limit[side][t])
-                    ankle, arot = self.legs.planted_ankle(side, foot.ball, foot.yaw, rise)
-                    flat = self.legs.flat_rotation(foot.yaw)
-                    ankle_t[side, i], ankle_r[side, i], toe_r[side, i] = ankle, arot, arot.T @ flat
-                    # out of reach (no step possible yet), the leg slides it: not planted
-                    contacts[i, 2 * side] = 1.0 if rise < 0.1 and reached else 0.0
-                    contacts[i, 2 * side + 1] = 1.0 if reached else 0.0
-                else:
-                    ankle_t[side, i], ankle_r[side, i], toe_r[side, i] = self._swing_pose(side, foot, now)
-                ankle_t[side, i] = self._within_reach(ankle_t[side, i], p[t, LEGS[side][0]], limit[side][t])
-                foot.ankle = ankle_t[side, i].copy()
+    def _plant_frame(self, win: _PlantWindow, t: int, targets: _LegTargets, i: int) -> None:
+        """Window frame ``t`` (the ``i``-th new one): swings that are over land, at most one step
+        starts (`_maybe_lift`), and each foot's target is set (``targets``, index ``i``)."""
+        now = win.offset + t
+        for foot in self.feet:
+            if foot.swing is not None and now >= foot.swing.end:
+                foot.since, foot.swing = foot.swing.end, None
+        rises = []
+        for side, foot in enumerate(self.feet):
+            rises.append(self.heel_rise(side, foot, win.p[t, LEGS[side][0]], win.limit[side][t]) if foot.swing is None else (0.0, True))
+        self._maybe_lift(win, t, rises)
+        for side in range(2):
+            self._place_foot(win, t, side, rises[side], targets, i)
+
+    def _place_foot(self, win: _PlantWindow, t: int, side: int, rise_reached: tuple[float, bool],
+                    targets: _LegTargets, i: int) -> None:
+        """Foot ``side``'s target on window frame ``t`` (``targets`` index ``i``): planted (slid into
+        reach where the hips outran it; not planted then), or along its swing; never out of reach."""
+        foot = self.feet[side]
+        hip, limit = win.p[t, LEGS[side][0]], win.limit[side][t]
+        if foot.swing is None:
+            rise, reached = rise_reached
+            if not reached:
+                self._slide_into_reach(side, foot, rise, hip, limit)
+            ankle, arot = self.legs.planted_ankle(side, foot.ball, foot.yaw, rise)
+            flat = self.legs.flat_rotation(foot.yaw)
+            targets.ankle[side, i], targets.ankle_rot[side, i], targets.toe_local[side, i] = ankle, arot, arot.T @ flat
+            # out of reach (no step possible yet), the leg slides it: not planted
+            targets.contacts[i, 2 * side] = 1.0 if rise < 0.1 and reached else 0.0
+            targets.contacts[i, 2 * side + 1] = 1.0 if reached else 0.0
+        else:
+            targets.ankle[side, i], targets.ankle_rot[side, i], targets.toe_local[side, i] = \
+                self._swing_pose(side, foot, win.offset + t)
+        targets.ankle[side, i] = self._within_reach(targets.ankle[side, i], hip, limit)
+        foot.ankle = targets.ankle[side, i].copy()
+
+    def _solve_legs(self, rot: np.ndarray, win: _PlantWindow, new_from: int, new_to: int, targets: _LegTargets,
+                    keep: np.ndarray | None) -> np.ndarray:
+        """rot (W,55,3,3) with both legs solved to ``targets`` on frames [new_from, new_to), eased
+        into a leg's hard keys (``keep`` (W,2)) over `KEY_EASE_FRAMES`; rot's dtype."""
+        g, p = win.g, win.p
         out = rot.astype(np.float64)
         for side in range(2):
             out[new_from:new_to] = self._solve_leg(out[new_from:new_to], g[new_from:new_to], p[new_from:new_to], side,
-                                                   ankle_t[side], ankle_r[side], toe_r[side])
+                                                   targets.ankle[side], targets.ankle_rot[side], targets.toe_local[side])
             if keep is not None and keep[:, side].any():
                 share = eased_share(keep[:, side], KEY_EASE_FRAMES)[new_from:new_to]
                 joints = list(LEGS[side])
                 new = out[new_from:new_to, joints]
                 old = rot[new_from:new_to, joints].astype(np.float64)
                 out[new_from:new_to, joints] = blend_rotations(old, new, share[:, None])
-        return out.astype(rot.dtype), contacts
+        return out.astype(rot.dtype)
 
-    def _maybe_lift(self, t, now, look, rises, ref_ball, ref_yaw, speed, p, limit, ahead, offset) -> None:
-        """Start at most one step at frame t: the foot that most needs it, if the other is down."""
-        cfg = self.cfg
-        scores, feasible = [], []
-        for side, foot in enumerate(self.feet):
-            other = self.feet[1 - side]
-            if (foot.swing is not None or other.swing is not None or now - other.since < cfg.min_double_support
-                    or now - foot.since < cfg.min_stance_frames):
-                scores.append(0.0)
-                feasible.append(False)
-                continue
-            rise, ok = rises[side]
-            if ok:  # a frame early: the foot leaves before its leg would have to stretch past reach
-                k1 = min(t + 1, look - 1)
-                ok = self.heel_rise(side, foot, extrapolated(p[:look, LEGS[side][0]], t + 1), limit[side][k1])[1]
-            score = 2.0 if not ok else rise / cfg.lift_heel_rise
-            score = max(score, abs(wrap(float(ref_yaw[side][t]) - foot.yaw)) / cfg.turn_drift_rad)
-            if speed[t] < cfg.idle_speed_m_s:
-                drift = float(np.linalg.norm(ref_ball[side][t][:2] - foot.ball[:2]))
-                score = max(score, drift / cfg.idle_drift_m)
-            # the other foot carries the body through this step: can it now, and could it a moment later?
-            hip = p[:look, LEGS[1 - side][0]]
-            k = t + cfg.swing_frames + cfg.min_double_support
-            holds = self._holds(1 - side, hip, k, look, limit)
-            if holds:
-                k = k + URGENT_LAG
-                later_rise, later_ok = self.heel_rise(1 - side, other, extrapolated(hip, k), limit[1 - side][min(k, look - 1)])
-                if not later_ok or later_rise > URGENT_RISE * cfg.max_heel_rise:
-                    score = max(score, 1.0)  # now or never: waiting would strand the other foot
-            scores.append(score)
-            feasible.append(holds)
+    def _maybe_lift(self, win: _PlantWindow, t: int, rises: list[tuple[float, bool]]) -> None:
+        """Start at most one step at window frame t: the foot that most needs it, if the other is
+        down. ``rises`` per side: (heel rise, reached) of a planted foot at t (`heel_rise`)."""
+        scores, feasible = zip(*(self._step_need(win, t, side, rises[side]) for side in range(2)))
         # the neediest foot whose step the other can carry; failing that, the neediest
         ranked = sorted(range(2), key=lambda k: (feasible[k], scores[k]), reverse=True)
         side = ranked[0] if scores[ranked[0]] >= 1.0 else max(range(2), key=lambda k: scores[k])
         if scores[side] < 1.0:
             return
+        self._start_step(win, t, side, rises[side][0])
+
+    def _step_need(self, win: _PlantWindow, t: int, side: int, rise_ok: tuple[float, bool]) -> tuple[float, bool]:
+        """(how much foot ``side`` needs to step at window frame t: 1 or more steps, whether the other
+        foot can carry the body through that step); (0, False) while either foot may not leave."""
+        cfg = self.cfg
+        now = win.offset + t
+        foot, other = self.feet[side], self.feet[1 - side]
+        if (foot.swing is not None or other.swing is not None or now - other.since < cfg.min_double_support
+                or now - foot.since < cfg.min_stance_frames):
+            return 0.0, False
+        rise, ok = rise_ok
+        if ok:  # a frame early: the foot leaves before its leg would have to stretch past reach
+            k1 = min(t + 1, win.look - 1)
+            ok = self.heel_rise(side, foot, extrapolated(win.hip(side), t + 1), win.limit[side][k1])[1]
+        score = 2.0 if not ok else rise / cfg.lift_heel_rise
+        score = max(score, abs(wrap(float(win.ref_yaw[side][t]) - foot.yaw)) / cfg.turn_drift_rad)
+        if win.speed[t] < cfg.idle_speed_m_s:
+            drift = float(np.linalg.norm(win.ref_ball[side][t][:2] - foot.ball[:2]))
+            score = max(score, drift / cfg.idle_drift_m)
+        # the other foot carries the body through this step: can it now, and could it a moment later?
+        k = t + cfg.swing_frames + cfg.min_double_support
+        holds = self._holds(win, 1 - side, k)
+        if holds:
+            k = k + URGENT_LAG
+            later_rise, later_ok = self.heel_rise(1 - side, other, extrapolated(win.hip(1 - side), k),
+                                                  win.limit[1 - side][min(k, win.look - 1)])
+            if not later_ok or later_rise > URGENT_RISE * cfg.max_heel_rise:
+                score = max(score, 1.0)  # now or never: waiting would strand the other foot
+        return score, holds
+
+    def _start_step(self, win: _PlantWindow, t: int, side: int, rise: float) -> None:
+        """Foot ``side`` leaves at window frame t (heel risen ``rise``) for a landing in reach and
+        clear of the furniture (`_landing`, `_clear_landing`); it stays if no landing is clear."""
+        cfg = self.cfg
         foot = self.feet[side]
+        now = win.offset + t
         land = now + cfg.swing_frames
-        k_land = land - offset
-        k_ref = k_land + ahead
-        wanted = extrapolated(ref_ball[side], k_ref).copy()
-        walking = float(self.walking_share(speed[min(t, look - 1)]))
-        if walking > 0:  # a walking foot lands where its hip will be at mid-stance (the sampled one only sets the width)
-            hips = p[:look, LEGS[side][0]]
-            mid = extrapolated(hips, k_land + int(round(cfg.land_mid_s * self.fps)))
-            heading = extrapolated(hips, k_land + 1)[:2] - extrapolated(hips, k_land - 1)[:2]
-            heading = heading / max(float(np.linalg.norm(heading)), 1e-9)
-            off = wanted[:2] - mid[:2]
-            lateral = off - (off @ heading) * heading
-            stride = mid[:2] + lateral + heading * 0.5 * self.legs.foot_length[side]
-            wanted[:2] = (1 - walking) * wanted[:2] + walking * stride
-        hip = p[:look, LEGS[side][0]]
-        ankle, arot = self.legs.planted_ankle(side, foot.ball, foot.yaw, rises[side][0])
-        toe_local = arot.T @ self.legs.flat_rotation(foot.yaw)
-        ankle = self._within_reach(ankle, hip[t], limit[side][t])  # where a dragged foot was drawn
-        # the foot leaves keeping pace with the hip (its heel rise kept it at a constant stretch) and
-        # rising as the heel did; leaving from rest, the hips ran away from it and snapped the knee
-        velocity = np.zeros(3)
-        velocity[:2] = (hip[t] - hip[t - 1] if t > 0 else hip[min(t + 1, look - 1)] - hip[t])[:2]
-        if foot.ankle is not None:
-            velocity[2] = max(float(ankle[2] - foot.ankle[2]), 0.0)
-        swing = _Swing(now, land, ankle, arot, toe_local, velocity)
+        k_land = land - win.offset
+        k_ref = k_land + win.ahead
+        wanted = self._wanted_landing(win, t, side, k_land, k_ref)
+        swing = self._lift_off(win, t, side, rise, land)
+        hip = win.hip(side)
         hip_land = extrapolated(hip, k_land).copy()
-        hip_land[2] = min(hip_land[2], p[t, LEGS[side][0], 2])  # a window's last frames may still ride high
-        ball, yaw = self._landing(side, wanted, float(extrapolated(ref_yaw[side], k_ref)), hip_land,
-                                  limit[side][min(k_land, look - 1)])
+        hip_land[2] = min(hip_land[2], win.p[t, LEGS[side][0], 2])  # a window's last frames may still ride high
+        ball, yaw = self._landing(side, wanted, float(extrapolated(win.ref_yaw[side], k_ref)), hip_land,
+                                  win.limit[side][min(k_land, win.look - 1)])
         hips = np.stack([extrapolated(hip, t + int(round(u * cfg.swing_frames))) for u in (0.25, 0.5, 0.75)])
         ball = self._clear_landing(side, ball, yaw, foot.ball, lambda at: self._swing_room(side, swing, at, yaw, hips))
         if ball is None:  # nowhere clear to step to: the foot stays
@@ -529,9 +578,42 @@ class FootPlanter:
         foot.swing = swing
         foot.ball, foot.yaw = ball, wrap(yaw)
 
-    def _holds(self, side: int, hip: np.ndarray, k: int, look: int, limit) -> bool:
-        """Can planted foot ``side`` still reach from its hip at window frame ``k`` (``hip`` (look,3))?"""
-        return self.heel_rise(side, self.feet[side], extrapolated(hip, k), limit[side][min(k, look - 1)])[1]
+    def _wanted_landing(self, win: _PlantWindow, t: int, side: int, k_land: int, k_ref: int) -> np.ndarray:
+        """(3,) where the sampled motion would put foot ``side`` landing at window frame ``k_land``:
+        its smoothed ball at ``k_ref``; walking, at its hip's mid-stance, at the sampled width."""
+        cfg = self.cfg
+        wanted = extrapolated(win.ref_ball[side], k_ref).copy()
+        walking = float(self.walking_share(win.speed[min(t, win.look - 1)]))
+        if walking > 0:  # a walking foot lands where its hip will be at mid-stance (the sampled one only sets the width)
+            hips = win.hip(side)
+            mid = extrapolated(hips, k_land + int(round(cfg.land_mid_s * self.fps)))
+            heading = extrapolated(hips, k_land + 1)[:2] - extrapolated(hips, k_land - 1)[:2]
+            heading = heading / max(float(np.linalg.norm(heading)), 1e-9)
+            off = wanted[:2] - mid[:2]
+            lateral = off - (off @ heading) * heading
+            stride = mid[:2] + lateral + heading * 0.5 * self.legs.foot_length[side]
+            wanted[:2] = (1 - walking) * wanted[:2] + walking * stride
+        return wanted
+
+    def _lift_off(self, win: _PlantWindow, t: int, side: int, rise: float, land: int) -> _Swing:
+        """The swing of foot ``side`` leaving its stance at window frame t (heel risen ``rise``) to
+        land at clip frame ``land``."""
+        foot = self.feet[side]
+        hip = win.hip(side)
+        ankle, arot = self.legs.planted_ankle(side, foot.ball, foot.yaw, rise)
+        toe_local = arot.T @ self.legs.flat_rotation(foot.yaw)
+        ankle = self._within_reach(ankle, hip[t], win.limit[side][t])  # where a dragged foot was drawn
+        # the foot leaves keeping pace with the hip (its heel rise kept it at a constant stretch) and
+        # rising as the heel did; leaving from rest, the hips ran away from it and snapped the knee
+        velocity = np.zeros(3)
+        velocity[:2] = (hip[t] - hip[t - 1] if t > 0 else hip[min(t + 1, win.look - 1)] - hip[t])[:2]
+        if foot.ankle is not None:
+            velocity[2] = max(float(ankle[2] - foot.ankle[2]), 0.0)
+        return _Swing(win.offset + t, land, ankle, arot, toe_local, velocity)
+
+    def _holds(self, win: _PlantWindow, side: int, k: int) -> bool:
+        """Can planted foot ``side`` still reach from its hip at window frame ``k``?"""
+        return self.heel_rise(side, self.feet[side], extrapolated(win.hip(side), k), win.limit[side][min(k, win.look - 1)])[1]
 
     def _swing_pose(self, side: int, foot: _Foot, now: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Ankle position, ankle global rotation and ball-joint local rotation of a foot in the air."""

@@ -221,140 +221,303 @@ def synthesize_windows(
     ``scene_skip`` = frames where the wrists may touch the scene (grasping); ``ddpm`` uses the
     1000-step reference sampler (benchmarks only). Raises UnreachableError for targets out of reach,
     CancelledError when ``cancel()`` turns true, SynthesisError on a numerical failure.
+
+    Per window: `_next_window` -> `_sample` -> `_post_process` -> `_to_world` -> `_emit`.
     """
     anchors.validate()
     model.check_body(getattr(body, "identity", ""))
     if later is None:
         check_reach(anchors, floor_z)
-    n = anchors.n_frames
-    w = model.window
-    sc = model.sampler
-    ctx = min(sc.context, w // 4)
-    blend = min(sc.blend, w // 4)
-    stride = w - ctx - blend
-    n_steps = steps or sc.steps
-    stats = model.stats
-    sched = Schedule.cosine()
-    fingers_learned = bool(model.meta.get("data_report", {}).get("finger_channels_valid_fraction", 1.0) > 0.05)
-    fingers = None if fingers_learned else finger_track(anchors, n)
-    foot_floor = stats.foot_height.numpy()  # canonical frames stand on the floor (z = 0)
-
-    rot_w = np.zeros((n, 55, 3, 3), np.float32)
-    pel_w = np.zeros((n, 3), np.float32)
-    con_w = np.zeros((n, 4), np.float32)
-    pending = None  # (feature-free) world prediction of the previous window beyond its final frames
-    frame = initial_frame(anchors, floor_z)
-    emitted = 0
-    s = 0
-    k = 0
-    rest_pelvis = np.asarray(body.rest_joints_y[0], dtype=np.float32)
-    clearance = getattr(scene_sdf, "query_np", None)
-    planter = FootPlanter(body, floor_z, clearance=clearance) if plant_feet else None
-    while emitted < n:
+    cfg = _Settings.of(model, seed, steps, guidance, ddpm, smooth, refine_pass, floor_z)
+    clip = _Stream.of(model, anchors, scene_skip, grasp_frame, release_frame, later)
+    first_frame = initial_frame(anchors, floor_z)  # the walk's anchors, also when `later` resolves in window 0
+    planter = FootPlanter(body, floor_z, clearance=getattr(scene_sdf, "query_np", None)) if plant_feet else None
+    while clip.emitted < clip.n:
         if cancel is not None and cancel():
             raise CancelledError("motion synthesis cancelled")
-        if k > 0:
-            frame = CanonFrame(float(pel_w[s, 0]), float(pel_w[s, 1]), float(heading_of(torch.as_tensor(rot_w[s, 0]))),
-                               float(floor_z))
-        if later is not None and s + w > later.frame:  # this window needs the grasp's anchors
-            real = later.resolve()
-            later = None
-            anchors, scene_skip, grasp_frame, release_frame = real.anchors, real.scene_skip, real.grasp_frame, real.release_frame
-            anchors.validate()
-            check_reach(anchors, floor_z)
-            n = anchors.n_frames
-            fingers = None if fingers_learned else finger_track(anchors, n)
-            rot_w, pel_w, con_w = (_resized(arr, n) for arr in (rot_w, pel_w, con_w))
-        wa = anchors.window(s, w, frame)
-        c = ctx if k > 0 else 0
-        if c:
-            feats_ctx = _features_in_frame(rot_w[s:s + c], pel_w[s:s + c], con_w[s:s + c], frame)
-            wa.feat_val[:c] = feats_ctx
-            wa.feat_mask[:c] = True
-            wa.hard_mask[:c] = True
-            with torch.no_grad():
-                jc = skeleton_fk(body)(torch.as_tensor(rot_w[s:s + c]), torch.as_tensor(pel_w[s:s + c]), 22)
-            jc = torch.as_tensor(frame.to_canon_points(jc.numpy()[:, ANCHOR_JOINTS]), dtype=torch.float32)
-            wa.joint_val[:c] = jc.reshape(c, -1)
-            wa.joint_mask[:c] = True
-        if fingers is not None:
-            m = min(w, n - s)
-            six = matrix_to_6d(torch.as_tensor(fingers[s:s + m])).reshape(m, -1)
-            wa.feat_val[:m, LAYOUT.hands] = six
-            wa.hard_mask[:m, LAYOUT.hands] = True
-            if m < w:  # past the clip end: hold the last finger pose
-                wa.feat_val[m:, LAYOUT.hands] = six[-1]
-                wa.hard_mask[m:, LAYOUT.hands] = True
-        x0 = _sample_window(model, wa, frame, body, scene_sdf, seed * 7919 + k, n_steps, guidance, ddpm,
-                            floor_z, scene_skip, s, cancel, smooth)
-        dec = decode(stats.denorm(x0[0]))
-        rot_c, pel_c, con_c = dec.rotmats.detach(), dec.pelvis.detach(), dec.contacts.detach().clamp(0, 1)
-        if k > 0 and pending is not None and blend:
-            prev = _features_in_frame(*pending, frame)[: blend]
-            new = x0.new_tensor(0) + stats.denorm(x0[0])[c:c + blend]
-            wts = torch.linspace(1, blend, blend)[:, None] / (blend + 1)
-            mix = decode((1 - wts) * prev[: len(new)] + wts * new)
-            rot_c[c:c + blend] = mix.rotmats
-            pel_c[c:c + blend] = mix.pelvis
-            con_c[c:c + blend] = mix.contacts.clamp(0, 1)
-        last = s + w >= n
-        end = n if last else s + stride + ctx
-        m = end - s
-        held = None
-        targets = target_frames(wa.guide, m)
-        rot_c[:m] = despike_window(body, rot_c[:m], pel_c[:m], c, wa.hard_mask[:m], WHOLE_BODY, also_keyed=targets)
-        if planter is not None:  # feet planted first, so the correction below keeps them planted
-            rot_c, pel_c, con_c = plant_window(planter, wa, frame, rot_c, pel_c, con_c, c, m, m if last else w, s)
-            held = swinging_feet(body, rot_c[:m], pel_c[:m], con_c[:m])
-        if c >= 2:  # the first new frame continues the streamed ones; `refine` then keeps it out of the furniture
-            keys = keyed_rotations(wa.hard_mask[:m], SEAM_JOINTS).numpy()
-            keys[:c] = False  # the context is hard for continuity, not a key
-            rot_c[:m] = ease_seam(rot_c[:m], c, keys)
-        # `refine` has the last word: the scene and the targets (a flick smoothed after it went through furniture)
-        rot_c[:m] = despike_window(body, rot_c[:m], pel_c[:m], c, wa.hard_mask[:m], UPPER_BODY, also_keyed=targets)
-        if refine_pass:
-            tg = [(f, j, p, wt) for f, j, p, wt in wa.guide if j != 0]
-            locked = keyed_rotations(wa.hard_mask[:m], REFINE_JOINTS)
-            if planter is not None:  # a planted leg is final: locked (a stiff hold made the solver converge worse)
-                down = torch.as_tensor(con_c[:m].numpy()[:, [1, 3]] > 0.5)  # (m,2)
-                for side, leg in enumerate(LEGS):
-                    locked[:, [REFINE_JOINTS.index(j) for j in leg]] |= down[:, side:side + 1]
-            scene = SceneTerm(scene_sdf, frame, floor_z) if scene_sdf is not None else None
-            # the pelvis height may move where it is not a hard anchor (a grasp pose's pelvis is)
-            height_free = ~wa.hard_mask[:m, 2] if scene is not None and planter is None else None
-            rot_c[:m], pel_c[:m] = refine(body, rot_c[:m], pel_c[:m], con_c[:m], tg, foot_floor, fixed=c,
-                                         cfg=RefineConfig(), locked=locked, scene=scene, height_free=height_free,
-                                         lock_feet=planter is None, held_feet=held)
-            # a correction never flicks: where it moved a joint faster than a person can (an arm
-            # solved out of a shelf next to a target), the calm poses around it are eased together
-            rot_c[:m] = despike_window(body, rot_c[:m], pel_c[:m], c, wa.hard_mask[:m], UPPER_BODY)
-        # back to world
-        yaw = torch.as_tensor(frame.yaw(), dtype=torch.float32)
-        rot_world = rot_c.clone()
-        rot_world[:, 0] = yaw @ rot_c[:, 0]
-        pel_world = frame.to_world_points_t(pel_c).float()
-        if not (torch.isfinite(rot_world).all() and torch.isfinite(pel_world).all()):
-            raise SynthesisError(f"motion synthesis produced NaN/inf in window {k} (frames {s}-{s + w}); try another seed")
-        rot_w[s:end] = rot_world[:m].numpy()
-        pel_w[s:end] = pel_world[:m].numpy()
-        con_w[s:end] = con_c[:m].numpy()
-        if not last:
-            pending = (rot_world[m:m + blend].numpy(), pel_world[m:m + blend].numpy(), con_c[m:m + blend].numpy())
-        chunk = _chunk(body, rot_w, pel_w, con_w, emitted, end, rest_pelvis)
-        emitted = end
-        yield chunk
-        s += stride
-        k += 1
+        win = _next_window(model, clip, cfg, body, first_frame)
+        motion = _sample(model, win, clip, cfg, body, scene_sdf, cancel)
+        motion = _post_process(win, motion, cfg, body, scene_sdf, planter)
+        rot_world, pel_world = _to_world(win, motion, cfg.window)
+        yield _emit(win, rot_world, pel_world, motion.con, clip, cfg.blend, body)
+        clip.start += cfg.stride
+        clip.index += 1
+    return _finished_clip(clip, body, path)
 
-    poses = matrix_to_aa(rot_w.astype(np.float64)).reshape(n, 165).astype(np.float32)
-    joints = world_joints(body, poses, pel_w)
-    clip = MotionClip(
-        poses=poses, trans=pel_w - rest_pelvis, joints=joints, contacts=con_w,
-        grasp_frame=grasp_frame, release_frame=release_frame,
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """How every window of a clip is sampled (`_sample_window`)."""
+
+    steps: int  # denoising steps (DDIM; all 1000 with ``ddpm``)
+    guidance: bool = True  # guide the x0 estimate at every step (when the checkpoint has guidance iterations)
+    ddpm: bool = False  # the 1000-step reference sampler (benchmarks only)
+    smooth: float | None = None  # temporal smoothing sigma after sampling; None: the checkpoint's
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """The constants of one `synthesize_windows` call: window geometry, sampler, passes."""
+
+    window: int  # W, frames per window (the network's)
+    context: int  # frames a window takes over from the previous one, inpainted exactly
+    blend: int  # frames after the context cross-faded from the previous window's prediction
+    sample: SampleConfig
+    seed: int  # window k samples with seed * 7919 + k
+    refine_pass: bool
+    floor_z: float  # world height of the floor (canonical z = 0)
+    foot_floor: np.ndarray  # (4,) foot contact points' standing height, canonical
+
+    @property
+    def stride(self) -> int:
+        """Frames between the starts of consecutive windows."""
+        return self.window - self.context - self.blend
+
+    @classmethod
+    def of(cls, model, seed: int, steps: int | None, guidance: bool, ddpm: bool, smooth: float | None,
+           refine_pass: bool, floor_z: float) -> "_Settings":
+        w = model.window
+        sc = model.sampler
+        return cls(window=w, context=min(sc.context, w // 4), blend=min(sc.blend, w // 4),
+                   sample=SampleConfig(steps or sc.steps, guidance, ddpm, smooth), seed=seed,
+                   refine_pass=refine_pass, floor_z=floor_z,
+                   foot_floor=model.stats.foot_height.numpy())  # canonical frames stand on the floor (z = 0)
+
+
+@dataclass
+class _Stream:
+    """The clip being streamed, in the world. Frames [0, emitted) are final (yielded); the next
+    window starts at clip frame ``start``. The anchors are replaced once, when ``later`` resolves."""
+
+    anchors: AnchorSet
+    scene_skip: tuple[int, int]  # clip frames where the wrists may touch the scene
+    grasp_frame: int
+    release_frame: int
+    later: object  # `walkfirst.LaterAnchors` not resolved yet, or None
+    fingers_learned: bool  # the model saw finger motion; else `finger_track` drives the hands
+    fingers: np.ndarray | None  # (n,30,3,3) finger rotations when not learned, else None
+    rot: np.ndarray  # (n,55,3,3) float32 local rotations (the root's in the world)
+    pel: np.ndarray  # (n,3) float32 world pelvis
+    con: np.ndarray  # (n,4) float32 contacts
+    pending: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # previous window's world prediction past its final frames
+    emitted: int = 0
+    start: int = 0  # the next window's first clip frame
+    index: int = 0  # the next window's number
+
+    @property
+    def n(self) -> int:
+        return self.anchors.n_frames
+
+    @classmethod
+    def of(cls, model, anchors: AnchorSet, scene_skip: tuple[int, int], grasp_frame: int, release_frame: int,
+           later) -> "_Stream":
+        learned = bool(model.meta.get("data_report", {}).get("finger_channels_valid_fraction", 1.0) > 0.05)
+        n = anchors.n_frames
+        return cls(anchors, scene_skip, grasp_frame, release_frame, later, learned,
+                   None if learned else finger_track(anchors, n),
+                   np.zeros((n, 55, 3, 3), np.float32), np.zeros((n, 3), np.float32), np.zeros((n, 4), np.float32))
+
+    def resolve_later(self, floor_z: float) -> None:
+        """Swap in ``later``'s real anchors, skip and grasp/release frames (blocking on the grasp);
+        the world buffers follow the new clip length (frames so far kept)."""
+        real = self.later.resolve()
+        self.later = None
+        self.anchors, self.scene_skip = real.anchors, real.scene_skip
+        self.grasp_frame, self.release_frame = real.grasp_frame, real.release_frame
+        self.anchors.validate()
+        check_reach(self.anchors, floor_z)
+        n = self.anchors.n_frames
+        self.fingers = None if self.fingers_learned else finger_track(self.anchors, n)
+        self.rot, self.pel, self.con = (_resized(arr, n) for arr in (self.rot, self.pel, self.con))
+
+
+@dataclass
+class _Window:
+    """One window: clip frames [s, s + W) seen from ``frame``; [s, end) become final with it."""
+
+    k: int  # the window's number
+    s: int  # first clip frame
+    c: int  # leading frames taken over from the stream as context (0 in the first window)
+    frame: CanonFrame  # the window's canonical frame in the world
+    wa: WindowAnchors  # anchors in ``frame``, the context and the finger track inpainted
+    end: int  # clip frames [s, end) are final after this window
+    last: bool  # the window reaches the clip's end
+    look: int  # window frames the planter reads: the final ones in the last window, else all W
+    seed: int  # the sampler's seed
+    skip: tuple[int, int]  # window frames where the wrists may touch the scene
+
+    @property
+    def m(self) -> int:
+        """M, the window's frames that become final (context included)."""
+        return self.end - self.s
+
+
+@dataclass
+class _Motion:
+    """A window's motion in its canonical frame (W frames)."""
+
+    rot: torch.Tensor  # (W,55,3,3) local rotations (the root's in the canonical frame)
+    pel: torch.Tensor  # (W,3)
+    con: torch.Tensor  # (W,4) contacts in [0, 1]
+
+
+def _next_window(model, clip: _Stream, cfg: _Settings, body, first_frame: CanonFrame) -> _Window:
+    """The window at ``clip.start``: its canonical frame (the stream's pelvis and heading there;
+    ``first_frame`` for window 0), ``later`` resolved if the window reaches past it, and its anchors
+    with the stream's last frames as context and the finger track as hard hand channels."""
+    k, s, w = clip.index, clip.start, cfg.window
+    frame = first_frame if k == 0 else _frame_at(clip, s, cfg.floor_z)
+    if clip.later is not None and s + w > clip.later.frame:  # this window needs the grasp's anchors
+        clip.resolve_later(cfg.floor_z)
+    n = clip.n
+    wa = clip.anchors.window(s, w, frame)
+    c = cfg.context if k > 0 else 0
+    if c:
+        _inpaint_context(wa, clip, body, s, c, frame)
+    if clip.fingers is not None:
+        _inpaint_fingers(wa, clip.fingers, s, min(w, n - s))
+    last = s + w >= n
+    end = n if last else s + cfg.stride + cfg.context
+    skip = (clip.scene_skip[0] - s, clip.scene_skip[1] - s)
+    return _Window(k, s, c, frame, wa, end, last, end - s if last else w, cfg.seed * 7919 + k, skip)
+
+
+def _frame_at(clip: _Stream, t: int, floor_z: float) -> CanonFrame:
+    """The canonical frame at clip frame ``t``: the stream's pelvis and heading there, on the floor."""
+    return CanonFrame(float(clip.pel[t, 0]), float(clip.pel[t, 1]), float(heading_of(torch.as_tensor(clip.rot[t, 0]))),
+                      float(floor_z))
+
+
+def _inpaint_context(wa: WindowAnchors, clip: _Stream, body, s: int, c: int, frame: CanonFrame) -> None:
+    """Window frames [0, c) = the stream's frames [s, s + c): every feature channel hard, the anchor
+    joints' positions conditioned."""
+    wa.feat_val[:c] = _features_in_frame(clip.rot[s:s + c], clip.pel[s:s + c], clip.con[s:s + c], frame)
+    wa.feat_mask[:c] = True
+    wa.hard_mask[:c] = True
+    with torch.no_grad():
+        jc = skeleton_fk(body)(torch.as_tensor(clip.rot[s:s + c]), torch.as_tensor(clip.pel[s:s + c]), 22)
+    jc = torch.as_tensor(frame.to_canon_points(jc.numpy()[:, ANCHOR_JOINTS]), dtype=torch.float32)
+    wa.joint_val[:c] = jc.reshape(c, -1)
+    wa.joint_mask[:c] = True
+
+
+def _inpaint_fingers(wa: WindowAnchors, fingers: np.ndarray, s: int, m: int) -> None:
+    """The hand channels hard from ``fingers`` (n,30,3,3) on the window's first ``m`` frames (those
+    inside the clip), the last finger pose held past the clip's end."""
+    w = wa.feat_val.shape[0]
+    six = matrix_to_6d(torch.as_tensor(fingers[s:s + m])).reshape(m, -1)
+    wa.feat_val[:m, LAYOUT.hands] = six
+    wa.hard_mask[:m, LAYOUT.hands] = True
+    if m < w:  # past the clip end: hold the last finger pose
+        wa.feat_val[m:, LAYOUT.hands] = six[-1]
+        wa.hard_mask[m:, LAYOUT.hands] = True
+
+
+def _sample(model, win: _Window, clip: _Stream, cfg: _Settings, body, scene_sdf, cancel) -> _Motion:
+    """The window sampled (`_sample_window`) and decoded; its ``blend`` frames after the context
+    cross-fade from ``clip.pending`` (the previous window's world prediction of them) to the new ones."""
+    stats = model.stats
+    x0 = _sample_window(model, win, body, scene_sdf, cfg.sample, cancel)
+    dec = decode(stats.denorm(x0[0]))
+    mo = _Motion(dec.rotmats.detach(), dec.pelvis.detach(), dec.contacts.detach().clamp(0, 1))
+    c, blend = win.c, cfg.blend
+    if win.k > 0 and clip.pending is not None and blend:
+        prev = _features_in_frame(*clip.pending, win.frame)[: blend]
+        new = x0.new_tensor(0) + stats.denorm(x0[0])[c:c + blend]
+        wts = torch.linspace(1, blend, blend)[:, None] / (blend + 1)
+        mix = decode((1 - wts) * prev[: len(new)] + wts * new)
+        mo.rot[c:c + blend] = mix.rotmats
+        mo.pel[c:c + blend] = mix.pelvis
+        mo.con[c:c + blend] = mix.contacts.clamp(0, 1)
+    return mo
+
+
+def _post_process(win: _Window, mo: _Motion, cfg: _Settings, body, scene_sdf, planter: FootPlanter | None) -> _Motion:
+    """The procedural passes on the window's final frames [0, M), in this order: despike the whole
+    body, plant the feet, ease the seam, despike the upper body, `refine` (the scene and the
+    targets), despike the upper body on its hard keys only (a correction's flick)."""
+    m, c = win.m, win.c
+    targets = target_frames(win.wa.guide, m)
+    mo.rot[:m] = despike_window(body, mo.rot[:m], mo.pel[:m], c, win.wa.hard_mask[:m], WHOLE_BODY, also_keyed=targets)
+    held = None
+    if planter is not None:  # feet planted first, so the correction below keeps them planted
+        mo.rot, mo.pel, mo.con = plant_window(planter, win.wa, win.frame, mo.rot, mo.pel, mo.con, c, m, win.look, win.s)
+        held = swinging_feet(body, mo.rot[:m], mo.pel[:m], mo.con[:m])
+    if c >= 2:  # the first new frame continues the streamed ones; `refine` then keeps it out of the furniture
+        keys = keyed_rotations(win.wa.hard_mask[:m], SEAM_JOINTS).numpy()
+        keys[:c] = False  # the context is hard for continuity, not a key
+        mo.rot[:m] = ease_seam(mo.rot[:m], c, keys)
+    # despiked before `refine`, which has the last word (the scene, the targets): a flick smoothed after it went through furniture
+    mo.rot[:m] = despike_window(body, mo.rot[:m], mo.pel[:m], c, win.wa.hard_mask[:m], UPPER_BODY, also_keyed=targets)
+    if cfg.refine_pass:
+        _refine_window(win, mo, cfg, body, scene_sdf, planted=planter is not None, held=held)
+        # a correction never flicks: where it moved a joint faster than a person can (an arm
+        # solved out of a shelf next to a target), the calm poses around it are eased together
+        mo.rot[:m] = despike_window(body, mo.rot[:m], mo.pel[:m], c, win.wa.hard_mask[:m], UPPER_BODY)
+    return mo
+
+
+def _refine_window(win: _Window, mo: _Motion, cfg: _Settings, body, scene_sdf, planted: bool,
+                   held: tuple[np.ndarray, np.ndarray] | None) -> None:
+    """`refine` on the window's final frames (``mo`` updated in place): wrist targets met, body out
+    of the scene; hard rotation keys locked and, with ``planted`` feet, the legs in stance too."""
+    m, c, wa = win.m, win.c, win.wa
+    tg = [(f, j, p, wt) for f, j, p, wt in wa.guide if j != 0]
+    locked = keyed_rotations(wa.hard_mask[:m], REFINE_JOINTS)
+    if planted:  # a planted leg is final: locked (a stiff hold made the solver converge worse)
+        down = torch.as_tensor(mo.con[:m].numpy()[:, [1, 3]] > 0.5)  # (m,2)
+        for side, leg in enumerate(LEGS):
+            locked[:, [REFINE_JOINTS.index(j) for j in leg]] |= down[:, side:side + 1]
+    scene = SceneTerm(scene_sdf, win.frame, cfg.floor_z) if scene_sdf is not None else None
+    # the pelvis height may move where it is not a hard anchor (a grasp pose's pelvis is)
+    height_free = ~wa.hard_mask[:m, 2] if scene is not None and not planted else None
+    mo.rot[:m], mo.pel[:m] = refine(body, mo.rot[:m], mo.pel[:m], mo.con[:m], tg, cfg.foot_floor, fixed=c,
+                                    cfg=RefineConfig(), locked=locked, scene=scene, height_free=height_free,
+                                    lock_feet=not planted, held_feet=held)
+
+
+def _to_world(win: _Window, mo: _Motion, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The window's canonical motion in the world: (rotations (W,55,3,3), pelvis (W,3)); SynthesisError if not finite."""
+    yaw = torch.as_tensor(win.frame.yaw(), dtype=torch.float32)
+    rot_world = mo.rot.clone()
+    rot_world[:, 0] = yaw @ mo.rot[:, 0]
+    pel_world = win.frame.to_world_points_t(mo.pel).float()
+    if not (torch.isfinite(rot_world).all() and torch.isfinite(pel_world).all()):
+        raise SynthesisError(f"motion synthesis produced NaN/inf in window {win.k} (frames {win.s}-{win.s + w}); try another seed")
+    return rot_world, pel_world
+
+
+def _emit(win: _Window, rot_world: torch.Tensor, pel_world: torch.Tensor, con: torch.Tensor, clip: _Stream,
+          blend: int, body) -> MotionChunk:
+    """The window's final frames written to the stream (its ``blend`` frames past them kept as
+    ``clip.pending`` for the next window); returns the newly final frames [emitted, end) as a chunk."""
+    m, s, end = win.m, win.s, win.end
+    clip.rot[s:end] = rot_world[:m].numpy()
+    clip.pel[s:end] = pel_world[:m].numpy()
+    clip.con[s:end] = con[:m].numpy()
+    if not win.last:
+        clip.pending = (rot_world[m:m + blend].numpy(), pel_world[m:m + blend].numpy(), con[m:m + blend].numpy())
+    chunk = _chunk(body, clip.rot, clip.pel, clip.con, clip.emitted, end, _rest_pelvis(body))
+    clip.emitted = end
+    return chunk
+
+
+def _rest_pelvis(body) -> np.ndarray:
+    """(3,) float32: the body's rest pelvis (world pelvis - trans)."""
+    return np.asarray(body.rest_joints_y[0], dtype=np.float32)
+
+
+def _finished_clip(clip: _Stream, body, path: np.ndarray | None) -> MotionClip:
+    """The finished stream as a `MotionClip` (axis-angle poses, world joints)."""
+    n = clip.n
+    poses = matrix_to_aa(clip.rot.astype(np.float64)).reshape(n, 165).astype(np.float32)
+    joints = world_joints(body, poses, clip.pel)
+    return MotionClip(
+        poses=poses, trans=clip.pel - _rest_pelvis(body), joints=joints, contacts=clip.con,
+        grasp_frame=clip.grasp_frame, release_frame=clip.release_frame,
         path=np.zeros((0, 2), np.float32) if path is None else path,
         body_identity=str(getattr(body, "identity", "")),
     )
-    return clip
 
 
 LEG_JOINTS = [j for leg in LEGS for j in leg]
@@ -489,54 +652,98 @@ def world_joints(body, poses: np.ndarray, pelvis: np.ndarray) -> np.ndarray:
         return body.fk(rot, torch.as_tensor(pelvis, dtype=torch.float32)).numpy().astype(np.float32)
 
 
-def _sample_window(model, wa: WindowAnchors, frame: CanonFrame, body, scene_sdf, seed: int, n_steps: int,
-                   guidance: bool, ddpm: bool, floor_z: float, scene_skip: tuple[int, int], start: int,
-                   cancel, smooth: float | None = None) -> torch.Tensor:
-    """One window: DDIM (or DDPM) with inpainting + guidance -> x0 (1,W,D) normalised."""
-    stats = model.stats
+@dataclass
+class _Condition:
+    """A window's anchors as the network and the inpainting see them (all (1,W,·), normalised)."""
+
+    feat_val: torch.Tensor  # (1,W,D) feature values, zero where not conditioned
+    feat_mask: torch.Tensor  # (1,W,D) float 0/1
+    joint_val: torch.Tensor  # (1,W,18) joint positions, zero where not conditioned
+    joint_mask: torch.Tensor  # (1,W,18) float 0/1
+    hard: torch.Tensor  # (1,W,D) bool: channels inpainted exactly
+    hard_val: torch.Tensor  # (1,W,D) the values the hard channels take
+
+    @classmethod
+    def of(cls, stats, wa: WindowAnchors) -> "_Condition":
+        fm = wa.feat_mask.float()[None]
+        jm = wa.joint_mask.float()[None]
+        return cls(stats.norm(wa.feat_val)[None] * fm, fm, stats.jnorm(wa.joint_val)[None] * jm, jm,
+                   wa.hard_mask[None], stats.norm(wa.feat_val)[None])
+
+    def inpaint(self, x0: torch.Tensor) -> torch.Tensor:
+        """(1,W,D) -> (1,W,D) with the hard channels set to their values."""
+        return torch.where(self.hard, self.hard_val, x0)
+
+
+def _sample_window(model, win: _Window, body, scene_sdf, cfg: SampleConfig, cancel) -> torch.Tensor:
+    """One window: DDIM (or DDPM) with inpainting + guidance -> x0 (1,W,D) normalised.
+
+    `_Condition` -> `_denoiser` and `_x0_hook` (inpaint, guide, cap the pelvis) -> `sample` ->
+    `_smoothed` -> `ease_into_hard`."""
+    cond = _Condition.of(model.stats, win.wa)
+    energy = _guidance_energy(model, win, body, scene_sdf, cfg.guidance)
+    ceiling = pelvis_ceiling(body)
+    hook = _x0_hook(model, cond, energy, ceiling, cfg.steps)
+    gen = torch.Generator().manual_seed(int(win.seed) % (2**63))
+    x0 = sample(_denoiser(model, cond), (1, model.window, LAYOUT.dim), sched_cache(), cfg.steps, hook, gen, cancel,
+                ddpm=cfg.ddpm)
+    x0 = _smoothed(model, x0, cond, energy, ceiling, cfg.smooth)
+    return ease_into_hard(x0, cond.hard_val, cond.hard)
+
+
+def _guidance_energy(model, win: _Window, body, scene_sdf, guidance: bool) -> Energy | None:
+    """The window's guidance `Energy`; None when guidance is off (by request or by the checkpoint)."""
+    if not (guidance and model.sampler.guidance_iters > 0):
+        return None
+    return Energy(body, win.wa, win.frame, model.stats.foot_height, scene_sdf, scene_skip=win.skip)
+
+
+def _denoiser(model, cond: _Condition) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """(x (1,W,D), t) -> the network's x0 estimate (1,W,D) on the window's anchors."""
     net = model.net
-    fm = wa.feat_mask.float()[None]
-    jm = wa.joint_mask.float()[None]
-    fv = stats.norm(wa.feat_val)[None] * fm
-    jv = stats.jnorm(wa.joint_val)[None] * jm
-    hard = wa.hard_mask[None]
-    hv = stats.norm(wa.feat_val)[None]
-    energy = None
-    if guidance and model.sampler.guidance_iters > 0:
-        skip = (scene_skip[0] - start, scene_skip[1] - start)
-        energy = Energy(body, wa, frame, stats.foot_height, scene_sdf, scene_skip=skip)
-
     cfg_scale = float(getattr(model.sampler, "cond_scale", 1.0))
-    zf, zj = torch.zeros_like(fv), torch.zeros_like(jv)
+    zf, zj = torch.zeros_like(cond.feat_val), torch.zeros_like(cond.joint_val)
 
-    def denoise(x, t):
-        cond = net(x, t, fv, fm, jv, jm)
+    def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        conditioned = net(x, t, cond.feat_val, cond.feat_mask, cond.joint_val, cond.joint_mask)
         if cfg_scale == 1.0:
-            return cond
+            return conditioned
         # classifier-free guidance on the anchors (trained with 10 % dropped conditioning)
         uncond = net(x, t, zf, zf, zj, zj)
-        return uncond + cfg_scale * (cond - uncond)
+        return uncond + cfg_scale * (conditioned - uncond)
 
-    ceiling = pelvis_ceiling(body)
+    return denoise
+
+
+def _x0_hook(model, cond: _Condition, energy: Energy | None, ceiling: float,
+             n_steps: int) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """The sampler's hook on step ``i``'s x0 estimate (1,W,D): inpainted, then guided with the
+    pelvis capped (`cap_pelvis_height`) and inpainted again; SynthesisError if not finite."""
+    stats = model.stats
 
     def hook(x0: torch.Tensor, i: int) -> torch.Tensor:
-        x0 = torch.where(hard, hv, x0)
+        x0 = cond.inpaint(x0)
         if energy is not None and (i > 0 or n_steps == 1):  # the first estimate (from pure noise) is not worth guiding
             x0 = guide_x0(x0, energy, stats, model.sampler.guidance_iters, model.sampler.guidance_lr)
-            x0 = torch.where(hard, hv, cap_pelvis_height(x0, stats, ceiling))
+            x0 = cond.inpaint(cap_pelvis_height(x0, stats, ceiling))
         if not torch.isfinite(x0).all():
             raise SynthesisError("motion synthesis produced NaN/inf during denoising")
         return x0
 
-    gen = torch.Generator().manual_seed(int(seed) % (2**63))
-    x0 = sample(denoise, (1, model.window, LAYOUT.dim), sched_cache(), n_steps, hook, gen, cancel, ddpm=ddpm)
+    return hook
+
+
+def _smoothed(model, x0: torch.Tensor, cond: _Condition, energy: Energy | None, ceiling: float,
+              smooth: float | None) -> torch.Tensor:
+    """(1,W,D) -> (1,W,D): the residual high-frequency noise of a few-step sampler smoothed in time
+    (sigma ``smooth``, None: the checkpoint's; 0: unchanged), guidance getting the last word."""
     sigma = getattr(model.sampler, "smooth", 0.0) if smooth is None else smooth
-    if sigma > 0:  # residual high-frequency noise of a few-step sampler; guidance gets the last word
-        x0 = torch.where(hard, hv, smooth_in_time(x0, sigma))
+    if sigma > 0:
+        x0 = cond.inpaint(smooth_in_time(x0, sigma))
         if energy is not None:
-            x0 = cap_pelvis_height(guide_x0(x0, energy, stats, model.sampler.guidance_iters, model.sampler.guidance_lr),
-                                   stats, ceiling)
-    return ease_into_hard(x0, hv, hard)
+            x0 = cap_pelvis_height(guide_x0(x0, energy, model.stats, model.sampler.guidance_iters,
+                                            model.sampler.guidance_lr), model.stats, ceiling)
+    return x0
 
 
 PELVIS_CEILING_M = 0.06  # how far above its standing height a pelvis may rise (on tiptoe; nothing here jumps)
