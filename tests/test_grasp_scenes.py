@@ -152,3 +152,29 @@ def test_cli_grasp_json_and_errors(tmp_path):
     assert res.returncode == 3 and "too big for a hand" in res.stderr
     res = _hosig("grasp", scene, "--target", "bottle", "--stand=-2,-2,0")
     assert res.returncode == 3 and "out of reach" in res.stderr
+
+
+def test_a_grasp_beside_a_running_job_leaves_the_torch_thread_count_alone():
+    """torch's thread count is process-wide: a grasp optimised in a background thread (beside the
+    walk's motion) must not change it, or the same request gives a different clip when its grasp
+    is computed instead of cached."""
+    import threading
+
+    import torch
+
+    from hosig.grasp.generator import _single_thread
+
+    before = torch.get_num_threads()
+    seen = []
+
+    def grasp_beside() -> None:
+        with _single_thread():
+            seen.append(torch.get_num_threads())
+
+    worker = threading.Thread(target=grasp_beside)
+    worker.start()
+    worker.join()
+    assert seen == [before] and torch.get_num_threads() == before
+    with _single_thread():  # on the main thread (the CLI's own grasp) one thread is used
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before

@@ -8,6 +8,7 @@ wrist for carrying.
 from __future__ import annotations
 
 import time
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -134,7 +135,14 @@ def _candidates_for_hand(scene: Any, target: str, stand: tuple[float, float, flo
 @contextmanager
 def _single_thread() -> Iterator[None]:
     """Run on one torch thread: the grasp's tensors are small, and on a shared 2-core machine
-    two OpenMP threads spin-wait on each other (measured 5-10x slower wall time under load)."""
+    two OpenMP threads spin-wait on each other (measured 5-10x slower wall time under load).
+
+    Only on the main thread: torch's thread count is process-wide, and a grasp optimised beside a
+    job's motion (walk-first) must leave the motion's numerics alone: a request gives the same
+    clip whether its grasp was computed or cached."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
