@@ -108,12 +108,12 @@ def test_walk_anchors_are_every_actions_anchors_before_the_arrival(setup) -> Non
     approach = plan_to_object(s, StartPose(-1.5, -1.5, 0.0), "cup")
     grasp, _ = engine.grasp(s, "cup", tuple(float(v) for v in approach.stand), body, "auto")
     walk = walk_task(build_task, approach, grasp.hand, body)
-    arrive = int(walk.scene_skip[0])
+    arrive = int(walk.reach_from)
     assert arrive > 64  # the test walk is long enough for windows before the arrival
     carry = plan_to_point(s, StartPose(*[float(v) for v in approach.stand]), np.array([0.0, 1.0, 0.8]))
     for action, legs in (("reach", [approach]), ("pick", [approach]), ("pick-place", [approach, carry])):
         task = build_task(action, legs, grasp=grasp, place_point=np.array([0.0, 1.0, 0.8]), body=body)
-        assert task.scene_skip[0] == arrive
+        assert task.reach_from == arrive and arrive <= task.scene_skip[0] < task.grasp_frame
         assert prefix_matches(walk.anchors, task.anchors, arrive), action
         assert walk.n_frames > arrive
 

@@ -435,7 +435,7 @@ def _sample(model, win: _Window, clip: _Stream, cfg: _Settings, body, scene_sdf,
 def _post_process(win: _Window, mo: _Motion, cfg: _Settings, body, scene_sdf, planter: FootPlanter | None) -> _Motion:
     """The procedural passes on the window's final frames [0, M), in this order: despike the whole
     body, plant the feet, ease the seam, despike the upper body, `refine` (the scene and the
-    targets), despike the upper body on its hard keys only (a correction's flick)."""
+    targets), despike the upper body again on its hard keys only (a correction's flick)."""
     m, c = win.m, win.c
     targets = target_frames(win.wa.guide, m)
     mo.rot[:m] = despike_window(body, mo.rot[:m], mo.pel[:m], c, win.wa.hard_mask[:m], WHOLE_BODY, also_keyed=targets)
@@ -452,7 +452,8 @@ def _post_process(win: _Window, mo: _Motion, cfg: _Settings, body, scene_sdf, pl
     if cfg.refine_pass:
         _refine_window(win, mo, cfg, body, scene_sdf, planted=planter is not None, held=held)
         # a correction never flicks: where it moved a joint faster than a person can (an arm
-        # solved out of a shelf next to a target), the calm poses around it are eased together
+        # solved out of a shelf, yanked onto a place target), the calm poses around it are eased
+        # together; only hard keys are kept (a soft target met by a flick is left partly unmet)
         mo.rot[:m] = despike_window(body, mo.rot[:m], mo.pel[:m], c, win.wa.hard_mask[:m], UPPER_BODY)
     return mo
 

@@ -35,6 +35,7 @@ PATH_EVERY = 8  # frames between pelvis anchors along a walk
 SETTLE = 6  # frames standing at the stand point before the reach completes
 REACH = 24  # frames from arrival to the grasp frame
 HOLD = 24  # frames held after the grasp (reach) / after the lift (pick)
+TOUCH_FRAMES = 10  # frames before the grasp in which the reaching hand may touch the scene
 LIFT_FRAMES = 24
 LIFT_M = 0.05  # the object comes up this much off its support ...
 PULL_M = 0.20  # ... and this much towards the body: out from under the board above a shelf
@@ -76,6 +77,7 @@ class Task:
     scene_skip: tuple[int, int]  # frames where the wrists may touch the scene (reach/grasp/place)
     place_frame: int = -1
     notes: list[str] = field(default_factory=list)
+    reach_from: int = -1  # the frame the walk has arrived and the reach (turn, settle, arm) begins
 
 
 def _hold_frames(first: int, end: int) -> list[int]:
@@ -384,7 +386,10 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
         notes.append("no grasp given: the reach aims the right wrist at the target point")
     for f in range(g - 2, g + 3):
         anchors.add(f, wrist_name, wrist, weight=2.0 if f == g else 1.0)
-    scene_skip = (arrive, g + HOLD)
+    # the reaching arm keeps out of the furniture on its way (a hand swept through a shelf board
+    # or a wall to an object beside it); only the last frames before the grasp may touch
+    touch_from = max(arrive, g - TOUCH_FRAMES)
+    scene_skip = (touch_from, g + HOLD)
     release, place_frame = -1, -1
     if action == "reach":
         end = g + HOLD
@@ -452,12 +457,12 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
                 anchors.add(f, "pelvis", [p[0], p[1], np.nan])
             anchors.add(end - 1, "pelvis", [back[0], back[1], np.nan])
             attached = (g, release)
-            scene_skip = (arrive, end)
+            scene_skip = (touch_from, end)
     anchors.n_frames = end
     anchors.anchors = [a for a in anchors.anchors if a.frame < end]
     path = np.concatenate([np.asarray(lg.waypoints, dtype=np.float64) for lg in legs[: (2 if action == "pick-place" else 1)]])
     return Task(action, anchors, end, g if grasp is not None else -1, release, attached, hand, path, scene_skip,
-                place_frame, notes)
+                place_frame, notes, reach_from=arrive)
 
 
 def wrist_transforms(body, poses: np.ndarray, pelvis: np.ndarray, hand: str) -> np.ndarray:

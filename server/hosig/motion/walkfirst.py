@@ -3,7 +3,7 @@
 WHY (issue #21): a target not asked for before costs 1.5-2.5 s of grasp optimisation before any
 frame could stream, yet only the last windows of a clip (from the arrival at the stand point on)
 use the grasp's anchors. The walk's anchors (`build_task`: the start orientation, the turn on the
-spot, the timed path and its headings) end where the reach begins, ``task.scene_skip[0]``, and
+spot, the timed path and its headings) end where the reach begins, ``task.reach_from``, and
 none of them depends on the grasp. So:
 
 * `Deferred` runs the grasp in a background thread (torch releases the GIL);
@@ -112,7 +112,7 @@ def stand_in_grasp(stand: np.ndarray, hand: str) -> SimpleNamespace:
 
 def walk_task(build_task: Callable[..., Any], approach: Any, hand: str | None, body: Any = None) -> Any:
     """The `Task` of a plain reach with a stand-in grasp. Its anchors before the arrival frame
-    (``task.scene_skip[0]``, where the reach begins) are those of every action's real task on the
+    (``task.reach_from``, where the reach begins) are those of every action's real task on the
     same approach leg; its ``n_frames`` lies past that frame."""
     grasp = stand_in_grasp(np.asarray(approach.stand, dtype=np.float64), hand if hand in ("left", "right") else "right")
     return build_task("reach", [approach], grasp=grasp, body=body)

@@ -337,7 +337,7 @@ class _Job:
         later = None
         if walk_first:
             task = walk = walk_task(build_task, approach, req.hand, body)
-            arrive = int(walk.scene_skip[0])
+            arrive = int(walk.reach_from)
 
             def resolve() -> Resolved:
                 final = real_task()
