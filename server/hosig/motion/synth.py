@@ -35,8 +35,6 @@ from hosig.motion.representation import (
     FOOT_CONTACT_JOINTS,
     HAND_JOINTS,
     LAYOUT,
-    LEFT_HAND_JOINTS,
-    RIGHT_HAND_JOINTS,
     ROT_JOINTS,
     CanonFrame,
     aa_to_matrix,
