@@ -80,6 +80,7 @@ class BodyModel:
         }
         self.floor_y = float(v[:, 1].min())  # sole height of the rest body (model frame)
         self.standing_height = float(v[:, 1].max() - v[:, 1].min())
+        self.standing_pelvis_height = float(self.rest_joints_y[0, 1] - self.floor_y)  # pelvis joint over the soles at rest
         # rest offsets of each joint from its parent (model frame), for fk
         offsets = self.rest_joints_y.copy()
         offsets[1:] -= self.rest_joints_y[self.parents[1:]]

@@ -718,13 +718,11 @@ def _x0_hook(model, cond: _Condition, energy: Energy | None, ceiling: float,
              n_steps: int) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """The sampler's hook on step ``i``'s x0 estimate (1,W,D): inpainted, then guided with the
     pelvis capped (`cap_pelvis_height`) and inpainted again; SynthesisError if not finite."""
-    stats = model.stats
 
     def hook(x0: torch.Tensor, i: int) -> torch.Tensor:
         x0 = cond.inpaint(x0)
         if energy is not None and (i > 0 or n_steps == 1):  # the first estimate (from pure noise) is not worth guiding
-            x0 = guide_x0(x0, energy, stats, model.sampler.guidance_iters, model.sampler.guidance_lr)
-            x0 = cond.inpaint(cap_pelvis_height(x0, stats, ceiling))
+            x0 = cond.inpaint(_guided(model, x0, energy, ceiling))
         if not torch.isfinite(x0).all():
             raise SynthesisError("motion synthesis produced NaN/inf during denoising")
         return x0
@@ -740,9 +738,15 @@ def _smoothed(model, x0: torch.Tensor, cond: _Condition, energy: Energy | None, 
     if sigma > 0:
         x0 = cond.inpaint(smooth_in_time(x0, sigma))
         if energy is not None:
-            x0 = cap_pelvis_height(guide_x0(x0, energy, model.stats, model.sampler.guidance_iters,
-                                            model.sampler.guidance_lr), model.stats, ceiling)
+            x0 = _guided(model, x0, energy, ceiling)
     return x0
+
+
+def _guided(model, x0: torch.Tensor, energy: Energy, ceiling: float) -> torch.Tensor:
+    """(1,W,D) -> (1,W,D): the checkpoint's guidance steps on x0, the pelvis then capped at ``ceiling``."""
+    stats = model.stats
+    return cap_pelvis_height(guide_x0(x0, energy, stats, model.sampler.guidance_iters, model.sampler.guidance_lr),
+                             stats, ceiling)
 
 
 PELVIS_CEILING_M = 0.06  # how far above its standing height a pelvis may rise (on tiptoe; nothing here jumps)
@@ -750,7 +754,7 @@ PELVIS_CEILING_M = 0.06  # how far above its standing height a pelvis may rise (
 
 def pelvis_ceiling(body) -> float:
     """Highest pelvis height above the floor (m) a window may have: standing plus `PELVIS_CEILING_M`."""
-    return float(body.rest_joints_y[0, 1] - body.floor_y) + PELVIS_CEILING_M
+    return body.standing_pelvis_height + PELVIS_CEILING_M
 
 
 def cap_pelvis_height(x0: torch.Tensor, stats, ceiling: float) -> torch.Tensor:

@@ -29,6 +29,7 @@ from hosig.easing import smoothstep
 from hosig.errors import UsageError
 from hosig.frames import heading_to_orient, orient_to_heading
 from hosig.motion.anchors import AnchorSet
+from hosig.navigation.config import NavConfig
 
 ACTIONS = ("reach", "pick", "pick-place")
 PATH_EVERY = 8  # frames between pelvis anchors along a walk
@@ -55,7 +56,7 @@ FREE_ARM = {"left": ("left_collar", "left_shoulder", "left_elbow", "left_wrist")
 STEP_BACK = 30
 STEP_BACK_M = 0.35
 STEP_BACK_TRIES_M = (STEP_BACK_M, 0.25, 0.15)  # shorter steps back where the room behind is closer
-BODY_RADIUS_M = 0.25  # free floor a standing body needs around its pelvis (as navigation keeps)
+BODY_RADIUS_M = NavConfig.body_radius  # free floor a standing body needs around its pelvis (navigation's default)
 ARRIVAL_S = 1.0  # the walking direction at arrival: the chord over the walk's last second
 CARRY_ABOVE_PELVIS_M = 0.05  # a carried object's wrist height above the standing pelvis
 STANDING_PELVIS_M = 0.93  # pelvis height over the floor of a standing adult, when no body is given
@@ -118,7 +119,7 @@ def _carry_height(body) -> float:
     """World wrist height (above the floor) for carrying an object in front of the waist."""
     if body is None:
         return STANDING_PELVIS_M + CARRY_ABOVE_PELVIS_M
-    return float(body.rest_joints_y[0, 1] - body.floor_y) + CARRY_ABOVE_PELVIS_M
+    return body.standing_pelvis_height + CARRY_ABOVE_PELVIS_M
 
 
 def _floor_under(joints: np.ndarray, body) -> float:
