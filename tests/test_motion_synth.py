@@ -174,7 +174,7 @@ def test_pick_place_task_timeline_and_object_transforms(model, body):
     assert 0 < task.grasp_frame < task.place_frame < task.release_frame < task.n_frames
     assert task.attached == (task.grasp_frame, task.release_frame)
     clip = model.synthesize(task.anchors, body, seed=5, steps=4, grasp_frame=task.grasp_frame,
-                            release_frame=task.release_frame, scene_skip=task.scene_skip, path=task.path)
+                            release_frame=task.release_frame, touch_spans=task.touch_spans, path=task.path)
     # the grasp pose is hard: the wrist is on the grasp's wrist
     assert np.linalg.norm(clip.joints[task.grasp_frame, 21] - grasp.wrist) < 0.03
     # the lift keeps the hips over the ground the grasp stage checked (none pressed into the counter)

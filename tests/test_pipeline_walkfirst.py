@@ -113,7 +113,7 @@ def test_walk_anchors_are_every_actions_anchors_before_the_arrival(setup) -> Non
     carry = plan_to_point(s, StartPose(*[float(v) for v in approach.stand]), np.array([0.0, 1.0, 0.8]))
     for action, legs in (("reach", [approach]), ("pick", [approach]), ("pick-place", [approach, carry])):
         task = build_task(action, legs, grasp=grasp, place_point=np.array([0.0, 1.0, 0.8]), body=body)
-        assert task.reach_from == arrive and arrive <= task.scene_skip[0] < task.grasp_frame
+        assert task.reach_from == arrive and arrive <= task.touch_spans[0][0] < task.grasp_frame
         assert prefix_matches(walk.anchors, task.anchors, arrive), action
         assert walk.n_frames > arrive
 

@@ -167,7 +167,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     clip = model.synthesize(
         task.anchors, body, scene_sdf=sdf, seed=args.seed, steps=args.steps, guidance=not args.no_guidance,
         refine_pass=not args.no_guidance, grasp_frame=task.grasp_frame, release_frame=task.release_frame,
-        scene_skip=task.scene_skip, path=task.path,
+        touch_spans=task.touch_spans, path=task.path,
     )
     ms = (time.perf_counter() - t0) * 1000
     if grasp is not None and grasp.target:

@@ -34,6 +34,12 @@ JOINT_RADIUS = np.array([
 ], dtype=np.float32)
 
 
+HAND_REACH_M = 0.08  # the palm's centre lies this far beyond the wrist, along the forearm
+HAND_RADIUS_M = 0.05  # ... and the hand around it
+HAND_POINT = {20: 22 + 21, 21: 22 + 21 + 1}  # scene-term point index of each wrist's hand (after joints and bone midpoints)
+# a touching joint's radius: the centre of a reaching wrist or elbow stays out of the scene
+TOUCH_RADIUS_M = 0.0
+
 MAX_PELVIS_TILT_RAD = np.pi / 3  # the pelvis tilts at most this far from upright (a deep stoop)
 
 
@@ -59,7 +65,7 @@ class Energy:
     foot_height: torch.Tensor  # (4,) standing height of the foot joints above the floor
     scene_sdf: object | None = None
     weights: GuidanceWeights = field(default_factory=GuidanceWeights)
-    scene_skip: tuple[int, int] = (-1, -1)  # frames [a, b) where the wrists ignore the scene (grasping)
+    touch_spans: tuple[tuple[int, int], ...] = ()  # frame spans [a, b) where the reaching wrist may touch the scene
 
     def __post_init__(self) -> None:
         g = self.anchors.guide
@@ -117,7 +123,7 @@ class Energy:
         return (torch.relu(float(np.cos(MAX_PELVIS_TILT_RAD)) - up_z) ** 2).mean() * 100.0
 
     def scene_energy(self, joints: torch.Tensor) -> torch.Tensor:
-        """Penetration of body points (joints + bone midpoints) into the scene, squared metres."""
+        """Penetration of body points (joints, bone midpoints, palm centres) into the scene, squared metres."""
         from hosig.body.skeleton import PARENTS
 
         pts = joints[:, BODY_POINT_JOINTS]
@@ -125,23 +131,34 @@ class Energy:
         mids = 0.5 * (joints[:, BODY_POINT_JOINTS[1:]] + joints[:, par])
         radius = torch.as_tensor(JOINT_RADIUS)
         r_all = torch.cat([radius, 0.5 * (radius[1:] + radius[par])])
-        allp = torch.cat([pts, mids], 1)  # (W,P,3)
+        hands = hand_centres(joints)  # (W,2,3) left, right
+        allp = torch.cat([pts, mids, hands], 1)  # (W,P,3)
+        r_all = torch.cat([r_all, torch.full((2,), HAND_RADIUS_M)])
         world = self.frame.to_world_points_t(allp)
         sdf = self.scene_sdf.query(world)  # (W,P)
-        pen = torch.relu(r_all - sdf)
-        a, b = self.scene_skip
-        lo, hi = max(a, 0), min(b, pen.shape[0])
         # the elbow and wrist of a hand with a target here (grasp, place) may approach the table
-        # its object stands on; the free arm keeps out of the furniture like the rest of the body
+        # its object stands on: their skin may touch it, but their centres never enter furniture;
+        # the free arm keeps its full radius like the rest of the body
         reaching = sorted({int(j) for j in self._gj.tolist() if int(j) in (20, 21)})
-        if hi > lo and reaching:
-            keep = torch.ones_like(pen)
-            for wrist in reaching:
+        radii = r_all.expand_as(sdf).clone()
+        for a, b in self.touch_spans:
+            lo, hi = max(a, 0), min(b, sdf.shape[0])
+            for wrist in reaching if hi > lo else ():
                 for j in (wrist - 2, wrist):  # elbow, wrist
-                    keep[lo:hi, j] = 0.0
-                    keep[lo:hi, 22 + j - 1] = 0.0  # the bone midpoint ending at that joint
-            pen = pen * keep
+                    radii[lo:hi, j] = TOUCH_RADIUS_M
+                    radii[lo:hi, 22 + j - 1] = TOUCH_RADIUS_M  # the bone midpoint ending at that joint
+                radii[lo:hi, HAND_POINT[wrist]] = TOUCH_RADIUS_M
+        pen = torch.relu(radii - sdf)
         return (pen ** 2).sum(-1).mean() * 100.0
+
+
+def hand_centres(joints: torch.Tensor) -> torch.Tensor:
+    """(W,J>=22,3) joints -> (W,2,3) the palm centres (left, right), `HAND_REACH_M` beyond each
+    wrist along its forearm: the hand is a body part the scene term keeps out of the furniture
+    without the cost of the finger joints' forward kinematics."""
+    elbows, wrists = joints[:, [18, 19]], joints[:, [20, 21]]
+    forearm = wrists - elbows
+    return wrists + HAND_REACH_M * forearm / forearm.norm(dim=-1, keepdim=True).clamp_min(1e-6)
 
 
 def smooth_in_time(grad: torch.Tensor, sigma: float) -> torch.Tensor:

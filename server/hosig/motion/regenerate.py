@@ -125,7 +125,7 @@ def regenerate(model, body, spec: RegenerateSpec, scene_sdf=None, cancel: Callab
     lo, hi, feasible, outcomes, hand, anchors = _prepare(body, spec, scene_sdf)
     sub = SubClip.empty(hi - lo)
     synthesize(model, anchors, body, scene_sdf=scene_sdf, seed=spec.seed, on_window=sub.store, cancel=cancel,
-               floor_z=spec.floor_z, scene_skip=_scene_skip(base, lo, hi), steps=spec.steps)
+               floor_z=spec.floor_z, touch_spans=_touch_spans(base, lo, hi), steps=spec.steps)
     poses, pelvis = key_refine(body, model, sub.poses, sub.pelvis, sub.contacts, feasible, lo, spec, scene_sdf)
     clip = splice(base, body, poses, pelvis, sub.contacts, lo, spec.first, spec.last, hand)
     return _finish(spec, body, clip, feasible, outcomes)
@@ -199,7 +199,7 @@ class RangeBuilder:
         end = spec.last + 1 - self.lo
         windows = synthesize_windows(self.model, self.anchors, self.body, scene_sdf=self.scene_sdf, seed=spec.seed,
                                      cancel=self.cancel, floor_z=spec.floor_z,
-                                     scene_skip=_scene_skip(spec.base, self.lo, self.hi), steps=spec.steps)
+                                     touch_spans=_touch_spans(spec.base, self.lo, self.hi), steps=spec.steps)
         t = time.perf_counter()
         for k, chunk in enumerate(windows):
             sub.store(chunk)
@@ -365,15 +365,15 @@ def _add_key(anchors: AnchorSet, a: EditAnchor, lo: int) -> None:
         anchors.add(r, "root_orient" if a.joint == 0 else f"pose:{a.name}", aa, hard=True)
 
 
-def _scene_skip(base: MotionClip, lo: int, hi: int) -> tuple[int, int]:
+def _touch_spans(base: MotionClip, lo: int, hi: int) -> tuple[tuple[int, int], ...]:
     """Sub-clip frames where the wrists may touch the scene: all of it near the grasp (or a carry)."""
     g = base.grasp_frame
     if g < 0:
-        return (-1, -1)
+        return ()
     end = base.release_frame if base.release_frame >= 0 and base.object_transforms is not None else g
     if hi > g - SKIP_BEFORE_GRASP and lo < end + SKIP_AFTER_GRASP:
-        return (0, hi - lo)
-    return (-1, -1)
+        return ((0, hi - lo),)
+    return ()
 
 
 def key_refine(body, model, sub_poses: np.ndarray, sub_pelvis: np.ndarray, sub_contacts: np.ndarray | None,

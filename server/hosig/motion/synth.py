@@ -200,7 +200,7 @@ def synthesize_windows(
     refine_pass: bool = True,
     ddpm: bool = False,
     floor_z: float = 0.0,
-    scene_skip: tuple[int, int] = (-1, -1),
+    touch_spans: tuple[tuple[int, int], ...] = (),
     grasp_frame: int = -1,
     release_frame: int = -1,
     path: np.ndarray | None = None,
@@ -213,10 +213,10 @@ def synthesize_windows(
     and returns the whole clip (``StopIteration.value``; `synthesize` drives it).
 
     ``later`` (`walkfirst.LaterAnchors`): ``anchors`` are only right before ``later.frame``; the
-    first window reaching past it calls ``later.resolve()`` for the real anchors, skip frames and
+    first window reaching past it calls ``later.resolve()`` for the real anchors, touch spans and
     grasp/release frames (the walk streams while the grasp is optimised; same clip either way).
 
-    ``scene_skip`` = frames where the wrists may touch the scene (grasping); ``ddpm`` uses the
+    ``touch_spans`` = frame spans where the reaching wrist may touch the scene (grasp, place); ``ddpm`` uses the
     1000-step reference sampler (benchmarks only). Raises UnreachableError for targets out of reach,
     CancelledError when ``cancel()`` turns true, SynthesisError on a numerical failure.
 
@@ -227,7 +227,7 @@ def synthesize_windows(
     if later is None:
         check_reach(anchors, floor_z)
     cfg = _Settings.of(model, seed, steps, guidance, ddpm, smooth, refine_pass, floor_z)
-    clip = _Stream.of(model, anchors, scene_skip, grasp_frame, release_frame, later)
+    clip = _Stream.of(model, anchors, touch_spans, grasp_frame, release_frame, later)
     first_frame = initial_frame(anchors, floor_z)  # the walk's anchors, also when `later` resolves in window 0
     planter = FootPlanter(body, floor_z, clearance=getattr(scene_sdf, "query_np", None)) if plant_feet else None
     while clip.emitted < clip.n:
@@ -288,7 +288,7 @@ class _Stream:
     window starts at clip frame ``start``. The anchors are replaced once, when ``later`` resolves."""
 
     anchors: AnchorSet
-    scene_skip: tuple[int, int]  # clip frames where the wrists may touch the scene
+    touch_spans: tuple[tuple[int, int], ...]  # clip frame spans where the reaching wrist may touch the scene
     grasp_frame: int
     release_frame: int
     later: object  # `walkfirst.LaterAnchors` not resolved yet, or None
@@ -307,20 +307,20 @@ class _Stream:
         return self.anchors.n_frames
 
     @classmethod
-    def of(cls, model, anchors: AnchorSet, scene_skip: tuple[int, int], grasp_frame: int, release_frame: int,
+    def of(cls, model, anchors: AnchorSet, touch_spans: tuple[tuple[int, int], ...], grasp_frame: int, release_frame: int,
            later) -> "_Stream":
         learned = bool(model.meta.get("data_report", {}).get("finger_channels_valid_fraction", 1.0) > 0.05)
         n = anchors.n_frames
-        return cls(anchors, scene_skip, grasp_frame, release_frame, later, learned,
+        return cls(anchors, touch_spans, grasp_frame, release_frame, later, learned,
                    None if learned else finger_track(anchors, n),
                    np.zeros((n, 55, 3, 3), np.float32), np.zeros((n, 3), np.float32), np.zeros((n, 4), np.float32))
 
     def resolve_later(self, floor_z: float) -> None:
-        """Swap in ``later``'s real anchors, skip and grasp/release frames (blocking on the grasp);
+        """Swap in ``later``'s real anchors, touch spans and grasp/release frames (blocking on the grasp);
         the world buffers follow the new clip length (frames so far kept)."""
         real = self.later.resolve()
         self.later = None
-        self.anchors, self.scene_skip = real.anchors, real.scene_skip
+        self.anchors, self.touch_spans = real.anchors, real.touch_spans
         self.grasp_frame, self.release_frame = real.grasp_frame, real.release_frame
         self.anchors.validate()
         check_reach(self.anchors, floor_z)
@@ -342,7 +342,7 @@ class _Window:
     last: bool  # the window reaches the clip's end
     look: int  # window frames the planter reads: the final ones in the last window, else all W
     seed: int  # the sampler's seed
-    skip: tuple[int, int]  # window frames where the wrists may touch the scene
+    touch: tuple[tuple[int, int], ...]  # window frame spans where the reaching wrist may touch the scene
 
     @property
     def m(self) -> int:
@@ -376,8 +376,8 @@ def _next_window(model, clip: _Stream, cfg: _Settings, body, first_frame: CanonF
         _inpaint_fingers(wa, clip.fingers, s, min(w, n - s))
     last = s + w >= n
     end = n if last else s + cfg.stride + cfg.context
-    skip = (clip.scene_skip[0] - s, clip.scene_skip[1] - s)
-    return _Window(k, s, c, frame, wa, end, last, end - s if last else w, cfg.seed * 7919 + k, skip)
+    touch = tuple((a - s, b - s) for a, b in clip.touch_spans)
+    return _Window(k, s, c, frame, wa, end, last, end - s if last else w, cfg.seed * 7919 + k, touch)
 
 
 def _frame_at(clip: _Stream, t: int, floor_z: float) -> CanonFrame:
@@ -694,7 +694,7 @@ def _guidance_energy(model, win: _Window, body, scene_sdf, guidance: bool) -> En
     """The window's guidance `Energy`; None when guidance is off (by request or by the checkpoint)."""
     if not (guidance and model.sampler.guidance_iters > 0):
         return None
-    return Energy(body, win.wa, win.frame, model.stats.foot_height, scene_sdf, scene_skip=win.skip)
+    return Energy(body, win.wa, win.frame, model.stats.foot_height, scene_sdf, touch_spans=win.touch)
 
 
 def _denoiser(model, cond: _Condition) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

@@ -83,7 +83,7 @@ class Resolved:
     """What `synthesize` needs once the grasp is known: the real task's anchors and frames."""
 
     anchors: AnchorSet
-    scene_skip: tuple[int, int]
+    touch_spans: tuple[tuple[int, int], ...]
     grasp_frame: int
     release_frame: int
 

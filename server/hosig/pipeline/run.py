@@ -332,7 +332,8 @@ class _Job:
 
         def real_task() -> Any:
             return build_task(req.action, legs, grasp=future.result(self.cancelled), place_point=place_point, body=body,
-                              object_base=object_base, clearance=floor_clearance(scene_sdf, float(scene.floor_z)))
+                              object_base=object_base, clearance=floor_clearance(scene_sdf, float(scene.floor_z)),
+                              free_space=scene_sdf.query_np)
 
         later = None
         if walk_first:
@@ -345,7 +346,7 @@ class _Job:
                     self.walk_prefix_ok = False
                     log.warning("walk-first: the walk's anchors differ from the task's before frame %d", arrive)
                 chunks.put(("task", final))
-                return Resolved(final.anchors, final.scene_skip, int(final.grasp_frame), int(final.release_frame))
+                return Resolved(final.anchors, final.touch_spans, int(final.grasp_frame), int(final.release_frame))
 
             later = LaterAnchors(arrive, resolve)
         else:
@@ -361,7 +362,7 @@ class _Job:
             try:
                 clip = synthesize(
                     model, task.anchors, body, scene_sdf=scene_sdf, seed=req.seed, on_window=on_window, cancel=self.cancelled,
-                    floor_z=float(scene.floor_z), scene_skip=task.scene_skip, grasp_frame=int(task.grasp_frame),
+                    floor_z=float(scene.floor_z), touch_spans=task.touch_spans, grasp_frame=int(task.grasp_frame),
                     release_frame=int(task.release_frame), path=task.path, steps=steps, later=later,
                 )
                 chunks.put(("done", clip))
