@@ -215,3 +215,60 @@ def test_refine_moves_a_limb_out_of_furniture_smoothly_in_time(body):
     jerk = np.linalg.norm(correction[2:] - 2 * correction[1:-1] + correction[:-2], axis=-1)
     free = jerk[2:]  # frames t, t+1, t+2 all after the streamed ones
     assert free.max() < 0.01, f"the correction jumps {free.max() * 100:.1f} cm/frame² between frames"
+
+
+class _SlabSDF:
+    """Signed distance (numpy) to a 10 cm wall lo <= x <= lo + 0.1, or a table top z in [0.7, 0.74]."""
+
+    def __init__(self, axis: int, lo: float) -> None:
+        self.axis, self.lo = axis, lo
+
+    def query_np(self, points: np.ndarray) -> np.ndarray:
+        v = np.asarray(points)[..., self.axis]
+        return np.maximum(self.lo - v, v - (self.lo + (0.1 if self.axis == 0 else 0.04)))
+
+
+def test_a_hand_deep_in_a_thin_wall_leaves_it_on_the_body_s_side():
+    """Its nearest face is the far one (the next room): the way out is the near face instead."""
+    from hosig.motion.refine import _ways_out
+
+    wall = _SlabSDF(0, 1.0)  # the body stands at x < 1
+    points = np.array([[1.08, 0.0, 1.0],   # past the wall's middle: nearest face the far one
+                       [1.02, 0.0, 1.0],   # near face nearest: the plain distance already leads out right
+                       [0.90, 0.0, 1.0]])  # outside
+    pelvis = np.zeros((3, 3))
+    pelvis[:, 2] = 1.0
+    exit_point, normal = _ways_out(wall, points, pelvis, wall.query_np(points) < 0)
+    assert normal[0] == pytest.approx([-1.0, 0.0, 0.0]) and exit_point[0, 0] == pytest.approx(1.0, abs=0.011)
+    assert not normal[1:].any() and not exit_point[1:].any()
+
+
+def test_a_knee_under_a_table_top_is_not_guarded_as_a_wall():
+    from hosig.motion.refine import _ways_out
+
+    top = _SlabSDF(2, 0.70)
+    points = np.array([[0.3, 0.0, 0.735]])  # in the top, nearest face the upper one, the pelvis beside and below
+    exit_point, normal = _ways_out(top, points, np.array([[0.0, 0.0, 0.5]]), np.array([True]))
+    assert not normal.any()
+
+
+def test_refine_brings_a_hand_in_a_thin_wall_back_to_the_body_s_side(body):
+    """A hand that swung past the middle of a 10 cm wall is brought back out on the body's side:
+    the nearest face is the far one, and following it pushed hands through walls into the next room."""
+    from hosig.scene import load_scene
+
+    w = 8
+    rot, pel = _standing(body, w, arm_down=0.6)
+    skin = skin_points(body)
+    hand = _skin_world(body, rot, pel)[0][skin.main_carrier == 21]
+    side = float(np.sign(hand[:, 0].mean()))  # the right hand's side of the body along x
+    inner = float(np.abs(hand[:, 0]).min())  # the hand's point nearest the body's midline
+    near_face = inner - 0.06  # the wall spans [near_face, near_face + 0.1] outwards: the hand past its middle
+    scene = load_scene(_payload({
+        "wall": ([0.1, 3.0, 2.5], [side * (near_face + 0.05), 0.0, 1.25]),
+        "floor": ([4.0, 4.0, 0.02], [0.0, 0.0, -0.01]),
+    }))
+    term = SceneTerm(scene.sdf(), CanonFrame(0.0, 0.0, 0.0), floor_z=0.0)
+    out, _ = refine(body, rot, pel, None, [], np.zeros(4), fixed=0, cfg=RefineConfig(), lock_feet=False, scene=term)
+    after = np.abs(_skin_world(body, out, pel)[:, skin.main_carrier == 21, 0])  # (W,P) distance out from the midline
+    assert after.max() < near_face + 0.01, f"hand {after.max() - near_face:.3f} m past the wall's near face"

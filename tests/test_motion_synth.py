@@ -234,6 +234,21 @@ def test_pick_place_turns_round_before_carrying_back_the_way_it_came(body):
     assert all(abs(a.value[0] - 1.5) < 0.05 for a in pel)
 
 
+def test_a_carried_object_touches_the_scene_only_at_the_grasp_and_the_place(body):
+    """The carrying arm keeps out of the furniture on the walk between: only the frames around the
+    grasp and around the place are touch spans (where its joints may come to a table's surface)."""
+    from hosig.motion.task import build_task
+
+    leg1 = _plan([0, 0, 0], [1.5, 0, 0], 1.5)
+    leg2 = _plan([1.5, 0, 0], [4.0, 0.0, 0.0], 2.5)
+    task = build_task("pick-place", [leg1, leg2], _fake_grasp(body, leg1.stand), place_point=[4.5, 0.0, 0.8],
+                      body=body, object_base=np.array([2.0, 0.0, 0.85]))
+    (a0, b0), (a1, b1) = task.touch_spans
+    assert a0 < task.grasp_frame < b0 <= a1 < task.place_frame < b1 <= task.n_frames
+    walking = [a.frame for a in task.anchors.anchors if a.target == "pelvis" and b0 <= a.frame < task.place_frame]
+    assert a1 - b0 > 30 and any(b0 <= f < a1 for f in walking)  # the carry walk lies between the spans
+
+
 def test_cli_motion_synth(tiny_dir, tmp_path, capsys):
     from hosig.cli.main import main
 

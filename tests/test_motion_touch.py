@@ -1,17 +1,13 @@
-"""Where a reaching hand may touch the scene, and how it comes in to the grasp."""
+"""Where a reaching hand may touch the scene; the hands and the head keep out of it elsewhere."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
-from hosig.body import load_body_model
-from hosig.body.skeleton import JOINT_INDEX
-from hosig.motion.anchors import AnchorSet, WindowAnchors
+from hosig.motion.anchors import WindowAnchors
 from hosig.motion.guidance import Energy
 from hosig.motion.representation import CanonFrame
-from hosig.motion.task import APPROACH_M, APPROACH_STEPS, TOUCH_FRAMES, _approach, approach_length, palm_normal
 
 W = 10
 WALL_X = (1.0, 1.1)  # a 10 cm wall across x
@@ -59,38 +55,11 @@ def test_only_the_reaching_hand_may_touch() -> None:
     assert float(_energy(((0, W),), reaching_joint=21).scene_energy(free_hand_on_wall)) > 0.0
 
 
-def test_palm_normal_of_the_rest_pose_points_down() -> None:
-    """SMPL-X rests in a T-pose with the palms down: both palm normals point to the floor (-Y in
-    the model frame), whichever side's cross product is used."""
-    rest = np.asarray(load_body_model().rest_joints_y, dtype=np.float64)
-    for hand in ("left", "right"):
-        normal = palm_normal(rest, hand)
-        assert normal is not None and normal[1] < -0.9, (hand, normal)
-    assert palm_normal(np.zeros((55, 3)), "right") is None  # an unposed stand-in has no palm
-
-
-@pytest.mark.parametrize("board_above, expect", [(1.0, APPROACH_M[0]), (0.16, APPROACH_M[1]), (0.05, 0.0)])
-def test_the_approach_line_stops_short_of_a_board_above(board_above: float, expect: float) -> None:
-    """A top grasp's hand comes down from above: as far up as a board over the object leaves free."""
-    wrist = np.array([0.0, 0.0, 0.0])
-
-    def free_space(points: np.ndarray) -> np.ndarray:
-        return board_above - points[:, 2]
-
-    assert approach_length(wrist, np.array([0.0, 0.0, 1.0]), free_space) == pytest.approx(expect)
-
-
-def test_the_wrist_is_anchored_on_the_approach_line_before_the_grasp() -> None:
-    rest = np.asarray(load_body_model().rest_joints_y, dtype=np.float64)
-    joints = rest[:, [0, 2, 1]] * np.array([1.0, -1.0, 1.0])  # Y-up -> Z-up: the palms face -Z
-    wrist = joints[JOINT_INDEX["right_wrist"]]
-    grasp = type("Grasp", (), {"wrist": wrist, "joints": joints})()
-    anchors = AnchorSet(100)
-    g = 60
-    _approach(anchors, "right_wrist", g, g - TOUCH_FRAMES, grasp, "right", free_space=None)
-    got = sorted((a.frame, tuple(a.value)) for a in anchors.anchors)
-    assert [f for f, _ in got] == [g - k * (TOUCH_FRAMES // APPROACH_STEPS) for k in range(APPROACH_STEPS, 0, -1)]
-    heights = [p[2] - wrist[2] for _, p in got]  # earlier frames further back along the palm normal (up)
-    assert heights == sorted(heights, reverse=True) and heights[0] == pytest.approx(APPROACH_M[0], abs=0.02)
-    for _, p in got:
-        assert np.linalg.norm(np.asarray(p)[:2] - wrist[:2]) < 0.03  # straight down onto the grasp
+def test_a_head_bowed_into_a_wall_costs_though_its_joint_is_clear() -> None:
+    """The head joint sits at the top of the neck; the skull beyond it is what meets a wall."""
+    joints = _joints(-1.0)
+    joints[:, 12] = torch.tensor([WALL_X[0] - 0.20, 0.0, 1.5])  # neck
+    joints[:, 15] = torch.tensor([WALL_X[0] - 0.12, 0.0, 1.5])  # head joint, 12 cm from the wall
+    assert float(_energy(()).scene_energy(joints)) > 0.0
+    joints[:, 15] = torch.tensor([WALL_X[0] - 0.20, 0.0, 1.6])  # upright: the skull clear of the wall
+    assert float(_energy(()).scene_energy(joints)) == 0.0

@@ -34,9 +34,15 @@ JOINT_RADIUS = np.array([
 ], dtype=np.float32)
 
 
-HAND_REACH_M = 0.08  # the palm's centre lies this far beyond the wrist, along the forearm
-HAND_RADIUS_M = 0.05  # ... and the hand around it
-HAND_POINT = {20: 22 + 21, 21: 22 + 21 + 1}  # scene-term point index of each wrist's hand (after joints and bone midpoints)
+# body parts beyond a joint the scene term keeps out of the furniture, each a point `reach` m past
+# ``joint`` along the bone from ``base``, with a radius: the palms and the skull (the hand and head
+# joints sit at the wrist and at the top of the neck)
+EXTENSIONS = (  # (base, joint, reach m, radius m)
+    (18, 20, 0.08, 0.05),  # left palm
+    (19, 21, 0.08, 0.05),  # right palm
+    (12, 15, 0.08, 0.10),  # skull
+)
+HAND_POINT = {20: 22 + 21, 21: 22 + 21 + 1}  # scene-term point index of each wrist's palm (after joints and bone midpoints)
 # a touching joint's radius: the centre of a reaching wrist or elbow stays out of the scene
 TOUCH_RADIUS_M = 0.0
 
@@ -123,7 +129,7 @@ class Energy:
         return (torch.relu(float(np.cos(MAX_PELVIS_TILT_RAD)) - up_z) ** 2).mean() * 100.0
 
     def scene_energy(self, joints: torch.Tensor) -> torch.Tensor:
-        """Penetration of body points (joints, bone midpoints, palm centres) into the scene, squared metres."""
+        """Penetration of body points (joints, bone midpoints, palms and skull) into the scene, squared metres."""
         from hosig.body.skeleton import PARENTS
 
         pts = joints[:, BODY_POINT_JOINTS]
@@ -131,9 +137,8 @@ class Energy:
         mids = 0.5 * (joints[:, BODY_POINT_JOINTS[1:]] + joints[:, par])
         radius = torch.as_tensor(JOINT_RADIUS)
         r_all = torch.cat([radius, 0.5 * (radius[1:] + radius[par])])
-        hands = hand_centres(joints)  # (W,2,3) left, right
-        allp = torch.cat([pts, mids, hands], 1)  # (W,P,3)
-        r_all = torch.cat([r_all, torch.full((2,), HAND_RADIUS_M)])
+        allp = torch.cat([pts, mids, extension_points(joints)], 1)  # (W,P,3)
+        r_all = torch.cat([r_all, torch.tensor([e[3] for e in EXTENSIONS])])
         world = self.frame.to_world_points_t(allp)
         sdf = self.scene_sdf.query(world)  # (W,P)
         # the elbow and wrist of a hand with a target here (grasp, place) may approach the table
@@ -152,13 +157,14 @@ class Energy:
         return (pen ** 2).sum(-1).mean() * 100.0
 
 
-def hand_centres(joints: torch.Tensor) -> torch.Tensor:
-    """(W,J>=22,3) joints -> (W,2,3) the palm centres (left, right), `HAND_REACH_M` beyond each
-    wrist along its forearm: the hand is a body part the scene term keeps out of the furniture
-    without the cost of the finger joints' forward kinematics."""
-    elbows, wrists = joints[:, [18, 19]], joints[:, [20, 21]]
-    forearm = wrists - elbows
-    return wrists + HAND_REACH_M * forearm / forearm.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+def extension_points(joints: torch.Tensor) -> torch.Tensor:
+    """(W,J>=22,3) joints -> (W,len(`EXTENSIONS`),3): the palm centres and the skull, past their
+    joints along the bone, without the cost of the finger and head joints' forward kinematics."""
+    base = joints[:, [e[0] for e in EXTENSIONS]]
+    end = joints[:, [e[1] for e in EXTENSIONS]]
+    reach = torch.tensor([e[2] for e in EXTENSIONS], dtype=joints.dtype)[None, :, None]
+    bone = end - base
+    return end + reach * bone / bone.norm(dim=-1, keepdim=True).clamp_min(1e-6)
 
 
 def smooth_in_time(grad: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -484,6 +484,8 @@ class _Watched:
     margin: torch.Tensor  # (N,) metres
     on_floor: torch.Tensor  # (N,) bool: measured against the floor plane (soles), not the SDF
     plane_only: torch.Tensor  # (N,) bool: on the floor and far from furniture: the plane alone, no SDF probes
+    exit_point: torch.Tensor  # (N,3) world: where a point inside a wall leaves it on the body's side (`_ways_out`)
+    exit_normal: torch.Tensor  # (N,3) world unit normal of that face, towards the body; 0 where not guarded
 
     def union(self, other: "_Watched") -> "_Watched":
         new = ~np.isin(other.keys, self.keys)
@@ -492,7 +494,8 @@ class _Watched:
             *(torch.cat([a, b[torch.as_tensor(new)]]) for a, b in (
                 (self.frames, other.frames), (self.carriers, other.carriers), (self.weights, other.weights),
                 (self.local, other.local), (self.margin, other.margin), (self.on_floor, other.on_floor),
-                (self.plane_only, other.plane_only))),
+                (self.plane_only, other.plane_only), (self.exit_point, other.exit_point),
+                (self.exit_normal, other.exit_normal))),
         )
 
 
@@ -534,9 +537,64 @@ def _watched_skin(body, rot0: torch.Tensor, pel: torch.Tensor, fixed: int, scene
     floor_margin = torch.where(world[..., 2] < scene.floor_z, FLOOR_MARGIN_M, FLOOR_MARGIN_M if lift_all else 0.0)
     keys = (t_idx * dist.shape[1] + p_idx).numpy()
     plane_only = on_floor & clear[t_idx, p_idx]
+    pelvis = scene.frame.to_world_points_t(pel)[t_idx]
+    inside = (dist[t_idx, p_idx] < 0) & ~on_floor
+    exit_point, exit_normal = _ways_out(scene.sdf, world[t_idx, p_idx].double().numpy(), pelvis.double().numpy(),
+                                        inside.numpy())
     return _Watched(keys, t_idx, torch.as_tensor(skin.carrier, dtype=torch.long)[p_idx],
                     torch.as_tensor(skin.weight)[p_idx], local[t_idx, p_idx],
-                    torch.where(on_floor, floor_margin[t_idx, p_idx], margin[t_idx, p_idx]), on_floor, plane_only)
+                    torch.where(on_floor, floor_margin[t_idx, p_idx], margin[t_idx, p_idx]), on_floor, plane_only,
+                    torch.as_tensor(exit_point, dtype=torch.float32), torch.as_tensor(exit_normal, dtype=torch.float32))
+
+
+WALL_FACE_MAX_Z = 0.7  # a face whose outward normal rises less than this is a wall's (not a table top's)
+WAY_OUT_MAX_M = 0.3  # how far into a wall a skin point is followed back to the body's side
+WAY_OUT_STEP_M = 0.01
+GRADIENT_STEP_M = 0.02
+
+
+def _ways_out(sdf, points: np.ndarray, pelvis: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each skin point inside a wall must leave it: on the body's side, not the nearest face.
+
+    points, pelvis (N,3) world; inside (N,) bool. Returns exit points (N,3) and unit normals (N,3)
+    pointing out of the wall towards the body, 0 for points not guarded: those outside, those whose
+    nearest way out already faces the body, and those under a table-like (upward) face.
+    Invariant: a limb in a wall comes back out on the side it went in; the nearest face of a thin
+    wall may be its far side, and following it pushed hands through walls into the next room."""
+    exit_point = np.zeros_like(points)
+    normal = np.zeros_like(points)
+    idx = np.flatnonzero(inside)
+    if len(idx) == 0:
+        return exit_point, normal
+    p = points[idx]
+    grad = _sdf_gradient(sdf, p)
+    flat = np.linalg.norm(grad[:, :2], axis=1)
+    toward = pelvis[idx, :2] - p[:, :2]
+    toward /= np.maximum(np.linalg.norm(toward, axis=1, keepdims=True), 1e-9)
+    wall = (flat > 1e-9) & (np.abs(grad[:, 2]) < WALL_FACE_MAX_Z * np.linalg.norm(grad, axis=1))
+    away = (grad[:, :2] * toward).sum(1) < 0
+    guard = np.flatnonzero(wall & away)
+    if len(guard) == 0:
+        return exit_point, normal
+    n = np.zeros((len(guard), 3))
+    n[:, :2] = -grad[guard, :2] / flat[guard, None]  # the wall's face on the body's side
+    steps = np.arange(1, int(round(WAY_OUT_MAX_M / WAY_OUT_STEP_M)) + 1) * WAY_OUT_STEP_M
+    probes = p[guard, None, :] + n[:, None, :] * steps[None, :, None]  # (G,S,3)
+    out = sdf.query_np(probes.reshape(-1, 3)).reshape(len(guard), len(steps)) >= 0
+    found = out.any(1)
+    first = np.argmax(out, axis=1)
+    rows = idx[guard[found]]
+    exit_point[rows] = p[guard[found]] + n[found] * steps[first[found], None]
+    normal[rows] = n[found]
+    return exit_point, normal
+
+
+def _sdf_gradient(sdf, points: np.ndarray) -> np.ndarray:
+    """(N,3) central-difference gradient of ``sdf.query_np`` at points (N,3): outward where inside."""
+    h = GRADIENT_STEP_M
+    offsets = np.concatenate([np.eye(3), -np.eye(3)]) * h  # (6,3)
+    d = sdf.query_np((points[:, None, :] + offsets[None]).reshape(-1, 3)).reshape(-1, 6)
+    return (d[:, :3] - d[:, 3:]) / (2 * h)
 
 
 CROP_PAD_M = 0.3  # the correction moves skin points a few centimetres; the crop reaches far beyond
@@ -588,6 +646,11 @@ def _watched_depths(fk, rot: torch.Tensor, pel: torch.Tensor, scene: SceneTerm, 
         # soles: the floor plane exactly; furniture (a table's foot) only beyond the grid's error there
         floor_d = torch.minimum(dist[probe], scene_d + FLOOR_GRID_SLACK_M)
         dist = dist.masked_scatter(probe, torch.where(watched.on_floor[probe], floor_d, scene_d))
+    guarded = watched.exit_normal.abs().sum(1) > 0
+    if bool(guarded.any()):  # a point in a wall leaves it on the body's side: the near face as a half-space
+        world = scene.frame.to_world_points_t(pts[guarded])
+        face = ((world - watched.exit_point[guarded]) * watched.exit_normal[guarded]).sum(1)
+        dist = dist.masked_scatter(guarded, torch.minimum(dist[guarded], face))
     return watched.margin - dist
 
 

@@ -47,9 +47,6 @@ TURN_SETTLE = 6  # frames added to a turn on the spot before a walk sets off
 WALK_HEADING_WEIGHT = 0.5
 WALK_HEADING_FROM_S = 1.0  # walk headings start this long after setting off
 HOLD_WRIST_EVERY = 2  # frames between wrist anchors while the hand lifts and holds the object
-APPROACH_M = (0.15, 0.10, 0.06)  # how far back along the palm normal the hand comes in from (longest free first)
-APPROACH_STEPS = 3  # wrist anchors on the approach line, every TOUCH_FRAMES // APPROACH_STEPS frames
-APPROACH_CLEARANCE_M = 0.03  # scene distance the wrist keeps on its approach line
 # The grasp pose's legs and free arm only condition the sampler (soft): pinned at one frame the
 # legs made a foot jump 15-37 cm to the grasp stage's stance and back (the sampled walk plants its
 # feet elsewhere), and the free hand swung 7-9 m/s away from where the grasp stage had left it.
@@ -337,65 +334,15 @@ def step_back_distance(stand: np.ndarray, clearance: Callable[[np.ndarray], floa
     return 0.0
 
 
-def palm_normal(joints: np.ndarray, hand: str) -> np.ndarray | None:
-    """(3,) unit normal of a posed hand's palm, pointing into what it grasps, from its wrist and
-    finger-base joints (``joints`` (55,3) world); None for a degenerate (unposed) hand."""
-    from hosig.body.skeleton import JOINT_INDEX
-
-    wrist = joints[JOINT_INDEX[f"{hand}_wrist"]]
-    fwd = joints[JOINT_INDEX[f"{hand}_middle1"]] - wrist
-    thumb = joints[JOINT_INDEX[f"{hand}_index1"]] - joints[JOINT_INDEX[f"{hand}_pinky1"]]
-    if np.linalg.norm(fwd) < 1e-4 or np.linalg.norm(thumb) < 1e-4:
-        return None
-    fwd = fwd / np.linalg.norm(fwd)
-    thumb = thumb - fwd * (thumb @ fwd)
-    if np.linalg.norm(thumb) < 1e-4:
-        return None
-    thumb = thumb / np.linalg.norm(thumb)
-    return np.cross(thumb, fwd) if hand == "right" else np.cross(fwd, thumb)
-
-
-def approach_length(wrist: np.ndarray, back: np.ndarray, free_space: Callable[[np.ndarray], np.ndarray] | None) -> float:
-    """The longest of `APPROACH_M` along which the wrist, backed off from ``wrist`` along the unit
-    ``back``, keeps `APPROACH_CLEARANCE_M` from the scene (``free_space`` (N,3) -> (N,) distances;
-    None: the longest); 0 when none is free."""
-    if free_space is None:
-        return APPROACH_M[0]
-    for length in APPROACH_M:
-        line = wrist[None] + back[None] * np.linspace(length / APPROACH_STEPS, length, APPROACH_STEPS)[:, None]
-        if float(np.min(free_space(line))) >= APPROACH_CLEARANCE_M:
-            return length
-    return 0.0
-
-
-def _approach(anchors: AnchorSet, wrist_name: str, g: int, first: int, grasp, hand: str,
-              free_space: Callable[[np.ndarray], np.ndarray] | None) -> None:
-    """Wrist anchors on the grasp's approach line in the frames [first, g) before the grasp: the
-    hand comes in along its palm normal, through the space the grasp's free approach was checked
-    in, not along whatever arc the sampler draws (which may pass through the wall beside the object)."""
-    wrist = np.asarray(grasp.wrist, dtype=np.float64)
-    normal = palm_normal(np.asarray(grasp.joints, dtype=np.float64), hand)
-    if normal is None:
-        return
-    length = approach_length(wrist, -normal, free_space)
-    every = TOUCH_FRAMES // APPROACH_STEPS
-    for k in range(1, APPROACH_STEPS + 1):
-        f = g - k * every
-        if length > 0 and f >= first:
-            anchors.add(f, wrist_name, wrist - normal * length * k / APPROACH_STEPS, weight=1.0)
-
-
 def build_task(action: str, legs: list, grasp=None, place_point=None, body=None, object_base=None,
-               clearance: Callable[[np.ndarray], float] | None = None,
-               free_space: Callable[[np.ndarray], np.ndarray] | None = None) -> Task:
+               clearance: Callable[[np.ndarray], float] | None = None) -> Task:
     """Anchors for ``action`` from navigation ``legs`` (NavPlan; 2 for pick-place) and ``grasp``.
 
     ``place_point`` (3,) where the object's base goes (pick-place); ``object_base`` (3,) the
     object's base point at rest (default: the grasp's target point dropped by nothing), used to
     turn the place point into a wrist target. ``body`` is accepted for future per-body timing.
     ``clearance`` (xy (2,) -> free floor around it, m): how far the body may step back after a
-    place (`step_back_distance`; None: always `STEP_BACK_M`). ``free_space`` ((N,3) -> (N,) scene
-    distances): how far back the hand may come in along its approach line (`approach_length`).
+    place (`step_back_distance`; None: always `STEP_BACK_M`).
     """
     if action not in ACTIONS:
         raise UsageError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
@@ -444,8 +391,6 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
     # or a wall to an object beside it); only the last frames before the grasp may touch
     touch_from = max(arrive, g - TOUCH_FRAMES)
     touch_spans: tuple[tuple[int, int], ...] = ((touch_from, g + HOLD),)
-    if grasp is not None:
-        _approach(anchors, wrist_name, g, touch_from, grasp, hand, free_space)
     release, place_frame = -1, -1
     if action == "reach":
         end = g + HOLD

@@ -332,8 +332,7 @@ class _Job:
 
         def real_task() -> Any:
             return build_task(req.action, legs, grasp=future.result(self.cancelled), place_point=place_point, body=body,
-                              object_base=object_base, clearance=floor_clearance(scene_sdf, float(scene.floor_z)),
-                              free_space=scene_sdf.query_np)
+                              object_base=object_base, clearance=floor_clearance(scene_sdf, float(scene.floor_z)))
 
         later = None
         if walk_first:
