@@ -42,7 +42,8 @@ EXTENSIONS = (  # (base, joint, reach m, radius m)
     (19, 21, 0.08, 0.05),  # right palm
     (12, 15, 0.08, 0.10),  # skull
 )
-HAND_POINT = {20: 22 + 21, 21: 22 + 21 + 1}  # scene-term point index of each wrist's palm (after joints and bone midpoints)
+# scene-term point index of each wrist's palm: after the joints and the bone midpoints
+HAND_POINT = {joint: 2 * len(BODY_POINT_JOINTS) - 1 + i for i, (_, joint, _, _) in enumerate(EXTENSIONS) if joint in (20, 21)}
 # a touching joint's radius: the centre of a reaching wrist or elbow stays out of the scene
 TOUCH_RADIUS_M = 0.0
 

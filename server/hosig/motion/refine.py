@@ -559,8 +559,8 @@ def _ways_out(sdf, points: np.ndarray, pelvis: np.ndarray, inside: np.ndarray) -
     points, pelvis (N,3) world; inside (N,) bool. Returns exit points (N,3) and unit normals (N,3)
     pointing out of the wall towards the body, 0 for points not guarded: those outside, those whose
     nearest way out already faces the body, and those under a table-like (upward) face.
-    Invariant: a limb in a wall comes back out on the side it went in; the nearest face of a thin
-    wall may be its far side, and following it pushed hands through walls into the next room."""
+    Invariant: a limb in a wall comes back out on the side it went in (the nearest face of a thin
+    wall may be its far side)."""
     exit_point = np.zeros_like(points)
     normal = np.zeros_like(points)
     idx = np.flatnonzero(inside)
