@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from hosig.body.skeleton import LEFT_ARM, RIGHT_ARM
 from hosig.easing import smoothstep
 from hosig.motion.representation import FOOT_CONTACT_JOINTS, CanonFrame, aa_to_matrix, matrix_to_aa, skeleton_fk
 from hosig.motion.skin import carried_local, skin_points, world_points
@@ -538,7 +539,7 @@ def _watched_skin(body, rot0: torch.Tensor, pel: torch.Tensor, fixed: int, scene
     keys = (t_idx * dist.shape[1] + p_idx).numpy()
     plane_only = on_floor & clear[t_idx, p_idx]
     pelvis = scene.frame.to_world_points_t(pel)[t_idx]
-    inside = (dist[t_idx, p_idx] < 0) & ~on_floor
+    inside = (dist[t_idx, p_idx] < 0) & torch.as_tensor(np.isin(skin.main_carrier, ARM_JOINTS))[p_idx]
     exit_point, exit_normal = _ways_out(scene.sdf, world[t_idx, p_idx].double().numpy(), pelvis.double().numpy(),
                                         inside.numpy())
     return _Watched(keys, t_idx, torch.as_tensor(skin.carrier, dtype=torch.long)[p_idx],
@@ -547,6 +548,9 @@ def _watched_skin(body, rot0: torch.Tensor, pel: torch.Tensor, fixed: int, scene
                     torch.as_tensor(exit_point, dtype=torch.float32), torch.as_tensor(exit_normal, dtype=torch.float32))
 
 
+# the arms and hands are guarded (`_ways_out`); a leg held to a wall's near face jumped (a knee at
+# 13.8 m/s) where its own correction is smaller
+ARM_JOINTS = LEFT_ARM + RIGHT_ARM
 WALL_FACE_MAX_Z = 0.7  # a face whose outward normal rises less than this is a wall's (not a table top's)
 WAY_OUT_MAX_M = 0.3  # how far into a wall a skin point is followed back to the body's side
 WAY_OUT_STEP_M = 0.01
@@ -554,7 +558,7 @@ GRADIENT_STEP_M = 0.02
 
 
 def _ways_out(sdf, points: np.ndarray, pelvis: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where each skin point inside a wall must leave it: on the body's side, not the nearest face.
+    """Where each skin point of an arm inside a wall must leave it: on the body's side, not the nearest face.
 
     points, pelvis (N,3) world; inside (N,) bool. Returns exit points (N,3) and unit normals (N,3)
     pointing out of the wall towards the body, 0 for points not guarded: those outside, those whose
