@@ -554,7 +554,6 @@ ARM_JOINTS = LEFT_ARM + RIGHT_ARM
 WALL_FACE_MAX_Z = 0.7  # a face whose outward normal rises less than this is a wall's (not a table top's)
 WAY_OUT_MAX_M = 0.3  # how far into a wall a skin point is followed back to the body's side
 WAY_OUT_STEP_M = 0.01
-GRADIENT_STEP_M = 0.02
 
 
 def _ways_out(sdf, points: np.ndarray, pelvis: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -594,8 +593,12 @@ def _ways_out(sdf, points: np.ndarray, pelvis: np.ndarray, inside: np.ndarray) -
 
 
 def _sdf_gradient(sdf, points: np.ndarray) -> np.ndarray:
-    """(N,3) central-difference gradient of ``sdf.query_np`` at points (N,3): outward where inside."""
-    h = GRADIENT_STEP_M
+    """(N,3) central-difference gradient of ``sdf.query_np`` at points (N,3): outward where inside.
+
+    Not `SceneSDF.gradient_np`: the cropped grid `refine` polishes with has only ``query_np``, and
+    probes one voxel (`STENCIL_M`) to each side still see the faces from a thin slab's middle, where
+    the trilinear gradient is flat."""
+    h = STENCIL_M
     offsets = np.concatenate([np.eye(3), -np.eye(3)]) * h  # (6,3)
     d = sdf.query_np((points[:, None, :] + offsets[None]).reshape(-1, 3)).reshape(-1, 6)
     return (d[:, :3] - d[:, 3:]) / (2 * h)

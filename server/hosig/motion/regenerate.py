@@ -62,8 +62,8 @@ KEY_CLEAR_FRAMES = 15  # no base guidance this close to an animator's key on the
 KEY_WEIGHT = 5.0  # an animator's position key weighs this much more than a path anchor in guidance and refine
 POSITION_TOLERANCE_M = 0.02
 ROTATION_TOLERANCE_DEG = 5.0
-SKIP_BEFORE_GRASP = 45  # frames before the grasp where the wrists may touch the scene
-SKIP_AFTER_GRASP = 24
+TOUCH_BEFORE_GRASP = 45  # a range this close before the grasp (or after the release) is one touch span
+TOUCH_AFTER_GRASP = 24
 LEFT_FOOT_JOINTS = (7, 10)
 RIGHT_FOOT_JOINTS = (8, 11)
 
@@ -366,12 +366,12 @@ def _add_key(anchors: AnchorSet, a: EditAnchor, lo: int) -> None:
 
 
 def _touch_spans(base: MotionClip, lo: int, hi: int) -> tuple[tuple[int, int], ...]:
-    """Sub-clip frames where the wrists may touch the scene: all of it near the grasp (or a carry)."""
+    """Sub-clip touch spans (`Task.touch_spans`): the whole range when it lies near the grasp or within a carry, else none."""
     g = base.grasp_frame
     if g < 0:
         return ()
     end = base.release_frame if base.release_frame >= 0 and base.object_transforms is not None else g
-    if hi > g - SKIP_BEFORE_GRASP and lo < end + SKIP_AFTER_GRASP:
+    if hi > g - TOUCH_BEFORE_GRASP and lo < end + TOUCH_AFTER_GRASP:
         return ((0, hi - lo),)
     return ()
 
