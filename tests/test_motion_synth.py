@@ -395,3 +395,52 @@ def test_a_target_on_a_lowered_floor_is_within_reach_of_a_body_standing_on_it():
     check_reach(anchors, floor)
     with pytest.raises(UnreachableError):
         check_reach(anchors, 0.0)
+
+
+def test_a_walking_body_never_crouches_even_where_the_network_does(model, body, monkeypatch):
+    """A network that samples a deep crouch (pelvis 0.45 m) on every frame: while the pelvis
+    follows a walking path it stays at a walking height; standing still after the walk, it may go
+    down (a body bends to a low shelf), reached smoothly over the fade."""
+    import hosig.motion.synth as synth
+
+    model.sampler.guidance_iters = 2  # the bounds act with guidance, as in the shipped model
+    real = synth._denoiser
+
+    def crouching(model, cond):
+        denoise = real(model, cond)
+        low = (0.45 - float(model.stats.mean[2])) / float(model.stats.std[2])
+
+        def wants_to_crouch(x, t):
+            out = denoise(x, t).clone()
+            out[..., 2] = low
+            return out
+
+        return wants_to_crouch
+
+    monkeypatch.setattr(synth, "_denoiser", crouching)
+    a = AnchorSet(90)
+    for f in range(60):  # a navigation path: hard on every frame
+        a.add(f, "pelvis", [f / 30 * 1.2, 0.0, np.nan], hard=True)
+    for f in range(60, 90, 4):  # then standing where it arrived
+        a.add(f, "pelvis", [59 / 30 * 1.2, 0.0, np.nan])
+    clip = model.synthesize(a, body, seed=2)
+    z = clip.joints[:, 0, 2]
+    walking_low = synth.WALK_PELVIS_FRACTION * body.standing_pelvis_height
+    assert z[:60].min() >= walking_low - 1e-3
+    assert z[85:].max() < 0.5  # standing still, the (crouching) network has its way
+    assert np.abs(np.diff(z)).max() < 0.05  # ... without a jump
+
+
+def test_walking_frames_and_their_floor_fade():
+    from hosig.motion.synth import walking_floor, walking_frames
+
+    xy = np.zeros((40, 2))
+    xy[:20, 0] = np.arange(20) * 0.04  # 1.2 m/s, then standing still
+    xy[20:, 0] = xy[19, 0]
+    hard = np.ones((40, 2), dtype=bool)
+    walk = walking_frames(hard, xy)
+    assert walk[:20].all() and not walk[20:].any()
+    assert not walking_frames(np.zeros((40, 2), dtype=bool), xy).any()  # a free (soft) path is not a walk
+    floor = walking_floor(walk, 0.8, fade=9)
+    assert np.allclose(floor[:20], 0.8) and np.allclose(floor[30:], 0.0)
+    assert np.all(np.diff(floor[19:30]) < 0)  # fades out after the walk

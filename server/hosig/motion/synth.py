@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from hosig.body.skeleton import descendants
-from hosig.clip import MotionClip
+from hosig.clip import FPS, MotionClip
 from hosig.errors import CancelledError, HosigError, UnreachableError
 from hosig.motion.anchors import AnchorSet, WindowAnchors, parse_target
 from hosig.motion.despike import despike
@@ -677,16 +677,16 @@ class _Condition:
 def _sample_window(model, win: _Window, body, scene_sdf, cfg: SampleConfig, cancel) -> torch.Tensor:
     """One window: DDIM (or DDPM) with inpainting + guidance -> x0 (1,W,D) normalised.
 
-    `_Condition` -> `_denoiser` and `_x0_hook` (inpaint, guide, cap the pelvis) -> `sample` ->
+    `_Condition` -> `_denoiser` and `_x0_hook` (inpaint, guide, bound the pelvis height) -> `sample` ->
     `_smoothed` -> `ease_into_hard`."""
     cond = _Condition.of(model.stats, win.wa)
     energy = _guidance_energy(model, win, body, scene_sdf, cfg.guidance)
-    ceiling = pelvis_ceiling(body)
-    hook = _x0_hook(model, cond, energy, ceiling, cfg.steps)
+    bounds = PelvisBounds.of(body, model.stats, cond)
+    hook = _x0_hook(model, cond, energy, bounds, cfg.steps)
     gen = torch.Generator().manual_seed(int(win.seed) % (2**63))
     x0 = sample(_denoiser(model, cond), (1, model.window, LAYOUT.dim), sched_cache(), cfg.steps, hook, gen, cancel,
                 ddpm=cfg.ddpm)
-    x0 = _smoothed(model, x0, cond, energy, ceiling, cfg.smooth)
+    x0 = _smoothed(model, x0, cond, energy, bounds, cfg.smooth)
     return ease_into_hard(x0, cond.hard_val, cond.hard)
 
 
@@ -714,15 +714,15 @@ def _denoiser(model, cond: _Condition) -> Callable[[torch.Tensor, torch.Tensor],
     return denoise
 
 
-def _x0_hook(model, cond: _Condition, energy: Energy | None, ceiling: float,
+def _x0_hook(model, cond: _Condition, energy: Energy | None, bounds: "PelvisBounds",
              n_steps: int) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """The sampler's hook on step ``i``'s x0 estimate (1,W,D): inpainted, then guided with the
-    pelvis capped (`cap_pelvis_height`) and inpainted again; SynthesisError if not finite."""
+    pelvis height bounded (`PelvisBounds.apply`) and inpainted again; SynthesisError if not finite."""
 
     def hook(x0: torch.Tensor, i: int) -> torch.Tensor:
         x0 = cond.inpaint(x0)
         if energy is not None and (i > 0 or n_steps == 1):  # the first estimate (from pure noise) is not worth guiding
-            x0 = cond.inpaint(_guided(model, x0, energy, ceiling))
+            x0 = cond.inpaint(_guided(model, x0, energy, bounds))
         if not torch.isfinite(x0).all():
             raise SynthesisError("motion synthesis produced NaN/inf during denoising")
         return x0
@@ -730,7 +730,7 @@ def _x0_hook(model, cond: _Condition, energy: Energy | None, ceiling: float,
     return hook
 
 
-def _smoothed(model, x0: torch.Tensor, cond: _Condition, energy: Energy | None, ceiling: float,
+def _smoothed(model, x0: torch.Tensor, cond: _Condition, energy: Energy | None, bounds: "PelvisBounds",
               smooth: float | None) -> torch.Tensor:
     """(1,W,D) -> (1,W,D): the residual high-frequency noise of a few-step sampler smoothed in time
     (sigma ``smooth``, None: the checkpoint's; 0: unchanged), guidance getting the last word."""
@@ -738,18 +738,19 @@ def _smoothed(model, x0: torch.Tensor, cond: _Condition, energy: Energy | None, 
     if sigma > 0:
         x0 = cond.inpaint(smooth_in_time(x0, sigma))
         if energy is not None:
-            x0 = _guided(model, x0, energy, ceiling)
+            x0 = _guided(model, x0, energy, bounds)
     return x0
 
 
-def _guided(model, x0: torch.Tensor, energy: Energy, ceiling: float) -> torch.Tensor:
-    """(1,W,D) -> (1,W,D): the checkpoint's guidance steps on x0, the pelvis then capped at ``ceiling``."""
-    stats = model.stats
-    return cap_pelvis_height(guide_x0(x0, energy, stats, model.sampler.guidance_iters, model.sampler.guidance_lr),
-                             stats, ceiling)
+def _guided(model, x0: torch.Tensor, energy: Energy, bounds: "PelvisBounds") -> torch.Tensor:
+    """(1,W,D) -> (1,W,D): the checkpoint's guidance steps on x0, the pelvis height then bounded."""
+    return bounds.apply(guide_x0(x0, energy, model.stats, model.sampler.guidance_iters, model.sampler.guidance_lr))
 
 
 PELVIS_CEILING_M = 0.06  # how far above its standing height a pelvis may rise (on tiptoe; nothing here jumps)
+WALK_PELVIS_FRACTION = 0.88  # a walking pelvis stays at least this fraction of its standing height above the floor
+WALK_MIN_SPEED_M_S = 0.3  # a hard pelvis path moving faster than this is a walk
+WALK_FLOOR_FADE_FRAMES = 15  # the walking floor fades out over this many frames (0.5 s) before and after a walk
 
 
 def pelvis_ceiling(body) -> float:
@@ -757,15 +758,57 @@ def pelvis_ceiling(body) -> float:
     return body.standing_pelvis_height + PELVIS_CEILING_M
 
 
-def cap_pelvis_height(x0: torch.Tensor, stats, ceiling: float) -> torch.Tensor:
-    """(1,W,D) normalised features with the pelvis height (canonical z: above the floor) at most ``ceiling``.
+def walking_frames(hard: np.ndarray, pelvis_xy: np.ndarray, fps: float = FPS,
+                   min_speed: float = WALK_MIN_SPEED_M_S) -> np.ndarray:
+    """(W,) bool: frames whose pelvis xy is hard (a navigation path) and moves faster than ``min_speed``.
 
-    Invariant: guidance never lifts a body off its legs. With the pelvis xy pinned (a walk, a turn
-    on the spot), the scene term's only way out of furniture was up: hips rose 1.8 m in a few frames."""
-    top = (ceiling - float(stats.mean[2])) / float(stats.std[2])
-    out = x0.clone()
-    out[..., 2] = torch.clamp(out[..., 2], max=top)
-    return out
+    hard (W,2) bool, pelvis_xy (W,2) metres, canonical frame; a frame walks when the step into it
+    or out of it does (both frames anchored)."""
+    both = hard.all(1)
+    step = np.linalg.norm(np.diff(pelvis_xy, axis=0), axis=1) * fps  # (W-1,) m/s
+    moving = (step > min_speed) & both[1:] & both[:-1]
+    walk = np.zeros(len(both), dtype=bool)
+    walk[1:] |= moving
+    walk[:-1] |= moving
+    return walk
+
+
+def walking_floor(walk: np.ndarray, height: float, fade: int = WALK_FLOOR_FADE_FRAMES) -> np.ndarray:
+    """(W,) lowest pelvis height (m) per frame: ``height`` on walking frames, fading linearly to 0
+    over ``fade`` frames away from the nearest one (a body slows, then bends to a low shelf)."""
+    idx = np.flatnonzero(walk)
+    if idx.size == 0:
+        return np.zeros(len(walk))
+    gap = np.abs(np.arange(len(walk))[:, None] - idx[None, :]).min(1)
+    return height * np.clip(1.0 - gap / (fade + 1), 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class PelvisBounds:
+    """Per-frame range of the pelvis height above the floor (canonical z), in normalised feature units.
+
+    Invariants: guidance never lifts a body off its legs (ceiling: with the pelvis xy pinned, a
+    walk, a turn on the spot, the scene term's only way out of furniture was up: hips rose 1.8 m
+    in a few frames); a walking body never crouches (floor: a crouch sampled in one window is the
+    next window's context, and the body shuffled on bent knees for metres)."""
+
+    low: torch.Tensor  # (W,) normalised; -inf where free
+    high: float  # normalised ceiling
+
+    @classmethod
+    def of(cls, body, stats, cond: "_Condition") -> "PelvisBounds":
+        mean, std = stats.mean.numpy()[:3], stats.std.numpy()[:3]
+        hard = cond.hard[0, :, :2].numpy()
+        xy = cond.hard_val[0, :, :2].numpy() * std[:2] + mean[:2]
+        floor = walking_floor(walking_frames(hard, xy), WALK_PELVIS_FRACTION * body.standing_pelvis_height)
+        low = np.where(floor > 0, (floor - mean[2]) / std[2], -np.inf)
+        return cls(torch.as_tensor(low, dtype=torch.float32), (pelvis_ceiling(body) - float(mean[2])) / float(std[2]))
+
+    def apply(self, x0: torch.Tensor) -> torch.Tensor:
+        """(1,W,D) normalised features with the pelvis height clamped into the bounds."""
+        out = x0.clone()
+        out[..., 2] = torch.minimum(torch.maximum(out[..., 2], self.low), torch.tensor(self.high))
+        return out
 
 
 HARD_EASE_FRAMES = 14  # a hard anchor's correction fades out over this many frames on each side (~0.5 s)
