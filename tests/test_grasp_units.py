@@ -172,17 +172,42 @@ def test_auto_hand_takes_the_other_hand_when_the_first_is_blocked(monkeypatch):
 
     monkeypatch.setattr(generator, "generate_candidates", right_blocked)
     centre = case.scene.object(case.target).center
-    side, cands = generator._candidates_for_hand(case.scene, case.target, case.stand, "auto", centre, GraspConfig(), None)
-    assert side == "left" and cands
+    auto = generator._hand_order("auto", case.stand, centre)
+    found = generator._candidates_by_side(case.scene, case.target, case.stand, auto, GraspConfig(), None)
+    assert [side for side, _ in found] == ["left"] and found[0][1]
     with pytest.raises(InfeasibleError, match="right hand"):
-        generator._candidates_for_hand(case.scene, case.target, case.stand, "right", centre, GraspConfig(), None)
+        generator._candidates_by_side(case.scene, case.target, case.stand, ["right"], GraspConfig(), None)
 
     def both_blocked(scene, target, stand, side, config, sdf=None):
         raise InfeasibleError(f"object {target!r}: no free approach direction for the {side} hand (2 blocked)")
 
     monkeypatch.setattr(generator, "generate_candidates", both_blocked)
     with pytest.raises(InfeasibleError, match="right hand.*left hand"):
-        generator._candidates_for_hand(case.scene, case.target, case.stand, "auto", centre, GraspConfig(), None)
+        generator._candidates_by_side(case.scene, case.target, case.stand, ["right", "left"], GraspConfig(), None)
+
+
+def test_auto_hand_takes_the_other_hand_when_the_first_ends_short_of_the_object(monkeypatch):
+    """A hand whose best pose stays 5 cm off the object is not a grasp: with 'auto' the other hand
+    is optimised too and the one that reaches wins; an acceptable first hand is kept alone."""
+    case = testscenes.bottle_on_table()
+    real = generator._grasp_with
+    tried: list[str] = []
+
+    def right_falls_short(ctx, side, cands):
+        tried.append(side)
+        result = real(ctx, side, cands)
+        if side == "right":
+            result.contact_distance_m = 0.05
+        return result
+
+    monkeypatch.setattr(generator, "_grasp_with", right_falls_short)
+    stand = (case.stand[0], case.stand[1], case.stand[2])
+    result = generator.generate_grasp(case.scene, case.target, stand, load_body_model(), hand="auto")
+    assert tried == ["right", "left"]
+    assert result.hand == "left" and result.contact_distance_m <= GraspConfig().max_contact_distance
+    tried.clear()
+    right = generator.generate_grasp(case.scene, case.target, stand, load_body_model(), hand="right")
+    assert tried == ["right"] and right.hand == "right"  # a named hand is never swapped
 
 
 def test_pose_prior_loads_and_prefers_its_mean():
