@@ -9,17 +9,10 @@ from hosig.motion.anchors import WindowAnchors
 from hosig.motion.guidance import Energy
 from hosig.motion.representation import CanonFrame
 
+from slabs import Slab
+
 W = 10
 WALL_X = (1.0, 1.1)  # a 10 cm wall across x
-
-
-class WallSDF:
-    """Signed distance to the slab WALL_X[0] <= x <= WALL_X[1] (negative inside)."""
-
-    def query(self, points: torch.Tensor) -> torch.Tensor:
-        x = points[..., 0]
-        outside = torch.maximum(WALL_X[0] - x, x - WALL_X[1])
-        return outside
 
 
 def _energy(touch: tuple[tuple[int, int], ...], reaching_joint: int = 21) -> Energy:
@@ -28,7 +21,7 @@ def _energy(touch: tuple[tuple[int, int], ...], reaching_joint: int = 21) -> Ene
     wa = WindowAnchors(zeros, zeros.bool(), zeros.bool(), torch.zeros(W, 18), torch.zeros(W, 18).bool(),
                        guide=[(W // 2, reaching_joint, np.array([0.99, 0.0, 1.0]), 1.0)], hand_rot=[])
     return Energy(body=None, anchors=wa, frame=CanonFrame(0.0, 0.0, 0.0, 0.0), foot_height=torch.zeros(4),
-                  scene_sdf=WallSDF(), touch_spans=touch)
+                  scene_sdf=Slab(0, *WALL_X), touch_spans=touch)
 
 
 def _joints(wrist_x: float, side: str = "right") -> torch.Tensor:
@@ -63,3 +56,22 @@ def test_a_head_bowed_into_a_wall_costs_though_its_joint_is_clear() -> None:
     assert float(_energy(()).scene_energy(joints)) > 0.0
     joints[:, 15] = torch.tensor([WALL_X[0] - 0.20, 0.0, 1.6])  # upright: the skull clear of the wall
     assert float(_energy(()).scene_energy(joints)) == 0.0
+
+
+def test_a_regenerated_range_touches_the_scene_where_the_generated_clip_did():
+    """Regenerating part of a pick-place clip gives the reaching hand the same touch spans as the
+    task that made it (grasp and place only, never the carry between them), cut to the range."""
+    from types import SimpleNamespace
+
+    from hosig.motion.regenerate import _touch_spans
+    from hosig.motion.task import LIFT_FRAMES, RELEASE_AFTER_PLACE, TOUCH_FRAMES, touch_spans_of
+
+    grasp, release, n = 100, 300, 360
+    spans = touch_spans_of(grasp, release, n)
+    assert spans == ((grasp - TOUCH_FRAMES, grasp + LIFT_FRAMES), (release - RELEASE_AFTER_PLACE - TOUCH_FRAMES, n))
+    clip = SimpleNamespace(grasp_frame=grasp, release_frame=release, n_frames=n, object_transforms=np.zeros((n, 4, 4)))
+    assert _touch_spans(clip, 150, 250) == ()  # a range inside the carry: the carrying arm keeps out
+    assert _touch_spans(clip, 80, 200) == ((grasp - TOUCH_FRAMES - 80, grasp + LIFT_FRAMES - 80),)
+    assert _touch_spans(clip, 200, 320) == ((release - RELEASE_AFTER_PLACE - TOUCH_FRAMES - 200, 120),)
+    walk = SimpleNamespace(grasp_frame=-1, release_frame=-1, n_frames=n, object_transforms=None)
+    assert _touch_spans(walk, 0, 100) == ()

@@ -54,7 +54,7 @@ from hosig.motion.edits import (
 from hosig.motion.refine import REFINE_JOINTS, RefineConfig, SceneTerm, refine
 from hosig.motion.representation import FOOT_CONTACT_JOINTS, CanonFrame, aa_to_matrix, matrix_to_aa, skeleton_fk
 from hosig.motion.synth import MotionChunk, synthesize, synthesize_windows, world_joints
-from hosig.motion.task import wrist_transforms
+from hosig.motion.task import touch_spans_of, wrist_transforms
 
 CONTEXT_FRAMES = 8  # fixed base frames on each side of the range, hard anchors (~0.27 s)
 GUIDE_EVERY = 4  # frames between the base clip's soft pelvis/heading anchors inside the range
@@ -62,8 +62,6 @@ KEY_CLEAR_FRAMES = 15  # no base guidance this close to an animator's key on the
 KEY_WEIGHT = 5.0  # an animator's position key weighs this much more than a path anchor in guidance and refine
 POSITION_TOLERANCE_M = 0.02
 ROTATION_TOLERANCE_DEG = 5.0
-TOUCH_BEFORE_GRASP = 45  # a range this close before the grasp (or after the release) is one touch span
-TOUCH_AFTER_GRASP = 24
 LEFT_FOOT_JOINTS = (7, 10)
 RIGHT_FOOT_JOINTS = (8, 11)
 
@@ -366,14 +364,10 @@ def _add_key(anchors: AnchorSet, a: EditAnchor, lo: int) -> None:
 
 
 def _touch_spans(base: MotionClip, lo: int, hi: int) -> tuple[tuple[int, int], ...]:
-    """Sub-clip touch spans (`Task.touch_spans`): the whole range when it lies near the grasp or within a carry, else none."""
-    g = base.grasp_frame
-    if g < 0:
-        return ()
-    end = base.release_frame if base.release_frame >= 0 and base.object_transforms is not None else g
-    if hi > g - TOUCH_BEFORE_GRASP and lo < end + TOUCH_AFTER_GRASP:
-        return ((0, hi - lo),)
-    return ()
+    """The base clip's touch spans (`task.touch_spans_of`) inside the sub-clip [lo, hi), in its frames."""
+    release = base.release_frame if base.object_transforms is not None else -1
+    spans = touch_spans_of(base.grasp_frame, release, base.n_frames)
+    return tuple((max(a, lo) - lo, min(b, hi) - lo) for a, b in spans if a < hi and b > lo)
 
 
 def key_refine(body, model, sub_poses: np.ndarray, sub_pelvis: np.ndarray, sub_contacts: np.ndarray | None,

@@ -41,6 +41,7 @@ LIFT_FRAMES = 24
 LIFT_M = 0.05  # the object comes up this much off its support ...
 PULL_M = 0.20  # ... and this much towards the body: out from under the board above a shelf
 PLACE_REACH = 24
+RELEASE_AFTER_PLACE = 4  # frames from putting the object down to opening the hand
 TURN_FRAMES_PER_RAD = 10  # frames per radian the body turns beyond 45 deg (at the stand point, or setting off)
 TURN_EVERY = 4  # frames between heading anchors while it turns or stands
 TURN_SETTLE = 6  # frames added to a turn on the spot before a walk sets off
@@ -79,6 +80,24 @@ class Task:
     place_frame: int = -1
     notes: list[str] = field(default_factory=list)
     reach_from: int = -1  # the frame the walk has arrived and the reach (turn, settle, arm) begins
+
+
+def touch_spans_of(grasp_frame: int, release_frame: int, n_frames: int, arrive: int = -1) -> tuple[tuple[int, int], ...]:
+    """Frame spans [a, b) where the reaching hand may touch the scene, from a task's or a clip's
+    grasp and release frames (-1: none): the last `TOUCH_FRAMES` before the grasp (not before the
+    walk arrived) to the end of the hold, or for a carry to the end of the lift; then from
+    `TOUCH_FRAMES` before the object is put down to the end. The carrying arm keeps out of the
+    scene on the way; the reaching arm does until its last frames before the grasp (a hand swept
+    through a shelf board or a wall to an object beside it)."""
+    g = grasp_frame
+    if g < 0:
+        return ()
+    touch_from = max(arrive, g - TOUCH_FRAMES)
+    if release_frame < 0:
+        return ((touch_from, min(g + HOLD, n_frames)),)
+    lf = g + LIFT_FRAMES
+    place_frame = release_frame - RELEASE_AFTER_PLACE
+    return ((touch_from, lf), (max(lf, place_frame - TOUCH_FRAMES), n_frames))
 
 
 def _hold_frames(first: int, end: int) -> list[int]:
@@ -387,10 +406,6 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
         notes.append("no grasp given: the reach aims the right wrist at the target point")
     for f in range(g - 2, g + 3):
         anchors.add(f, wrist_name, wrist, weight=2.0 if f == g else 1.0)
-    # the reaching arm keeps out of the furniture on its way (a hand swept through a shelf board
-    # or a wall to an object beside it); only the last frames before the grasp may touch
-    touch_from = max(arrive, g - TOUCH_FRAMES)
-    touch_spans: tuple[tuple[int, int], ...] = ((touch_from, g + HOLD),)
     release, place_frame = -1, -1
     if action == "reach":
         end = g + HOLD
@@ -447,7 +462,7 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
                 for name, p in hand_at_place.items():
                     anchors.add(f, name, p, weight=2.0 if f == place_frame else 1.0)
             anchors.add(place_frame, "root_orient", _stand_orient(stand2[2]))
-            release = place_frame + 4
+            release = place_frame + RELEASE_AFTER_PLACE
             anchors.add(release, f"{hand}_hand_pose", hand_pose)
             back = stand2[:2] - step_back_distance(stand2, clearance) * np.array([np.cos(stand2[2]), np.sin(stand2[2])])
             end = release + STEP_BACK + 10
@@ -458,11 +473,10 @@ def build_task(action: str, legs: list, grasp=None, place_point=None, body=None,
                 anchors.add(f, "pelvis", [p[0], p[1], np.nan])
             anchors.add(end - 1, "pelvis", [back[0], back[1], np.nan])
             attached = (g, release)
-            # the carrying arm keeps out of the scene on the way: only the grasp and the place touch
-            touch_spans = ((touch_from, lf), (max(lf, place_frame - TOUCH_FRAMES), end))
     anchors.n_frames = end
     anchors.anchors = [a for a in anchors.anchors if a.frame < end]
     path = np.concatenate([np.asarray(lg.waypoints, dtype=np.float64) for lg in legs[: (2 if action == "pick-place" else 1)]])
+    touch_spans = touch_spans_of(g, release, end, arrive)
     return Task(action, anchors, end, g if grasp is not None else -1, release, attached, hand, path, touch_spans,
                 place_frame, notes, reach_from=arrive)
 
