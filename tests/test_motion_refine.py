@@ -13,6 +13,8 @@ from hosig.motion.refine import RefineConfig, SceneTerm, refine
 from hosig.motion.representation import CanonFrame, aa_to_matrix, matrix_to_aa, skeleton_fk
 from hosig.motion.skin import skin_points, world_points
 
+from slabs import Slab
+
 
 @pytest.fixture(scope="module")
 def body():
@@ -217,22 +219,11 @@ def test_refine_moves_a_limb_out_of_furniture_smoothly_in_time(body):
     assert free.max() < 0.01, f"the correction jumps {free.max() * 100:.1f} cm/frame² between frames"
 
 
-class _SlabSDF:
-    """Signed distance (numpy) to a 10 cm wall lo <= x <= lo + 0.1, or a table top z in [0.7, 0.74]."""
-
-    def __init__(self, axis: int, lo: float) -> None:
-        self.axis, self.lo = axis, lo
-
-    def query_np(self, points: np.ndarray) -> np.ndarray:
-        v = np.asarray(points)[..., self.axis]
-        return np.maximum(self.lo - v, v - (self.lo + (0.1 if self.axis == 0 else 0.04)))
-
-
 def test_a_hand_deep_in_a_thin_wall_leaves_it_on_the_body_s_side():
     """Its nearest face is the far one (the next room): the way out is the near face instead."""
     from hosig.motion.refine import _ways_out
 
-    wall = _SlabSDF(0, 1.0)  # the body stands at x < 1
+    wall = Slab(0, 1.0, 1.1)  # a 10 cm wall; the body stands at x < 1
     points = np.array([[1.08, 0.0, 1.0],   # past the wall's middle: nearest face the far one
                        [1.02, 0.0, 1.0],   # near face nearest: the plain distance already leads out right
                        [0.90, 0.0, 1.0]])  # outside
@@ -246,7 +237,7 @@ def test_a_hand_deep_in_a_thin_wall_leaves_it_on_the_body_s_side():
 def test_a_knee_under_a_table_top_is_not_guarded_as_a_wall():
     from hosig.motion.refine import _ways_out
 
-    top = _SlabSDF(2, 0.70)
+    top = Slab(2, 0.70, 0.74)  # a table top
     points = np.array([[0.3, 0.0, 0.735]])  # in the top, nearest face the upper one, the pelvis beside and below
     exit_point, normal = _ways_out(top, points, np.array([[0.0, 0.0, 0.5]]), np.array([True]))
     assert not normal.any()

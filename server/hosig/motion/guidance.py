@@ -42,7 +42,9 @@ EXTENSIONS = (  # (base, joint, reach m, radius m)
     (19, 21, 0.08, 0.05),  # right palm
     (12, 15, 0.08, 0.10),  # skull
 )
-# scene-term point index of each wrist's palm: after the joints and the bone midpoints
+# scene-term points, in order: the joints, the midpoints of the bones ending at BODY_POINT_JOINTS[1:],
+# then the extensions; the index of the midpoint of the bone ending at a joint, and of each palm
+MIDPOINT = {joint: len(BODY_POINT_JOINTS) + i for i, joint in enumerate(BODY_POINT_JOINTS[1:])}
 HAND_POINT = {joint: 2 * len(BODY_POINT_JOINTS) - 1 + i for i, (_, joint, _, _) in enumerate(EXTENSIONS) if joint in (20, 21)}
 # a touching joint's radius: the centre of a reaching wrist or elbow stays out of the scene
 TOUCH_RADIUS_M = 0.0
@@ -152,7 +154,7 @@ class Energy:
             for wrist in reaching if hi > lo else ():
                 for j in (wrist - 2, wrist):  # elbow, wrist
                     radii[lo:hi, j] = TOUCH_RADIUS_M
-                    radii[lo:hi, 22 + j - 1] = TOUCH_RADIUS_M  # the bone midpoint ending at that joint
+                    radii[lo:hi, MIDPOINT[j]] = TOUCH_RADIUS_M  # the bone ending at that joint
                 radii[lo:hi, HAND_POINT[wrist]] = TOUCH_RADIUS_M
         pen = torch.relu(radii - sdf)
         return (pen ** 2).sum(-1).mean() * 100.0

@@ -462,7 +462,8 @@ def _needs_another_round(problem: RefineProblem, body, offsets: _Offsets) -> boo
             again = problem.targets.worst(joints) > 0.015
     if problem.scene is not None:  # bending one limb out may push another in: watch those points too
         watched = problem.watched
-        now = _watched_skin(body, rot, p, problem.fixed, problem.scene, watch_m=0.0, lift_all=problem.lift_all)
+        now = _watched_skin(body, rot, p, problem.fixed, problem.scene, watch_m=0.0, lift_all=problem.lift_all,
+                            known=None if watched is None else watched.keys)
         if now is not None:
             merged = now if watched is None else watched.union(now)
             again = again or watched is None or len(merged.keys) > len(watched.keys)
@@ -501,8 +502,10 @@ class _Watched:
 
 
 def _watched_skin(body, rot0: torch.Tensor, pel: torch.Tensor, fixed: int, scene: SceneTerm,
-                  watch_m: float | None = None, lift_all: bool = False) -> _Watched | None:
-    """The skin points within ``watch_m`` (default: the term's) of their margin, in the frames `refine` may change."""
+                  watch_m: float | None = None, lift_all: bool = False,
+                  known: np.ndarray | None = None) -> _Watched | None:
+    """The skin points within ``watch_m`` (default: the term's) of their margin, in the frames `refine`
+    may change, but for the ``known`` keys (`_Watched.keys`: points already watched)."""
     skin = skin_points(body)
     w = rot0.shape[0]
     # absolute local rotations (hand poses in the clip are relative to the hands mean)
@@ -528,6 +531,8 @@ def _watched_skin(body, rot0: torch.Tensor, pel: torch.Tensor, fixed: int, scene
     # soles move little in the correction: only those already (nearly) touching are watched
     near = torch.where(low, height < min(watch, FLOOR_WATCH_M), dist < margin + watch)
     near[:fixed] = False
+    if known is not None and len(known):
+        near.view(-1)[torch.as_tensor(known, dtype=torch.long)] = False
     if not bool(near.any()):
         return None
     t_idx, p_idx = torch.nonzero(near, as_tuple=True)
