@@ -263,3 +263,35 @@ def test_refine_brings_a_hand_in_a_thin_wall_back_to_the_body_s_side(body):
     out, _ = refine(body, rot, pel, None, [], np.zeros(4), fixed=0, cfg=RefineConfig(), lock_feet=False, scene=term)
     after = np.abs(_skin_world(body, out, pel)[:, skin.main_carrier == 21, 0])  # (W,P) distance out from the midline
     assert after.max() < near_face + 0.01, f"hand {after.max() - near_face:.3f} m past the wall's near face"
+
+
+def test_skin_a_correction_moves_into_furniture_away_from_where_it_started_is_kept_out(body):
+    """The scene is cropped around the skin near it at the start (the soles on the floor); a hand
+    pulled 4 cm into a cabinet 12 cm beside it — far outside that crop — is still found and kept
+    out: the cabinet wins over the wrist target (before, the hand went 7 cm in)."""
+    from hosig.scene import load_scene
+
+    w = 6
+    rot, pel = _standing(body, w)
+    skin = skin_points(body)
+    with torch.no_grad():
+        wrist = skeleton_fk(body)(rot, pel, 22)[0, 21].numpy()
+    hand = _skin_world(body, rot, pel)[0][skin.main_carrier == 21]
+    side = float(np.sign(wrist[0]))
+    face = float(np.abs(hand[:, 0]).max()) + 0.12  # the cabinet's face, 12 cm beyond the hand
+    scene = load_scene(_payload({
+        "cabinet": ([0.5, 1.0, 1.2], [side * (face + 0.25), 0.0, 0.6]),
+        "floor": ([4.0, 4.0, 0.02], [0.0, 0.0, -0.01]),
+    }))
+    target = wrist.copy()
+    target[0] = side * (face + 0.04 + (abs(wrist[0]) - float(np.abs(hand[:, 0]).max())))  # hand skin 4 cm in
+    targets = [(f, 21, target, 1.0) for f in range(w)]
+    term = SceneTerm(scene.sdf(), CanonFrame(0.0, 0.0, 0.0), floor_z=0.0)
+    out, out_pel = refine(body, rot, pel, None, targets, np.zeros(4), fixed=0, cfg=RefineConfig(), lock_feet=False,
+                          scene=term)
+    after = _skin_world(body, out, out_pel)[:, skin.main_carrier == 21]  # (W,P,3)
+    depth = float(np.abs(after[..., 0]).max()) - face
+    assert depth < 0.012, f"hand {depth * 100:.1f} cm inside the cabinet"
+    with torch.no_grad():
+        reached = skeleton_fk(body)(out, out_pel, 22)[:, 21].numpy()
+    assert (np.abs(reached[:, 0]) > abs(wrist[0]) + 0.08).all()  # the hand did go out to the cabinet

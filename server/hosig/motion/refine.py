@@ -152,6 +152,8 @@ def eased_targets(targets: list[Target], joints0: np.ndarray, fixed: int, radius
 
 
 POLISH_DEPTH_M = 0.01  # skin still this deep inside the scene after a solve gets another round
+TARGET_ROUNDS = 3  # polishing rounds for joint targets still short (an unreachable one never converges)
+SCENE_ROUNDS = 6  # ... and while skin is still, or newly, inside the scene: each round may push another point in
 MAX_HEIGHT_SHIFT_M = 0.01  # refine moves the pelvis height by less than this
 
 
@@ -246,9 +248,10 @@ class RefineProblem:
     lock_feet: bool  # foot points kept above the floor (and, without held feet, locked in contact)
     targets: TargetTerm | None
     feet: FootTerm | None
-    scene: SceneTerm | None  # cropped around ``watched`` when there was skin to watch at the start
+    scene: SceneTerm | None  # cropped around ``watched`` when there was skin to watch
     watched: "_Watched | None"  # skin points near the scene; grows while polishing
     lift_all: bool  # every sole near the floor kept `FLOOR_MARGIN_M` up (the pelvis may rise)
+    whole_scene: SceneTerm | None = None  # ``scene`` uncropped: where skin that moved outside the crop is looked for
 
     def rotations(self, offsets: torch.Tensor) -> torch.Tensor:
         """(W,J,3) axis-angle offsets (already masked) -> (W,55,3,3) corrected rotations."""
@@ -314,8 +317,9 @@ def refine(
     offsets = _Offsets.zeros(rotmats.shape[0])
     _run_lbfgs(problem, cfg, offsets, cfg.iters if problem.targets is not None or problem.watched is not None
                else cfg.iters_feet)
-    for _round in range(3):  # polish until targets are met (<= 1.5 cm) and nothing new went inside
-        if not _needs_another_round(problem, body, offsets):
+    for done in range(SCENE_ROUNDS):  # polish until targets are met (<= 1.5 cm) and nothing new went inside
+        targets_short, skin_inside = _needs_another_round(problem, body, offsets)
+        if not (skin_inside or (targets_short and done < TARGET_ROUNDS)):
             break
         _run_lbfgs(problem, cfg, offsets, cfg.iters)
     return _corrected(problem, offsets)
@@ -336,8 +340,7 @@ def _build_problem(body, rotmats: torch.Tensor, pelvis: torch.Tensor, contacts: 
         joints0 = fk(rot0, pel, n_joints)
     lift_all = height_free is not None
     watched = _watched_skin(body, rot0, pel, fixed, scene, lift_all=lift_all) if scene is not None else None
-    if watched is not None:
-        scene = _cropped(fk, rot0, pel, scene, watched)
+    cropped = _cropped(fk, rot0, pel, scene, watched) if watched is not None else scene
     tg = eased_targets([t for t in targets if fixed <= t[0] < w], joints0.numpy(), fixed, cfg.ease_frames)
     new_frames = torch.zeros(w, 1)
     new_frames[fixed:] = 1.0
@@ -348,7 +351,7 @@ def _build_problem(body, rotmats: torch.Tensor, pelvis: torch.Tensor, contacts: 
         floor=torch.as_tensor(np.asarray(foot_floor), dtype=torch.float32)[None], new_frames=new_frames,
         lock_feet=lock_feet, targets=TargetTerm.of(tg) if tg else None,
         feet=_foot_term(joints0, contacts, foot_floor, fixed, cfg, lock_feet, held_feet),
-        scene=scene, watched=watched, lift_all=lift_all,
+        scene=cropped, watched=watched, lift_all=lift_all, whole_scene=scene,
     )
 
 
@@ -451,27 +454,28 @@ def _corrected(problem: RefineProblem, offsets: _Offsets) -> tuple[torch.Tensor,
         return problem.rotations(offsets.delta * problem.free), problem.pelvis_at(offsets.dz)
 
 
-def _needs_another_round(problem: RefineProblem, body, offsets: _Offsets) -> bool:
-    """After a solve: a target still over 1.5 cm away, or skin newly near the scene (added to
-    ``problem.watched``), or watched skin still over `POLISH_DEPTH_M` inside."""
-    again = False
+def _needs_another_round(problem: RefineProblem, body, offsets: _Offsets) -> tuple[bool, bool]:
+    """After a solve: (a target still over 1.5 cm away, skin inside the scene: newly near it
+    (added to ``problem.watched``) or watched skin still over `POLISH_DEPTH_M` inside)."""
+    targets_short = skin_inside = False
     rot, p = _corrected(problem, offsets)
     if problem.targets is not None:
         with torch.no_grad():
             joints = problem.fk(rot, p, problem.n_joints)
-            again = problem.targets.worst(joints) > 0.015
+            targets_short = problem.targets.worst(joints) > 0.015
     if problem.scene is not None:  # bending one limb out may push another in: watch those points too
         watched = problem.watched
-        now = _watched_skin(body, rot, p, problem.fixed, problem.scene, watch_m=0.0, lift_all=problem.lift_all,
+        # looked for in the whole scene: a hand bent out of a table may swing into a wall beyond the crop
+        now = _watched_skin(body, rot, p, problem.fixed, problem.whole_scene, watch_m=0.0, lift_all=problem.lift_all,
                             known=None if watched is None else watched.keys)
         if now is not None:
-            merged = now if watched is None else watched.union(now)
-            again = again or watched is None or len(merged.keys) > len(watched.keys)
-            problem.watched = merged
-        if problem.watched is not None and not again:  # the frame-coupled problem converges slowly: go on while it is inside
+            problem.watched = now if watched is None else watched.union(now)
+            problem.scene = _cropped(problem.fk, rot, p, problem.whole_scene, problem.watched)
+            skin_inside = True
+        if problem.watched is not None and not skin_inside:  # the frame-coupled problem converges slowly: go on while it is inside
             with torch.no_grad():
-                again = float(_watched_depths(problem.fk, rot, p, problem.scene, problem.watched).max()) > POLISH_DEPTH_M
-    return again
+                skin_inside = float(_watched_depths(problem.fk, rot, p, problem.scene, problem.watched).max()) > POLISH_DEPTH_M
+    return targets_short, skin_inside
 
 
 @dataclass
