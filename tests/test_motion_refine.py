@@ -221,7 +221,7 @@ def test_refine_moves_a_limb_out_of_furniture_smoothly_in_time(body):
 
 def test_a_hand_deep_in_a_thin_wall_leaves_it_on_the_body_s_side():
     """Its nearest face is the far one (the next room): the way out is the near face instead."""
-    from hosig.motion.refine import _ways_out
+    from hosig.motion.walls import ways_out
 
     wall = Slab(0, 1.0, 1.1)  # a 10 cm wall; the body stands at x < 1
     points = np.array([[1.08, 0.0, 1.0],   # past the wall's middle: nearest face the far one
@@ -229,17 +229,17 @@ def test_a_hand_deep_in_a_thin_wall_leaves_it_on_the_body_s_side():
                        [0.90, 0.0, 1.0]])  # outside
     pelvis = np.zeros((3, 3))
     pelvis[:, 2] = 1.0
-    exit_point, normal = _ways_out(wall, points, pelvis, wall.query_np(points) < 0)
+    exit_point, normal = ways_out(wall, points, pelvis, wall.query_np(points) < 0)
     assert normal[0] == pytest.approx([-1.0, 0.0, 0.0]) and exit_point[0, 0] == pytest.approx(1.0, abs=0.011)
     assert not normal[1:].any() and not exit_point[1:].any()
 
 
 def test_a_knee_under_a_table_top_is_not_guarded_as_a_wall():
-    from hosig.motion.refine import _ways_out
+    from hosig.motion.walls import ways_out
 
     top = Slab(2, 0.70, 0.74)  # a table top
     points = np.array([[0.3, 0.0, 0.735]])  # in the top, nearest face the upper one, the pelvis beside and below
-    exit_point, normal = _ways_out(top, points, np.array([[0.0, 0.0, 0.5]]), np.array([True]))
+    exit_point, normal = ways_out(top, points, np.array([[0.0, 0.0, 0.5]]), np.array([True]))
     assert not normal.any()
 
 

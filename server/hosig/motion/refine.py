@@ -19,10 +19,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from hosig.body.skeleton import LEFT_ARM, RIGHT_ARM
 from hosig.easing import smoothstep
 from hosig.motion.representation import FOOT_CONTACT_JOINTS, CanonFrame, aa_to_matrix, matrix_to_aa, skeleton_fk
 from hosig.motion.skin import carried_local, skin_points, world_points
+from hosig.motion.walls import ARM_JOINTS, STENCIL_M, ways_out
 from hosig.runs import true_runs
 
 MAX_LOCK_TRAVEL_M = 0.25  # a "contact" run whose foot slides further than this is not pinned
@@ -490,7 +490,7 @@ class _Watched:
     margin: torch.Tensor  # (N,) metres
     on_floor: torch.Tensor  # (N,) bool: measured against the floor plane (soles), not the SDF
     plane_only: torch.Tensor  # (N,) bool: on the floor and far from furniture: the plane alone, no SDF probes
-    exit_point: torch.Tensor  # (N,3) world: where a point inside a wall leaves it on the body's side (`_ways_out`)
+    exit_point: torch.Tensor  # (N,3) world: where a point inside a wall leaves it on the body's side (`ways_out`)
     exit_normal: torch.Tensor  # (N,3) world unit normal of that face, towards the body; 0 where not guarded
 
     def union(self, other: "_Watched") -> "_Watched":
@@ -549,68 +549,12 @@ def _watched_skin(body, rot0: torch.Tensor, pel: torch.Tensor, fixed: int, scene
     plane_only = on_floor & clear[t_idx, p_idx]
     pelvis = scene.frame.to_world_points_t(pel)[t_idx]
     inside = (dist[t_idx, p_idx] < 0) & torch.as_tensor(np.isin(skin.main_carrier, ARM_JOINTS))[p_idx]
-    exit_point, exit_normal = _ways_out(scene.sdf, world[t_idx, p_idx].double().numpy(), pelvis.double().numpy(),
+    exit_point, exit_normal = ways_out(scene.sdf, world[t_idx, p_idx].double().numpy(), pelvis.double().numpy(),
                                         inside.numpy())
     return _Watched(keys, t_idx, torch.as_tensor(skin.carrier, dtype=torch.long)[p_idx],
                     torch.as_tensor(skin.weight)[p_idx], local[t_idx, p_idx],
                     torch.where(on_floor, floor_margin[t_idx, p_idx], margin[t_idx, p_idx]), on_floor, plane_only,
                     torch.as_tensor(exit_point, dtype=torch.float32), torch.as_tensor(exit_normal, dtype=torch.float32))
-
-
-# the arms and hands are guarded (`_ways_out`); a leg held to a wall's near face jumped (a knee at
-# 13.8 m/s) where its own correction is smaller
-ARM_JOINTS = LEFT_ARM + RIGHT_ARM
-WALL_FACE_MAX_Z = 0.7  # a face whose outward normal rises less than this is a wall's (not a table top's)
-WAY_OUT_MAX_M = 0.3  # how far into a wall a skin point is followed back to the body's side
-WAY_OUT_STEP_M = 0.01
-
-
-def _ways_out(sdf, points: np.ndarray, pelvis: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where each skin point of an arm inside a wall must leave it: on the body's side, not the nearest face.
-
-    points, pelvis (N,3) world; inside (N,) bool. Returns exit points (N,3) and unit normals (N,3)
-    pointing out of the wall towards the body, 0 for points not guarded: those outside, those whose
-    nearest way out already faces the body, and those under a table-like (upward) face.
-    Invariant: a limb in a wall comes back out on the side it went in (the nearest face of a thin
-    wall may be its far side)."""
-    exit_point = np.zeros_like(points)
-    normal = np.zeros_like(points)
-    idx = np.flatnonzero(inside)
-    if len(idx) == 0:
-        return exit_point, normal
-    p = points[idx]
-    grad = _sdf_gradient(sdf, p)
-    flat = np.linalg.norm(grad[:, :2], axis=1)
-    toward = pelvis[idx, :2] - p[:, :2]
-    toward /= np.maximum(np.linalg.norm(toward, axis=1, keepdims=True), 1e-9)
-    wall = (flat > 1e-9) & (np.abs(grad[:, 2]) < WALL_FACE_MAX_Z * np.linalg.norm(grad, axis=1))
-    away = (grad[:, :2] * toward).sum(1) < 0
-    guard = np.flatnonzero(wall & away)
-    if len(guard) == 0:
-        return exit_point, normal
-    n = np.zeros((len(guard), 3))
-    n[:, :2] = -grad[guard, :2] / flat[guard, None]  # the wall's face on the body's side
-    steps = np.arange(1, int(round(WAY_OUT_MAX_M / WAY_OUT_STEP_M)) + 1) * WAY_OUT_STEP_M
-    probes = p[guard, None, :] + n[:, None, :] * steps[None, :, None]  # (G,S,3)
-    out = sdf.query_np(probes.reshape(-1, 3)).reshape(len(guard), len(steps)) >= 0
-    found = out.any(1)
-    first = np.argmax(out, axis=1)
-    rows = idx[guard[found]]
-    exit_point[rows] = p[guard[found]] + n[found] * steps[first[found], None]
-    normal[rows] = n[found]
-    return exit_point, normal
-
-
-def _sdf_gradient(sdf, points: np.ndarray) -> np.ndarray:
-    """(N,3) central-difference gradient of ``sdf.query_np`` at points (N,3): outward where inside.
-
-    Not `SceneSDF.gradient_np`: the cropped grid `refine` polishes with has only ``query_np``, and
-    probes one voxel (`STENCIL_M`) to each side still see the faces from a thin slab's middle, where
-    the trilinear gradient is flat."""
-    h = STENCIL_M
-    offsets = np.concatenate([np.eye(3), -np.eye(3)]) * h  # (6,3)
-    d = sdf.query_np((points[:, None, :] + offsets[None]).reshape(-1, 3)).reshape(-1, 6)
-    return (d[:, :3] - d[:, 3:]) / (2 * h)
 
 
 CROP_PAD_M = 0.3  # the correction moves skin points a few centimetres; the crop reaches far beyond
@@ -676,7 +620,6 @@ PLANE_ONLY_LIFT_M = 0.12  # ... asked this high above the sole, out of the floor
 FLOOR_ONLY_M = 0.10  # skin points this low and that far from furniture are measured against the floor plane
 FLOOR_GRID_SLACK_M = 0.015  # a sole on the floor reads down to -1 cm in the 2 cm grid
 FLOOR_MARGIN_M = 0.003  # sole points found under the floor are lifted this far, so the vertices between them clear it too
-STENCIL_M = 0.02  # probe offset for the scene distance: one voxel of the grid
 
 
 def probed_distance(sdf, points: torch.Tensor, h: float = STENCIL_M) -> torch.Tensor:
