@@ -206,8 +206,9 @@ def test_auto_hand_takes_the_other_hand_when_the_first_ends_short_of_the_object(
     assert tried == ["right", "left"]
     assert result.hand == "left" and result.contact_distance_m <= GraspConfig().max_contact_distance
     tried.clear()
-    right = generator.generate_grasp(case.scene, case.target, stand, load_body_model(), hand="right")
-    assert tried == ["right"] and right.hand == "right"  # a named hand is never swapped
+    with pytest.raises(InfeasibleError, match="right hand"):  # a named hand is never swapped
+        generator.generate_grasp(case.scene, case.target, stand, load_body_model(), hand="right")
+    assert tried == ["right"]
 
 
 def test_pose_prior_loads_and_prefers_its_mean():
@@ -217,3 +218,20 @@ def test_pose_prior_loads_and_prefers_its_mean():
     assert prior.energy(mean).item() < 1e-6 < prior.energy(odd).item()
     assert prior.limit_violation(mean).item() == 0.0
     assert prior.note["source"]["kind"] in ("cmu-bvh", "hosig-dataset")
+
+
+def test_no_hand_reaching_the_object_is_a_clear_refusal_not_a_grasp_in_the_air(monkeypatch):
+    """When every hand's best pose ends 8 cm off the object there is no grasp from this stand
+    point: InfeasibleError naming the object, the hands tried and the distance."""
+    case = testscenes.bottle_on_table()
+    real = generator._grasp_with
+
+    def short_of_it(ctx, side, cands):
+        result = real(ctx, side, cands)
+        result.contact_distance_m = 0.08
+        return result
+
+    monkeypatch.setattr(generator, "_grasp_with", short_of_it)
+    stand = (case.stand[0], case.stand[1], case.stand[2])
+    with pytest.raises(InfeasibleError, match=r"no grasp reaches it.*right and left hands.*0\.080 m"):
+        generator.generate_grasp(case.scene, case.target, stand, load_body_model(), hand="auto")

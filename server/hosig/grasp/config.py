@@ -52,6 +52,9 @@ class GraspConfig:
     max_scene_penetration: float = 0.006
     max_contact_distance: float = 0.015
     finalise_tries: int = 4
+    # ... and when even the best pose of every hand tried ends farther than this from the object,
+    # there is no grasp from this stand point: refused (a hand closing on air 8-11 cm off a box)
+    max_miss_distance: float = 0.03
     w_feet: float = 1000.0
     w_feet_crouch: float = 5000.0  # a squat's soles: weaker, it lifted both feet 6 cm to reach further
     w_stand: float = 80.0

@@ -169,7 +169,8 @@ def generate_grasp(
     """Whole-body grasp of ``target`` from the stand point ``(x, y, heading)`` (see module doc).
 
     Raises `UnknownObjectError` (unknown target), `InfeasibleError` (object too big for a hand,
-    no free approach) or `UnreachableError` (out of reach from the stand point).
+    no free approach, no pose whose hand reaches it) or `UnreachableError` (out of reach from the
+    stand point).
     """
     with _single_thread():
         return _generate(scene, target, stand, body, hand, config or GraspConfig())
@@ -193,7 +194,8 @@ class _GraspContext:
 def _generate(scene: Any, target: str, stand: Any, body: Any, hand: str, config: GraspConfig) -> GraspResult:
     """Each side in `_hand_order` with a free approach is optimised (`_grasp_with`) until one is
     acceptable (`_shortfall` 0); the least short wins. A hand that ends 5 cm short of a box beside
-    the body is no grasp when the other hand closes on it."""
+    the body is no grasp when the other hand closes on it; InfeasibleError when the winner's hand
+    still ends farther than `GraspConfig.max_miss_distance` from the object."""
     t0 = time.perf_counter()
     c0 = time.process_time()
     timings: dict[str, float] = {}
@@ -218,6 +220,12 @@ def _generate(scene: Any, target: str, stand: Any, body: Any, hand: str, config:
         if best_short == 0.0:
             break
     assert result is not None
+    if result.contact_distance_m > config.max_miss_distance:
+        tried = " and ".join(side for side, _ in by_side)
+        raise InfeasibleError(
+            f"object {target!r}: no grasp reaches it from the stand point ({stand_t[0]:.2f}, {stand_t[1]:.2f}): "
+            f"the closest pose of the {tried} hand{'s' if len(by_side) > 1 else ''} ({n_cands} candidates) ends "
+            f"{result.contact_distance_m:.3f} m from it (max {config.max_miss_distance:.2f})")
     result.candidates = n_cands
     result.grasp_ms = (time.perf_counter() - t0) * 1e3
     timings["cpu"] = (time.process_time() - c0) * 1e3  # process CPU time: robust to a busy machine
