@@ -11,6 +11,7 @@ import pytest
 
 from hosig.body import load_body_model
 from hosig.body.skeleton import JOINT_INDEX
+from hosig.errors import InfeasibleError
 from hosig.grasp import GraspConfig, generate_grasp
 from hosig.grasp import testscenes
 
@@ -56,13 +57,18 @@ def test_low_object_bends_or_squats_and_high_object_stretches(results, body):
     assert high.wrist[2] > high.joints[JOINT_INDEX["right_shoulder"], 2]
 
 
-def test_phone_against_a_shelf_back_panel_is_not_refused(body):
+def test_phone_against_a_shelf_back_panel_is_attempted_not_blocked(body):
     """Palms from above on the phone's centre put the finger tips into the back panel; the palm on
-    its near end is still free, so the grasp is attempted instead of 'no free approach'.
-    (How close the hand gets under the board above varies with the stand: see BENCHMARKS.)"""
+    its near end is still free, so the grasp is attempted instead of 'no free approach'. From this
+    stand the hand under the board above ends ~6 cm short, so the attempt is refused for that,
+    by name (a hand closing on air is never handed on); a grasp that does reach stays out of the shelf."""
     case = testscenes.phone_against_shelf_back()
-    r = generate_grasp(case.scene, case.target, case.stand, body, hand="right")
-    assert r.contact_distance_m < 0.1, r.to_json()
+    try:
+        r = generate_grasp(case.scene, case.target, case.stand, body, hand="right")
+    except InfeasibleError as err:
+        assert "no grasp reaches it" in str(err) and "no free approach" not in str(err), str(err)
+        return
+    assert r.contact_distance_m <= GraspConfig().max_miss_distance, r.to_json()
     assert r.scene_penetration_m <= 0.006, r.to_json()
 
 

@@ -75,14 +75,3 @@ def test_a_regenerated_range_touches_the_scene_where_the_generated_clip_did():
     assert _touch_spans(clip, 200, 320) == ((release - RELEASE_AFTER_PLACE - TOUCH_FRAMES - 200, 120),)
     walk = SimpleNamespace(grasp_frame=-1, release_frame=-1, n_frames=n, object_transforms=None)
     assert _touch_spans(walk, 0, 100) == ()
-
-
-def test_guidance_leads_a_hand_past_a_thin_wall_s_middle_back_to_the_body_s_side() -> None:
-    """A free hand 8 cm into a 10 cm wall (past its middle, the far face nearest) is pulled back
-    towards the body, not pushed on through into the next room."""
-    joints = _joints(WALL_X[0] + 0.08, side="left")
-    joints[:, 0] = torch.tensor([0.5, 0.0, 0.9])  # the pelvis half a metre before the wall
-    joints.requires_grad_(True)
-    energy = _energy(())  # the right hand reaches (elsewhere); the left is free
-    grad, = torch.autograd.grad(energy.scene_energy(joints), joints)
-    assert float(grad[:, 20, 0].sum()) > 0.0  # descent moves the wrist towards -x: the body's side

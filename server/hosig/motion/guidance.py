@@ -25,7 +25,6 @@ from hosig.motion.representation import (
     decode,
     skeleton_fk,
 )
-from hosig.motion.walls import ARM_JOINTS, ways_out
 
 BODY_POINT_JOINTS = list(range(22))  # pelvis .. wrists (fingers are too close to the object to push)
 # radius (m) of the body around each joint for the scene term: small at the limbs' ends
@@ -144,7 +143,7 @@ class Energy:
         allp = torch.cat([pts, mids, extension_points(joints)], 1)  # (W,P,3)
         r_all = torch.cat([r_all, torch.tensor([e[3] for e in EXTENSIONS])])
         world = self.frame.to_world_points_t(allp)
-        sdf = held_on_the_body_side(self.scene_sdf, self.scene_sdf.query(world), world, world[:, 0])  # (W,P)
+        sdf = self.scene_sdf.query(world)  # (W,P)
         # the elbow and wrist of a hand with a target here (grasp, place) may approach the table
         # its object stands on: their skin may touch it, but their centres never enter furniture;
         # the free arm keeps its full radius like the rest of the body
@@ -159,35 +158,6 @@ class Energy:
                 radii[lo:hi, HAND_POINT[wrist]] = TOUCH_RADIUS_M
         pen = torch.relu(radii - sdf)
         return (pen ** 2).sum(-1).mean() * 100.0
-
-
-# scene-term points of the arms (joints, the bones ending at them, the palms): held on the body's
-# side of a thin wall (`hosig.motion.walls`)
-ARM_POINTS = sorted(ARM_JOINTS + [MIDPOINT[j] for j in ARM_JOINTS] + list(HAND_POINT.values()))
-
-
-def held_on_the_body_side(scene_sdf, sdf: torch.Tensor, world: torch.Tensor, pelvis: torch.Tensor) -> torch.Tensor:
-    """(W,P) scene distances of the points ``world`` (W,P,3), those of `ARM_POINTS` inside a wall
-    read as the depth behind the wall's face on the body's side (``pelvis`` (W,3) world) where
-    that is deeper: the gradient then leads back out the way the arm went in, not through the wall."""
-    arm = torch.as_tensor(ARM_POINTS)
-    d = sdf[:, arm]  # (W,A)
-    inside = (d < 0).detach().numpy().reshape(-1)
-    if not inside.any():
-        return sdf
-    pts = world[:, arm]
-    flat = pts.detach().double().numpy().reshape(-1, 3)
-    pel = pelvis.detach().double().numpy()[:, None].repeat(len(ARM_POINTS), 1).reshape(-1, 3)
-    exit_point, normal = ways_out(scene_sdf, flat, pel, inside)
-    guarded = np.abs(normal).sum(1) > 0
-    if not guarded.any():
-        return sdf
-    face = ((pts.reshape(-1, 3) - torch.as_tensor(exit_point, dtype=pts.dtype))
-            * torch.as_tensor(normal, dtype=pts.dtype)).sum(-1)
-    held = torch.where(torch.as_tensor(guarded), torch.minimum(d.reshape(-1), face), d.reshape(-1))
-    out = sdf.clone()
-    out[:, arm] = held.reshape(d.shape)
-    return out
 
 
 def extension_points(joints: torch.Tensor) -> torch.Tensor:
