@@ -96,3 +96,16 @@ def test_offsets_fall_under_gravity_and_stop_at_the_gap() -> None:
     rise = settle_offsets(0.01, 6)
     assert rise[0] > 0 and rise[-1] == pytest.approx(0.01) and np.all(np.diff(rise) >= 0)
     assert OBJECT_FLOAT_M > 0.002 and OBJECT_SINK_M > 0.002  # the settle's 2 mm is well inside the judge's bounds
+
+
+def test_a_cup_whose_middle_hangs_past_the_edge_falls_to_the_floor() -> None:
+    """Only its rim over the table (centre 3 cm past the edge): it rests on what is under its middle,
+    the floor, and the stress judge agrees it is not floating."""
+    scene, cup = _scene(), _cup()
+    put = _put_down(0.5 + 0.03, 0.0, TABLE_TOP + 0.02)
+    out = _rest(scene, cup, put, 40)
+    placed = moved_vertices(cup.vertices, out[-1])
+    assert placed[:, 2].min() == pytest.approx(0.0, abs=0.002)
+    from hosig.eval.gross import _footprint_support
+
+    assert placement_gap(placed, _footprint_support(scene, placed, 0.0)).failures == []

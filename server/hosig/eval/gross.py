@@ -26,6 +26,7 @@ from hosig.body.skeleton import JOINT_INDEX, JOINT_NAMES, PARENTS
 from hosig.eval.geometry import clip_vertices, hand_vertex_mask, penetration_depths, surface_distance
 from hosig.eval.metrics import FPS, horizontal_speed, joint_speeds
 from hosig.jsonable import to_jsonable
+from hosig.pipeline.settle import MIDDLE_INSET
 
 FEET_OFF_FLOOR_S = 0.2  # no foot on the floor for longer than this (> 6 frames at 30 fps) is a failure
 FOOT_CONTACT_M = 0.05  # a foot whose lowest skin point is within this above the surface under it is on the floor
@@ -324,7 +325,7 @@ def grasp_distances(verts: np.ndarray, body: Any, mesh: trimesh.Trimesh, hands: 
 def _footprint_support(mesh: trimesh.Trimesh, vertices: np.ndarray, fallback_z: float) -> float:
     """Height of the highest surface under the middle of an object's footprint ((N,3) world vertices)."""
     lo, hi = vertices.min(axis=0), vertices.max(axis=0)
-    inset = 0.25 * (hi[:2] - lo[:2])
+    inset = MIDDLE_INSET * (hi[:2] - lo[:2])
     gx, gy = np.meshgrid(np.linspace(lo[0] + inset[0], hi[0] - inset[0], 3),
                          np.linspace(lo[1] + inset[1], hi[1] - inset[1], 3))
     top = hi[2] + 0.01  # from just above the object: a shelf above it is not its support

@@ -23,6 +23,7 @@ from hosig.easing import smoothstep
 GRAVITY_M_S2 = 9.81
 RAISE_FRAMES = 4  # a sunk object is eased up onto its surface over this many frames
 FOOTPRINT_GRID = 9  # rays per side of the footprint's bounding box (kept: those inside its outline)
+MIDDLE_INSET = 0.25  # the middle of a footprint: its box less a quarter from each side (as `hosig.eval.gross`)
 RAY_START_M = 0.01  # rays start this far above the object's top: a shelf board above it is no support
 # A surface higher than this fraction of the object's height above its bottom is something the object
 # is tangled in (a board it pokes through), not what it rests on: a sunk object is raised at most so far.
@@ -52,6 +53,19 @@ def footprint_points(vertices: np.ndarray, grid: int = FOOTPRINT_GRID) -> np.nda
     return pts if len(pts) else ((lo + hi) / 2)[None]
 
 
+def middle_of(points: np.ndarray, vertices: np.ndarray, inset: float = MIDDLE_INSET) -> np.ndarray:
+    """(K,2) footprint points -> those over the middle of the outline's box (``inset`` of its size
+    cut from each side), or its centre when none are.
+
+    Invariant: an object rests on what is under its middle (its weight); one whose middle hangs
+    past a table's edge falls (the stress judge measures the support the same way)."""
+    xy = np.asarray(vertices, dtype=np.float64)[:, :2]
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    a, b = lo + inset * (hi - lo), hi - inset * (hi - lo)
+    keep = np.all((points >= a - 1e-9) & (points <= b + 1e-9), axis=1)
+    return points[keep] if keep.any() else ((lo + hi) / 2)[None]
+
+
 def support_height(scene_mesh, vertices: np.ndarray) -> float | None:
     """Height of the highest scene surface under an object's (N,3) world vertices; None when nothing is under it.
 
@@ -63,7 +77,7 @@ def support_height(scene_mesh, vertices: np.ndarray) -> float | None:
     if len(v) == 0 or len(getattr(scene_mesh, "faces", ())) == 0:
         return None
     bottom, top = float(v[:, 2].min()), float(v[:, 2].max())
-    xy = footprint_points(v)
+    xy = middle_of(footprint_points(v), v)
     origins = np.column_stack([xy, np.full(len(xy), top + RAY_START_M)])
     down = np.tile([0.0, 0.0, -1.0], (len(xy), 1))
     hits, _, _ = scene_mesh.ray.intersects_location(origins, down, multiple_hits=True)
