@@ -109,3 +109,15 @@ def test_a_cup_whose_middle_hangs_past_the_edge_falls_to_the_floor() -> None:
     from hosig.eval.gross import _footprint_support
 
     assert placement_gap(placed, _footprint_support(scene, placed, 0.0)).failures == []
+
+
+def test_an_underside_holds_nothing_up() -> None:
+    """A cup let go deep in a 9 cm table top, its bottom at the top's underside (a crude motion
+    put it there): it never comes to rest on the underside, only on a top — the table's or the floor."""
+    floor = trimesh.creation.box(extents=[4.0, 4.0, 0.02])
+    floor.apply_translation([0, 0, -0.01])
+    table = trimesh.creation.box(extents=[1.0, 1.0, 0.09])
+    table.apply_translation([0, 0, 0.75 - 0.045])
+    scene, cup = trimesh.util.concatenate([floor, table]), _cup()
+    bottom = moved_vertices(cup.vertices, _rest(scene, cup, _put_down(0.1, 0.0, 0.66), 40)[-1])[:, 2].min()
+    assert bottom == pytest.approx(0.0, abs=0.002) or bottom == pytest.approx(0.75, abs=0.002), bottom

@@ -80,7 +80,8 @@ def support_height(scene_mesh, vertices: np.ndarray) -> float | None:
     xy = middle_of(footprint_points(v), v)
     origins = np.column_stack([xy, np.full(len(xy), top + RAY_START_M)])
     down = np.tile([0.0, 0.0, -1.0], (len(xy), 1))
-    hits, _, _ = scene_mesh.ray.intersects_location(origins, down, multiple_hits=True)
+    hits, _, tri = scene_mesh.ray.intersects_location(origins, down, multiple_hits=True)
+    hits = hits[np.asarray(scene_mesh.face_normals)[tri, 2] > 0.0] if len(hits) else hits  # tops, not undersides
     if len(hits) == 0:
         return None
     z = hits[:, 2]
