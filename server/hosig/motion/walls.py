@@ -3,8 +3,8 @@
 The nearest face of a 10 cm wall, from past its middle, is the far one: following the signed
 distance there pushes a hand through into the next room. The correction (`hosig.motion.refine`)
 holds an arm point inside a wall to the face on the body's side instead (`ways_out`), as a
-half-space. (Guidance does not: its steps are normalised and its exits recomputed at every
-evaluation, and with them a body was thrown metres; see BENCHMARKS, session 15.)
+half-space. Guidance does not: its steps are normalised and backtracked, and exits recomputed at
+every evaluation make its energy a different function at each try.
 """
 
 from __future__ import annotations

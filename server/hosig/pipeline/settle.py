@@ -69,9 +69,10 @@ def middle_of(points: np.ndarray, vertices: np.ndarray, inset: float = MIDDLE_IN
 def support_height(scene_mesh, vertices: np.ndarray) -> float | None:
     """Height of the highest scene surface under an object's (N,3) world vertices; None when nothing is under it.
 
-    Rays go straight down from just above the object's top through each footprint point; every hit
-    counts, and the highest one not above the object's bottom + `MAX_RAISE_FRACTION` of its height is
-    the support (so a sunk object finds the top it sank into, a floating one the top below it).
+    Rays go straight down from just above the object's top through the footprint points under its
+    middle (`middle_of`); every hit on an upward-facing surface counts, and the highest one not above
+    the object's bottom + `MAX_RAISE_FRACTION` of its height is the support (so a sunk object finds
+    the top it sank into, a floating one the top below it).
     ``scene_mesh`` must exclude the object itself and the body."""
     v = np.asarray(vertices, dtype=np.float64)
     if len(v) == 0 or len(getattr(scene_mesh, "faces", ())) == 0:
