@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -210,16 +210,15 @@ def _generate(scene: Any, target: str, stand: Any, body: Any, hand: str, config:
     ctx = _GraspContext(scene, target, body, stand_t, floor_z, config, scene_sdf, ObjectSDF(obj.mesh, seed=config.seed),
                         timings)
     timings["candidates"] = (time.perf_counter() - t) * 1e3
-    result, best_short, n_cands = None, np.inf, 0
-    for side, cands in by_side:
-        r = _grasp_with(ctx, side, cands)
-        n_cands += len(cands)
-        short = _shortfall(r, config)
-        if result is None or short < best_short - 1e-3:
-            result, best_short = r, short
-        if best_short == 0.0:
-            break
-    assert result is not None
+    sizes: list[int] = []  # candidates of each side tried
+
+    def each_side() -> Iterator[tuple[str, GraspResult]]:
+        for side, cands in by_side:
+            sizes.append(len(cands))
+            yield side, _grasp_with(ctx, side, cands)
+
+    _, result = _least_short(each_side(), config)
+    n_cands = sum(sizes)
     if result.contact_distance_m > config.max_miss_distance:
         tried = " and ".join(side for side, _ in by_side)
         raise InfeasibleError(
@@ -260,19 +259,28 @@ def _grasp_with(ctx: _GraspContext, side: str, cands: list[Candidate]) -> GraspR
     t = time.perf_counter()
     # The voxel SDF the optimiser sees is 2 cm coarse: measure the winner on the meshes and let
     # the next-ranked candidates stand in when it is inside the furniture or short of the object.
-    best, result, best_short = -1, None, np.inf
-    for b in np.argsort(energy)[: max(1, config.finalise_tries)]:
-        r = _finalise(ctx.scene, ctx.target, ctx.body, lite, hg, cands[b], p1, p2, int(b), ctx.obj_sdf, ctx.scene_sdf,
-                      ctx.stand, ctx.floor_z)
-        short = _shortfall(r, config)
-        if result is None or short < best_short - 1e-3:
-            best, result, best_short = int(b), r, short
-        if short == 0.0:
-            break
-    assert result is not None
+    finished = ((int(b), _finalise(ctx.scene, ctx.target, ctx.body, lite, hg, cands[b], p1, p2, int(b), ctx.obj_sdf,
+                                   ctx.scene_sdf, ctx.stand, ctx.floor_z))
+                for b in np.argsort(energy)[: max(1, config.finalise_tries)])
+    best, result = _least_short(finished, config)
     timings["measure"] = timings.get("measure", 0.0) + (time.perf_counter() - t) * 1e3
     result.energy = float(energy[best])
     return result
+
+
+def _least_short(tries: Iterable[tuple[Any, GraspResult]], config: GraspConfig) -> tuple[Any, GraspResult]:
+    """The (key, result) of ``tries`` with the least `_shortfall` (the first of near-equals, within
+    1 mm); stops drawing tries at the first acceptable one (shortfall 0)."""
+    best: tuple[Any, GraspResult] | None = None
+    best_short = np.inf
+    for key, result in tries:
+        short = _shortfall(result, config)
+        if best is None or short < best_short - 1e-3:
+            best, best_short = (key, result), short
+        if short == 0.0:
+            break
+    assert best is not None, "no grasp was tried"
+    return best
 
 
 def _shortfall(result: GraspResult, config: GraspConfig) -> float:
