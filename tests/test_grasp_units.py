@@ -188,7 +188,7 @@ def test_auto_hand_takes_the_other_hand_when_the_first_is_blocked(monkeypatch):
 
 def test_auto_hand_takes_the_other_hand_when_the_first_ends_short_of_the_object(monkeypatch):
     """A hand whose best pose stays 5 cm off the object is not a grasp: with 'auto' the other hand
-    is optimised too and the one that reaches wins; an acceptable first hand is kept alone."""
+    is optimised too and the one that reaches wins; a hand named by the request is never swapped."""
     case = testscenes.bottle_on_table()
     real = generator._grasp_with
     tried: list[str] = []
