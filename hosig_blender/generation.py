@@ -24,8 +24,8 @@ import numpy as np
 
 from . import client, edits, rig
 from .keyframes import ActionWriter, preserve_action
-from .posemath import bone_quaternions, make_continuous, pelvis_locations
-from .protocol import BodyData, FramesChunk, ProtocolError, generate_request
+from .posemath import bone_quaternions, last_per_frame, make_continuous, pelvis_locations
+from .protocol import BodyData, FramesChunk, ProtocolError, generate_request, merge_chunks
 from .scene_export import exportable_objects, exporter
 from .upload import SceneUpload
 
@@ -180,7 +180,6 @@ class ShotRun:
         self.writer = ActionWriter(shot_name, self.staging)
         self.writer.assign(self.staging)
         self.keyer = ClipKeyer(body, self.staging, self.writer, options.frame_start)
-        self.joints_received: list[np.ndarray] = []
         self._take_parts: list[FramesChunk] = []  # what the server sent, stored with the take (`store_take`)
         self._backlog: list[dict[str, Any]] = []  # events received but not yet handled (tick budget)
         try:
@@ -239,9 +238,8 @@ class ShotRun:
 
     def _key_chunk(self, chunk: FramesChunk) -> None:
         self.keyer.key(chunk)  # buffered: the tick's `flush` writes them within its budget
-        self.joints_received.append(chunk.joints)  # (n,55,3) kept for checks (tests, bench)
         self._take_parts.append(chunk)
-        self.frames_received += chunk.count
+        self.frames_received = max(self.frames_received, chunk.start + chunk.count)  # frames sent again replace
         if self.first_frames_s is None:
             self.first_frames_s = time.perf_counter() - self.started
         self.stage = "motion"
@@ -329,14 +327,17 @@ class ShotRun:
             add_take(shot, self.writer.action, self.kind, self.seed, self.summary)
         push_undo(f"HOSIG {self.kind} {self.shot_name}")
 
+    def received_joints(self) -> np.ndarray:
+        """(T,55,3) world joints of the frames received (a frame sent again: its last version); for checks."""
+        whole = merge_chunks(self._take_parts)
+        return whole.joints if whole is not None else np.zeros((0, 55, 3))
+
     def _take(self) -> edits.Take:
         """The streamed frames as one take (clip frame 0 at the run's start frame)."""
-        parts = sorted(self._take_parts, key=lambda c: c.start)
-        obj = [c.object_transforms for c in parts]
-        name = next((c.object_name for c in parts if c.object_name), None)
+        whole = merge_chunks(self._take_parts)
+        name = whole.object_name
         return edits.Take(
-            np.concatenate([c.poses for c in parts]), np.concatenate([c.trans for c in parts]), self.options.frame_start,
-            name, np.concatenate(obj) if name and all(o is not None for o in obj) else None,
+            whole.poses, whole.trans, self.options.frame_start, name, whole.object_transforms if name else None,
             int(self.summary.get("grasp_frame", -1) if self.summary.get("grasp_frame") is not None else -1),
             int(self.summary.get("release_frame", -1) if self.summary.get("release_frame") is not None else -1),
         )
@@ -457,7 +458,8 @@ class ClipKeyer:
         obj = bpy.data.objects.get(self.object_name)
         if obj is None:
             return None
-        key_carried_object(obj, np.concatenate(self._object_frames), np.concatenate(self._object_mats),
+        frames, mats = last_per_frame(np.concatenate(self._object_frames), np.concatenate(self._object_mats))
+        key_carried_object(obj, frames, mats,
                            f"{action_prefix}_{obj.name}", options)
         return obj.name
 

@@ -14,7 +14,7 @@ import time
 import bpy
 import numpy as np
 
-from .posemath import reduce_keys
+from .posemath import continuous_signs, last_per_frame, reduce_keys
 
 # enum indices of KeyframePoint.interpolation (CONSTANT, LINEAR, BEZIER, ...) for foreach_set
 _INTERP = {"LINEAR": 1, "BEZIER": 2}
@@ -93,10 +93,15 @@ class ActionWriter:
             self.flush()
 
     def _arrays(self, path: str) -> tuple[np.ndarray, np.ndarray]:
-        """All buffered keys of a channel group, merged once into a single array pair."""
+        """All buffered keys of a channel group, merged once into a single array pair (a frame keyed
+        again replaces its earlier key)."""
         if len(self._frames[path]) > 1:
-            self._frames[path] = [np.concatenate(self._frames[path])]
-            self._values[path] = [np.concatenate(self._values[path])]
+            frames = np.concatenate(self._frames[path])
+            values = np.concatenate(self._values[path])
+            merged, values_once = last_per_frame(frames, values)
+            if len(merged) < len(frames) and path.endswith("rotation_quaternion"):
+                values_once = continuous_signs(values_once)  # a replaced range may come back sign-flipped
+            self._frames[path], self._values[path] = [merged], [values_once]
         return self._frames[path][0], self._values[path][0]
 
     def flush(self, budget_s: float | None = None) -> bool:

@@ -121,6 +121,27 @@ def make_continuous(quats: np.ndarray, previous: np.ndarray | None = None) -> np
     return q
 
 
+def last_per_frame(frames: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keys (frames (n,), values (n,...)) with each frame once, in frame order: where a frame was
+    keyed more than once the last key wins (frames the server sent again replace the first ones)."""
+    frames = np.asarray(frames)
+    if len(frames) < 2 or np.all(np.diff(frames) > 0):
+        return frames, values
+    rev = frames[::-1]
+    uniq, idx = np.unique(rev, return_index=True)  # first in reversed order = last sent
+    return uniq, np.asarray(values)[::-1][idx]
+
+
+def continuous_signs(quats: np.ndarray) -> np.ndarray:
+    """`make_continuous` for a whole (T,...,4) array at once: every sign flip between neighbours is undone."""
+    q = np.array(quats, dtype=np.float64, copy=True)
+    if len(q) < 2:
+        return q
+    flips = np.cumsum(np.sum(q[1:] * q[:-1], axis=-1) < 0, axis=0) % 2  # (T-1,...)
+    q[1:] *= np.where(flips == 1, -1.0, 1.0)[..., None]
+    return q
+
+
 def reduce_keys(values: np.ndarray, tolerance: float) -> np.ndarray:
     """Fewest keys such that linear interpolation stays within ``tolerance`` of every sample.
 

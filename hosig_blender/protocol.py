@@ -151,6 +151,25 @@ class FramesChunk:
         return cls(start, poses, trans, joints, event.get("object_name"), obj_t)
 
 
+def merge_chunks(chunks: list[FramesChunk]) -> FramesChunk | None:
+    """The streamed chunks as one chunk from frame 0 (None when there are none). A frame sent again
+    (the server re-sends the frames its repair redrew) replaces the earlier one: the last sent wins."""
+    if not chunks:
+        return None
+    n = max(c.start + c.count for c in chunks)
+    poses, trans = np.zeros((n, POSE_DIM)), np.zeros((n, 3))
+    joints = np.zeros((n, N_JOINTS, 3))
+    carried = all(c.object_transforms is not None for c in chunks)
+    obj = np.broadcast_to(np.eye(4), (n, 4, 4)).copy() if carried else None
+    for c in chunks:
+        sl = slice(c.start, c.start + c.count)
+        poses[sl], trans[sl], joints[sl] = c.poses, c.trans, c.joints
+        if obj is not None:
+            obj[sl] = c.object_transforms
+    name = next((c.object_name for c in chunks if c.object_name), None)
+    return FramesChunk(0, poses, trans, joints, name, obj)
+
+
 def mesh_payload(objects: list[tuple[str, np.ndarray, np.ndarray]]) -> dict[str, Any]:
     """[(name, vertices (N,3) world Z-up, faces (M,3))] -> the `hosig-mesh/1` JSON payload."""
     return {

@@ -90,13 +90,16 @@ class FakeServer:
     ``mode``: "ok" streams the clip; "die" closes the socket after ``die_after`` chunks;
     "error" sends an `unreachable` error event after the plan. ``scene_error`` / ``plan_error``
     ``(status, code, message)``: /scenes or /plan answer that HTTP error as the real server does.
+    ``repair`` ``(first, last, clip)``: after the stream, frames first..last of ``clip`` are sent again.
     """
 
     def __init__(self, body: BodyData, n_frames: int = 90, chunk: int = 15, delay_s: float = 0.0,
                  mode: str = "ok", die_after: int = 2, object_name: str | None = None,
                  clip: dict[str, np.ndarray] | None = None, scene_error: tuple[int, str, str] | None = None,
-                 plan_error: tuple[int, str, str] | None = None) -> None:
+                 plan_error: tuple[int, str, str] | None = None,
+                 repair: tuple[int, int, dict[str, np.ndarray]] | None = None) -> None:
         self.body = body
+        self.repair = repair  # (first, last, clip): frames sent again after the stream, as the server's repair does
         self.scene_error, self.plan_error = scene_error, plan_error
         self.plans: list[dict[str, Any]] = []
         self.clip = clip if clip is not None else walking_clip(body, n_frames)
@@ -162,6 +165,19 @@ class FakeServer:
                 self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
                 self.wfile.flush()
 
+            def _frames(self, clip: dict[str, np.ndarray], s: int, e: int, obj: str | None, n: int | None = None) -> None:
+                n = n or len(clip["poses"])
+                mats = None
+                if obj:
+                    mats = []
+                    for f in range(s, e):
+                        m = np.eye(4)
+                        m[:3, 3] = [0.0, 0.0, 0.01 * max(0, f - n // 2)]  # lifted after the "grasp"
+                        mats.append(m.reshape(-1).tolist())
+                self._send({"type": "frames", "start": s, "count": e - s, "poses": clip["poses"][s:e].tolist(),
+                            "trans": clip["trans"][s:e].tolist(), "joints": clip["joints"][s:e].tolist(),
+                            "object_name": obj, "object_transforms": mats})
+
             def _stream(self, req: dict[str, Any]) -> None:
                 job = f"job{len(server.requests)}"
                 self.send_response(200)
@@ -187,19 +203,12 @@ class FakeServer:
                         self.connection.shutdown(socket.SHUT_RDWR)
                         self.connection.close()
                         return
-                    e = min(n, s + server.chunk)
-                    mats = None
-                    if obj:
-                        mats = []
-                        for f in range(s, e):
-                            m = np.eye(4)
-                            m[:3, 3] = [0.0, 0.0, 0.01 * max(0, f - n // 2)]  # lifted after the "grasp"
-                            mats.append(m.reshape(-1).tolist())
-                    self._send({"type": "frames", "start": s, "count": e - s, "poses": clip["poses"][s:e].tolist(),
-                                "trans": clip["trans"][s:e].tolist(), "joints": clip["joints"][s:e].tolist(),
-                                "object_name": obj, "object_transforms": mats})
+                    self._frames(clip, s, min(n, s + server.chunk), obj)
                     if server.delay_s:
                         time.sleep(server.delay_s)
+                if server.repair is not None:  # the server's repair sends a redrawn range again
+                    first, last, redrawn = server.repair
+                    self._frames(redrawn, first, last + 1, obj, n)
                 self._send({"type": "done", "summary": {"frames": n, "duration_s": n / 30, "grasp_frame": n // 2,
                                                         "metrics": {"skate_cm_s": 1.0}, "body_identity": "test-body"}})
                 self.wfile.write(b"0\r\n\r\n")

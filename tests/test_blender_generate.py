@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from blender_support import FakeServer, fake_body, fresh_addon, real_body_and_clip
+from blender_support import FakeServer, fake_body, fresh_addon, real_body_and_clip, walking_clip
 
 bpy = pytest.importorskip("bpy")
 
@@ -124,6 +124,32 @@ def test_generated_armature_matches_streamed_joints_and_regeneration_keeps_old_a
         scene.frame_set(10 + 23)
         heads = np.array([list(arm.matrix_world @ arm.pose.bones[n].head) for n in body.joint_names])
         assert np.abs(heads - clip["joints"][23]).max() < 0.03
+
+
+def test_frames_sent_again_by_the_repair_replace_the_first_ones(scene) -> None:
+    """The server's repair re-sends a redrawn range after the stream: one key per frame, the redrawn
+    frames' pose at those frames, the first stream's elsewhere; the stored take is the same."""
+    body = fake_body()
+    _add_shot(scene, "Repaired", action="pick")
+    first_clip, redrawn = walking_clip(body, 40, seed=0), walking_clip(body, 40, seed=5)
+    with FakeServer(body, n_frames=40, chunk=10, clip=first_clip, object_name="bottle", repair=(12, 25, redrawn)) as server:
+        queue = _run(scene, ["Repaired"], server)
+    assert not queue.failures, queue.failures
+    run = queue.finished[0]
+    assert run.frames_received == 40
+    arm = scene.hosig.shots["Repaired"].armature
+    action = arm.animation_data.action
+    assert all(len(fc.keyframe_points) == 40 for fc in _fcurves(action))
+    for f, source in ((5, first_clip), (12, redrawn), (20, redrawn), (25, redrawn), (26, first_clip), (39, first_clip)):
+        scene.frame_set(1 + f)
+        heads = np.array([list(arm.matrix_world @ arm.pose.bones[n].head) for n in body.joint_names])
+        assert np.abs(heads - source["joints"][f]).max() < 1e-3, f
+    np.testing.assert_allclose(run.received_joints()[20], redrawn["joints"][20])
+    stored = np.asarray(action["hosig_poses"]).reshape(40, 165)
+    np.testing.assert_allclose(stored[20], redrawn["poses"][20], atol=1e-6)
+    np.testing.assert_allclose(stored[30], first_clip["poses"][30], atol=1e-6)
+    bottle = bpy.data.objects["bottle"]
+    assert all(len(fc.keyframe_points) == 40 for fc in _fcurves(bottle.animation_data.action))
 
 
 def test_mannequin_rig_matches_smplx_forward_within_1mm(scene) -> None:

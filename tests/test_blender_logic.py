@@ -12,7 +12,7 @@ from scipy.spatial.transform import Rotation
 
 from hosig.frames import YUP_TO_ZUP
 from hosig_blender import client, picking, posemath
-from hosig_blender.protocol import BodyData, FramesChunk, generate_request
+from hosig_blender.protocol import BodyData, FramesChunk, generate_request, merge_chunks
 
 
 def _blender_pose_heads(body: BodyData, rest_rot: np.ndarray, quats: np.ndarray, loc: np.ndarray) -> np.ndarray:
@@ -58,6 +58,28 @@ def test_make_continuous_removes_sign_flips() -> None:
     out = posemath.make_continuous(q, previous=np.array([1.0, 0, 0, 0]))
     assert np.all(np.sum(out[1:] * out[:-1], axis=1) > 0)
     assert out[0, 0] > 0
+
+
+def test_keys_sent_again_replace_the_first_ones_and_stay_sign_continuous() -> None:
+    frames = np.array([0, 1, 2, 3, 4, 1, 2], dtype=float)  # frames 1-2 sent again (a repaired range)
+    values = np.arange(7, dtype=float)[:, None] * [1.0, -1.0]
+    merged, once = posemath.last_per_frame(frames, values)
+    np.testing.assert_array_equal(merged, [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(once[:, 0], [0, 5, 6, 3, 4])
+    q = posemath.aa_to_quat(np.array([[0, 0, a] for a in np.linspace(0, 2, 9)]))
+    fixed = posemath.continuous_signs(q * np.array([1, 1, -1, -1, 1, -1, 1, 1, 1])[:, None])
+    np.testing.assert_allclose(fixed, q)
+
+
+def test_merge_chunks_keeps_the_last_version_of_each_frame() -> None:
+    def chunk(start: int, n: int, value: float) -> FramesChunk:
+        return FramesChunk(start, np.full((n, 165), value), np.full((n, 3), value), np.full((n, 55, 3), value), "cup",
+                           np.broadcast_to(np.eye(4) * value, (n, 4, 4)).copy())
+
+    whole = merge_chunks([chunk(0, 5, 1.0), chunk(5, 5, 2.0), chunk(3, 4, 3.0)])
+    np.testing.assert_array_equal(whole.poses[:, 0], [1, 1, 1, 3, 3, 3, 3, 2, 2, 2])
+    assert whole.start == 0 and whole.object_name == "cup" and whole.object_transforms[4, 0, 0] == 3.0
+    assert merge_chunks([]) is None
 
 
 def test_reduce_keys_bounds_linear_error_and_drops_keys() -> None:

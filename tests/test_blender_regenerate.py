@@ -50,7 +50,7 @@ def generated(server, tmp_path_factory):
     headless.add_shot(scene, name, target, action, start, heading, place)
     queue = headless.generate([name], server, timeout_s=600)
     assert not queue.failures, queue.failures
-    return scene, np.concatenate(queue.finished[0].joints_received)
+    return scene, queue.finished[0].received_joints()
 
 
 def _bone_world(arm, name: str) -> np.ndarray:

@@ -106,7 +106,7 @@ def test_pick_generation_against_real_server(kitchen, server) -> None:
     assert set(b.name for b in arm.data.bones) == {"root", *body.joint_names}
     act = arm.animation_data.action
     assert act.name == name and act.frame_range[1] - act.frame_range[0] + 1 == run.frames_received
-    joints = np.concatenate(run.joints_received)
+    joints = run.received_joints()
     check = list(range(55)) if body.hands_mean is not None else list(range(25))  # fingers need /body hands_mean
     for f in np.linspace(0, len(joints) - 1, 5).astype(int):
         scene.frame_set(1 + int(f))

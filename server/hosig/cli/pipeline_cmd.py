@@ -67,6 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--place", default=None, help="pick-place: object name (its top) or X,Y,Z")
     gen.add_argument("--hand", choices=("right", "left", "auto"), default="right")
     gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--repair", type=int, default=None, metavar="N",
+                     help="redraw the frames around a gross failure found in the finished clip up to N times "
+                          "(default: 3 at final quality, 0 at preview; 0: never)")
     gen.add_argument("--out", default=None, help="clip file to write (npz); none written when omitted")
     gen.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     add_model_flag(gen)
@@ -167,7 +170,9 @@ def _request_fields(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError("--range, --anchors and --variations need --from-clip")
         return {"scene": args.scene, "start": parse_floats(args.start, "--start", (2, 3)), "target": args.target,
                 "action": args.action, "place": parse_place(args.place), "seed": args.seed, "smplx_dir": args.smplx_dir,
-                "hand": args.hand}
+                "hand": args.hand, "repair": args.repair}
+    if args.repair is not None:
+        raise UsageError("--repair applies to new shots, not to --from-clip (rank takes with --variations)")
     if not os.path.isfile(args.from_clip):
         raise UsageError(f"--from-clip: no such file {args.from_clip!r}")
     fields: dict[str, Any] = {"scene": args.scene, "base_clip": args.from_clip, "seed": args.seed,

@@ -51,6 +51,7 @@ class StressResult:
     wall_s: float = 0.0
     clip: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    repair: dict[str, Any] | None = None  # the pipeline's own repair report (`pipeline.repair`), None: not run
 
     @property
     def gross(self) -> bool:
@@ -159,6 +160,7 @@ def _judge_clip(result: StressResult, case: Any, summary: dict[str, Any], approa
     result.metrics = {k: measured[k] for k in ("hand_object_m", "penetration_frame_fraction", "penetration_max_m",
                                                "sole_sliding_cm_s", "pelvis_path_m", "pop_frames", "max_joint_speed_m_s")}
     result.metrics["realtime_factor"] = summary.get("realtime_factor")
+    result.repair = summary.get("repair")
 
 
 def run_stress_case(run_seed: int, index: int, out_dir: Path, engine: Any = None) -> StressResult:
@@ -241,6 +243,10 @@ def summarise(results: list[StressResult], run_seed: int, wall_s: float) -> dict
         "floating_clips": counts["feet_off_floor"], "nan_clips": counts["nan"],
         "failure_counts": counts,
         "failure_rates": {k: round(v / n, 4) for k, v in counts.items()} if n else {},
+        # the clips as the sampler first made them (before the pipeline's repair redrew failing frames)
+        "judged_before_repair": sum(r.repair is not None for r in clips),
+        "failed_before_repair": sum(bool(r.repair and r.repair.get("before")) for r in clips),
+        "repaired_clips": sum(bool(r.repair and any(a.get("kept") for a in r.repair.get("attempts", []))) for r in clips),
         "mean_wall_s": round(float(np.mean([r.wall_s for r in results])), 2) if results else None,
     }
 
@@ -297,6 +303,9 @@ def markdown_summary(report: dict[str, Any]) -> str:
              f"success {o['success_rate']}, gross failures {o['gross_failure_rate']}, infeasible {o['infeasible_rate']} "
              f"({o['infeasible_justified']} justified, {o['infeasible_unjustified']} not), "
              f"floating clips {o['floating_clips']}, NaN clips {o['nan_clips']}"]
+    if o.get("judged_before_repair"):
+        lines.append(f"as first sampled: {o['failed_before_repair']} of {o['judged_before_repair']} clips failed; "
+                     f"the pipeline's repair redrew frames of {o['repaired_clips']} of them")
     lines += [f"  {k}: {v}" for k, v in o["failure_counts"].items() if v]
     for c in report["cases"]:
         if c["failures"]:

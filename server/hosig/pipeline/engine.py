@@ -42,6 +42,8 @@ class EngineConfig:
     grasp_beside_walk: bool = True
     # the scene distances along a planned path are built in the background as soon as it is known
     prefetch_sdf: bool = True
+    # redraws of a finished clip's frames around a gross failure (`pipeline.repair`); None: the quality's
+    repair_rounds: int | None = None
 
 
 # Preview quality: the same stages with less search, for blocking out shots quickly.
@@ -119,6 +121,17 @@ class Engine:
             return None
         steps = int(getattr(getattr(self.motion(), "sampler", None), "steps", 10))
         return max(2, int(round(steps * PREVIEW_STEP_FRACTION)))
+
+    def repair_rounds(self, requested: int | None = None) -> int:
+        """Redraws allowed per clip: the request's, else the config's, else the quality's (preview
+        blocks shots out quickly and is not repaired; final gets `repair.REPAIR_ROUNDS`)."""
+        from hosig.pipeline.repair import REPAIR_ROUNDS
+
+        if requested is not None:
+            return int(requested)
+        if self.config.repair_rounds is not None:
+            return int(self.config.repair_rounds)
+        return REPAIR_ROUNDS if self.config.quality == "final" else 0
 
     def grasp(self, scene: Any, target: str, stand: tuple[float, float, float], body: Any, hand: str) -> tuple[Any, bool]:
         """(GraspResult, cached?) — grasps are deterministic, so a re-generation with another seed

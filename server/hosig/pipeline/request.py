@@ -24,6 +24,7 @@ PlaceTarget = Union[Annotated[str, Field(min_length=1, max_length=256)], Annotat
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
 MAX_VARIATIONS = 8
+MAX_REPAIR_ROUNDS = 8
 
 
 class AnchorKey(BaseModel):
@@ -66,6 +67,9 @@ class GenerateRequest(BaseModel):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     smplx_dir: str | None = Field(default=None, max_length=4096, description="real SMPL-X model folder (default: mannequin)")
     hand: Hand = "right"
+    repair: int | None = Field(default=None, ge=0, le=MAX_REPAIR_ROUNDS,
+                               description="redraws of the frames around a gross failure found in the finished clip "
+                                           "(0: none; default: the server's, 3 at final quality, 0 at preview)")
     # issue #20: regenerate a range of an existing clip around an animator's keys
     base_clip: str | BaseFrames | None = Field(default=None, description="clip file path (CLI only) or the clip's frames")
     range: list[int] | None = Field(default=None, min_length=2, max_length=2, description="[first, last] frames to regenerate (inclusive)")

@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,6 +195,7 @@ class _Job:
         self._produced = 0  # frames streamed so far
         self.frames_before_grasp = 0  # frames streamed before the grasp event
         self.walk_prefix_ok = True  # the walk's anchors were the real task's (see walkfirst)
+        self.repair_report: Any = None  # pipeline.repair.RepairReport once the clip was judged
 
     def cancelled(self) -> bool:
         return self._closed.is_set() or bool(self._user_cancel and self._user_cancel())
@@ -401,11 +402,44 @@ class _Job:
         yield from self._grasp_ready(future)
         self._lap("motion_ms", t)
         clip = stream.clip(final_clip, task, req.target, body)
+        clip = yield from self._repair(clip, scene, body, model, scene_sdf, future.result(), steps)
         written = None
         if self.clip_path is not None:
             written = str(clip.save(self.clip_path))
         self.timings["total_ms"] = round((time.perf_counter() - self.t0) * 1000.0, 2)
         yield Done(summary=self._summary(clip, scene, future.result(), approach, carry, place_point, written, body))
+
+    def _repair(self, clip: Any, scene: Any, body: Any, model: Any, scene_sdf: Any, grasp: Any,
+                steps: int | None) -> Generator[Any, None, Any]:
+        """The finished clip judged and, where it fails, its frames around the failure redrawn
+        (`pipeline.repair`); each replaced range goes out again as ``frames`` events (they replace
+        the frames sent before). Returns the clip to save; the report goes in the summary."""
+        from hosig.eval.gross import judge_clip
+        from hosig.pipeline.repair import range_redrawer, repair_clip
+
+        req = self.request
+        rounds = self.engine.repair_rounds(req.repair)
+        if rounds <= 0 or clip.n_frames < 2:
+            return clip
+        t = time.perf_counter()
+        yield Progress(stage="repair", fraction=0.0)
+        hand = str(grasp.hand) if grasp is not None else None
+
+        def judge(candidate: Any) -> Any:
+            return judge_clip(candidate, scene, body, req.target, hand=hand, action=req.action)
+
+        redraw = range_redrawer(model, body, scene_sdf, float(scene.floor_z), steps, hand, cancel=self.cancelled)
+        clip, report = repair_clip(clip, judge, redraw, req.seed, rounds=rounds, cancel=self.cancelled)
+        _check(self.cancelled)
+        self.repair_report = report
+        carried = clip.object_transforms is not None
+        for first, last in report.kept_ranges:
+            sl = slice(first, last + 1)
+            obj = clip.object_transforms[sl] if carried else None
+            yield Frames.from_arrays(first, clip.poses[sl], clip.trans[sl], clip.joints[sl], req.target if carried else None, obj)
+        yield Progress(stage="repair", fraction=1.0)
+        self._lap("repair_ms", t)
+        return clip
 
     def _stream_chunk(self, stream: "_Stream", chunk: Any, target: str) -> Iterator[Any]:
         """One motion window's final frames: a ``frames`` event (object transforms while carried)
@@ -456,6 +490,7 @@ class _Job:
             "quality": self.engine.config.quality,
             "object_name": clip.object_name,
             "clip": written,
+            "repair": self.repair_report.to_json() if self.repair_report is not None else None,
         }
 
 
