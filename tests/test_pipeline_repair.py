@@ -4,7 +4,6 @@ and the saved clip is exactly what a client assembles (a frame sent again replac
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,15 +12,10 @@ import pytest
 from pipeline_support import tiny_kitchen
 
 from hosig.clip import MotionClip
+from hosig.eval.gross import GrossVerdict as Verdict
 from hosig.pipeline.events import Done, Frames, Progress
 from hosig.pipeline.repair import REPAIR_SEED_STRIDE, grasp_keys, improves, located_failure, repair_clip, repair_range
 from hosig.pipeline.run import generate
-
-
-@dataclass
-class Verdict:
-    failures: list[str] = field(default_factory=list)
-    details: dict = field(default_factory=dict)
 
 
 def _clip(n: int = 120) -> SimpleNamespace:

@@ -47,6 +47,11 @@ TRUNK_TWIST_DEG = 70.0  # shoulder line and hip line differing in yaw by more th
 TRUNK_FOLD_DEG = 100.0  # pelvis->spine3 and spine3->head bent by more than this is a fold
 LINE_MIN_M = 0.05  # a shoulder/hip line whose horizontal projection is shorter has no meaningful yaw
 
+# where the detector of each failure local to a few frames names the frame it found worst (key in its
+# details); hand, object and NaN failures belong to the clip, not to a frame
+FAILURE_FRAME_KEYS = {"feet_off_floor": "first_frame", "pop": "frame", "penetration": "frame", "crouch_walk": "first_frame",
+                      "trunk_flip": "frame", "trunk_twist": "frame", "trunk_fold": "frame"}
+
 GRASP_ACTIONS = ("reach", "pick", "pick-place")  # actions whose hand must reach the target
 CARRY_ACTIONS = ("pick", "pick-place")  # actions whose object must follow the hand
 # SMPL-X's foot joints per side ("foot" is the toe joint)
@@ -71,8 +76,23 @@ class GrossVerdict:
     def ok(self) -> bool:
         return not self.failures
 
+    def located(self) -> list[tuple[str, int]]:
+        """(class, frame) of each failure whose detector names a frame, in ``failures`` order."""
+        return located_failures(self.failures, self.details)
+
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok(), "failures": list(self.failures), "details": to_jsonable(self.details)}
+
+
+def located_failures(failures: list[str], details: dict[str, Any]) -> list[tuple[str, int]]:
+    """(class, frame) of each of ``failures`` whose detector (``details[class]``) names a frame."""
+    out = []
+    for name in failures:
+        key = FAILURE_FRAME_KEYS.get(name)
+        frame = (details.get(name) or {}).get(key) if key else None
+        if isinstance(frame, (int, np.integer)) and frame >= 0:
+            out.append((name, int(frame)))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- helpers

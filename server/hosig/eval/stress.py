@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from hosig.eval.gross import located_failures
 from hosig.eval.report import generate_for_eval, measure_clip
 from hosig.jsonable import to_jsonable
 
@@ -68,12 +69,9 @@ class StressResult:
 
     def failure_frame(self) -> int:
         """The frame a person should look at: where the first failure found happens."""
-        keys = {"feet_off_floor": "first_frame", "pop": "frame", "penetration": "frame", "trunk_flip": "frame",
-                "trunk_twist": "frame", "trunk_fold": "frame", "crouch_walk": "first_frame"}
-        for name in self.failures:
-            frame = self.details.get(name, {}).get(keys.get(name, ""), None)
-            if isinstance(frame, int) and frame >= 0:
-                return frame
+        located = located_failures(self.failures, self.details)
+        if located:
+            return located[0][1]
         grasp = self.details.get("hand_miss", {}).get("grasp_frame")
         return int(grasp) if isinstance(grasp, int) and grasp >= 0 else self.frames // 2
 

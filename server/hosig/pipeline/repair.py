@@ -28,18 +28,6 @@ REPAIR_HALF_S = 1.0  # frames regenerated on each side of the failure's frame (s
 REPAIR_ROUNDS = 3  # regenerations tried per clip at most (each one ~ the cost of its range)
 REPAIR_SEED_STRIDE = 7919  # repair seeds: request seed + stride x round (far from the variations' seed+i)
 
-# where each failure class's detector reports the frame it found worst (key in its details)
-_FRAME_KEYS = {
-    "penetration": ("penetration", "frame"),
-    "pop": ("pop", "frame"),
-    "trunk_twist": ("trunk_twist", "frame"),
-    "trunk_fold": ("trunk_fold", "frame"),
-    "trunk_flip": ("trunk_flip", "frame"),
-    "feet_off_floor": ("feet_off_floor", "first_frame"),
-    "crouch_walk": ("crouch_walk", "first_frame"),
-}
-
-
 @dataclass
 class RepairAttempt:
     """One regeneration of frames [first, last] (inclusive) against ``failure`` at ``frame``."""
@@ -78,15 +66,9 @@ class RepairReport:
 
 def located_failure(verdict: Any) -> tuple[str, int] | None:
     """The first of the verdict's failures whose detector names a frame: (class, frame), else None
-    (hand, object and NaN failures are not local to a few frames a regeneration can redraw)."""
-    for name in verdict.failures:
-        where = _FRAME_KEYS.get(name)
-        if where is None:
-            continue
-        frame = (verdict.details.get(where[0]) or {}).get(where[1])
-        if frame is not None and int(frame) >= 0:
-            return name, int(frame)
-    return None
+    (hand, object and NaN failures are not local to a few frames a redraw could mend)."""
+    located = verdict.located()
+    return located[0] if located else None
 
 
 def repair_range(frame: int, n_frames: int, half_s: float = REPAIR_HALF_S, fps: float = FPS) -> tuple[int, int]:
@@ -107,21 +89,8 @@ def improves(candidate: Any, current: Any, failure: str, first: int, last: int) 
         return False
     if len(candidate.failures) < len(current.failures):
         return True
-    located = dict(_located_all(candidate))
-    frame = located.get(failure)
+    frame = dict(candidate.located()).get(failure)
     return frame is not None and not first <= frame <= last
-
-
-def _located_all(verdict: Any) -> list[tuple[str, int]]:
-    """(class, frame) of every located failure of a verdict."""
-    out = []
-    for name in verdict.failures:
-        where = _FRAME_KEYS.get(name)
-        if where is not None:
-            frame = (verdict.details.get(where[0]) or {}).get(where[1])
-            if frame is not None and int(frame) >= 0:
-                out.append((name, int(frame)))
-    return out
 
 
 def repair_clip(clip: Any, judge: Callable[[Any], Any], redraw: Callable[[Any, int, int, int], Any], seed: int,
