@@ -316,6 +316,7 @@ class ShotRun:
             shown = ", ".join(f"{k} {v:.3g}" for k, v in list(metrics.items())[:3] if isinstance(v, (int, float)))
             if shown:
                 self.message += f"; {shown}"
+        self.message += repair_note(self.summary.get("repair"))
         if self.summary.get("mode") == "regenerate":
             met = sum(1 for a in self.summary.get("anchors", []) if a.get("met"))
             self.message += f"; anchors met {met}/{len(self.summary.get('anchors', []))}, score {self.summary.get('score', 0):.3g}"
@@ -341,6 +342,17 @@ class ShotRun:
             int(self.summary.get("grasp_frame", -1) if self.summary.get("grasp_frame") is not None else -1),
             int(self.summary.get("release_frame", -1) if self.summary.get("release_frame") is not None else -1),
         )
+
+
+def repair_note(report: dict[str, Any] | None) -> str:
+    """What the server's repair did, for the shot's result line ('' when it found nothing to mend):
+    the frames it redrew, and any failure it could not mend (look there before keeping the take)."""
+    if not report or not report.get("before"):
+        return ""
+    kept = [a["range"] for a in report.get("attempts", []) if a.get("kept")]
+    note = "; redrawn " + ", ".join(f"{a}–{b}" for a, b in kept) if kept else ""
+    left = report.get("after") or []
+    return note + (f"; still failing: {', '.join(left)}" if left else "; judged clean")
 
 
 def push_undo(message: str) -> bool:

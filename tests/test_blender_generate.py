@@ -152,6 +152,15 @@ def test_frames_sent_again_by_the_repair_replace_the_first_ones(scene) -> None:
     assert all(len(fc.keyframe_points) == 40 for fc in _fcurves(bottle.animation_data.action))
 
 
+def test_the_shot_result_says_what_the_repair_redrew_and_what_it_left() -> None:
+    assert generation.repair_note(None) == "" and generation.repair_note({"before": [], "after": [], "attempts": []}) == ""
+    mended = {"before": ["pop"], "after": [], "attempts": [{"range": [12, 25], "kept": True}]}
+    assert generation.repair_note(mended) == "; redrawn 12–25; judged clean"
+    left = {"before": ["pop", "penetration"], "after": ["penetration"],
+            "attempts": [{"range": [12, 25], "kept": True}, {"range": [40, 60], "kept": False}]}
+    assert generation.repair_note(left) == "; redrawn 12–25; still failing: penetration"
+
+
 def test_mannequin_rig_matches_smplx_forward_within_1mm(scene) -> None:
     body, clip = real_body_and_clip(n=20)
     _add_shot(scene, "Mannequin")
