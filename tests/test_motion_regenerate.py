@@ -222,3 +222,5 @@ def test_cli_bad_arguments_exit_2(setup, tmp_path) -> None:
     assert main(common + ["--range", "30-40"]) == 2
     assert main(common + ["--range", "30:40", "--anchors", str(keys)]) == 2
     assert main(["generate", str(scene), "--range", "30:40"]) == 2
+    assert main(common + ["--range", "30:40", "--repair", "2"]) == 2  # a new shot's option, named as such
+    assert main(["generate", str(scene), "--start=1,1", "--target", "cup", "--repair", "9"]) == 2  # at most 8
