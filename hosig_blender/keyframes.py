@@ -14,7 +14,7 @@ import time
 import bpy
 import numpy as np
 
-from .posemath import continuous_signs, last_per_frame, reduce_keys
+from .posemath import last_per_frame, make_continuous, reduce_keys
 
 # enum indices of KeyframePoint.interpolation (CONSTANT, LINEAR, BEZIER, ...) for foreach_set
 _INTERP = {"LINEAR": 1, "BEZIER": 2}
@@ -100,7 +100,7 @@ class ActionWriter:
             values = np.concatenate(self._values[path])
             merged, values_once = last_per_frame(frames, values)
             if len(merged) < len(frames) and path.endswith("rotation_quaternion"):
-                values_once = continuous_signs(values_once)  # a replaced range may come back sign-flipped
+                values_once = make_continuous(values_once)  # a replaced range may come back sign-flipped
             self._frames[path], self._values[path] = [merged], [values_once]
         return self._frames[path][0], self._values[path][0]
 

@@ -107,17 +107,19 @@ def pelvis_locations(trans: np.ndarray, rest_joints: np.ndarray, pelvis_rest_rot
 
 
 def make_continuous(quats: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
-    """Flip quaternion signs along time (axis 0) so neighbours agree (no 360-degree spins).
+    """Flip quaternion signs along time (axis 0) of (T,...,4) ``quats`` so neighbours agree (no
+    360-degree spins): every sign flip between neighbours is undone, for the whole array at once.
 
-    ``previous`` (...,4): the last keyed quaternions from an earlier chunk, for streaming.
+    ``previous`` (...,4): the last keyed quaternions from an earlier chunk, for streaming (kept as is).
     """
     q = np.array(quats, dtype=np.float64, copy=True)
-    prev = previous
-    for t in range(q.shape[0]):
-        if prev is not None:
-            flip = np.sum(q[t] * prev, axis=-1, keepdims=True) < 0
-            q[t] = np.where(flip, -q[t], q[t])
-        prev = q[t]
+    if previous is not None:
+        prev = np.broadcast_to(np.asarray(previous, dtype=np.float64), q.shape[1:])[None]
+        return make_continuous(np.concatenate([prev, q]))[1:]
+    if len(q) < 2:
+        return q
+    flips = np.cumsum(np.sum(q[1:] * q[:-1], axis=-1) < 0, axis=0) % 2  # (T-1,...)
+    q[1:] *= np.where(flips == 1, -1.0, 1.0)[..., None]
     return q
 
 
@@ -130,16 +132,6 @@ def last_per_frame(frames: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, 
     rev = frames[::-1]
     uniq, idx = np.unique(rev, return_index=True)  # first in reversed order = last sent
     return uniq, np.asarray(values)[::-1][idx]
-
-
-def continuous_signs(quats: np.ndarray) -> np.ndarray:
-    """`make_continuous` for a whole (T,...,4) array at once: every sign flip between neighbours is undone."""
-    q = np.array(quats, dtype=np.float64, copy=True)
-    if len(q) < 2:
-        return q
-    flips = np.cumsum(np.sum(q[1:] * q[:-1], axis=-1) < 0, axis=0) % 2  # (T-1,...)
-    q[1:] *= np.where(flips == 1, -1.0, 1.0)[..., None]
-    return q
 
 
 def reduce_keys(values: np.ndarray, tolerance: float) -> np.ndarray:

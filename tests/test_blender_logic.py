@@ -67,7 +67,7 @@ def test_keys_sent_again_replace_the_first_ones_and_stay_sign_continuous() -> No
     np.testing.assert_array_equal(merged, [0, 1, 2, 3, 4])
     np.testing.assert_array_equal(once[:, 0], [0, 5, 6, 3, 4])
     q = posemath.aa_to_quat(np.array([[0, 0, a] for a in np.linspace(0, 2, 9)]))
-    fixed = posemath.continuous_signs(q * np.array([1, 1, -1, -1, 1, -1, 1, 1, 1])[:, None])
+    fixed = posemath.make_continuous(q * np.array([1, 1, -1, -1, 1, -1, 1, 1, 1])[:, None])
     np.testing.assert_allclose(fixed, q)
 
 

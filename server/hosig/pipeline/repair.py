@@ -8,9 +8,10 @@ trunk, hand and object); while it fails, the frames around the worst failure are
 machinery of *Regenerate Around Edits* (`hosig.motion.regenerate`: the rest of the clip is kept
 bit for bit, the seams are eased) and the new take is kept only when the whole clip judges better.
 
-Invariants: a repair never makes the clip worse by the judge (a candidate that adds a failure class
-is dropped), never moves the grasp (the grasping wrist at the grasp frame is a hard key of every
-range holding it), and never touches frames outside the ranges it reports.
+Invariants: a repair never makes the clip worse by the judge (a candidate that adds a failure class,
+a lost grasp included, is dropped) and never touches frames outside the ranges it reports. A range
+holding the grasp frame keys the grasping wrist where it was (`grasp_keys`, met by regenerate's
+final refine within its 2 cm tolerance, like an animator's key).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from hosig.clip import FPS
 REPAIR_HALF_S = 1.0  # frames regenerated on each side of the failure's frame (s)
 REPAIR_ROUNDS = 3  # regenerations tried per clip at most (each one ~ the cost of its range)
 REPAIR_SEED_STRIDE = 7919  # repair seeds: request seed + stride x round (far from the variations' seed+i)
+
 
 @dataclass
 class RepairAttempt:
@@ -72,9 +74,8 @@ def located_failure(verdict: Any) -> tuple[str, int] | None:
 
 
 def repair_range(frame: int, n_frames: int, half_s: float = REPAIR_HALF_S, fps: float = FPS) -> tuple[int, int]:
-    """Frames [first, last] regenerated around ``frame``: ``half_s`` on each side, inside the clip
-    and off its first and last frames (a range needs base frames on both sides for its seams,
-    except at the clip's very end)."""
+    """Frames [first, last] regenerated around ``frame``: ``half_s`` on each side, inside the clip;
+    frame 0 is never in it (a range needs a base frame before it for its seam), the last frame may be."""
     half = int(round(half_s * fps))
     first = max(1, frame - half)
     last = min(n_frames - 1, frame + half)
@@ -123,8 +124,8 @@ def repair_clip(clip: Any, judge: Callable[[Any], Any], redraw: Callable[[Any, i
 
 
 def grasp_keys(clip: Any, hand: str | None, first: int, last: int) -> list[Any]:
-    """Hard keys that keep the grasp where it was when [first, last] holds the grasp frame: the
-    grasping wrist's world position there (an `edits.EditAnchor`); none otherwise."""
+    """Keys that keep the grasp where it was when [first, last] holds the grasp frame: the grasping
+    wrist's world position there (an `edits.EditAnchor`, met like an animator's position key); none otherwise."""
     from hosig.body.skeleton import JOINT_INDEX
     from hosig.motion.edits import EditAnchor
 
